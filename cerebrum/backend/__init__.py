@@ -1,0 +1,1 @@
+"""The inference backend: llama.cpp models served over an OpenAI-compatible API."""

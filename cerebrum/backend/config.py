@@ -1,0 +1,38 @@
+"""The backend's settings, read from ``CEREBRUM_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import attrs
+
+from cerebrum.config import non_negative, positive
+
+
+def _default_threads() -> int:
+    # llama-cpp-python's own default is half the cores, which on a 2-core VPS
+    # costs about a quarter of the speed.
+    return max(1, os.cpu_count() or 1)
+
+
+@attrs.frozen
+class BackendConfig:
+    """Everything ``create_backend_app`` needs; built once at start-up."""
+
+    api_key: str | None = None
+    """The key clients must present (``X-API-Key`` or ``Authorization: Bearer``)."""
+    allow_no_key: bool = False
+    """Run without a key: local development only."""
+    models: Path | None = None
+    """Model registry (TOML); without it the embedded SmolLM2-135M is served."""
+    idle_unload_s: float = attrs.field(default=3600.0, validator=positive)
+    max_cpu_percent: float = attrs.field(default=70.0, validator=positive)
+    min_free_ram_mb: int = attrs.field(default=1024, validator=non_negative)
+    threads: int = attrs.field(factory=_default_threads, validator=positive)
+    """Default llama.cpp threads for models that do not set their own."""
+    max_queue: int = attrs.field(default=8, validator=non_negative)
+    """Requests that may wait for a busy model before new ones get 503."""
+    max_body_bytes: int = attrs.field(default=4 * 1024 * 1024, validator=positive)
+    log_json: bool = False
+    log_level: str = "INFO"

@@ -1,0 +1,117 @@
+"""One way to report an error: an exception per failure, rendered in OpenAI's JSON shape.
+
+Handlers raise an ``ApiError`` subclass; ``error_middleware`` (in
+``cerebrum.middlewares``) turns it into ``{"error": {...}}`` with the right
+status. Anything else is logged with its traceback and answered with a generic
+500 that never carries the exception text.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+from aiohttp import web
+
+
+class ApiError(Exception):
+    """Base for every error a client may see."""
+
+    status: ClassVar[int] = 500
+    error_type: ClassVar[str] = "server_error"
+    default_code: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code or self.default_code
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict[str, Any]:
+        """The OpenAI-style error object."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def to_response(self) -> web.Response:
+        """A JSON response for this error."""
+        return web.json_response(self.body(), status=self.status, headers=self.headers)
+
+
+class BadRequest(ApiError):
+    status = 400
+    error_type = "invalid_request_error"
+
+
+class ContextLengthExceeded(BadRequest):
+    default_code = "context_length_exceeded"
+
+
+class Unauthorized(ApiError):
+    status = 401
+    error_type = "invalid_request_error"
+    default_code = "invalid_api_key"
+
+
+class NotFound(ApiError):
+    status = 404
+    error_type = "invalid_request_error"
+    default_code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    default_code = "model_not_found"
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
+    error_type = "invalid_request_error"
+    default_code = "method_not_allowed"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    error_type = "invalid_request_error"
+    default_code = "payload_too_large"
+
+
+class BadGateway(ApiError):
+    status = 502
+    error_type = "upstream_error"
+    default_code = "bad_gateway"
+
+
+class GatewayTimeout(ApiError):
+    status = 504
+    error_type = "upstream_error"
+    default_code = "upstream_timeout"
+
+
+class Unavailable(ApiError):
+    """503 with ``Retry-After``: overloaded, shedding, circuit open, resource limit."""
+
+    status = 503
+    error_type = "server_error"
+    default_code = "unavailable"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, code: str | None = None) -> None:
+        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__(message, code=code, headers={"Retry-After": str(self.retry_after)})
+
+
+def sse_error_payload(error: ApiError) -> dict[str, Any]:
+    """The body of an SSE ``error`` event sent when a stream fails after it started."""
+    return error.body()

