@@ -1,0 +1,88 @@
+"""The backend's application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from cerebrum.backend import views
+from cerebrum.backend.config import BackendConfig
+from cerebrum.backend.models import ModelManager
+from cerebrum.backend.registry import ModelRegistry, load_registry
+from cerebrum.backend.resources import PsutilReader, ResourceGuard, ResourceReader
+from cerebrum.backend.state import BACKEND_STATE, BackendState
+from cerebrum.config import ConfigError
+from cerebrum.middlewares import setup_auth, setup_errors, setup_request_id
+
+_LOGGER = logging.getLogger(__name__)
+
+PUBLIC_PATHS = ("/health",)
+
+
+def create_backend_app(
+    config: BackendConfig,
+    *,
+    registry: ModelRegistry | None = None,
+    reader: ResourceReader | None = None,
+    clock: Callable[[], float] | None = None,
+    sample_interval_s: float = 1.0,
+) -> web.Application:
+    """Build the backend app. ``registry``, ``reader`` and ``clock`` are for tests."""
+    if not config.api_key and not config.allow_no_key:
+        raise ConfigError(
+            "CEREBRUM_API_KEY is not set: the backend refuses to start without a key. "
+            "Set one (cerebrum keygen), or CEREBRUM_ALLOW_NO_KEY=1 for local development"
+        )
+    reader = reader or PsutilReader()
+    manager_kwargs = {"clock": clock} if clock else {}
+    state = BackendState(
+        config=config,
+        models=ModelManager(
+            registry or load_registry(config.models),
+            threads=config.threads,
+            idle_unload_s=config.idle_unload_s,
+            min_free_ram_mb=config.min_free_ram_mb,
+            max_queue=config.max_queue,
+            reader=reader,
+            **manager_kwargs,
+        ),
+        guard=ResourceGuard(reader, config.max_cpu_percent, config.min_free_ram_mb),
+    )
+    # client_max_size is a second line: read_json refuses large bodies first.
+    app = web.Application(client_max_size=config.max_body_bytes)
+    app[BACKEND_STATE] = state
+    # Order: the request id first so every later line and error carries it;
+    # errors next so auth failures render as JSON; auth last.
+    setup_request_id(app)
+    setup_errors(app)
+    setup_auth(app, [config.api_key] if config.api_key else [], public=PUBLIC_PATHS)
+    app.cleanup_ctx.append(_background_tasks(sample_interval_s))
+    app.router.add_post("/v1/chat/completions", views.chat_completions)
+    app.router.add_post("/v1/completions", views.completions)
+    app.router.add_get("/v1/models", views.list_models)
+    app.router.add_get("/health", views.health)
+    return app
+
+
+def _background_tasks(
+    sample_interval_s: float,
+) -> Callable[[web.Application], contextlib.AbstractAsyncContextManager[None]]:
+    @contextlib.asynccontextmanager
+    async def background(app: web.Application) -> AsyncIterator[None]:
+        state = app[BACKEND_STATE]
+        state.guard.sample()
+        tasks = [
+            asyncio.create_task(state.guard.run(sample_interval_s), name="resource-guard"),
+            asyncio.create_task(state.models.run_idle_unloader(), name="idle-unloader"),
+        ]
+        yield
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await state.models.close()
+
+    return background

@@ -1,0 +1,206 @@
+"""HTTP handlers of the backend: thin, parse → call → respond."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any, Literal
+
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse, sse_response
+
+from cerebrum.backend.generation import (
+    Failed,
+    Finished,
+    Generation,
+    GenerationError,
+    GenerationJob,
+    PromptReady,
+    TextPiece,
+)
+from cerebrum.backend.state import BACKEND_STATE, BackendState
+from cerebrum.errors import ApiError
+from cerebrum.openai_wire import (
+    ChatCompletionRequest,
+    CompletionEnvelope,
+    read_json,
+    structure_request,
+    usage,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/chat/completions``: OpenAI chat completions, streamed or whole."""
+    return await _complete(request, "chat")
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/completions``: OpenAI (legacy) text completions, streamed or whole."""
+    return await _complete(request, "text")
+
+
+async def list_models(request: web.Request) -> web.Response:
+    """``GET /v1/models``: the registry, with each model's load state."""
+    state = request.app[BACKEND_STATE]
+    data = [
+        {
+            "id": spec.name,
+            "object": "model",
+            "created": int(spec.path.stat().st_mtime) if spec.path.exists() else 0,
+            "owned_by": "cerebrum",
+            "state": state.models.state(spec.name),
+            "context_length": spec.context_size,
+            "default": spec is state.models.registry.default,
+        }
+        for spec in state.models.registry
+    ]
+    return web.json_response({"object": "list", "data": data})
+
+
+async def health(request: web.Request) -> web.Response:
+    """``GET /health`` (public): ready or loading, loaded models, CPU and free RAM."""
+    state = request.app[BACKEND_STATE]
+    models = {spec.name: state.models.state(spec.name) for spec in state.models.registry}
+    guard = state.guard
+    return web.json_response({
+        "status": "loading" if "loading" in models.values() else "ready",
+        "models": models,
+        "loaded": state.models.loaded_models(),
+        "cpu_percent": round(guard.cpu_percent, 1),
+        "free_ram_mb": round(guard.available_mb) if guard.available_mb != float("inf") else None,
+        "limits": {
+            "max_cpu_percent": guard.max_cpu_percent,
+            "min_free_ram_mb": guard.min_free_ram_mb,
+        },
+        "uptime_s": round(time.monotonic() - state.started, 1),
+    })
+
+
+async def _complete(request: web.Request, kind: Literal["chat", "text"]) -> web.StreamResponse:
+    state = request.app[BACKEND_STATE]
+    body = await read_json(request, state.config.max_body_bytes)
+    parsed = structure_request(body, kind)
+    spec = state.models.resolve(parsed.model)
+    state.guard.check()
+    if isinstance(parsed, ChatCompletionRequest):
+        job = GenerationJob(parsed.params, messages=parsed.messages)
+    else:
+        job = GenerationJob(parsed.params, prompt=parsed.prompt)
+    envelope = CompletionEnvelope(kind, spec.name)
+    log = _CompletionLog(spec.name, parsed.stream)
+    async with state.models.use(spec.name) as worker:
+        generation = worker.start(job)
+        try:
+            first = await generation.next_event()
+            if isinstance(first, Failed):
+                raise _as_api_error(first.error)
+            assert isinstance(first, PromptReady)
+            if parsed.stream:
+                return await _stream(request, generation, envelope, log)
+            return await _collect(generation, envelope, log)
+        finally:
+            # Stops the model thread within one token if we leave early
+            # (client gone, error); harmless after a normal finish.
+            generation.cancel()
+            log.write()
+
+
+async def _stream(
+    request: web.Request, generation: Generation, envelope: CompletionEnvelope, log: _CompletionLog
+) -> EventSourceResponse:
+    async with sse_response(request, allow_all_methods=True) as sse:
+        try:
+            await sse.send(json.dumps(envelope.chunk("" if envelope.kind == "chat" else None,
+                                                     first=True)))
+            while True:
+                event = await generation.next_event()
+                if isinstance(event, TextPiece):
+                    log.token()
+                    await sse.send(json.dumps(envelope.chunk(event.text)))
+                elif isinstance(event, Finished):
+                    log.finish(event)
+                    await sse.send(json.dumps(envelope.chunk(
+                        None, finish_reason=_openai_reason(event),
+                        usage_=usage(event.prompt_tokens, event.completion_tokens))))
+                    await sse.send("[DONE]")
+                    break
+                elif isinstance(event, Failed):
+                    error = _as_api_error(event.error)
+                    log.outcome = "error"
+                    await sse.send(json.dumps(error.body()), event="error")
+                    break
+        except (ConnectionResetError, ConnectionError):
+            log.outcome = "client_disconnected"
+            generation.cancel()
+    return sse
+
+
+async def _collect(
+    generation: Generation, envelope: CompletionEnvelope, log: _CompletionLog
+) -> web.Response:
+    pieces: list[str] = []
+    while True:
+        event = await generation.next_event()
+        if isinstance(event, TextPiece):
+            log.token()
+            pieces.append(event.text)
+        elif isinstance(event, Finished):
+            log.finish(event)
+            body = envelope.whole("".join(pieces), _openai_reason(event),
+                                  usage(event.prompt_tokens, event.completion_tokens))
+            return web.json_response(body)
+        elif isinstance(event, Failed):
+            raise _as_api_error(event.error)
+
+
+def _openai_reason(event: Finished) -> str:
+    return "length" if event.reason == "length" else "stop"
+
+
+def _as_api_error(error: BaseException) -> ApiError:
+    if isinstance(error, ApiError):
+        return error
+    return GenerationError("the model failed while generating")
+
+
+class _CompletionLog:
+    """Collects one request's figures and writes its single completion log line."""
+
+    def __init__(self, model: str, stream: bool) -> None:
+        self.model = model
+        self.stream = stream
+        self.started = time.perf_counter()
+        self.first_token: float | None = None
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.finish_reason: str | None = None
+        self.outcome = "cancelled"
+
+    def token(self) -> None:
+        if self.first_token is None:
+            self.first_token = time.perf_counter()
+
+    def finish(self, event: Finished) -> None:
+        self.prompt_tokens = event.prompt_tokens
+        self.completion_tokens = event.completion_tokens
+        self.finish_reason = event.reason
+        self.outcome = "ok"
+
+    def write(self) -> None:
+        now = time.perf_counter()
+        fields: dict[str, Any] = {
+            "event": "completion",
+            "model": self.model,
+            "stream": self.stream,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "finish_reason": self.finish_reason,
+            "ttft_ms": round((self.first_token - self.started) * 1000, 1)
+            if self.first_token else None,
+            "duration_ms": round((now - self.started) * 1000, 1),
+            "outcome": self.outcome,
+        }
+        _LOGGER.info("completion %s", self.outcome, extra=fields)

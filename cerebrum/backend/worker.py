@@ -1,0 +1,218 @@
+"""ModelWorker: one llama.cpp model owned by one dedicated thread.
+
+A llama context is not thread-safe, so every call into it (load, tokenize,
+generate, close) runs on the worker's single-thread executor. Tokens cross to
+the event loop with ``loop.call_soon_threadsafe(queue.put_nowait, ...)``; a
+``threading.Event`` checked before each token stops generation within one
+token of a cancel.
+
+The generation loop drives llama-cpp-python's ``Llama.generate`` token by
+token rather than ``create_completion``: it gives exact token counts for
+``usage``, a context-length check before any output, and less per-token
+Python work than the high-level API (see docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import logging
+import random
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from cerebrum.backend.generation import (
+    Event,
+    Failed,
+    Finished,
+    FinishReason,
+    Generation,
+    GenerationJob,
+    PromptReady,
+    StopMatcher,
+    TextPiece,
+)
+from cerebrum.backend.registry import ModelSpec, RegistryError
+from cerebrum.errors import ApiError, ContextLengthExceeded
+
+_LOGGER = logging.getLogger(__name__)
+
+# Sampling defaults shared with llama.cpp's own server, so the two compare fairly.
+TOP_K = 40
+MIN_P = 0.05
+REPEAT_PENALTY = 1.0
+
+
+class ModelWorker:
+    """Loads one model on its own thread and runs its generations one at a time."""
+
+    def __init__(self, spec: ModelSpec, *, threads: int) -> None:
+        self.spec = spec
+        self.threads = spec.threads or threads
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{spec.name}")
+        self._llama: Any = None
+        self._formatter: Any = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._llama is not None
+
+    async def load(self) -> None:
+        """Load the GGUF on the worker thread (the loop stays free meanwhile)."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._load_sync)
+
+    async def close(self) -> None:
+        """Free the model and stop the thread."""
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, self._close_sync)
+        finally:
+            self._executor.shutdown(wait=False)
+
+    def start(self, job: GenerationJob) -> Generation:
+        """Start ``job`` on the worker thread; events arrive on the returned handle."""
+        loop = asyncio.get_running_loop()
+        generation = Generation()
+
+        def emit(event: Event) -> None:
+            loop.call_soon_threadsafe(generation.events.put_nowait, event)
+
+        def run() -> None:
+            try:
+                self._generate_sync(job, emit, generation)
+            except BaseException as exc:  # reported to the handler, never lost on the thread
+                _LOGGER.exception("generation failed on model %s", self.spec.name)
+                try:
+                    emit(Failed(exc))
+                except RuntimeError:
+                    pass  # the loop is closed: the service is shutting down
+
+        self._executor.submit(run)
+        return generation
+
+    # -- on the worker thread ------------------------------------------------
+
+    def _load_sync(self) -> None:
+        import llama_cpp  # imported here: only the backend host ever needs it
+
+        llama = llama_cpp.Llama(
+            model_path=str(self.spec.path),
+            n_ctx=self.spec.context_size,
+            n_threads=self.threads,
+            n_threads_batch=self.threads,
+            verbose=False,
+        )
+        self._formatter = _chat_formatter(llama, self.spec.chat_format)
+        self._llama = llama
+
+    def _close_sync(self) -> None:
+        if self._llama is not None:
+            self._llama.close()
+        self._llama = None
+        self._formatter = None
+
+    def _tokenize(self, job: GenerationJob) -> tuple[list[int], list[str]]:
+        llama = self._llama
+        stops = list(job.params.stop)
+        if job.messages is not None:
+            messages = [{"role": m.role, "content": m.content} for m in job.messages]
+            formatted = self._formatter(messages=messages)
+            extra = formatted.stop or []
+            stops += [extra] if isinstance(extra, str) else list(extra)
+            add_bos = not formatted.added_special and llama._model.add_bos_token()
+            text = formatted.prompt
+        else:
+            add_bos = llama._model.add_bos_token()
+            text = job.prompt or ""
+        return llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True), stops
+
+    def _generate_sync(
+        self, job: GenerationJob, emit: Callable[[Event], None], generation: Generation
+    ) -> None:
+        import llama_cpp
+
+        llama = self._llama
+        if llama is None:
+            raise RuntimeError("model is not loaded")
+        tokens, stops = self._tokenize(job)
+        n_ctx = llama.n_ctx()
+        prompt_tokens = len(tokens)
+        wanted = job.params.max_tokens
+        if prompt_tokens >= n_ctx:
+            emit(Failed(ContextLengthExceeded(
+                f"the prompt is {prompt_tokens} tokens, {prompt_tokens - n_ctx + 1} over "
+                f"this model's context of {n_ctx} tokens (which must also leave room "
+                "for at least one generated token)",
+                param="messages" if job.messages is not None else "prompt",
+            )))
+            return
+        if wanted is not None and prompt_tokens + wanted > n_ctx:
+            emit(Failed(ContextLengthExceeded(
+                f"the prompt ({prompt_tokens} tokens) plus max_tokens ({wanted}) is "
+                f"{prompt_tokens + wanted - n_ctx} tokens over this model's context of "
+                f"{n_ctx} tokens",
+                param="max_tokens",
+            )))
+            return
+        budget = wanted if wanted is not None else n_ctx - prompt_tokens
+        emit(PromptReady(prompt_tokens))
+
+        seed = job.params.seed if job.params.seed is not None else random.getrandbits(32)
+        llama.set_seed(seed & 0xFFFFFFFF)
+        vocab = llama._model.vocab
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        matcher = StopMatcher(stops)
+        cancelled = generation.cancel_event
+        produced = 0
+        reason: FinishReason = "length"
+        for token in llama.generate(
+            tokens,
+            top_k=TOP_K,
+            top_p=job.params.top_p,
+            min_p=MIN_P,
+            temp=job.params.temperature,
+            repeat_penalty=REPEAT_PENALTY,
+        ):
+            if cancelled.is_set():
+                reason = "cancelled"
+                break
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                reason = "stop"
+                break
+            produced += 1
+            text, hit_stop = matcher.feed(decoder.decode(llama.detokenize([token])))
+            if text:
+                emit(TextPiece(text))
+            if hit_stop:
+                reason = "stop"
+                break
+            if produced >= budget:
+                break
+        if reason != "stop":
+            tail = matcher.flush() + decoder.decode(b"", final=True)
+            if tail:
+                emit(TextPiece(tail))
+        emit(Finished(reason, prompt_tokens, produced))
+
+
+def _chat_formatter(llama: Any, chat_format: str | None) -> Any:
+    """The chat template: the GGUF's own, or a llama-cpp-python format named in the registry."""
+    from llama_cpp import llama_chat_format
+
+    if chat_format is None:
+        template = llama.metadata.get("tokenizer.chat_template")
+        if template:
+            eos = llama._model.token_get_text(llama.token_eos()) if llama.token_eos() != -1 else ""
+            bos = llama._model.token_get_text(llama.token_bos()) if llama.token_bos() != -1 else ""
+            return llama_chat_format.Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos)
+        chat_format = "chatml"
+    formatter = getattr(llama_chat_format, "format_" + chat_format.replace("-", "_"), None)
+    if formatter is None:
+        raise RegistryError(f"unknown chat_format {chat_format!r}")
+    return formatter
+
+
+class ModelLoadError(ApiError):
+    """A model file failed to load."""
