@@ -19,6 +19,26 @@ request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
+def install_request_id_factory() -> None:
+    """Stamp ``request_id`` on every LogRecord when it is created (idempotent).
+
+    A record factory rather than only a handler filter: the id must be read
+    while the request's context is current, and every handler (including
+    ones added later, such as test capture) then sees it.
+    """
+    current = logging.getLogRecordFactory()
+    if getattr(current, "_stamps_request_id", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = current(*args, **kwargs)
+        record.request_id = request_id_var.get()
+        return record
+
+    factory._stamps_request_id = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
 class RequestIdFilter(logging.Filter):
     """Adds ``record.request_id`` from the context."""
 
@@ -67,6 +87,7 @@ class TextFormatter(logging.Formatter):
 
 def setup_logging(*, json_lines: bool = False, level: str = "INFO") -> None:
     """Configure the root logger once for a service process."""
+    install_request_id_factory()
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())

@@ -24,12 +24,12 @@ from cerebrum.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
-from cerebrum.log import request_id_var
+from cerebrum.log import install_request_id_factory, request_id_var
 
 _LOGGER = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
-REQUEST_ID_KEY = "request_id"
+REQUEST_ID_KEY = web.RequestKey("request_id", str)
 # An incoming id is trusted only if it is short and plain: it ends up in logs.
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -63,6 +63,7 @@ async def _echo_request_id(request: web.Request, response: web.StreamResponse) -
 
 def setup_request_id(app: web.Application) -> None:
     """Install request-id correlation: context binding and the echo header."""
+    install_request_id_factory()
     app.middlewares.append(request_id_middleware)
     app.on_response_prepare.append(_echo_request_id)
 

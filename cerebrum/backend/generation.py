@@ -62,13 +62,38 @@ class Generation:
 
     events: asyncio.Queue[Event] = attrs.field(factory=asyncio.Queue)
     cancel_event: threading.Event = attrs.field(factory=threading.Event)
+    done: bool = False
+    """The model thread's last event (Finished or Failed) has been consumed."""
 
     def cancel(self) -> None:
         """Ask the model thread to stop; it notices before the next token."""
         self.cancel_event.set()
 
     async def next_event(self) -> Event:
-        return await self.events.get()
+        event = await self.events.get()
+        if isinstance(event, Finished | Failed):
+            self.done = True
+        return event
+
+    async def stop(self, timeout: float = 10.0) -> Finished | None:
+        """Cancel and wait until the model thread has really stopped.
+
+        Returns its final ``Finished`` (None if it failed or did not answer in
+        time), so the caller can log how far it got and hand the model on idle.
+        """
+        self.cancel()
+        if self.done:
+            return None
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    event = await self.events.get()
+                    if isinstance(event, Finished):
+                        return event
+                    if isinstance(event, Failed):
+                        return None
+        except TimeoutError:
+            return None
 
 
 class StopMatcher:

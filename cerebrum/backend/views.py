@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -101,10 +102,18 @@ async def _complete(request: web.Request, kind: Literal["chat", "text"]) -> web.
             if parsed.stream:
                 return await _stream(request, generation, envelope, log)
             return await _collect(generation, envelope, log)
+        except asyncio.CancelledError:
+            # aiohttp cancels the handler when the client disconnects.
+            log.outcome = "client_disconnected"
+            raise
         finally:
-            # Stops the model thread within one token if we leave early
-            # (client gone, error); harmless after a normal finish.
-            generation.cancel()
+            if not generation.done:
+                # We are leaving early (client gone, error): stop the model
+                # thread, which notices within one token, and wait for it so
+                # the model is idle before the next request gets its turn.
+                stopped = await generation.stop()
+                if stopped is not None:
+                    log.finish(stopped, outcome=log.outcome)
             log.write()
 
 
@@ -132,9 +141,8 @@ async def _stream(
                     log.outcome = "error"
                     await sse.send(json.dumps(error.body()), event="error")
                     break
-        except (ConnectionResetError, ConnectionError):
+        except ConnectionError:
             log.outcome = "client_disconnected"
-            generation.cancel()
     return sse
 
 
@@ -183,11 +191,11 @@ class _CompletionLog:
         if self.first_token is None:
             self.first_token = time.perf_counter()
 
-    def finish(self, event: Finished) -> None:
+    def finish(self, event: Finished, outcome: str = "ok") -> None:
         self.prompt_tokens = event.prompt_tokens
         self.completion_tokens = event.completion_tokens
         self.finish_reason = event.reason
-        self.outcome = "ok"
+        self.outcome = outcome
 
     def write(self) -> None:
         now = time.perf_counter()
