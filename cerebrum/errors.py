@@ -14,6 +14,10 @@ from typing import Any, ClassVar
 from aiohttp import web
 
 
+ERROR_CODE = web.ResponseKey("error_code", str)
+"""Set on every error response, so metrics can count rejections by reason."""
+
+
 class ApiError(Exception):
     """Base for every error a client may see."""
 
@@ -48,7 +52,9 @@ class ApiError(Exception):
 
     def to_response(self) -> web.Response:
         """A JSON response for this error."""
-        return web.json_response(self.body(), status=self.status, headers=self.headers)
+        response = web.json_response(self.body(), status=self.status, headers=self.headers)
+        response[ERROR_CODE] = self.code or self.error_type
+        return response
 
 
 class BadRequest(ApiError):

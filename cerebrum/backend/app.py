@@ -15,7 +15,9 @@ from cerebrum.backend.models import ModelManager
 from cerebrum.backend.registry import ModelRegistry, load_registry
 from cerebrum.backend.resources import PsutilReader, ResourceGuard, ResourceReader
 from cerebrum.backend.state import BACKEND_STATE, BackendState
+from cerebrum.backend.metrics import ModelMetrics
 from cerebrum.config import ConfigError
+from cerebrum.metrics import setup_metrics
 from cerebrum.middlewares import setup_auth, setup_errors, setup_request_id
 
 _LOGGER = logging.getLogger(__name__)
@@ -39,6 +41,15 @@ def create_backend_app(
         )
     reader = reader or PsutilReader()
     manager_kwargs = {"clock": clock} if clock else {}
+    # client_max_size is a second line: read_json refuses large bodies first.
+    app = web.Application(client_max_size=config.max_body_bytes)
+    # Order: the request id first so every later line and error carries it;
+    # metrics next so they see every final status, errors included; then
+    # error rendering, so auth failures render as JSON; auth last.
+    setup_request_id(app)
+    http_metrics = setup_metrics(app)
+    setup_errors(app)
+    setup_auth(app, [config.api_key] if config.api_key else [], public=PUBLIC_PATHS)
     state = BackendState(
         config=config,
         models=ModelManager(
@@ -48,18 +59,12 @@ def create_backend_app(
             min_free_ram_mb=config.min_free_ram_mb,
             max_queue=config.max_queue,
             reader=reader,
+            metrics=ModelMetrics(http_metrics.registry),
             **manager_kwargs,
         ),
         guard=ResourceGuard(reader, config.max_cpu_percent, config.min_free_ram_mb),
     )
-    # client_max_size is a second line: read_json refuses large bodies first.
-    app = web.Application(client_max_size=config.max_body_bytes)
     app[BACKEND_STATE] = state
-    # Order: the request id first so every later line and error carries it;
-    # errors next so auth failures render as JSON; auth last.
-    setup_request_id(app)
-    setup_errors(app)
-    setup_auth(app, [config.api_key] if config.api_key else [], public=PUBLIC_PATHS)
     app.cleanup_ctx.append(_background_tasks(sample_interval_s))
     app.router.add_post("/v1/chat/completions", views.chat_completions)
     app.router.add_post("/v1/completions", views.completions)

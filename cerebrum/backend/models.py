@@ -20,6 +20,7 @@ from typing import Literal
 
 import attrs
 
+from cerebrum.backend.metrics import ModelMetrics
 from cerebrum.backend.registry import ModelRegistry, ModelSpec
 from cerebrum.backend.resources import ResourceReader
 from cerebrum.backend.worker import ModelWorker
@@ -68,6 +69,7 @@ class ModelManager:
         reader: ResourceReader,
         clock: Callable[[], float] = time.monotonic,
         worker_factory: Callable[..., ModelWorker] = ModelWorker,
+        metrics: ModelMetrics | None = None,
     ) -> None:
         self.registry = registry
         self._threads = threads
@@ -77,7 +79,11 @@ class ModelManager:
         self._reader = reader
         self._clock = clock
         self._worker_factory = worker_factory
+        self._metrics = metrics
         self._slots = {spec.name: _Slot(spec) for spec in registry}
+        if metrics:
+            for spec in registry:
+                metrics.loaded.labels(spec.name).set(0)  # present from the first scrape
 
     # -- queries -------------------------------------------------------------
 
@@ -167,9 +173,11 @@ class ModelManager:
             slot.worker = worker
             slot.loads += 1
             slot.last_used = self._clock()
+            seconds = time.perf_counter() - started
+            if self._metrics:
+                self._metrics.loaded_model(slot.spec.name, seconds, estimated_ram_mb(slot.spec))
             _LOGGER.info("model loaded", extra={
-                "event": "model_loaded", "model": slot.spec.name,
-                "load_s": round(time.perf_counter() - started, 3)})
+                "event": "model_loaded", "model": slot.spec.name, "load_s": round(seconds, 3)})
             return worker
         finally:
             slot.loading = None
@@ -196,6 +204,8 @@ class ModelManager:
         if worker is None:
             return
         await worker.close()
+        if self._metrics:
+            self._metrics.unloaded_model(name, reason)
         _LOGGER.info("model unloaded", extra={"event": "model_unloaded", "model": name,
                                                "reason": reason})
 

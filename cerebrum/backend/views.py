@@ -22,6 +22,7 @@ from cerebrum.backend.generation import (
 )
 from cerebrum.backend.state import BACKEND_STATE, BackendState
 from cerebrum.errors import ApiError
+from cerebrum.metrics import METRICS, HttpMetrics, route_label
 from cerebrum.openai_wire import (
     ChatCompletionRequest,
     CompletionEnvelope,
@@ -91,7 +92,7 @@ async def _complete(request: web.Request, kind: Literal["chat", "text"]) -> web.
     else:
         job = GenerationJob(parsed.params, prompt=parsed.prompt)
     envelope = CompletionEnvelope(kind, spec.name)
-    log = _CompletionLog(spec.name, parsed.stream)
+    log = _CompletionLog(spec.name, parsed.stream, request.app[METRICS], route_label(request))
     async with state.models.use(spec.name) as worker:
         generation = worker.start(job)
         try:
@@ -177,8 +178,10 @@ def _as_api_error(error: BaseException) -> ApiError:
 class _CompletionLog:
     """Collects one request's figures and writes its single completion log line."""
 
-    def __init__(self, model: str, stream: bool) -> None:
+    def __init__(self, model: str, stream: bool, metrics: HttpMetrics, route: str) -> None:
         self.model = model
+        self.metrics = metrics
+        self.route = route
         self.stream = stream
         self.started = time.perf_counter()
         self.first_token: float | None = None
@@ -212,3 +215,6 @@ class _CompletionLog:
             "outcome": self.outcome,
         }
         _LOGGER.info("completion %s", self.outcome, extra=fields)
+        self.metrics.count_tokens(self.prompt_tokens, self.completion_tokens)
+        if self.first_token is not None:
+            self.metrics.ttfb.labels(self.route).observe(self.first_token - self.started)

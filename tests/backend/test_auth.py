@@ -14,6 +14,7 @@ ROUTES = [
     ("POST", "/v1/chat/completions"),
     ("POST", "/v1/completions"),
     ("GET", "/v1/models"),
+    ("GET", "/metrics"),
     ("GET", "/nope"),
 ]
 BAD_HEADERS = [
