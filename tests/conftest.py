@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+# Fixtures shared across test packages (the backend ones serve the reliability
+# and end-to-end tiers too).
+pytest_plugins = ["tests.backend_fixtures"]
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="also run tests marked slow")

@@ -33,6 +33,9 @@ class BackendConfig:
     """Default llama.cpp threads for models that do not set their own."""
     max_queue: int = attrs.field(default=8, validator=non_negative)
     """Requests that may wait for a busy model before new ones get 503."""
+    default_max_tokens: int = attrs.field(default=1024, validator=positive)
+    """Cap on generated tokens when a request sets no ``max_tokens``: a budget VPS
+    should not spend minutes on one unbounded answer."""
     max_body_bytes: int = attrs.field(default=4 * 1024 * 1024, validator=positive)
     log_json: bool = False
     log_level: str = "INFO"

@@ -25,6 +25,7 @@ class GenerationJob:
     """One request's work for a model: a chat or a raw prompt, and its sampling."""
 
     params: SamplingParams
+    default_max_tokens: int = 1024
     messages: tuple[ChatMessage, ...] | None = None
     prompt: str | None = None
 

@@ -88,9 +88,10 @@ async def _complete(request: web.Request, kind: Literal["chat", "text"]) -> web.
     spec = state.models.resolve(parsed.model)
     state.guard.check()
     if isinstance(parsed, ChatCompletionRequest):
-        job = GenerationJob(parsed.params, messages=parsed.messages)
+        job = GenerationJob(parsed.params, state.config.default_max_tokens,
+                            messages=parsed.messages)
     else:
-        job = GenerationJob(parsed.params, prompt=parsed.prompt)
+        job = GenerationJob(parsed.params, state.config.default_max_tokens, prompt=parsed.prompt)
     envelope = CompletionEnvelope(kind, spec.name)
     log = _CompletionLog(spec.name, parsed.stream, request.app[METRICS], route_label(request))
     async with state.models.use(spec.name) as worker:

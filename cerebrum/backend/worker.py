@@ -156,7 +156,8 @@ class ModelWorker:
                 param="max_tokens",
             )))
             return
-        budget = wanted if wanted is not None else n_ctx - prompt_tokens
+        budget = wanted if wanted is not None else min(job.default_max_tokens,
+                                                       n_ctx - prompt_tokens)
         emit(PromptReady(prompt_tokens))
 
         seed = job.params.seed if job.params.seed is not None else random.getrandbits(32)

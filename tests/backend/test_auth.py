@@ -8,7 +8,7 @@ from cerebrum.backend.app import create_backend_app
 from cerebrum.backend.config import BackendConfig
 from cerebrum.config import ConfigError
 from cerebrum.middlewares import key_matches
-from tests.backend.conftest import API_KEY
+from tests.backend_fixtures import API_KEY
 
 ROUTES = [
     ("POST", "/v1/chat/completions"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.backend.conftest import AUTH, chat_body
+from tests.backend_fixtures import AUTH, chat_body
 
 CHAT = "/v1/chat/completions"
 

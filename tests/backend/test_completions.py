@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from cerebrum.backend.registry import embedded_model_path
-from tests.backend.conftest import AUTH, chat_body, state_of
+from tests.backend_fixtures import AUTH, chat_body, state_of
 from tests.backend.sse import chunks, iter_events, read_events
 
 pytestmark = pytest.mark.model

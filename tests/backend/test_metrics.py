@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.backend.conftest import AUTH, chat_body, state_of
+from tests.backend_fixtures import AUTH, chat_body, state_of
 
 
 async def scrape(client) -> dict[tuple[str, tuple], float]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from tests.backend.conftest import API_KEY
+from tests.backend_fixtures import API_KEY
 
 pytestmark = pytest.mark.model
 

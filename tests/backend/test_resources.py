@@ -6,7 +6,7 @@ import pytest
 
 from cerebrum.backend.resources import PsutilReader, ResourceGuard
 from cerebrum.errors import Unavailable
-from tests.backend.conftest import AUTH, FakeReader, chat_body, state_of
+from tests.backend_fixtures import AUTH, FakeReader, chat_body, state_of
 
 
 def test_cpu_is_smoothed() -> None:
