@@ -1,0 +1,154 @@
+"""Response cache for deterministic requests (temperature 0, or a fixed seed).
+
+Pure logic: no aiohttp. The key covers the model, the optimised messages or
+prompt and every generation parameter, so only requests that must produce
+the same answer share an entry. Entries hold the answer as the text pieces it
+was streamed in, plus finish reason and usage, so a hit replays as an SSE
+stream with the same chunk boundaries, or as one JSON body.
+
+Bounded by bytes (least recently used goes first) and by age (TTL). Only
+complete answers are stored: the proxy calls ``put`` after the final chunk,
+never for a stream cut by a disconnect or a backend failure.
+
+Identical requests arriving while the first is still generating wait for it
+(``wait_for_leader``) and are then served from the cache, instead of asking a
+backend that would only queue them behind the first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+# Body fields that do not change the answer's content.
+_NOT_IN_KEY = frozenset({"stream", "stream_options", "user", "cerebrum"})
+
+
+def is_cacheable(body: Mapping[str, Any]) -> bool:
+    """Deterministic requests only: temperature 0, or an explicit seed."""
+    temperature = body.get("temperature")
+    return (isinstance(temperature, int | float) and not isinstance(temperature, bool)
+            and temperature == 0) or isinstance(body.get("seed"), int)
+
+
+def cache_key(kind: str, model: str, body: Mapping[str, Any]) -> str:
+    """A digest of everything that decides the answer."""
+    relevant = {k: v for k, v in body.items() if k not in _NOT_IN_KEY}
+    relevant["model"] = model
+    canonical = json.dumps([kind, relevant], sort_keys=True, separators=(",", ":"),
+                           ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@attrs.frozen
+class CachedCompletion:
+    """One complete answer, as it was streamed."""
+
+    kind: str
+    model: str
+    pieces: tuple[str, ...]
+    finish_reason: str
+    usage: Mapping[str, int]
+
+    @property
+    def size(self) -> int:
+        """Bytes this entry is charged for."""
+        return sum(len(piece.encode()) for piece in self.pieces) + 256
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+
+@attrs.define
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    evictions: int = 0
+    expirations: int = 0
+    stores: int = 0
+
+
+class ResponseCache:
+    """LRU by bytes with a TTL."""
+
+    def __init__(self, max_bytes: int, ttl_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_bytes = max_bytes
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[float, CachedCompletion]] = OrderedDict()
+        self._bytes = 0
+        self._in_flight: dict[str, asyncio.Event] = {}
+        self.stats = CacheStats()
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> CachedCompletion | None:
+        """The entry for ``key`` if present and fresh; counts a hit or a miss."""
+        found = self._entries.get(key)
+        if found is not None and self._clock() - found[0] > self.ttl_s:
+            self._remove(key)
+            self.stats.expirations += 1
+            found = None
+        if found is None:
+            self.stats.misses += 1
+            return None
+        self._entries.move_to_end(key)
+        self.stats.hits += 1
+        return found[1]
+
+    def put(self, key: str, entry: CachedCompletion) -> None:
+        """Store a complete answer, evicting least recently used entries to fit."""
+        if entry.size > self.max_bytes:
+            return
+        if key in self._entries:
+            self._remove(key)
+        self._entries[key] = (self._clock(), entry)
+        self._bytes += entry.size
+        self.stats.stores += 1
+        while self._bytes > self.max_bytes:
+            oldest = next(iter(self._entries))
+            self._remove(oldest)
+            self.stats.evictions += 1
+
+    def _remove(self, key: str) -> None:
+        _, entry = self._entries.pop(key)
+        self._bytes -= entry.size
+
+    # -- coalescing identical requests in flight -----------------------------
+
+    def lead(self, key: str) -> bool:
+        """Claim ``key`` for generation; False if another request already leads it."""
+        if key in self._in_flight:
+            return False
+        self._in_flight[key] = asyncio.Event()
+        return True
+
+    def release(self, key: str) -> None:
+        """The leader finished (stored or not): wake its followers."""
+        event = self._in_flight.pop(key, None)
+        if event is not None:
+            event.set()
+
+    async def wait_for_leader(self, key: str, timeout: float) -> None:
+        """Wait (bounded) until the request leading ``key`` is done."""
+        event = self._in_flight.get(key)
+        if event is None:
+            return
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            pass
