@@ -1,0 +1,74 @@
+"""Streaming one answer to the terminal, and the dim summary line after it (``ask`` and ``chat``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from cerebrum.cli.client import OPTIMIZE_HEADER, ChatStream, Client
+from cerebrum.cli.render import Output
+
+STATS_HEADER = "X-Cerebrum-Prompt-Stats"
+"""Optimiser figures the orchestrator reports on an answer, when it does."""
+
+
+def request_headers(optimize: bool) -> dict[str, str]:
+    """Extra headers for a chat request: the optimisation opt-out when asked for."""
+    return {} if optimize else {OPTIMIZE_HEADER: "off"}
+
+
+async def stream_answer(client: Client, body: dict[str, Any], *, optimize: bool,
+                        out: Output, err: Output, on_piece: list[str] | None = None) -> ChatStream:
+    """Send ``body``, write the answer to ``out`` as it arrives; returns the finished stream.
+
+    A spinner runs on ``err`` (a terminal only) until the first piece. Pieces
+    are also appended to ``on_piece`` as they arrive, so a caller that is
+    interrupted still has the partial answer.
+    """
+    async with err.spinner("waiting for the model…"):
+        stream = await client.chat_stream(body, request_headers(optimize))
+        pieces = aiter(stream)
+        first = await anext(pieces, None)
+    try:
+        if first is not None:
+            _emit(first, out, on_piece)
+            async for piece in pieces:
+                _emit(piece, out, on_piece)
+        if out.tty or first is not None:
+            out.write("\n")
+    finally:
+        stream.response.close()
+    return stream
+
+
+def _emit(piece: str, out: Output, sink: list[str] | None) -> None:
+    out.write(piece)
+    if sink is not None:
+        sink.append(piece)
+
+
+def prompt_reduction(headers: Mapping[str, str]) -> str:
+    """The prompt reduction the orchestrator reported, as ``-62%``; ``n/a`` when it did not."""
+    raw = headers.get(STATS_HEADER)
+    if not raw:
+        return "n/a"
+    try:
+        stats = json.loads(raw)
+    except ValueError:
+        return "n/a"
+    if not isinstance(stats, dict):
+        return "n/a"
+    reduction = stats.get("reduction")
+    if isinstance(reduction, int | float) and not isinstance(reduction, bool):
+        return f"-{reduction * 100:.0f}%" if reduction else "0%"
+    return "n/a"
+
+
+def summary(stream: ChatStream) -> str:
+    """The one-line figures after an answer."""
+    ttft = f"{stream.ttft_s:.2f} s" if stream.ttft_s is not None else "n/a"
+    rate = f"{stream.tokens_per_s:.1f} tok/s" if stream.tokens_per_s is not None else "n/a tok/s"
+    return (f"request {stream.request_id} · {stream.model or 'unknown model'} · "
+            f"{stream.tokens} tokens · first token {ttft} · {rate} · "
+            f"prompt reduction {prompt_reduction(stream.headers)}")

@@ -1,0 +1,283 @@
+"""An aiohttp client for Cerebrum's HTTP APIs: OpenAI chat completions (SSE), health, optimize.
+
+It speaks only HTTP, so it works against the orchestrator, the backend, or any
+OpenAI-compatible server. Every failure leaves this module as a ``CliError``
+with a sentence for the user: transport errors, OpenAI-style JSON errors, and
+``error`` events that end a stream early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from types import TracebackType
+from typing import Any, Literal
+
+import aiohttp
+import attrs
+
+from cerebrum.cli.errors import (
+    AuthFailed,
+    CliError,
+    Overloaded,
+    RequestFailed,
+    Unreachable,
+)
+
+Service = Literal["orchestrator", "backend"]
+
+OPTIMIZE_HEADER = "X-Cerebrum-Optimize"
+"""Per-request opt-out of prompt optimisation (``off``); other servers ignore it."""
+
+_HOW_TO_START: dict[Service, str] = {
+    "orchestrator": "Start it with `cerebrum up` (both services on this machine) or "
+                    "`cerebrum serve orchestrator`, or point elsewhere with --url or CEREBRUM_URL.",
+    "backend": "Start it with `cerebrum serve backend` (or `cerebrum up` for both), "
+               "or point elsewhere with --backend-url or CEREBRUM_BACKEND_URL.",
+}
+
+
+def unreachable(service: Service, url: str, why: str = "") -> Unreachable:
+    """The sentence for a service nobody answers at ``url``."""
+    detail = f" ({why})" if why else ""
+    return Unreachable(f"Cannot reach the {service} at {url}{detail}. {_HOW_TO_START[service]}")
+
+
+def error_from_response(
+    status: int, body: bytes, headers: Mapping[str, str], url: str, service: Service
+) -> CliError:
+    """Turn a non-2xx answer (OpenAI-style JSON, or anything else) into a sentence."""
+    message = _server_message(body) or f"HTTP {status}"
+    if status == 401:
+        return AuthFailed(
+            f"The {service} at {url} refused the API key ({message}). Set CEREBRUM_API_KEY "
+            "(in the environment or .env) to the key the service was started with.")
+    if status in (429, 503):
+        retry = _retry_after(headers.get("Retry-After"))
+        when = f" Try again in {_seconds(retry)}." if retry is not None else " Try again shortly."
+        return Overloaded(f"The {service} is busy and turned the request away: {message}.{when}",
+                          retry_after=retry)
+    if status in (502, 504):
+        return RequestFailed(f"The {service} could not get an answer from its backend: {message}.")
+    if status >= 500:
+        return RequestFailed(f"The {service} failed with an internal error ({message}).")
+    return RequestFailed(f"The {service} rejected the request: {message}.")
+
+
+def _server_message(body: bytes) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", "replace").strip()[:200]
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"]).rstrip(".")
+        if isinstance(error, str):
+            return error.rstrip(".")
+    return ""
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _seconds(value: float) -> str:
+    whole = max(1, round(value))
+    return "1 second" if whole == 1 else f"{whole} seconds"
+
+
+@attrs.define
+class ChatStream:
+    """One streamed chat completion: iterate for text pieces; figures are filled in as it goes."""
+
+    response: aiohttp.ClientResponse
+    request_id: str
+    started: float
+    model: str | None = None
+    first_token_at: float | None = None
+    finished_at: float | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    pieces: int = 0
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self.response.headers
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._pieces()
+
+    async def _pieces(self) -> AsyncIterator[str]:
+        try:
+            async for piece in self._read():
+                yield piece
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            raise RequestFailed("The connection to the service broke in the middle of the "
+                                "answer; see its log for why.") from None
+        self.finished_at = time.perf_counter()
+
+    async def _read(self) -> AsyncIterator[str]:
+        async for event, data in _sse_events(self.response):
+            if event == "error":
+                raise RequestFailed(f"The answer stopped early: {_server_message(data.encode())}.")
+            if data == "[DONE]":
+                break
+            try:
+                chunk = json.loads(data)
+            except ValueError:
+                continue  # a malformed event: skip it rather than lose the answer
+            if not isinstance(chunk, dict):
+                continue
+            if isinstance(chunk.get("error"), dict):
+                raise RequestFailed(f"The answer stopped early: {_server_message(data.encode())}.")
+            self.model = chunk.get("model") or self.model
+            usage = chunk.get("usage")
+            if isinstance(usage, dict):
+                self.prompt_tokens = usage.get("prompt_tokens")
+                self.completion_tokens = usage.get("completion_tokens")
+            for choice in chunk.get("choices") or ():
+                if choice.get("finish_reason"):
+                    self.finish_reason = choice["finish_reason"]
+                text = (choice.get("delta") or {}).get("content") or choice.get("text")
+                if text:
+                    if self.first_token_at is None:
+                        self.first_token_at = time.perf_counter()
+                    self.pieces += 1
+                    yield text
+
+    @property
+    def tokens(self) -> int:
+        """Generated tokens: the server's count, else the pieces seen."""
+        return self.completion_tokens if self.completion_tokens is not None else self.pieces
+
+    @property
+    def ttft_s(self) -> float | None:
+        return None if self.first_token_at is None else self.first_token_at - self.started
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        end = self.finished_at or time.perf_counter()
+        if self.first_token_at is None or self.tokens < 2 or end <= self.first_token_at:
+            return None
+        # Tokens after the first over the time after the first: the generation speed.
+        return (self.tokens - 1) / (end - self.first_token_at)
+
+
+async def _sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, str]]:
+    event, data = "message", []
+    async for raw in response.content:
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if not line:
+            if data:
+                yield event, "\n".join(data)
+            event, data = "message", []
+        elif line.startswith(":"):
+            continue
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+    if data:
+        yield event, "\n".join(data)
+
+
+class Client:
+    """One ``aiohttp.ClientSession`` to one service; use as ``async with``."""
+
+    def __init__(self, url: str, api_key: str | None, service: Service = "orchestrator",
+                 *, connect_timeout: float = 10.0, read_timeout: float = 600.0) -> None:
+        self.url = url
+        self.service = service
+        headers = {"User-Agent": "cerebrum-cli"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        # No total timeout: a long answer may stream for minutes. A read timeout
+        # still catches a service that stops sending anything.
+        self._session = aiohttp.ClientSession(
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=None, connect=connect_timeout,
+                                          sock_read=read_timeout))
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def get_json(self, path: str) -> Any:
+        """GET ``path`` and return its JSON body."""
+        response = await self._request("GET", path)
+        async with response:
+            return await self._json(response)
+
+    async def post_json(self, path: str, body: Any,
+                        headers: Mapping[str, str] | None = None) -> tuple[Any, Mapping[str, str]]:
+        """POST a JSON body; return the JSON answer and its headers."""
+        response = await self._request("POST", path, json=body, headers=dict(headers or {}))
+        async with response:
+            return await self._json(response), response.headers
+
+    async def chat_stream(self, body: dict[str, Any],
+                          headers: Mapping[str, str] | None = None) -> ChatStream:
+        """Start a streamed chat completion; the caller must ``close()`` its response."""
+        request_id = uuid.uuid4().hex
+        started = time.perf_counter()
+        response = await self._request(
+            "POST", "/v1/chat/completions", json={**body, "stream": True},
+            headers={"X-Request-ID": request_id, "Accept": "text/event-stream",
+                     **(headers or {})})
+        if response.status >= 400:
+            async with response:
+                raise error_from_response(response.status, await response.read(),
+                                          response.headers, self.url, self.service)
+        return ChatStream(response, response.headers.get("X-Request-ID", request_id), started)
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        url = self.url + path
+        try:
+            return await self._session.request(method, url, **kwargs)
+        except aiohttp.ClientConnectorError as exc:
+            raise unreachable(self.service, self.url, _os_reason(exc)) from None
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+            raise unreachable(self.service, self.url, "it did not answer in time") from None
+        except aiohttp.InvalidURL:
+            raise CliError(f"{self.url} is not a valid URL.") from None
+        except aiohttp.ClientError as exc:
+            raise unreachable(self.service, self.url, type(exc).__name__) from None
+
+    async def _json(self, response: aiohttp.ClientResponse) -> Any:
+        try:
+            body = await response.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            raise unreachable(self.service, self.url, "the connection broke") from None
+        if response.status >= 400:
+            raise error_from_response(response.status, body, response.headers,
+                                      self.url, self.service)
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise RequestFailed(
+                f"The {self.service} at {self.url} did not answer with JSON; "
+                "is that the right URL?") from None
+
+
+def _os_reason(exc: aiohttp.ClientConnectorError) -> str:
+    os_error = getattr(exc, "os_error", None)
+    if isinstance(os_error, ConnectionRefusedError):
+        return "nothing is listening there"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "unknown host name"
+    reason = getattr(os_error, "strerror", None) or str(os_error or "")
+    return reason.lower() if reason else "connection failed"

@@ -1,0 +1,86 @@
+"""``cerebrum optimize``: what the orchestrator's optimiser would send, and its figures, without generating."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from cerebrum.cli.ask import compose, read_file
+from cerebrum.cli.client import Client
+from cerebrum.cli.errors import EXIT_OK, RequestFailed, UsageError
+from cerebrum.cli.render import Output, is_terminal
+from cerebrum.cli.settings import resolve
+
+
+def add_parser(commands: argparse._SubParsersAction, *, parents: list[argparse.ArgumentParser],
+               **kwargs: object) -> None:
+    parser = commands.add_parser(
+        "optimize", parents=parents, help="show the optimised prompt and its stats (dry run)",
+        description="Ask the orchestrator's POST /v1/optimize what it would send the model "
+                    "for this instruction and these files, and with which model. Nothing is "
+                    "generated. The prompt goes to stdout, the figures to stderr.")
+    parser.add_argument("instruction", nargs="?", default="")
+    parser.add_argument("-f", "--file", dest="files", action="append", type=Path, default=[],
+                        metavar="FILE", help="attach a file (repeatable)")
+    parser.add_argument("-m", "--model", help="model name (default: the orchestrator's routing)")
+    parser.add_argument("--json", action="store_true", help="print the whole answer as JSON")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    files = [(str(path), read_file(path)) for path in args.files]
+    if not is_terminal(sys.stdin):
+        files.append(("stdin", sys.stdin.read()))
+    prompt = compose(args.instruction, files)
+    if not prompt:
+        raise UsageError("Nothing to optimise: give an instruction and files (-f) or stdin.")
+    settings = resolve(url=args.url, env_file=args.env_file)
+    body: dict[str, Any] = {"prompt": prompt}
+    if args.model:
+        body["model"] = args.model
+    result = asyncio.run(_optimize(settings.url, settings.api_key, body))
+    out, err = Output(sys.stdout), Output(sys.stderr)
+    if args.json:
+        out.line(json.dumps(result, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    out.line(str(result.get("prompt", "")))
+    err.line(err.dim(stats_line(result)))
+    return EXIT_OK
+
+
+async def _optimize(url: str, key: str | None, body: dict[str, Any]) -> dict[str, Any]:
+    async with Client(url, key) as client:
+        try:
+            result, _ = await client.post_json("/v1/optimize", body)
+        except RequestFailed as exc:
+            if "no route" in exc.message or "Not Found" in exc.message:
+                raise RequestFailed(
+                    f"The service at {url} has no /v1/optimize: point --url at the "
+                    "orchestrator, not at a backend.") from None
+            raise
+    if not isinstance(result, dict):
+        raise RequestFailed(f"The service at {url} gave an unexpected answer to /v1/optimize.")
+    return result
+
+
+def stats_line(result: dict[str, Any]) -> str:
+    """``model · language · 8344 → 3167 chars (-62%) · chunks 10 → 2 unique → 2 kept · 12 ms``."""
+    stats = result.get("stats") or {}
+    parts = [str(result.get("model") or "default model"), str(result.get("language") or "text")]
+    before, after = stats.get("original_chars"), stats.get("optimized_chars")
+    if before is not None and after is not None:
+        reduction = stats.get("reduction")
+        pct = f" ({-reduction * 100:.0f}%)" if isinstance(reduction, int | float) else ""
+        parts.append(f"{before} → {after} chars{pct}")
+    if stats.get("chunks_total") is not None:
+        parts.append(f"chunks {stats.get('chunks_total')} → {stats.get('chunks_unique')} unique "
+                     f"→ {stats.get('chunks_kept')} kept")
+    if stats.get("elapsed_ms") is not None:
+        parts.append(f"{stats['elapsed_ms']} ms")
+    if stats.get("skipped_reason"):
+        parts.append(f"not optimised: {stats['skipped_reason']}")
+    return " · ".join(parts)

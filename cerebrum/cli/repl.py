@@ -1,0 +1,250 @@
+"""``cerebrum chat``: the REPL, with history across runs, multi-line input and streamed answers.
+
+Line editing is prompt-toolkit's: Enter sends, Alt-Enter (or Esc then Enter)
+or a trailing backslash starts a new line, and pasted text keeps its lines.
+Ctrl-C while an answer streams stops it (closing the connection, which stops
+the backend's generation) and returns to the prompt; Ctrl-C at the prompt
+clears the line; Ctrl-D leaves. When standard input is not a terminal, each
+input line is one message, so the REPL can be scripted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from cerebrum.cli.answer import stream_answer, summary
+from cerebrum.cli.ask import add_generation_options, attachment, generation_fields, read_file
+from cerebrum.cli.client import Client
+from cerebrum.cli.errors import EXIT_OK, AuthFailed, CliError, Unreachable
+from cerebrum.cli.render import Output, is_terminal
+from cerebrum.cli.settings import resolve
+
+HELP = """commands:
+  /model [NAME]        show or set the model (no name: the service's choice: /model default)
+  /optimize on|off     prompt optimisation by the orchestrator (on by default)
+  /file PATH           attach a file to your next message
+  /reset               forget the conversation (and pending files)
+  /help                this help
+  /quit                leave (or Ctrl-D)
+keys: Enter sends; Alt-Enter or a trailing \\ adds a line; Ctrl-C stops an answer; Ctrl-D quits"""
+
+
+def default_history_path() -> Path:
+    """``$CEREBRUM_HISTORY``, else ``$XDG_STATE_HOME/cerebrum/history`` (``~/.local/state``)."""
+    if os.environ.get("CEREBRUM_HISTORY"):
+        return Path(os.environ["CEREBRUM_HISTORY"]).expanduser()
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "cerebrum" / "history"
+
+
+class Conversation:
+    """The chat so far, the pending attachments and the REPL's switches."""
+
+    def __init__(self, model: str | None, optimize: bool, fields: dict[str, Any]) -> None:
+        self.model = model
+        self.optimize = optimize
+        self.fields = fields
+        self.messages: list[dict[str, str]] = []
+        self.attachments: list[tuple[str, str]] = []
+
+    def request(self, text: str) -> dict[str, Any]:
+        """Add the user's message (with pending files) and build the request body."""
+        content = "\n\n".join([text.strip()] + [attachment(n, t) for n, t in self.attachments])
+        self.attachments.clear()
+        self.messages.append({"role": "user", "content": content})
+        body: dict[str, Any] = {**self.fields, "messages": list(self.messages)}
+        if self.model:
+            body["model"] = self.model
+        return body
+
+    def answered(self, text: str) -> None:
+        self.messages.append({"role": "assistant", "content": text})
+
+    def command(self, line: str, out: Output) -> bool:
+        """Run a /command; False means leave the REPL."""
+        name, _, arg = line[1:].strip().partition(" ")
+        arg = arg.strip()
+        if name in ("quit", "exit", "q"):
+            return False
+        if name == "help":
+            out.line(HELP)
+        elif name == "model":
+            if arg:
+                self.model = None if arg == "default" else arg
+            out.line(out.dim(f"model: {self.model or 'the service default'}"))
+        elif name == "optimize":
+            if arg not in ("on", "off", ""):
+                out.line("usage: /optimize on|off")
+            else:
+                if arg:
+                    self.optimize = arg == "on"
+                out.line(out.dim(f"optimisation: {'on' if self.optimize else 'off'}"))
+        elif name == "file":
+            if not arg:
+                out.line("usage: /file PATH")
+            else:
+                try:
+                    path = Path(arg).expanduser()
+                    self.attachments.append((arg, read_file(path)))
+                    out.line(out.dim(f"attached {arg} to your next message"))
+                except CliError as exc:
+                    out.line(exc.message)
+        elif name == "reset":
+            self.messages.clear()
+            self.attachments.clear()
+            out.line(out.dim("conversation cleared"))
+        else:
+            out.line(f"unknown command /{name}; /help lists them")
+        return True
+
+
+def add_parser(commands: argparse._SubParsersAction, *, parents: list[argparse.ArgumentParser],
+               **kwargs: object) -> None:
+    parser = commands.add_parser(
+        "chat", parents=parents, help="interactive chat (REPL)",
+        description="A chat with history across runs and streamed answers. " + HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_generation_options(parser)
+    parser.add_argument("--history", type=Path, metavar="FILE",
+                        help="history file (default $XDG_STATE_HOME/cerebrum/history)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = resolve(url=args.url, env_file=args.env_file)
+    fields = generation_fields(args)
+    fields.pop("model", None)
+    conversation = Conversation(args.model, args.optimize, fields)
+    return asyncio.run(chat(settings.url, settings.api_key, conversation,
+                            history=args.history or default_history_path()))
+
+
+async def chat(url: str, key: str | None, conversation: Conversation, *,
+               history: Path, banner: str | None = None) -> int:
+    """Run the REPL against ``url`` until the user leaves."""
+    out, err = Output(sys.stdout), Output(sys.stderr)
+    interactive = is_terminal(sys.stdin) and is_terminal(sys.stdout)
+    read_line = _prompt_reader(history) if interactive else _plain_reader()
+    async with Client(url, key) as client:
+        await _check_reachable(client)
+        if interactive:
+            out.line(out.dim(banner or f"Cerebrum chat with {url}. /help for commands; "
+                                       "Ctrl-C stops an answer, Ctrl-D quits."))
+        while True:
+            try:
+                line = await read_line()
+            except KeyboardInterrupt:
+                continue  # Ctrl-C at the prompt: a fresh line
+            except EOFError:
+                break
+            if not line.strip():
+                continue
+            if line.startswith("/"):
+                if not conversation.command(line, out):
+                    break
+                continue
+            await _answer(client, conversation, line, out, err)
+    return EXIT_OK
+
+
+async def _check_reachable(client: Client) -> None:
+    # Fail at once with the usual sentence rather than after the first question.
+    try:
+        await client.get_json("/health")
+    except Unreachable:
+        raise
+    except CliError:
+        pass  # a server without /health (any OpenAI server) is fine
+
+
+async def _answer(client: Client, conversation: Conversation, line: str,
+                  out: Output, err: Output) -> None:
+    pieces: list[str] = []
+    task = asyncio.ensure_future(stream_answer(
+        client, conversation.request(line), optimize=conversation.optimize,
+        out=out, err=err, on_piece=pieces))
+    loop = asyncio.get_running_loop()
+    with _sigint_cancels(loop, task):
+        try:
+            stream = await task
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise
+            out.write("\n" if pieces else "")
+            err.line(err.dim("[stopped]"))
+            conversation.answered("".join(pieces))
+            return
+        except AuthFailed:
+            raise
+        except CliError as exc:
+            # Overloaded, a bad model name, a stream cut short: say so, stay in the REPL.
+            conversation.messages.pop()
+            err.line(err.red(exc.message))
+            return
+    conversation.answered("".join(pieces))
+    err.line(err.dim(summary(stream)))
+
+
+@contextlib.contextmanager
+def _sigint_cancels(loop: asyncio.AbstractEventLoop, task: asyncio.Future[Any]):  # type: ignore[no-untyped-def]
+    """While an answer streams, Ctrl-C cancels it instead of ending the program."""
+    try:
+        loop.add_signal_handler(signal.SIGINT, task.cancel)
+    except (NotImplementedError, RuntimeError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+def _prompt_reader(history: Path) -> Callable[[], Awaitable[str]]:
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.formatted_text import FormattedText
+    from prompt_toolkit.history import FileHistory
+    from prompt_toolkit.key_binding import KeyBindings
+
+    history.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    bindings = KeyBindings()
+
+    @bindings.add("enter")
+    def _send(event: Any) -> None:
+        buffer = event.current_buffer
+        if buffer.document.text_before_cursor.endswith("\\"):
+            buffer.delete_before_cursor(1)
+            buffer.insert_text("\n")
+        else:
+            buffer.validate_and_handle()
+
+    @bindings.add("escape", "enter")
+    def _newline(event: Any) -> None:
+        event.current_buffer.insert_text("\n")
+
+    session: PromptSession[str] = PromptSession(
+        history=FileHistory(str(history)), key_bindings=bindings, multiline=True,
+        prompt_continuation=lambda width, line, wrap: "." * (width - 1) + " ",
+        enable_history_search=False)
+
+    async def read() -> str:
+        return await session.prompt_async(FormattedText([("bold", "› ")]))
+
+    return read
+
+
+def _plain_reader() -> Callable[[], Awaitable[str]]:
+    async def read() -> str:
+        line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        if not line:
+            raise EOFError
+        return line.rstrip("\n")
+
+    return read

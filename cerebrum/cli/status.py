@@ -1,0 +1,137 @@
+"""``cerebrum status``: are both services up, what are their breakers, models and load?"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from cerebrum.cli.client import Client, Service
+from cerebrum.cli.errors import EXIT_OK, EXIT_UNREACHABLE, CliError
+from cerebrum.cli.render import Output
+from cerebrum.cli.settings import resolve
+
+_HEALTHY = {"ready", "ok", "healthy", "closed"}
+
+
+def add_parser(commands: argparse._SubParsersAction, *, parents: list[argparse.ArgumentParser],
+               **kwargs: object) -> None:
+    parser = commands.add_parser(
+        "status", parents=parents, help="health of both services; non-zero exit if one is down",
+        description="Show the orchestrator's and the backend's health: state, circuit "
+                    "breakers, loaded models, CPU and free RAM. Exits 0 when everything is "
+                    "up, 3 when a service is down or degraded.")
+    parser.add_argument("--backend-url", help="the backend (default CEREBRUM_BACKEND_URL "
+                                              "or http://127.0.0.1:9000)")
+    parser.add_argument("--only", choices=["orchestrator", "backend"],
+                        help="check one service only")
+    parser.add_argument("--json", action="store_true", help="print the raw health as JSON")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = resolve(url=args.url, backend_url=args.backend_url, env_file=args.env_file)
+    targets: list[tuple[Service, str]] = []
+    if args.only != "backend":
+        targets.append(("orchestrator", settings.url))
+    if args.only != "orchestrator" and settings.backend_url != settings.url:
+        targets.append(("backend", settings.backend_url))
+    results = asyncio.run(_check_all(targets, settings.api_key))
+    out = Output(sys.stdout)
+    healthy = all(ok for _, _, _, ok in results)
+    if args.json:
+        out.line(json.dumps({service: health if isinstance(health, dict) else {"error": health}
+                             for service, _, health, _ in results}, indent=2))
+    else:
+        for service, url, health, ok in results:
+            _render(out, service, url, health, ok)
+    return EXIT_OK if healthy else EXIT_UNREACHABLE
+
+
+async def _check_all(targets: list[tuple[Service, str]],
+                     key: str | None) -> list[tuple[Service, str, dict[str, Any] | str, bool]]:
+    return list(await asyncio.gather(*(_check(service, url, key) for service, url in targets)))
+
+
+async def _check(service: Service, url: str,
+                 key: str | None) -> tuple[Service, str, dict[str, Any] | str, bool]:
+    async with Client(url, key, service, connect_timeout=5, read_timeout=10) as client:
+        try:
+            health = await client.get_json("/health")
+        except CliError as exc:
+            return service, url, exc.message, False
+    if not isinstance(health, dict):
+        return service, url, f"unexpected answer from {url}/health", False
+    return service, url, health, _is_healthy(health)
+
+
+def _is_healthy(health: dict[str, Any]) -> bool:
+    if str(health.get("status", "")).lower() not in _HEALTHY | {"loading"}:
+        return False
+    return all(_backend_ok(b) for b in _backends(health))
+
+
+def _backends(health: dict[str, Any]) -> list[dict[str, Any]]:
+    """The orchestrator's per-backend entries, as a list, whatever shape it reports them in."""
+    backends = health.get("backends")
+    if isinstance(backends, dict):
+        return [{"url": url, **entry} if isinstance(entry, dict) else {"url": url, "state": entry}
+                for url, entry in backends.items()]
+    if isinstance(backends, list):
+        return [entry for entry in backends if isinstance(entry, dict)]
+    return []
+
+
+def _breaker(entry: dict[str, Any]) -> str:
+    breaker = entry.get("breaker", entry.get("state", "?"))
+    if isinstance(breaker, dict):
+        breaker = breaker.get("state", "?")
+    return str(breaker)
+
+
+def _backend_ok(entry: dict[str, Any]) -> bool:
+    return _breaker(entry).lower() in _HEALTHY | {"half_open", "half-open"} and \
+        entry.get("healthy", True) is not False
+
+
+def _render(out: Output, service: str, url: str, health: dict[str, Any] | str, ok: bool) -> None:
+    mark = out.green("●") if ok else out.red("●")
+    if isinstance(health, str):
+        out.line(f"{mark} {out.bold(service)}  {url}  {out.red('down')}")
+        out.line(f"    {health}")
+        return
+    status = str(health.get("status", "?"))
+    extra = f"  up {_duration(health['uptime_s'])}" if "uptime_s" in health else ""
+    out.line(f"{mark} {out.bold(service)}  {url}  {status}{extra}")
+    for entry in _backends(health):
+        name = entry.get("url") or entry.get("name") or "?"
+        breaker = _breaker(entry)
+        colour = out.green if breaker.lower() == "closed" else out.yellow
+        detail = ""
+        if entry.get("retry_after_s"):
+            detail = f", retry in {entry['retry_after_s']} s"
+        models = entry.get("models")
+        models_text = f"  models: {', '.join(map(str, models))}" if models else ""
+        out.line(f"    backend {name}: breaker {colour(breaker)}{detail}{models_text}")
+    if isinstance(health.get("models"), dict):
+        states = ", ".join(f"{name} ({state})" for name, state in health["models"].items())
+        out.line(f"    models: {states or 'none'}")
+    if "cpu_percent" in health:
+        ram = health.get("free_ram_mb")
+        ram_text = f"{ram} MB free RAM" if ram is not None else "free RAM unknown"
+        out.line(f"    load: CPU {health['cpu_percent']}%, {ram_text}")
+    for key in ("in_flight", "max_concurrent"):
+        if key in health:
+            out.line(f"    {key.replace('_', ' ')}: {health[key]}")
+
+
+def _duration(seconds: Any) -> str:
+    try:
+        total = int(float(seconds))
+    except (TypeError, ValueError):
+        return "?"
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
