@@ -1,0 +1,185 @@
+"""Assemble the optimised prompt within a token budget.
+
+Chunks are taken greedily in rank order while they fit; a method brings its
+class header along. Kept chunks are written back in their original order,
+with an elision marker wherever code was left out and, budget permitting,
+one-line signatures of the definitions dropped there, so the model knows
+they exist. The instruction comes first (prose that preceded the code stays
+before it, prose that followed it is moved ahead of the code when nothing
+preceded it), verbatim.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+
+import attrs
+
+from cerebrum.prompt.chunking import CLASS_HEADER, METHOD, Chunk
+from cerebrum.prompt.language import TEXT
+from cerebrum.prompt.ranking import RankedChunk
+from cerebrum.prompt.tokens import estimate_tokens
+
+_LOGGER = logging.getLogger(__name__)
+
+# Room held back per kept chunk for the elision marker that may follow it.
+_MARKER_RESERVE = 10
+_SIGNATURE_CHARS = 120
+# A top chunk too big for the budget is cut rather than dropped when at least this much is left.
+_MIN_TRUNCATED_TOKENS = 48
+
+_HASH_COMMENT = ("python", "shell")
+
+
+@attrs.frozen
+class Assembly:
+    """The assembled prompt and which chunks went into it."""
+
+    text: str
+    kept: tuple[Chunk, ...]
+    signatures: int
+    truncated: bool = False
+
+
+def comment_prefix(language: str) -> str:
+    """The line-comment leader used for markers in ``language``."""
+    if language in _HASH_COMMENT:
+        return "#"
+    if language == TEXT:
+        return ""
+    return "//"
+
+
+def _marker(language: str, lines: int) -> str:
+    prefix = comment_prefix(language)
+    body = f"... ({lines} lines omitted) ..." if lines > 0 else "..."
+    return f"{prefix} {body}" if prefix else f"[{body}]"
+
+
+def _signature_line(chunk: Chunk, language: str) -> str:
+    signature = re.sub(r"\s*[{:]\s*$", "", chunk.signature)
+    if len(signature) > _SIGNATURE_CHARS:
+        signature = signature[: _SIGNATURE_CHARS - 3] + "..."
+    prefix = comment_prefix(language)
+    return f"{prefix}   {signature}" if prefix else f"    {signature}"
+
+
+def _fence(language: str) -> tuple[str, str]:
+    if language == TEXT:
+        return "", ""
+    return f"```{language}\n", "\n```"
+
+
+def assemble(
+    instruction_before: str,
+    instruction_after: str,
+    ranked: Sequence[RankedChunk],
+    total_chunks: int,
+    language: str,
+    budget_tokens: int,
+    total_lines: int = 0,
+) -> Assembly:
+    """Build the prompt from ``ranked`` chunks within ``budget_tokens``.
+
+    ``total_chunks`` is the number of chunks the code was cut into before
+    de-duplication; chunk indices refer to that list, so a gap in them is
+    code that was left out.
+    """
+    head = instruction_before or instruction_after
+    tail = instruction_after if instruction_before else ""
+    opening, closing = _fence(language)
+    fixed = estimate_tokens(head) + estimate_tokens(tail) + estimate_tokens(opening + closing) + 4
+    left = budget_tokens - fixed
+
+    by_index = {item.chunk.index: item.chunk for item in ranked}
+    headers = {c.name: c for c in by_index.values() if c.kind == CLASS_HEADER and c.name}
+    kept: dict[int, Chunk] = {}
+    cost_of = {index: estimate_tokens(chunk.text) + 1 + _MARKER_RESERVE for index, chunk in by_index.items()}
+    truncated = False
+    for position, item in enumerate(ranked):
+        chunk = item.chunk
+        if chunk.index in kept:
+            continue
+        group = [chunk]
+        header = headers.get(chunk.parent) if chunk.kind == METHOD and chunk.parent else None
+        if header is not None and header.index not in kept and header.index < chunk.index:
+            group.insert(0, header)
+        cost = sum(cost_of[c.index] for c in group)
+        if cost <= left:
+            for member in group:
+                kept[member.index] = member
+            left -= cost
+        elif position == 0 and left >= _MIN_TRUNCATED_TOKENS:
+            # The most relevant chunk alone is over budget: its head beats nothing.
+            for member in group[:-1]:
+                if cost_of[member.index] <= left // 2:
+                    kept[member.index] = member
+                    left -= cost_of[member.index]
+            cut = _truncate(chunk, language, left)
+            kept[chunk.index] = cut
+            left -= estimate_tokens(cut.text) + 1 + _MARKER_RESERVE
+            truncated = True
+
+    # Signatures of dropped definitions, best ranked first, while they fit.
+    signatures: dict[int, str] = {}
+    for item in ranked:
+        chunk = item.chunk
+        if chunk.index in kept or not chunk.is_definition:
+            continue
+        line = _signature_line(chunk, language)
+        cost = estimate_tokens(line) + 1
+        if cost <= left:
+            signatures[chunk.index] = line
+            left -= cost
+
+    code = _render(kept, signatures, total_chunks, total_lines, language)
+    parts = [head, opening + code + closing if code else "", tail]
+    text = "\n\n".join(part for part in parts if part)
+    return Assembly(text, tuple(kept[i] for i in sorted(kept)), len(signatures), truncated)
+
+
+def _truncate(chunk: Chunk, language: str, tokens: int) -> Chunk:
+    """Keep as many leading lines of ``chunk`` as fit in ``tokens``."""
+    lines = chunk.text.split("\n")
+    room = tokens - _MARKER_RESERVE - 2
+    kept: list[str] = []
+    for line in lines:
+        cost = estimate_tokens(line) + 1
+        if cost > room:
+            break
+        kept.append(line)
+        room -= cost
+    if not kept and lines:
+        kept.append(lines[0][: max(0, room) * 3])
+    kept.append(_marker(language, len(lines) - len(kept)))
+    return attrs.evolve(chunk, text="\n".join(kept), end_line=chunk.start_line + len(kept) - 1)
+
+
+def _render(
+    kept: dict[int, Chunk], signatures: dict[int, str], total_chunks: int, total_lines: int, language: str
+) -> str:
+    if not kept:
+        return ""
+    out: list[str] = []
+    previous_index = -1
+    previous_end_line = 0
+    pending: list[str] = []
+    for index in sorted(set(kept) | set(signatures)):
+        if index in signatures:
+            pending.append(signatures[index])
+            continue
+        chunk = kept[index]
+        if index != previous_index + 1:
+            out.append(_marker(language, max(0, chunk.start_line - previous_end_line)))
+            out.extend(pending)
+        pending = []
+        # Keep one blank line where the original had some, for readability.
+        out.append(chunk.text.rstrip() + ("\n" if chunk.text.endswith("\n") else ""))
+        previous_index = index
+        previous_end_line = chunk.end_line
+    if previous_index < total_chunks - 1 or pending:
+        out.append(_marker(language, max(0, total_lines - previous_end_line)))
+        out.extend(pending)
+    return "\n".join(out)

@@ -1,0 +1,101 @@
+"""Drop repeated chunks, keeping the first occurrence.
+
+Exact duplicates are found by a hash of the whitespace-normalised text; near
+duplicates by the Jaccard similarity of token shingles (or by one chunk's
+shingles being almost all contained in an earlier one: a repeated function
+cut short by the end of a paste). Candidate pairs come from a small bottom-k
+sketch index, so the cost stays near linear in the number of chunks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import zlib
+from collections.abc import Sequence
+
+from cerebrum.prompt.chunking import Chunk
+
+_LOGGER = logging.getLogger(__name__)
+
+JACCARD_THRESHOLD = 0.8
+CONTAINMENT_THRESHOLD = 0.9
+_SHINGLE = 5
+_SKETCH = 16
+_MIN_SHARED = 4
+
+_TOKEN_RE = re.compile(r"\w+|[^\w\s]")
+# Token → CRC32, shared across calls; bounded below.
+_TOKEN_IDS: dict[str, int] = {}
+
+
+def normalized_hash(text: str) -> bytes:
+    """Hash ``text`` with all runs of whitespace collapsed, so re-indented copies match."""
+    return hashlib.blake2b(" ".join(text.split()).encode("utf-8", "replace"), digest_size=16).digest()
+
+
+def shingles(text: str) -> frozenset[int]:
+    """The set of hashed ``_SHINGLE``-token windows of ``text``.
+
+    Tokens become stable integers (CRC32) before hashing, because ``hash`` of
+    strings is salted per process and results should not vary between runs.
+    """
+    if len(_TOKEN_IDS) > 200_000:
+        _TOKEN_IDS.clear()
+    tokens = []
+    for token in _TOKEN_RE.findall(text):
+        value = _TOKEN_IDS.get(token)
+        if value is None:
+            value = _TOKEN_IDS[token] = zlib.crc32(token.encode("utf-8", "replace"))
+        tokens.append(value)
+    if len(tokens) < _SHINGLE:
+        return frozenset({hash(tuple(tokens))}) if tokens else frozenset()
+    return frozenset(hash(tuple(tokens[i : i + _SHINGLE])) for i in range(len(tokens) - _SHINGLE + 1))
+
+
+def _names_compatible(first: Chunk, second: Chunk) -> bool:
+    # Two definitions with different names are both kept even when alike:
+    # the instruction may name either one.
+    return first.name is None or second.name is None or first.name == second.name
+
+
+def dedupe(chunks: Sequence[Chunk]) -> list[Chunk]:
+    """Return ``chunks`` without exact and near duplicates, first occurrences kept, in order."""
+    seen_hashes: set[bytes] = set()
+    kept: list[Chunk] = []
+    kept_shingles: list[frozenset[int]] = []
+    index: dict[int, list[int]] = {}
+    for chunk in chunks:
+        digest = normalized_hash(chunk.text)
+        if digest in seen_hashes:
+            continue
+        seen_hashes.add(digest)
+        current = shingles(chunk.text)
+        sketch = sorted(current)[:_SKETCH]
+        counts: dict[int, int] = {}
+        for value in sketch:
+            for position in index.get(value, ()):
+                counts[position] = counts.get(position, 0) + 1
+        duplicate = False
+        needed = min(_MIN_SHARED, len(sketch))
+        for position, shared in counts.items():
+            if shared < needed or not _names_compatible(kept[position], chunk):
+                continue
+            other = kept_shingles[position]
+            common = len(current & other)
+            if not current:
+                continue
+            if common / len(current | other) >= JACCARD_THRESHOLD or (
+                len(current) <= len(other) and common / len(current) >= CONTAINMENT_THRESHOLD
+            ):
+                duplicate = True
+                break
+        if duplicate:
+            continue
+        position = len(kept)
+        kept.append(chunk)
+        kept_shingles.append(current)
+        for value in sketch:
+            index.setdefault(value, []).append(position)
+    return kept

@@ -1,0 +1,219 @@
+"""Split a prompt into the instruction (prose the user wrote) and the code.
+
+The instruction is what the model must obey, so it is never altered: it is
+returned as the exact prose around the code, stripped of surrounding blank
+lines. Everything else is "code" and may be cut down by later stages.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import attrs
+
+_LOGGER = logging.getLogger(__name__)
+
+# Only the first and last lines are looked at for prose, so a 5 MB paste costs
+# no more than a small one here.
+_MAX_PROSE_LINES = 60
+
+_FENCE_RE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([\w+#.-]*)[^\n]*$", re.MULTILINE)
+
+_CODE_START_RE = re.compile(
+    r"""^\s*(
+        (async\s+)?def\s|class\s|import\s|from\s+\S+\s+import|return\b|raise\b|yield\b|
+        if\s*\(|for\s*\(|while\s*\(|if\s.*:\s*$|for\s.*:\s*$|while\s.*:\s*$|
+        elif\b|else\b|try\s*:|except\b|finally\s*:|with\s.*:\s*$|@\w|
+        fn\s|pub\b|impl\b|use\s+\w+::|let\s|const\s|var\s|function\b|export\s|
+        interface\s|type\s+\w+\s*=|enum\s|struct\s|typedef\b|namespace\b|template\s*<|
+        package\s|func\s|public\b|private\b|protected\b|static\b|
+        \#include|\#define|\#if|\#!|\#\s|\#$|//|/\*|\*|\}|\{|\)|\]|<\?|
+        echo\s|fi\b|done\b|esac\b|then\b|do\b|local\s|set\s+-|\"\"\"|\'\'\'|\w+\s*=[^=]|\w+(\.\w+)*\(.*\)\s*$
+    )""",
+    re.VERBOSE,
+)
+_CODE_END_RE = re.compile(r"[{};,(\[=\\|&+\-*/<>]\s*$")
+_WORD_RE = re.compile(r"[A-Za-z][A-Za-z'’-]*")
+
+
+@attrs.frozen
+class PromptParts:
+    """A prompt split into its instruction and its code.
+
+    ``instruction_before``/``instruction_after`` are the prose before and
+    after the code, verbatim; ``fence_tag`` is the info string of the first
+    Markdown fence, when there is one.
+    """
+
+    instruction_before: str
+    instruction_after: str
+    code: str
+    fence_tag: str | None = None
+    fenced: bool = False
+
+    @property
+    def instruction(self) -> str:
+        """The whole instruction: the prose before and after the code."""
+        return "\n\n".join(part for part in (self.instruction_before, self.instruction_after) if part)
+
+
+def is_prose_line(line: str) -> bool:
+    """Guess whether one line is natural-language prose rather than code."""
+    stripped = line.strip()
+    if not stripped:
+        return False
+    if line[:1] in (" ", "\t"):
+        # Indented lines are code bodies; prose in a prompt starts at column 0.
+        if not re.match(r"\s*([-*]|\d+[.)])\s+\w", line):
+            return False
+    if _CODE_START_RE.match(line) and not re.match(r"\s*([-*]|\d+[.)])\s+[A-Za-z]", line):
+        return False
+    if _CODE_END_RE.search(stripped) and not stripped.endswith(("-", "*")):
+        return False
+    words = _WORD_RE.findall(stripped)
+    if len(words) < 2 and not stripped.endswith(("?", ".", "!", ":")):
+        return False
+    letters = sum(len(w) for w in words) + stripped.count(" ")
+    return letters >= 0.7 * len(stripped)
+
+
+def _prose_block(lines: list[str], indices: range) -> int:
+    """Count how many lines from the walk ``indices`` form a prose block.
+
+    Blank lines inside the block are allowed; the block ends at the first
+    code line. Returns the number of lines consumed, trailing blanks excluded.
+    """
+    consumed = 0
+    seen = 0
+    for count, index in enumerate(indices, start=1):
+        line = lines[index]
+        if not line.strip():
+            continue
+        if count > _MAX_PROSE_LINES or not is_prose_line(line):
+            break
+        seen = count
+        consumed = count
+    return consumed if seen else 0
+
+
+def _split_fenced(text: str, fences: list[re.Match[str]]) -> PromptParts:
+    """Prose outside the fences is the instruction; fenced blocks are the code."""
+    code_parts: list[str] = []
+    before_parts: list[str] = []
+    after_parts: list[str] = []
+    tag: str | None = None
+    cursor = 0
+    index = 0
+    while index < len(fences):
+        opening = fences[index]
+        # A closing fence is the next fence of the same character, at least as long.
+        marker = opening.group(1)
+        closing = None
+        for later in range(index + 1, len(fences)):
+            candidate = fences[later].group(1)
+            if candidate[0] == marker[0] and len(candidate) >= len(marker) and not fences[later].group(2):
+                closing = later
+                break
+        prose = text[cursor : opening.start()]
+        (before_parts if not code_parts else after_parts).append(prose)
+        body_start = opening.end() + 1
+        if closing is None:
+            # An unterminated fence (a paste cut short) runs to the end.
+            code_parts.append(text[body_start:])
+            cursor = len(text)
+            break
+        code_parts.append(text[body_start : fences[closing].start()])
+        cursor = fences[closing].end() + 1
+        if tag is None:
+            tag = opening.group(2) or None
+        index = closing + 1
+    if tag is None and fences:
+        tag = fences[0].group(2) or None
+    after_parts.append(text[cursor:])
+    return PromptParts(
+        instruction_before="\n".join(p.strip("\n") for p in before_parts if p.strip()).strip(),
+        instruction_after="\n".join(p.strip("\n") for p in after_parts if p.strip()).strip(),
+        code="\n\n".join(part.rstrip("\n") for part in code_parts),
+        fence_tag=tag.lower() if tag else None,
+        fenced=True,
+    )
+
+
+def split_prompt(text: str) -> PromptParts:
+    """Split ``text`` into instruction and code.
+
+    Fenced blocks are code and the prose around them the instruction. Without
+    fences, a prose paragraph at the start and/or the end is the instruction.
+    Text with no code-looking line at all is all "code" (plain text), with the
+    last short paragraph taken as the instruction when the text is long.
+    """
+    fences = list(_FENCE_RE.finditer(text))
+    if fences:
+        return _split_fenced(text, fences)
+    lines = text.split("\n")
+    head = _prose_block(lines, range(0, len(lines)))
+    tail = _prose_block(lines, range(len(lines) - 1, head - 1, -1)) if head < len(lines) else 0
+    middle = lines[head : len(lines) - tail]
+    if head + tail >= len(lines) or not _has_code_lines(middle):
+        return _split_all_prose(text)
+    before = "\n".join(lines[:head]).strip()
+    after = "\n".join(lines[len(lines) - tail :]).strip() if tail else ""
+    code = "\n".join(lines[head : len(lines) - tail]).strip("\n")
+    return PromptParts(instruction_before=before, instruction_after=after, code=code)
+
+
+def _has_code_lines(lines: list[str]) -> bool:
+    """Whether a sample of ``lines`` holds a few lines of code, not just prose."""
+    code = 0
+    checked = 0
+    for line in lines:
+        if not line.strip():
+            continue
+        checked += 1
+        if not is_prose_line(line):
+            code += 1
+            if code >= 3:
+                return True
+        if checked >= 400:
+            break
+    return code > 0 and code == checked
+
+
+def _split_all_prose(text: str) -> PromptParts:
+    """Plain text: the final paragraph, if short, is taken as the question."""
+    body = text.strip()
+    cut = body.rfind("\n\n")
+    if cut > 0 and len(body) - cut <= 600:
+        return PromptParts(instruction_before="", instruction_after=body[cut:].strip(), code=body[:cut])
+    if len(body) <= 600:
+        return PromptParts(instruction_before=body, instruction_after="", code="")
+    return PromptParts(instruction_before="", instruction_after="", code=body)
+
+
+def message_text(content: object) -> str:
+    """Return the text of an OpenAI chat message ``content`` (string or parts list)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [
+            str(part.get("text", ""))
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text"
+        ]
+        return "\n".join(texts)
+    return ""
+
+
+def code_weight(text: str) -> int:
+    """How much code a message carries: the length of its code part (0 for prose)."""
+    parts = split_prompt(text)
+    return len(parts.code) if _looks_like_code(parts) else 0
+
+
+def _looks_like_code(parts: PromptParts) -> bool:
+    if parts.fenced:
+        return bool(parts.code.strip())
+    sample = parts.code.split("\n", 200)[:200]
+    code_lines = sum(1 for line in sample if line.strip() and not is_prose_line(line))
+    return code_lines >= 3

@@ -1,0 +1,77 @@
+"""Assembly: budget, original order, elision markers, signatures, instruction first."""
+
+from cerebrum.prompt.assembly import assemble, comment_prefix
+from cerebrum.prompt.chunking import chunk_text
+from cerebrum.prompt.ranking import rank_chunks
+from cerebrum.prompt.tokens import estimate_tokens
+
+from .snippets import ALL, BIG_CLASS, PYTHON
+
+
+def _assemble(code: str, language: str, instruction: str, budget: int, before: bool = False):
+    chunks = chunk_text(code, language)
+    ranked = rank_chunks(chunks, instruction)
+    return assemble(
+        instruction if before else "", "" if before else instruction, ranked, len(chunks), language, budget,
+        total_lines=code.count("\n") + 1,
+    )
+
+
+def test_everything_fits_in_original_order_without_markers() -> None:
+    result = _assemble(PYTHON, "python", "Explain fetch_json", 5000)
+    assert result.text.startswith("Explain fetch_json\n\n```python\n")
+    assert "omitted" not in result.text
+    body = result.text.split("```python\n", 1)[1].rsplit("\n```", 1)[0]
+    assert body.split() == PYTHON.split()
+
+
+def test_tight_budget_keeps_target_whole_in_order_with_markers() -> None:
+    result = _assemble(PYTHON, "python", "Make parse_response raise on bad JSON", 260)
+    text = result.text
+    assert estimate_tokens(text) <= 260
+    target = PYTHON[PYTHON.index("def parse_response") : PYTHON.index("class RetryPolicy")].strip()
+    assert target in text
+    assert "# ... (" in text and "lines omitted) ..." in text
+    kept = [chunk.index for chunk in result.kept]
+    assert kept == sorted(kept)
+
+
+def test_dropped_definitions_leave_signatures() -> None:
+    result = _assemble(PYTHON, "python", "Make parse_response raise on bad JSON", 240)
+    signatures = [line for line in result.text.split("\n") if line.startswith("#   ")]
+    assert len(signatures) == result.signatures >= 1
+    expected = {"#   def fetch_json(session, base, path, params=None)", "#   class RetryPolicy",
+                "#   def build_url(base, path, params=None)"}
+    assert set(signatures) <= expected
+    for line in signatures:
+        # A definition listed by signature is not also there in full.
+        assert result.text.count(line[4:]) == 1
+
+
+def test_method_brings_its_class_header() -> None:
+    result = _assemble(BIG_CLASS, "python", "Make save write atomically with fsync", 300)
+    assert "class ConfigStore:" in result.text
+    assert "def save(self):" in result.text
+    assert result.text.index("class ConfigStore:") < result.text.index("def save(self):")
+    assert "def load(self):\n" not in result.text
+
+
+def test_over_budget_target_is_truncated_not_dropped() -> None:
+    big = "def huge():\n" + "".join(f"    value_{i} = compute({i})\n" for i in range(400)) + "    return 1\n"
+    result = _assemble(big, "python", "Explain huge", 300)
+    assert result.truncated
+    assert "def huge():" in result.text
+    assert estimate_tokens(result.text) <= 300
+
+
+def test_c_style_markers_and_text_markers() -> None:
+    assert comment_prefix("rust") == "//"
+    assert comment_prefix("shell") == "#"
+    result = _assemble(ALL["c"], "c", "Why does count_lines miss a line?", 150)
+    assert "// ..." in result.text
+    assert "int count_lines(FILE *fp)" in result.text
+
+
+def test_instruction_before_code_stays_first() -> None:
+    result = _assemble(ALL["go"], "go", "Explain walk.", 2000, before=True)
+    assert result.text.startswith("Explain walk.\n\n```go\n")
