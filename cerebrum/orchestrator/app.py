@@ -1,0 +1,56 @@
+"""The orchestrator's application factory."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+
+from cerebrum.middlewares import setup_auth, setup_errors, setup_request_id
+from cerebrum.orchestrator import views
+from cerebrum.orchestrator.backends import BackendPool
+from cerebrum.orchestrator.breaker import TransitionListener
+from cerebrum.orchestrator.config import OrchestratorConfig
+from cerebrum.orchestrator.shedding import InFlight, setup_load_shedding
+from cerebrum.orchestrator.state import ORCHESTRATOR, OrchestratorState
+from cerebrum.orchestrator.upstream import upstream_session
+
+_LOGGER = logging.getLogger(__name__)
+
+PUBLIC_PATHS = ("/health",)
+
+
+def create_orchestrator_app(
+    config: OrchestratorConfig,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    on_breaker_transition: TransitionListener | None = None,
+) -> web.Application:
+    """Build the orchestrator app. ``clock`` drives the breakers (tests inject one)."""
+    # client_max_size is a second line: read_json refuses large bodies first.
+    app = web.Application(client_max_size=config.max_body_bytes)
+    in_flight = InFlight(config.max_concurrent)
+    app[ORCHESTRATOR] = OrchestratorState(
+        config=config,
+        pool=BackendPool.from_urls(config.backend_url,
+                                   failure_threshold=config.breaker_failure_threshold,
+                                   cooldown_s=config.breaker_cooldown_s, clock=clock,
+                                   on_transition=on_breaker_transition),
+        in_flight=in_flight,
+    )
+    # Order, outermost first: the request id, so every later log line and
+    # error carries it; error rendering, so refusals below render as OpenAI
+    # JSON; auth, so an unauthenticated client cannot take a concurrency slot;
+    # load shedding last, so it counts only requests that will be served.
+    setup_request_id(app)
+    setup_errors(app)
+    setup_auth(app, config.client_api_keys, public=PUBLIC_PATHS)
+    setup_load_shedding(app, in_flight)
+    app.cleanup_ctx.append(upstream_session)
+    app.router.add_post("/v1/chat/completions", views.chat_completions)
+    app.router.add_post("/v1/completions", views.completions)
+    app.router.add_get("/v1/models", views.list_models)
+    app.router.add_get("/health", views.health)
+    return app

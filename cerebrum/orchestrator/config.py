@@ -1,0 +1,63 @@
+"""The orchestrator's settings, read from ``CEREBRUM_*`` environment variables."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+
+from cerebrum.config import env_name, non_negative, positive
+
+
+def _normalise_url(url: str) -> str:
+    # Users often paste an OpenAI "base URL" ending in /v1; the proxy appends
+    # /v1/... itself, so both spellings must mean the same backend.
+    url = url.strip().rstrip("/")
+    return url.removesuffix("/v1")
+
+
+def _check_urls(_: Any, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
+    if not value:
+        raise ValueError(f"{env_name(attribute.name)} is required: one or more backend base "
+                         "URLs, comma-separated (e.g. http://127.0.0.1:9000)")
+    for url in value:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{env_name(attribute.name)}: {url!r} is not an http(s) URL")
+    if len(set(value)) != len(value):
+        raise ValueError(f"{env_name(attribute.name)} lists a backend twice")
+
+
+@attrs.frozen
+class OrchestratorConfig:
+    """Everything ``create_orchestrator_app`` needs; built once at start-up."""
+
+    backend_url: tuple[str, ...] = attrs.field(
+        default=(), converter=lambda urls: tuple(_normalise_url(u) for u in urls),
+        validator=_check_urls)
+    """Backend base URLs, comma-separated; any OpenAI-compatible server."""
+    api_key: str | None = None
+    """Key sent to the backends (as ``X-API-Key`` and ``Authorization: Bearer``)."""
+    client_api_keys: tuple[str, ...] = ()
+    """When set, clients must present one of these keys; empty: open (LAN use)."""
+    max_concurrent: int = attrs.field(default=2, validator=positive)
+    """Requests in flight before new ones are shed with 503."""
+    breaker_cooldown_s: float = attrs.field(default=10.0, validator=positive)
+    """How long an open circuit refuses a backend before one probe is let through."""
+    breaker_failure_threshold: int = attrs.field(default=3, validator=positive)
+    """Consecutive failures (connect errors, timeouts, 5xx) that open a circuit."""
+    connect_timeout_s: float = attrs.field(default=5.0, validator=positive)
+    read_timeout_s: float = attrs.field(default=300.0, validator=positive)
+    """Longest silence from a backend while waiting for headers or the next chunk.
+    Generous: a budget VPS can spend minutes on a large prompt before the first token."""
+    max_body_bytes: int = attrs.field(default=4 * 1024 * 1024, validator=positive)
+    max_upstream_body_bytes: int = attrs.field(default=16 * 1024 * 1024, validator=positive)
+    """Largest non-streamed answer read from a backend."""
+    models_refresh_s: float = attrs.field(default=30.0, validator=positive)
+    """How often each backend's ``/v1/models`` is read again."""
+    optimize: bool = True
+    """Optimise prompts by default (a request can opt out)."""
+    shutdown_grace_s: float = attrs.field(default=5.0, validator=non_negative)
+    log_json: bool = False
+    log_level: str = "INFO"

@@ -1,0 +1,192 @@
+"""Forwarding one completion: prepare, pick a backend, relay the answer, log one line.
+
+Streams are relayed event by event as they arrive (batched only when several
+arrived together), never buffered whole. Before the first byte reaches the
+client a failing backend is skipped for the next (``open_upstream``); after
+it, a failure ends the stream with an SSE ``error`` event in OpenAI's error
+shape and a clean close. When the client leaves, aiohttp cancels the handler
+and the backend connection is closed, so the backend stops generating.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any, Literal
+
+import aiohttp
+import attrs
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse, sse_response
+
+from cerebrum.errors import ApiError, BadGateway, GatewayTimeout, ModelNotFound
+from cerebrum.middlewares import REQUEST_ID_KEY
+from cerebrum.openai_wire import read_json, structure_request
+from cerebrum.orchestrator.backends import ROUTING_ALIASES, Backend
+from cerebrum.orchestrator.preparation import prepare_request, wants_optimization
+from cerebrum.orchestrator.sse_relay import MalformedStream
+from cerebrum.orchestrator.state import ORCHESTRATOR
+from cerebrum.orchestrator.upstream import (
+    UPSTREAM_SESSION,
+    Answered,
+    Opened,
+    models_timeout,
+    open_upstream,
+    upstream_headers,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+_PATHS = {"chat": "/v1/chat/completions", "text": "/v1/completions"}
+
+
+@attrs.define
+class CompletionRecord:
+    """One request's figures, written as its single completion log line."""
+
+    kind: str
+    started: float = attrs.field(factory=time.perf_counter)
+    model: str | None = None
+    backend: str | None = None
+    stream: bool = False
+    prompt_chars_before: int | None = None
+    prompt_chars_after: int | None = None
+    optimized: bool = False
+    usage: dict[str, Any] | None = None
+    first_byte: float | None = None
+    status: int = 200
+    outcome: str = "cancelled"
+
+    def mark_first_byte(self) -> None:
+        if self.first_byte is None:
+            self.first_byte = time.perf_counter()
+
+    def write(self) -> None:
+        now = time.perf_counter()
+        usage = self.usage or {}
+        _LOGGER.info(
+            "completion %s", self.outcome,
+            extra={
+                "model": self.model, "backend": self.backend, "stream": self.stream,
+                "status": self.status, "outcome": self.outcome,
+                "prompt_chars_before": self.prompt_chars_before,
+                "prompt_chars_after": self.prompt_chars_after, "optimized": self.optimized,
+                "prompt_tokens": usage.get("prompt_tokens"),
+                "completion_tokens": usage.get("completion_tokens"),
+                "ttfb_ms": (round((self.first_byte - self.started) * 1000, 2)
+                            if self.first_byte is not None else None),
+                "duration_ms": round((now - self.started) * 1000, 2),
+            })
+
+
+async def complete(request: web.Request, kind: Literal["chat", "text"]) -> web.StreamResponse:
+    """Serve one chat or text completion through a backend."""
+    state = request.app[ORCHESTRATOR]
+    config = state.config
+    record = CompletionRecord(kind)
+    try:
+        body = await read_json(request, config.max_body_bytes)
+        parsed = structure_request(body, kind)
+        record.stream = parsed.stream
+        record.model = parsed.model
+        session = request.app[UPSTREAM_SESSION]
+        if parsed.model is not None and parsed.model not in ROUTING_ALIASES:
+            if state.pool.is_known(parsed.model) is not True:
+                # A backend that came up (or gained a model) since the last refresh.
+                await state.pool.refresh_if_stale(session, upstream_headers(config.api_key, None),
+                                                  models_timeout(config))
+            if state.pool.is_known(parsed.model) is False:
+                raise ModelNotFound(f"the model '{parsed.model}' is not served by any backend",
+                                    param="model")
+        prepared = prepare_request(
+            body, parsed, optimize=wants_optimization(config.optimize, request.headers, body),
+            default_model=state.pool.default_model())
+        record.model = prepared.model
+        record.prompt_chars_before = prepared.prompt_chars_before
+        record.prompt_chars_after = prepared.prompt_chars_after
+        record.optimized = prepared.optimized
+        payload = json.dumps(prepared.body, ensure_ascii=False).encode()
+        headers = upstream_headers(config.api_key, request.get(REQUEST_ID_KEY))
+        backend, reply = await open_upstream(
+            state.pool, session, _PATHS[kind], payload, headers, prepared.model,
+            stream=parsed.stream, max_body=config.max_upstream_body_bytes)
+        record.backend = backend.name
+        try:
+            if isinstance(reply, Answered):
+                return _pass_through(reply, record)
+            return await _relay(request, backend, reply, record)
+        finally:
+            backend.in_flight -= 1
+    except ApiError as exc:
+        record.status = exc.status
+        record.outcome = exc.code or exc.error_type
+        raise
+    except asyncio.CancelledError:
+        record.outcome = "client_disconnected"
+        raise
+    finally:
+        record.write()
+
+
+def _pass_through(reply: Answered, record: CompletionRecord) -> web.Response:
+    record.status = reply.status
+    record.usage = reply.usage
+    record.outcome = "ok" if reply.status < 400 else f"backend_{reply.status}"
+    record.mark_first_byte()
+    return web.Response(body=reply.body, status=reply.status,
+                        headers={"Content-Type": reply.content_type})
+
+
+async def _relay(request: web.Request, backend: Backend, opened: Opened,
+                 record: CompletionRecord) -> EventSourceResponse:
+    response, parser = opened.response, opened.parser
+    try:
+        async with sse_response(request, allow_all_methods=True) as sse:
+            try:
+                await _relay_events(sse, backend, opened, record)
+            except ConnectionResetError:
+                # The client went away between two writes.
+                record.outcome = "client_disconnected"
+        return sse
+    finally:
+        # Closing (not releasing) an unfinished response drops the connection,
+        # which is how the backend learns the client is gone.
+        record.usage = parser.usage
+        if record.outcome == "ok":
+            response.release()
+        else:
+            response.close()
+
+
+async def _relay_events(sse: EventSourceResponse, backend: Backend, opened: Opened,
+                        record: CompletionRecord) -> None:
+    response, parser = opened.response, opened.parser
+    await sse.write(opened.first)
+    record.mark_first_byte()
+    error: ApiError | None = None
+    while True:
+        try:
+            data = await response.content.readany()
+            if not data:
+                parser.finish()
+                break
+            batch = parser.feed(data)
+        except TimeoutError:
+            error = GatewayTimeout(f"backend {backend.name} stopped answering mid-stream")
+            break
+        except (aiohttp.ClientError, MalformedStream) as exc:
+            error = BadGateway(f"backend {backend.name} failed mid-stream ({type(exc).__name__})")
+            break
+        if batch is not None:
+            await sse.write(batch.raw)
+    if error is not None:
+        backend.breaker.record_failure()
+        record.outcome = "backend_failed_midstream"
+        _LOGGER.warning("%s", error.message, extra={"backend": backend.name})
+        await sse.send(json.dumps(error.body()), event="error")
+    elif parser.error is not None:
+        record.outcome = "backend_error_event"
+    else:
+        record.outcome = "ok"

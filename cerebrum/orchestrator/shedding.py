@@ -1,0 +1,55 @@
+"""Load shedding: past ``max_concurrent`` requests in flight, refuse new ones at once.
+
+A Pi with 4 GB and a backend that generates a couple of tokens a second gain
+nothing from a queue: a fast 503 with ``Retry-After`` lets the client decide.
+Health checks and metrics are never shed, so an overloaded orchestrator still
+says how it is.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from cerebrum.errors import Unavailable
+
+_LOGGER = logging.getLogger(__name__)
+
+NEVER_SHED = ("/health", "/metrics")
+RETRY_AFTER_S = 1.0
+
+
+class InFlight:
+    """The count of requests being served, shared by the middleware and ``/health``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+
+
+def setup_load_shedding(app: web.Application, in_flight: InFlight, *,
+                        exempt: Iterable[str] = NEVER_SHED) -> None:
+    """Install the shedding middleware, counting into ``in_flight``."""
+    exempt_paths = frozenset(exempt)
+
+    @web.middleware
+    async def shed_load(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Refuse with 503 + Retry-After when ``in_flight.limit`` requests are already served."""
+        if request.path in exempt_paths:
+            return await handler(request)
+        if in_flight.count >= in_flight.limit:
+            _LOGGER.warning("shedding %s %s: %d requests in flight", request.method,
+                            request.path, in_flight.count)
+            raise Unavailable(f"the orchestrator is busy ({in_flight.count} requests in "
+                              "flight); retry shortly", retry_after=RETRY_AFTER_S,
+                              code="overloaded")
+        in_flight.count += 1
+        try:
+            return await handler(request)
+        finally:
+            in_flight.count -= 1
+
+    app.middlewares.append(shed_load)

@@ -1,0 +1,24 @@
+"""The orchestrator's application state, under one typed key."""
+
+from __future__ import annotations
+
+import time
+
+import attrs
+from aiohttp import web
+
+from cerebrum.orchestrator.backends import BackendPool
+from cerebrum.orchestrator.config import OrchestratorConfig
+from cerebrum.orchestrator.shedding import InFlight
+
+
+@attrs.define
+class OrchestratorState:
+    config: OrchestratorConfig
+    pool: BackendPool
+    in_flight: InFlight
+    """Requests being served (maintained by the load-shedding middleware)."""
+    started: float = attrs.field(factory=time.monotonic)
+
+
+ORCHESTRATOR = web.AppKey("orchestrator", OrchestratorState)

@@ -1,0 +1,49 @@
+"""Streaming and pass-through against a real stub upstream."""
+
+from __future__ import annotations
+
+import json
+
+from tests.backend.sse import chunks, read_events
+from tests.orchestrator.conftest import BACKEND_KEY, MakeOrchestrator, MakeStub, chat
+
+
+async def test_stream_is_relayed_with_usage_and_done(make_stub: MakeStub,
+                                                     make_orchestrator: MakeOrchestrator) -> None:
+    stub, url = await make_stub()
+    client = await make_orchestrator(url)
+    async with client.post("/v1/chat/completions", json=chat(stream=True)) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        events = await read_events(response)
+    assert events[-1] == ("message", "[DONE]")
+    parsed = chunks(events)
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in parsed) == "tok0 tok1 tok2 "
+    assert parsed[-1]["usage"]["completion_tokens"] == 3
+
+
+async def test_non_stream_passes_through(make_stub: MakeStub,
+                                         make_orchestrator: MakeOrchestrator) -> None:
+    stub, url = await make_stub()
+    client = await make_orchestrator(url)
+    response = await client.post("/v1/completions", json={"model": "stub-model", "prompt": "hi"})
+    assert response.status == 200
+    body = await response.json()
+    assert body["choices"][0]["text"] == "tok0 tok1 tok2 "
+    assert stub.received[0].path == "/v1/completions"
+
+
+async def test_backend_gets_key_request_id_and_body(make_stub: MakeStub,
+                                                    make_orchestrator: MakeOrchestrator) -> None:
+    stub, url = await make_stub()
+    client = await make_orchestrator(url)
+    response = await client.post("/v1/chat/completions", json=chat(temperature=0.2, user="u"),
+                                 headers={"X-Request-ID": "corr-42"})
+    assert response.status == 200
+    assert response.headers["X-Request-ID"] == "corr-42"
+    got = stub.received[0]
+    assert got.headers["X-Request-ID"] == "corr-42"
+    assert got.headers["X-API-Key"] == BACKEND_KEY
+    assert got.headers["Authorization"] == f"Bearer {BACKEND_KEY}"
+    assert got.body["temperature"] == 0.2 and got.body["user"] == "u"
+    assert json.dumps(got.body["messages"]) == json.dumps(chat()["messages"])
