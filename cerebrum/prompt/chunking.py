@@ -171,7 +171,9 @@ def _python_segments(code: str, lines: list[str]) -> list[_Segment] | None:
                                  node.name, frozenset({method.name}))
                     )
             else:
-                segments.append(_Segment(start, end, DEFINITION, node.name, names=frozenset({node.name})))
+                # A class kept whole defines its methods too: "fix Store.load" must find it.
+                members = frozenset({node.name, *(method.name for method in methods)})
+                segments.append(_Segment(start, end, DEFINITION, node.name, names=members))
         else:
             segments.append(_Segment(start, end, BLOCK, names=_py_assigned(node)))
     return segments
@@ -356,7 +358,15 @@ def _ts_node_segments(node: Any, lines: list[str], parent: str | None, depth: in
                     yield attrs.evolve(segment, kind=METHOD if segment.kind == DEFINITION else segment.kind,
                                        parent=segment.parent or name)
             return
-    yield _Segment(start, end, DEFINITION, name, parent, frozenset({name} if name else ()))
+    members: set[str] = {name} if name else set()
+    if inner.type in _TS_CONTAINERS and body is not None:
+        # A container kept whole defines its members too: "fix add_line" must find the impl.
+        for member in body.named_children:
+            if _classify(member) == DEFINITION:
+                member_name = _ts_name(member)
+                if member_name:
+                    members.add(member_name)
+    yield _Segment(start, end, DEFINITION, name, parent, frozenset(members))
 
 
 # --- indentation fallback ---------------------------------------------------

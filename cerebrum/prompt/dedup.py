@@ -1,7 +1,7 @@
 """Drop repeated chunks, keeping the first occurrence.
 
 Exact duplicates are found by a hash of the whitespace-normalised text; near
-duplicates by the Jaccard similarity of token shingles (or by one chunk's
+duplicates by the Jaccard similarity of their sets of lines (or by one chunk's
 shingles being almost all contained in an earlier one: a repeated function
 cut short by the end of a paste). Candidate pairs come from a small bottom-k
 sketch index, so the cost stays near linear in the number of chunks.
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import zlib
 from collections.abc import Sequence
 
@@ -21,13 +20,9 @@ _LOGGER = logging.getLogger(__name__)
 
 JACCARD_THRESHOLD = 0.8
 CONTAINMENT_THRESHOLD = 0.9
-_SHINGLE = 5
 _SKETCH = 16
-_MIN_SHARED = 4
+_MIN_SHARED = 2
 
-_TOKEN_RE = re.compile(r"\w+|[^\w\s]")
-# Token → CRC32, shared across calls; bounded below.
-_TOKEN_IDS: dict[str, int] = {}
 
 
 def normalized_hash(text: str) -> bytes:
@@ -36,22 +31,17 @@ def normalized_hash(text: str) -> bytes:
 
 
 def shingles(text: str) -> frozenset[int]:
-    """The set of hashed ``_SHINGLE``-token windows of ``text``.
+    """The set of CRC32s of the stripped, non-blank lines of ``text``.
 
-    Tokens become stable integers (CRC32) before hashing, because ``hash`` of
-    strings is salted per process and results should not vary between runs.
+    Lines are the natural shingle of code: a copy with one line edited still
+    shares all the others. CRC32 rather than ``hash`` because string hashes
+    are salted per process and results should not vary between runs.
     """
-    if len(_TOKEN_IDS) > 200_000:
-        _TOKEN_IDS.clear()
-    tokens = []
-    for token in _TOKEN_RE.findall(text):
-        value = _TOKEN_IDS.get(token)
-        if value is None:
-            value = _TOKEN_IDS[token] = zlib.crc32(token.encode("utf-8", "replace"))
-        tokens.append(value)
-    if len(tokens) < _SHINGLE:
-        return frozenset({hash(tuple(tokens))}) if tokens else frozenset()
-    return frozenset(hash(tuple(tokens[i : i + _SHINGLE])) for i in range(len(tokens) - _SHINGLE + 1))
+    return frozenset(
+        zlib.crc32(line.encode("utf-8", "replace"))
+        for line in (raw.strip() for raw in text.split("\n"))
+        if line
+    )
 
 
 def _names_compatible(first: Chunk, second: Chunk) -> bool:
