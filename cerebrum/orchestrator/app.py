@@ -39,6 +39,7 @@ def create_orchestrator_app(
                                    cooldown_s=config.breaker_cooldown_s, clock=clock,
                                    on_transition=on_breaker_transition),
         in_flight=in_flight,
+        language_models=config.language_models(),
     )
     # Order, outermost first: the request id, so every later log line and
     # error carries it; error rendering, so refusals below render as OpenAI
@@ -51,6 +52,7 @@ def create_orchestrator_app(
     app.cleanup_ctx.append(upstream_session)
     app.router.add_post("/v1/chat/completions", views.chat_completions)
     app.router.add_post("/v1/completions", views.completions)
+    app.router.add_post("/v1/optimize", views.optimize)
     app.router.add_get("/v1/models", views.list_models)
     app.router.add_get("/health", views.health)
     return app

@@ -143,6 +143,19 @@ class BackendPool:
                 return model
         return None
 
+    def contexts(self) -> dict[str, int | None]:
+        """Every known model with its context size in tokens, where a backend reports it
+        (``context_length`` here and in llama-server's newer builds, ``max_model_len`` in vLLM)."""
+        found: dict[str, int | None] = {}
+        for backend in self.backends:
+            for model_id, entry in (backend.models or {}).items():
+                size = entry.get("context_length", entry.get("max_model_len"))
+                if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+                    found[model_id] = size
+                else:
+                    found.setdefault(model_id, None)
+        return found
+
     def models(self) -> list[dict[str, Any]]:
         """The union of the backends' models, each with the backends that serve it."""
         union: dict[str, dict[str, Any]] = {}
@@ -158,17 +171,27 @@ class BackendPool:
                       timeout: aiohttp.ClientTimeout) -> None:
         """Read every backend's ``/v1/models`` concurrently."""
         async with self._refresh_lock:
-            await asyncio.gather(*(self._refresh_one(b, session, headers, timeout)
-                                   for b in self.backends))
-            self._last_refresh = self._clock()
+            await self._refresh_all(session, headers, timeout)
 
     async def refresh_if_stale(self, session: aiohttp.ClientSession,
                                headers: Mapping[str, str], timeout: aiohttp.ClientTimeout,
                                min_interval_s: float = 2.0) -> None:
-        """Refresh unless that happened in the last ``min_interval_s`` (so a flood of
-        requests for an unknown model cannot turn into a flood of refreshes)."""
-        if self._clock() - self._last_refresh >= min_interval_s:
-            await self.refresh(session, headers, timeout)
+        """Refresh unless that happened in the last ``min_interval_s``, so a flood of
+        requests for an unknown model cannot become a flood of refreshes. Waits for a
+        refresh already running (the first one at start-up) instead of starting another."""
+        async with self._refresh_lock:
+            if self._clock() - self._last_refresh >= min_interval_s:
+                await self._refresh_all(session, headers, timeout)
+
+    def lists_pending(self) -> bool:
+        """Whether some backend's model list has never been read."""
+        return any(backend.models is None for backend in self.backends)
+
+    async def _refresh_all(self, session: aiohttp.ClientSession, headers: Mapping[str, str],
+                           timeout: aiohttp.ClientTimeout) -> None:
+        await asyncio.gather(*(self._refresh_one(b, session, headers, timeout)
+                               for b in self.backends))
+        self._last_refresh = self._clock()
 
     async def _refresh_one(self, backend: Backend, session: aiohttp.ClientSession,
                            headers: Mapping[str, str], timeout: aiohttp.ClientTimeout) -> None:

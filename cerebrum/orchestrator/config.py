@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from cerebrum.config import env_name, non_negative, positive
+from cerebrum.prompt.routing import DEFAULT_LANGUAGE_MODELS
 
 
 def _normalise_url(url: str) -> str:
@@ -27,6 +28,13 @@ def _check_urls(_: Any, attribute: attrs.Attribute, value: tuple[str, ...]) -> N
             raise ValueError(f"{env_name(attribute.name)}: {url!r} is not an http(s) URL")
     if len(set(value)) != len(value):
         raise ValueError(f"{env_name(attribute.name)} lists a backend twice")
+
+
+def _check_routes(_: Any, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
+    for pair in value:
+        language, equals, model = pair.partition("=")
+        if not equals or not language.strip() or not model.strip():
+            raise ValueError(f"{env_name(attribute.name)}: {pair!r} is not language=model")
 
 
 @attrs.frozen
@@ -58,6 +66,16 @@ class OrchestratorConfig:
     """How often each backend's ``/v1/models`` is read again."""
     optimize: bool = True
     """Optimise prompts by default (a request can opt out)."""
+    routes: tuple[str, ...] = attrs.field(default=(), validator=_check_routes)
+    """``language=model`` pairs, comma-separated, over the built-in routing map."""
     shutdown_grace_s: float = attrs.field(default=5.0, validator=non_negative)
     log_json: bool = False
     log_level: str = "INFO"
+
+
+    def language_models(self) -> dict[str, str]:
+        """The routing map: the built-in defaults with ``routes`` on top."""
+        overrides = dict(pair.split("=", 1) for pair in self.routes)
+        merged = dict(DEFAULT_LANGUAGE_MODELS)
+        merged.update({k.strip().lower(): v.strip() for k, v in overrides.items()})
+        return merged

@@ -1,21 +1,30 @@
 """Prompt preparation: the one place where a request is changed before it goes to a backend.
 
-This is the seam for prompt optimisation and model routing (``cerebrum.prompt``):
-``prepare_request`` takes the client's body and returns the body to forward,
-the model to ask the backends for, and the prompt size before and after. It
-is pure (no aiohttp), so it is tested on plain data.
+Optimisation and routing (``cerebrum.prompt``) plug in here. ``prepare_request``
+takes the client's body and returns the body to forward, the model to ask the
+backends for, and the optimiser's figures. It is pure (no aiohttp, no I/O), so
+it is tested on plain data, and the proxy may run it off the event loop for
+large prompts.
+
+Order: optimise for the provisional model (the one asked for, else the
+default), which also detects the language; route by that language when the
+request asked for ``auto`` (or no model); if the routed model has a different
+context size, optimise again for it. An optimiser failure never costs the
+request: it is logged and the original prompt goes out.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import attrs
 
 from cerebrum.openai_wire import AnyCompletionRequest, ChatCompletionRequest
 from cerebrum.orchestrator.backends import ROUTING_ALIASES
+from cerebrum.prompt import DEFAULT_LANGUAGE_MODELS, optimize_messages, optimize_text, route_model
+from cerebrum.prompt.instruction import message_text
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -24,6 +33,11 @@ OPT_OUT_HEADER = "X-Cerebrum-Optimize"
 BODY_OPTIONS = "cerebrum"
 """Body field for orchestrator options, e.g. ``"cerebrum": {"optimize": false}``;
 never forwarded."""
+
+DEFAULT_CONTEXT_TOKENS = 2048
+"""Assumed when the backend does not report a model's ``context_length``."""
+DEFAULT_REPLY_TOKENS = 256
+"""Reserved for the answer when the request sets no ``max_tokens``."""
 
 
 @attrs.frozen
@@ -34,7 +48,32 @@ class PreparedRequest:
     """The model asked of the backends; None: the backend's own default."""
     prompt_chars_before: int
     prompt_chars_after: int
-    optimized: bool = False
+    language: str | None = None
+    stats: Mapping[str, Any] | None = None
+    """The optimiser's figures (``OptimizeStats`` as a dict); None when it did not run."""
+    prompt: str | None = None
+    """The text that carries the (optimised) code: the prompt, or that chat message."""
+
+    @property
+    def optimized(self) -> bool:
+        return self.stats is not None and self.stats.get("skipped_reason") is None
+
+
+@attrs.frozen
+class Catalogue:
+    """What the backends offer, as plain data: model id → context length (None: unknown)."""
+
+    contexts: Mapping[str, int | None]
+    default_model: str | None
+    language_models: Mapping[str, str] = DEFAULT_LANGUAGE_MODELS
+
+    def context_of(self, model: str | None) -> int:
+        context = self.contexts.get(model) if model is not None else None
+        return context if isinstance(context, int) and context > 0 else DEFAULT_CONTEXT_TOKENS
+
+    @property
+    def available(self) -> Collection[str]:
+        return self.contexts.keys()
 
 
 def wants_optimization(default: bool, headers: Mapping[str, str], body: Mapping[str, Any]) -> bool:
@@ -58,21 +97,79 @@ def prompt_chars(parsed: AnyCompletionRequest) -> int:
 
 
 def prepare_request(body: Mapping[str, Any], parsed: AnyCompletionRequest, *, optimize: bool,
-                    default_model: str | None) -> PreparedRequest:
-    """The request to forward: options removed, the model resolved, the prompt
-    (one day) optimised. Never raises on the prompt's content."""
+                    catalogue: Catalogue) -> PreparedRequest:
+    """The request to forward: options removed, the prompt optimised, the model resolved.
+
+    Never raises on the prompt's content.
+    """
     forwarded = {key: value for key, value in body.items() if key != BODY_OPTIONS}
     before = prompt_chars(parsed)
-    model = parsed.model
-    if model is None or model in ROUTING_ALIASES:
-        # Routing by language lands with cerebrum.prompt; until then "auto"
-        # means the pool's default model.
-        model = default_model
-    if model is None:
-        forwarded.pop("model", None)
-    else:
+    wants_route = parsed.model is None or parsed.model.strip().lower() in ROUTING_ALIASES
+    model = catalogue.default_model if wants_route else parsed.model
+    reply_tokens = parsed.params.max_tokens or DEFAULT_REPLY_TOKENS
+    result: _Optimized | None = None
+    if optimize:
+        result = _optimize(forwarded, parsed, catalogue.context_of(model), reply_tokens)
+    if wants_route:
+        language = result.language if result is not None else "text"
+        routed = route_model(None, language, catalogue.available,
+                             language_models=catalogue.language_models,
+                             default_model=catalogue.default_model or "")
+        if routed and routed != model:
+            if optimize and catalogue.context_of(routed) != catalogue.context_of(model):
+                result = _optimize(forwarded, parsed, catalogue.context_of(routed), reply_tokens)
+            model = routed
+    if result is not None:
+        forwarded.update(result.fields)
+    if model:
         forwarded["model"] = model
-    # Optimisation plugs in here (cerebrum.prompt.optimizer); prompts pass
-    # through unchanged until it does.
-    del optimize
-    return PreparedRequest(forwarded, model, before, before)
+    else:
+        # Nothing known to route to: let the backend pick its default.
+        forwarded.pop("model", None)
+    after = before
+    if result is not None:
+        # For chat the figures are for the one message the optimiser worked on.
+        after -= result.stats["original_chars"] - result.stats["optimized_chars"]
+    return PreparedRequest(forwarded, model or None, before, after,
+                           language=result.language if result else None,
+                           stats=result.stats if result else None,
+                           prompt=result.text if result else None)
+
+
+@attrs.frozen
+class _Optimized:
+    fields: dict[str, Any]
+    """Body fields to replace (``messages`` or ``prompt``)."""
+    text: str
+    language: str
+    stats: dict[str, Any]
+
+
+def _optimize(body: Mapping[str, Any], parsed: AnyCompletionRequest, context: int,
+              reply_tokens: int) -> _Optimized | None:
+    try:
+        if isinstance(parsed, ChatCompletionRequest):
+            messages = optimize_messages(body["messages"], context_tokens=context,
+                                         max_tokens=reply_tokens)
+            stats = attrs.asdict(messages.stats)
+            text = _code_text(body["messages"], messages.messages)
+            fields = ({"messages": messages.messages}
+                      if stats["skipped_reason"] is None else {})
+            return _Optimized(fields, text, messages.language, stats)
+        prompt = optimize_text(parsed.prompt, context_tokens=context, max_tokens=reply_tokens)
+        stats = attrs.asdict(prompt.stats)
+        fields = {"prompt": prompt.text} if stats["skipped_reason"] is None else {}
+        return _Optimized(fields, prompt.text, prompt.language, stats)
+    except Exception:  # the optimiser must never cost the request
+        _LOGGER.exception("prompt optimisation failed; forwarding the prompt unchanged")
+        return None
+
+
+def _code_text(original: list[Any], optimized: list[dict[str, Any]]) -> str:
+    """The text of the message the optimiser changed, else of the longest user message."""
+    texts = [message_text(m.get("content")) for m in optimized]
+    for index, message in enumerate(original):
+        if isinstance(message, Mapping) and message_text(message.get("content")) != texts[index]:
+            return texts[index]
+    users = [text for m, text in zip(optimized, texts) if m.get("role") == "user"]
+    return max(users, key=len) if users else ""

@@ -11,6 +11,7 @@ and the backend connection is closed, so the backend stops generating.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -23,9 +24,15 @@ from aiohttp_sse import EventSourceResponse, sse_response
 
 from cerebrum.errors import ApiError, BadGateway, GatewayTimeout, ModelNotFound
 from cerebrum.middlewares import REQUEST_ID_KEY
-from cerebrum.openai_wire import read_json, structure_request
+from cerebrum.openai_wire import AnyCompletionRequest, read_json, structure_request
 from cerebrum.orchestrator.backends import ROUTING_ALIASES, Backend
-from cerebrum.orchestrator.preparation import prepare_request, wants_optimization
+from cerebrum.orchestrator.preparation import (
+    Catalogue,
+    PreparedRequest,
+    prepare_request,
+    prompt_chars,
+    wants_optimization,
+)
 from cerebrum.orchestrator.sse_relay import MalformedStream
 from cerebrum.orchestrator.state import ORCHESTRATOR
 from cerebrum.orchestrator.upstream import (
@@ -40,6 +47,9 @@ from cerebrum.orchestrator.upstream import (
 _LOGGER = logging.getLogger(__name__)
 
 _PATHS = {"chat": "/v1/chat/completions", "text": "/v1/completions"}
+_INLINE_PREPARE_CHARS = 16_000
+STATS_HEADER = "X-Cerebrum-Prompt-Stats"
+"""The optimiser's figures for this request, as compact JSON (when it ran)."""
 
 
 @attrs.define
@@ -92,21 +102,12 @@ async def complete(request: web.Request, kind: Literal["chat", "text"]) -> web.S
         record.stream = parsed.stream
         record.model = parsed.model
         session = request.app[UPSTREAM_SESSION]
-        if parsed.model is not None and parsed.model not in ROUTING_ALIASES:
-            if state.pool.is_known(parsed.model) is not True:
-                # A backend that came up (or gained a model) since the last refresh.
-                await state.pool.refresh_if_stale(session, upstream_headers(config.api_key, None),
-                                                  models_timeout(config))
-            if state.pool.is_known(parsed.model) is False:
-                raise ModelNotFound(f"the model '{parsed.model}' is not served by any backend",
-                                    param="model")
-        prepared = prepare_request(
-            body, parsed, optimize=wants_optimization(config.optimize, request.headers, body),
-            default_model=state.pool.default_model())
+        prepared = await prepare(request, body, parsed)
         record.model = prepared.model
         record.prompt_chars_before = prepared.prompt_chars_before
         record.prompt_chars_after = prepared.prompt_chars_after
         record.optimized = prepared.optimized
+        stats_header = _stats_header(prepared)
         payload = json.dumps(prepared.body, ensure_ascii=False).encode()
         headers = upstream_headers(config.api_key, request.get(REQUEST_ID_KEY))
         backend, reply = await open_upstream(
@@ -115,8 +116,8 @@ async def complete(request: web.Request, kind: Literal["chat", "text"]) -> web.S
         record.backend = backend.name
         try:
             if isinstance(reply, Answered):
-                return _pass_through(reply, record)
-            return await _relay(request, backend, reply, record)
+                return _pass_through(reply, record, stats_header)
+            return await _relay(request, backend, reply, record, stats_header)
         finally:
             backend.in_flight -= 1
     except ApiError as exc:
@@ -130,20 +131,69 @@ async def complete(request: web.Request, kind: Literal["chat", "text"]) -> web.S
         record.write()
 
 
-def _pass_through(reply: Answered, record: CompletionRecord) -> web.Response:
+async def prepare(request: web.Request, body: Any, parsed: AnyCompletionRequest, *,
+                  optimize: bool | None = None) -> PreparedRequest:
+    """Optimise and route, off the event loop when the prompt is large.
+
+    ``optimize`` overrides the configured default and the request's opt-out.
+    """
+    state = request.app[ORCHESTRATOR]
+    await _check_model(request, parsed.model)
+    catalogue = Catalogue(state.pool.contexts(), state.pool.default_model(),
+                          state.language_models)
+    call = functools.partial(
+        prepare_request, body, parsed, catalogue=catalogue,
+        optimize=(optimize if optimize is not None
+                  else wants_optimization(state.config.optimize, request.headers, body)))
+    if prompt_chars(parsed) < _INLINE_PREPARE_CHARS:
+        # Small prompts take microseconds; a thread hop would cost more.
+        return call()
+    # A 100 KB prompt takes tens of milliseconds (more on a Pi): keep the loop
+    # free for the streams already running.
+    return await asyncio.get_running_loop().run_in_executor(None, call)
+
+
+async def _check_model(request: web.Request, model: str | None) -> None:
+    """Raise ModelNotFound for a model no backend serves, reading the lists again first
+    when they may be out of date."""
+    state = request.app[ORCHESTRATOR]
+    pool = state.pool
+    explicit = model is not None and model.strip().lower() not in ROUTING_ALIASES
+    if explicit:
+        stale = pool.is_known(model) is not True  # type: ignore[arg-type]
+    else:
+        # Routing needs some list; wait only when none is known at all (just
+        # started), not on every request while one backend stays down.
+        stale = all(backend.models is None for backend in pool.backends)
+    if stale:
+        await pool.refresh_if_stale(request.app[UPSTREAM_SESSION],
+                                    upstream_headers(state.config.api_key, None),
+                                    models_timeout(state.config))
+    if explicit and pool.is_known(model) is False:  # type: ignore[arg-type]
+        raise ModelNotFound(f"the model '{model}' is not served by any backend", param="model")
+
+
+def _stats_header(prepared: PreparedRequest) -> dict[str, str]:
+    if prepared.stats is None:
+        return {}
+    return {STATS_HEADER: json.dumps(prepared.stats, separators=(",", ":"))}
+
+
+def _pass_through(reply: Answered, record: CompletionRecord,
+                  headers: dict[str, str]) -> web.Response:
     record.status = reply.status
     record.usage = reply.usage
     record.outcome = "ok" if reply.status < 400 else f"backend_{reply.status}"
     record.mark_first_byte()
     return web.Response(body=reply.body, status=reply.status,
-                        headers={"Content-Type": reply.content_type})
+                        headers={"Content-Type": reply.content_type, **headers})
 
 
 async def _relay(request: web.Request, backend: Backend, opened: Opened,
-                 record: CompletionRecord) -> EventSourceResponse:
+                 record: CompletionRecord, headers: dict[str, str]) -> EventSourceResponse:
     response, parser = opened.response, opened.parser
     try:
-        async with sse_response(request, allow_all_methods=True) as sse:
+        async with sse_response(request, allow_all_methods=True, headers=headers) as sse:
             try:
                 await _relay_events(sse, backend, opened, record)
             except ConnectionResetError:

@@ -18,6 +18,8 @@ class OrchestratorState:
     pool: BackendPool
     in_flight: InFlight
     """Requests being served (maintained by the load-shedding middleware)."""
+    language_models: dict[str, str] = attrs.field(factory=dict)
+    """The routing map, language → model."""
     started: float = attrs.field(factory=time.monotonic)
 
 

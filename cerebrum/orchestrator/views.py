@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from aiohttp import web
+
+from cerebrum.errors import BadRequest
+from cerebrum.openai_wire import (
+    AnyCompletionRequest,
+    ChatCompletionRequest,
+    read_json,
+    structure_request,
+)
 
 from cerebrum.orchestrator import proxy
 from cerebrum.orchestrator.backends import ROUTING_ALIASES
 from cerebrum.orchestrator.breaker import BreakerState
 from cerebrum.orchestrator.state import ORCHESTRATOR
+from cerebrum.orchestrator.upstream import UPSTREAM_SESSION, models_timeout, upstream_headers
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -22,9 +32,45 @@ async def completions(request: web.Request) -> web.StreamResponse:
     return await proxy.complete(request, "text")
 
 
+async def optimize(request: web.Request) -> web.Response:
+    """``POST /v1/optimize``: a dry run of prompt preparation, nothing is generated.
+
+    Body: ``{"prompt": "..."}`` or ``{"messages": [...]}``, optional ``model``
+    and ``max_tokens``. Answer: the text that would be sent, its language, the
+    model it would go to, and the optimiser's figures.
+    """
+    state = request.app[ORCHESTRATOR]
+    body = await read_json(request, state.config.max_body_bytes)
+    if not isinstance(body, dict) or ("prompt" in body) == ("messages" in body):
+        raise BadRequest("send either 'prompt' (a string) or 'messages' (a list)")
+    parsed = structure_request(body, "chat" if "messages" in body else "text")
+    prepared = await proxy.prepare(request, body, parsed, optimize=True)
+    answer: dict[str, Any] = {
+        "prompt": prepared.prompt if prepared.prompt is not None else _original_text(parsed),
+        "language": prepared.language or "text",
+        "model": prepared.model,
+        "stats": prepared.stats or {"skipped_reason": "error"},
+    }
+    if isinstance(parsed, ChatCompletionRequest):
+        answer["messages"] = prepared.body["messages"]
+    return web.json_response(answer)
+
+
+def _original_text(parsed: AnyCompletionRequest) -> str:
+    if isinstance(parsed, ChatCompletionRequest):
+        return max((m.content for m in parsed.messages if m.role == "user"), key=len, default="")
+    return parsed.prompt
+
+
 async def list_models(request: web.Request) -> web.Response:
     """``GET /v1/models``: the union of the backends' models, then the routing aliases."""
-    pool = request.app[ORCHESTRATOR].pool
+    state = request.app[ORCHESTRATOR]
+    pool = state.pool
+    if pool.lists_pending():
+        # Just started, or a backend never answered: ask now rather than show a partial list.
+        await pool.refresh_if_stale(request.app[UPSTREAM_SESSION],
+                                    upstream_headers(state.config.api_key, None),
+                                    models_timeout(state.config))
     data = pool.models()
     for alias in ROUTING_ALIASES:
         data.append({"id": alias, "object": "model", "created": 0, "owned_by": "cerebrum",

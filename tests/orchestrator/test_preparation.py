@@ -1,0 +1,119 @@
+"""Prompt preparation: optimisation, routing and the opt-outs, pure and through the proxy."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from cerebrum.openai_wire import structure_request
+from cerebrum.orchestrator import preparation
+from cerebrum.orchestrator.preparation import Catalogue, prepare_request, wants_optimization
+from cerebrum.orchestrator.proxy import STATS_HEADER
+from tests.orchestrator.conftest import MakeOrchestrator, MakeStub
+
+FUNCTION = ("def fetch_data(url):\n    import requests\n    response = requests.get(url)\n"
+            "    response.raise_for_status()\n    return response.json()\n\n\n")
+BIG_PROMPT = FUNCTION * 60 + "Refactor fetch_data to use async/await."
+
+CATALOGUE = Catalogue({"small": 2048, "qwen2.5-coder-1.5b-instruct": 4096, "codellama": None},
+                      default_model="small",
+                      language_models={"python": "qwen2.5-coder-1.5b-instruct"})
+
+
+def chat_body(content: str, **extra: object) -> dict:
+    return {"messages": [{"role": "system", "content": "Be brief."},
+                         {"role": "user", "content": content}], **extra}
+
+
+def prepare(body: dict, optimize: bool = True, kind: str = "chat"):  # type: ignore[no-untyped-def]
+    return prepare_request(body, structure_request(body, kind), optimize=optimize,  # type: ignore[arg-type]
+                           catalogue=CATALOGUE)
+
+
+def test_large_code_prompt_shrinks_and_keeps_the_instruction() -> None:
+    prepared = prepare(chat_body(BIG_PROMPT))
+    sent = prepared.body["messages"][1]["content"]
+    assert prepared.optimized
+    assert prepared.prompt_chars_after < 0.4 * prepared.prompt_chars_before
+    assert "Refactor fetch_data to use async/await." in sent
+    assert FUNCTION.strip() in sent
+    assert prepared.body["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert prepared.prompt_chars_before == len(BIG_PROMPT) + len("Be brief.")
+
+
+def test_auto_routes_by_language_and_explicit_model_wins() -> None:
+    assert prepare(chat_body(BIG_PROMPT, model="auto")).model == "qwen2.5-coder-1.5b-instruct"
+    assert prepare(chat_body(BIG_PROMPT)).body["model"] == "qwen2.5-coder-1.5b-instruct"
+    assert prepare(chat_body("hello", model="auto")).model == "small"  # plain text: default
+    assert prepare(chat_body(BIG_PROMPT, model="small")).model == "small"
+
+
+def test_opt_out_forwards_the_prompt_unchanged() -> None:
+    body = chat_body(BIG_PROMPT, model="small", cerebrum={"optimize": False})
+    prepared = prepare(body, optimize=wants_optimization(True, {}, body))
+    assert prepared.body["messages"] == body["messages"]
+    assert "cerebrum" not in prepared.body  # never forwarded
+    assert prepared.stats is None and not prepared.optimized
+    assert wants_optimization(True, {"X-Cerebrum-Optimize": "off"}, {}) is False
+    assert wants_optimization(False, {"X-Cerebrum-Optimize": "on"}, {}) is True
+    assert wants_optimization(True, {}, {"cerebrum": {"optimize": "no"}}) is True  # not a bool
+
+
+def test_text_prompts_are_optimised_too() -> None:
+    prepared = prepare({"model": "small", "prompt": BIG_PROMPT}, kind="text")
+    assert prepared.optimized and len(prepared.body["prompt"]) < len(BIG_PROMPT)
+
+
+def test_an_optimiser_crash_falls_back_to_the_original(monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    def explode(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("optimiser bug")
+
+    monkeypatch.setattr(preparation, "optimize_messages", explode)
+    body = chat_body(BIG_PROMPT, model="small")
+    prepared = prepare(body)
+    assert prepared.body["messages"] == body["messages"]
+    assert prepared.prompt_chars_after == prepared.prompt_chars_before
+    assert any("optimisation failed" in r.getMessage() and r.levelno == logging.ERROR
+               for r in caplog.records)
+
+
+async def test_the_backend_gets_the_optimised_prompt_and_the_client_the_stats(
+        make_stub: MakeStub, make_orchestrator: MakeOrchestrator) -> None:
+    stub, url = await make_stub()
+    client = await make_orchestrator(url)
+    response = await client.post("/v1/chat/completions", json=chat_body(BIG_PROMPT, stream=True))
+    assert response.status == 200
+    await response.read()
+    stats = json.loads(response.headers[STATS_HEADER])
+    assert stats["skipped_reason"] is None and stats["reduction"] > 0.6
+    sent = stub.received[0].body
+    assert sent["model"] == "stub-model"  # routed: the only model there is
+    assert len(sent["messages"][1]["content"]) == stats["optimized_chars"]
+    off = await client.post("/v1/chat/completions", json=chat_body(BIG_PROMPT),
+                            headers={"X-Cerebrum-Optimize": "off"})
+    assert off.status == 200 and STATS_HEADER not in off.headers
+    assert stub.received[1].body["messages"][1]["content"] == BIG_PROMPT
+
+
+async def test_optimize_dry_run(make_stub: MakeStub, make_orchestrator: MakeOrchestrator) -> None:
+    stub, url = await make_stub()
+    client = await make_orchestrator(url)
+    response = await client.post("/v1/optimize", json={"prompt": BIG_PROMPT})
+    assert response.status == 200
+    result = await response.json()
+    assert result["language"] == "python" and result["model"] == "stub-model"
+    assert result["prompt"].startswith("Refactor fetch_data") or \
+        "Refactor fetch_data" in result["prompt"]
+    assert set(result["stats"]) >= {"original_chars", "optimized_chars", "reduction",
+                                    "chunks_total", "chunks_unique", "chunks_kept",
+                                    "elapsed_ms", "skipped_reason"}
+    assert stub.received == []  # nothing generated
+    chat = await (await client.post("/v1/optimize", json=chat_body(BIG_PROMPT))).json()
+    assert chat["messages"][0]["role"] == "system"
+    for bad in ({}, {"prompt": 5}, {"prompt": "x", "messages": []}):
+        assert (await client.post("/v1/optimize", json=bad)).status == 400
+    empty = await (await client.post("/v1/optimize", json={"prompt": ""})).json()
+    assert empty["stats"]["skipped_reason"] == "empty"
