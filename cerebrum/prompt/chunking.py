@@ -34,6 +34,9 @@ _LOGGER = logging.getLogger(__name__)
 BIG_CLASS_CHARS = 1500
 # Runs of statements (preamble, top-level code) are cut at blank lines past this.
 MAX_BLOCK_CHARS = 2000
+# A function larger than this with nested functions is split like a class
+# (JavaScript modules wrapped in one big function, closures in Python).
+BIG_FUNCTION_CHARS = 4000
 # A definition is kept whole up to this size; beyond it no budget could hold
 # it anyway, so it is cut at blank lines into parts.
 MAX_DEFINITION_CHARS = 16_000
@@ -157,12 +160,11 @@ def _python_segments(code: str, lines: list[str]) -> list[_Segment] | None:
     segments: list[_Segment] = []
     for node in tree.body:
         start, end = _py_start(node), node.end_lineno or node.lineno
-        if isinstance(node, _PY_FUNCTIONS):
-            segments.append(_Segment(start, end, DEFINITION, node.name, names=frozenset({node.name})))
-        elif isinstance(node, ast.ClassDef):
+        if isinstance(node, (ast.ClassDef, *_PY_FUNCTIONS)):
             methods = [child for child in node.body if isinstance(child, _PY_FUNCTIONS)]
             size = sum(len(lines[i]) + 1 for i in range(start, min(end, len(lines))))
-            if size > BIG_CLASS_CHARS and methods:
+            limit = BIG_CLASS_CHARS if isinstance(node, ast.ClassDef) else BIG_FUNCTION_CHARS
+            if size > limit and methods:
                 first = _py_start(methods[0])
                 segments.append(_Segment(start, first, CLASS_HEADER, node.name, names=frozenset({node.name})))
                 for method in methods:
@@ -268,7 +270,8 @@ def _ts_name(node: Any) -> str | None:
         return None
     name = node.child_by_field_name("name")
     if name is not None and name.type in _TS_NAME_TYPES:
-        return _node_text(name)
+        # JavaScript's private "#render" is called "render" in prose.
+        return _node_text(name).lstrip("#")
     # C/C++: the name sits at the bottom of a chain of declarators.
     declarator = node.child_by_field_name("declarator")
     depth = 0
@@ -344,7 +347,8 @@ def _ts_node_segments(node: Any, lines: list[str], parent: str | None, depth: in
     inner = _inner(node)
     body = inner.child_by_field_name("body")
     size = sum(len(lines[i]) + 1 for i in range(start, min(end, len(lines))))
-    if inner.type in _TS_CONTAINERS and body is not None and size > BIG_CLASS_CHARS and depth < 3:
+    splittable = inner.type in _TS_CONTAINERS or (inner.type in _TS_FUNCTIONS and size > BIG_FUNCTION_CHARS)
+    if splittable and body is not None and size > BIG_CLASS_CHARS and depth < 3:
         members = [child for child in body.named_children]
         split_at = [m for m in members if _classify(m) == DEFINITION]
         if split_at:
