@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Build llama.cpp's own llama-server (C++) from the source vendored in the
+# llama-cpp-python sdist, once; cached under bench/.cache/. Prints the binary's path.
+# Downloads nothing but the llama-cpp-python sdist (pip download from PyPI).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+version="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
+cache="$here/.cache"
+src="$cache/llama_cpp_python-$version"
+build="$cache/llama-server-build-$version"
+bin="$build/bin/llama-server"
+if [[ -x "$bin" ]]; then
+    echo "$bin"
+    exit 0
+fi
+mkdir -p "$cache"
+python="${PYTHON:-$here/../.venv/bin/python}"
+if [[ ! -d "$src/vendor/llama.cpp" ]]; then
+    sdist="$(ls "$cache"/llama_cpp_python-"$version".tar.gz 2>/dev/null || true)"
+    if [[ -z "$sdist" ]]; then
+        "$python" -m pip download --no-deps --no-binary :all: \
+            "llama-cpp-python==$version" -d "$cache" >&2
+        sdist="$cache/llama_cpp_python-$version.tar.gz"
+    fi
+    tar -xzf "$sdist" -C "$cache"
+fi
+cmake -S "$src/vendor/llama.cpp" -B "$build" -DCMAKE_BUILD_TYPE=Release \
+    -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+    -DLLAMA_BUILD_SERVER=ON -DBUILD_SHARED_LIBS=OFF >&2
+cmake --build "$build" --config Release --target llama-server -j2 >&2
+echo "$bin"
