@@ -48,8 +48,10 @@ def _emit(piece: str, out: Output, sink: list[str] | None) -> None:
         sink.append(piece)
 
 
-def prompt_reduction(headers: Mapping[str, str]) -> str:
+def prompt_reduction(headers: Mapping[str, str], optimize: bool = True) -> str:
     """The prompt reduction the orchestrator reported, as ``-62%``; ``n/a`` when it did not."""
+    if not optimize:
+        return "off"
     raw = headers.get(STATS_HEADER)
     if not raw:
         return "n/a"
@@ -60,15 +62,17 @@ def prompt_reduction(headers: Mapping[str, str]) -> str:
     if not isinstance(stats, dict):
         return "n/a"
     reduction = stats.get("reduction")
+    if stats.get("skipped_reason"):
+        return f"0% ({stats['skipped_reason']})"
     if isinstance(reduction, int | float) and not isinstance(reduction, bool):
         return f"-{reduction * 100:.0f}%" if reduction else "0%"
     return "n/a"
 
 
-def summary(stream: ChatStream) -> str:
+def summary(stream: ChatStream, optimize: bool = True) -> str:
     """The one-line figures after an answer."""
     ttft = f"{stream.ttft_s:.2f} s" if stream.ttft_s is not None else "n/a"
     rate = f"{stream.tokens_per_s:.1f} tok/s" if stream.tokens_per_s is not None else "n/a tok/s"
     return (f"request {stream.request_id} · {stream.model or 'unknown model'} · "
             f"{stream.tokens} tokens · first token {ttft} · {rate} · "
-            f"prompt reduction {prompt_reduction(stream.headers)}")
+            f"prompt reduction {prompt_reduction(stream.headers, optimize)}")

@@ -100,5 +100,5 @@ async def _ask(url: str, key: str | None, body: dict[str, Any], args: argparse.N
     async with Client(url, key) as client:
         stream = await stream_answer(client, body, optimize=args.optimize, out=out, err=err)
     if not args.quiet:
-        err.line(err.dim(summary(stream)))
+        err.line(err.dim(summary(stream, args.optimize)))
     return EXIT_OK

@@ -80,7 +80,7 @@ def stats_line(result: dict[str, Any]) -> str:
         parts.append(f"chunks {stats.get('chunks_total')} → {stats.get('chunks_unique')} unique "
                      f"→ {stats.get('chunks_kept')} kept")
     if stats.get("elapsed_ms") is not None:
-        parts.append(f"{stats['elapsed_ms']} ms")
+        parts.append(f"{float(stats['elapsed_ms']):.1f} ms")
     if stats.get("skipped_reason"):
         parts.append(f"not optimised: {stats['skipped_reason']}")
     return " · ".join(parts)

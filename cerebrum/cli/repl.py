@@ -190,7 +190,7 @@ async def _answer(client: Client, conversation: Conversation, line: str,
             err.line(err.red(exc.message))
             return
     conversation.answered("".join(pieces))
-    err.line(err.dim(summary(stream)))
+    err.line(err.dim(summary(stream, conversation.optimize)))
 
 
 @contextlib.contextmanager

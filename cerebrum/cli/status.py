@@ -102,6 +102,8 @@ def _render(out: Output, service: str, url: str, health: dict[str, Any] | str, o
         out.line(f"{mark} {out.bold(service)}  {url}  {out.red('down')}")
         out.line(f"    {health}")
         return
+    if service == "orchestrator" and "backends" not in health and "loaded" in health:
+        service = "backend"  # --url points straight at a backend
     status = str(health.get("status", "?"))
     extra = f"  up {_duration(health['uptime_s'])}" if "uptime_s" in health else ""
     out.line(f"{mark} {out.bold(service)}  {url}  {status}{extra}")

@@ -101,6 +101,36 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService
     assert service.stop() == 0, service.log_text()
 
 
+def start_orchestrator(tmp: Path, backend_url: str) -> RunningService:
+    """``cm4_app.py`` on loopback in front of ``backend_url``, asking clients for the test key."""
+    port = free_port()
+    log = tmp / f"orchestrator-{port}.log"
+    env = clean_env(tmp, CEREBRUM_API_KEY=TEST_KEY, CEREBRUM_BACKEND_URL=backend_url,
+                    CEREBRUM_CLIENT_API_KEYS=TEST_KEY)
+    with open(log, "wb") as handle:
+        process = subprocess.Popen([sys.executable, str(ROOT / "cm4_app.py"), "--host",
+                                    "127.0.0.1", "--port", str(port)],
+                                   cwd=tmp, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    service = RunningService(f"http://127.0.0.1:{port}", process, log)
+    try:
+        wait_healthy(service.url, process, log)
+    except BaseException:
+        service.stop()
+        raise
+    return service
+
+
+@pytest.fixture(scope="session")
+def orchestrator(backend: RunningService,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
+    """The real orchestrator in front of the suite's backend."""
+    if not (ROOT / "cm4_app.py").exists():
+        pytest.skip("no orchestrator in this checkout yet")
+    service = start_orchestrator(tmp_path_factory.mktemp("orchestrator"), backend.url)
+    yield service
+    assert service.stop() == 0, service.log_text()
+
+
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     """A user's working directory and HOME, without a .env."""
