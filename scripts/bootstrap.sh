@@ -23,6 +23,14 @@ if [ "$role" != cm4 ]; then
     command -v g++ >/dev/null || need_apt+=(g++)
     command -v make >/dev/null || need_apt+=(make)
 fi
+if [ "$role" = dev ]; then
+    # tests/deploy: shellcheck for the install scripts, systemd-analyze for
+    # the units, sshd and ssh for the loopback tunnel test.
+    command -v shellcheck >/dev/null || need_apt+=(shellcheck)
+    command -v systemd-analyze >/dev/null || need_apt+=(systemd)
+    [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+    command -v ssh >/dev/null || need_apt+=(openssh-client)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "bootstrap: installing system packages: ${need_apt[*]}"
     sudo=""
