@@ -102,12 +102,14 @@ place_config() {
 
 # Copies the checkout to $APP_DIR. rsync with --checksum so an unchanged tree
 # is not rewritten; .env and .venv stay behind (a developer's key must not
-# ride along). Excluded paths in the target (pip's egg-info) are kept.
+# ride along). Excluded paths in the target (pip's egg-info) are kept, and
+# directory times are not copied: pip's egg-info updates the top folder's
+# time, which would otherwise be reset (a change) on every run.
 sync_app() {
     local src=$1
     ensure_dir "$PREFIX" root root 755
     local changes
-    changes=$(rsync -rlpt --checksum --chmod=go-w --delete --itemize-changes \
+    changes=$(rsync -rlpt --omit-dir-times --checksum --chmod=go-w --delete --itemize-changes \
         --exclude=/.git/ --exclude=/.venv/ --exclude=.env --exclude=/.ci/ \
         --exclude=__pycache__/ --exclude='*.pyc' --exclude=/.pytest_cache/ \
         --exclude=/.hypothesis/ --exclude=/bench/.cache/ --exclude=/build/ \
