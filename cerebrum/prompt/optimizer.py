@@ -159,7 +159,9 @@ def _optimize(text: str, context_tokens: int, max_tokens: int, query: str, start
     )
     result = assembly.text
     reduction = 1.0 - len(result) / len(text)
-    if reduction < MIN_REDUCTION:
+    # Under 10% saved is not worth changing what the user wrote, unless the
+    # original does not fit: then sending it unchanged only earns a 400.
+    if reduction < MIN_REDUCTION and estimate_tokens(text) <= budget:
         return _skipped(text, language, SKIP_NO_GAIN, started, budget, len(chunks))
     stats = OptimizeStats(
         original_chars=len(text),

@@ -181,3 +181,17 @@ def test_messages_without_code_are_untouched() -> None:
     assert result.messages[0] is not messages[0]
     assert result.stats.skipped_reason is not None
     assert optimize_messages([]).messages == []
+
+
+def test_prompt_over_budget_is_cut_even_when_the_saving_is_small() -> None:
+    from cerebrum.prompt.optimizer import budget_tokens
+    from cerebrum.prompt.tokens import estimate_tokens
+
+    big = "\n\n".join(ALL.values())
+    text = "Explain everything.\n\n" + big
+    wanted = int(estimate_tokens(text) * 0.95)  # 5% over: a small saving, but needed
+    context = next(c for c in range(wanted, wanted * 2) if budget_tokens(c, 256) >= wanted)
+    result = optimize_text(text, context_tokens=context, max_tokens=256)
+    assert result.stats.skipped_reason is None
+    assert estimate_tokens(result.text) <= budget_tokens(context, 256)
+    assert result.text.startswith("Explain everything.")
