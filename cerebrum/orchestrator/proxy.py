@@ -79,7 +79,8 @@ class CompletionRecord:
         _LOGGER.info(
             "completion %s", self.outcome,
             extra={
-                "model": self.model, "backend": self.backend, "stream": self.stream,
+                "event": "completion", "kind": self.kind, "model": self.model,
+                "backend": self.backend, "stream": self.stream,
                 "status": self.status, "outcome": self.outcome,
                 "prompt_chars_before": self.prompt_chars_before,
                 "prompt_chars_after": self.prompt_chars_after, "optimized": self.optimized,
@@ -125,7 +126,8 @@ async def complete(request: web.Request, kind: Literal["chat", "text"]) -> web.S
         record.outcome = exc.code or exc.error_type
         raise
     except asyncio.CancelledError:
-        record.outcome = "client_disconnected"
+        if record.outcome != "ok":  # gone after the whole answer is not a disconnect
+            record.outcome = "client_disconnected"
         raise
     finally:
         record.write()
@@ -231,6 +233,11 @@ async def _relay_events(sse: EventSourceResponse, backend: Backend, opened: Open
             break
         if batch is not None:
             await sse.write(batch.raw)
+            if parser.done:
+                # The answer is complete: finish now rather than wait for the
+                # backend's end of stream, which a client that has what it
+                # wanted may not stay for.
+                break
     if error is not None:
         backend.breaker.record_failure()
         record.outcome = "backend_failed_midstream"

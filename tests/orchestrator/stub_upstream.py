@@ -29,6 +29,8 @@ class Behaviour:
     """Send a line that is not SSE after this many chunks."""
     hang_after: int | None = None
     """Stop sending (but keep the connection) after this many chunks; -1: before headers."""
+    hang_after_done: bool = False
+    """Keep the connection open after ``[DONE]`` instead of ending the response."""
     delay_s: float = 0.0
     """Pause between chunks."""
     headers: dict[str, str] = attrs.field(factory=dict)
@@ -111,6 +113,8 @@ class StubUpstream:
             await response.write(_event(_chunk(kind, model, None, finish=True,
                                                usage=_usage(behaviour.chunks))))
             await response.write(b"data: [DONE]\n\n")
+            if behaviour.hang_after_done:
+                await asyncio.Event().wait()
         except asyncio.CancelledError:
             self.disconnected.set()
             raise

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from tests.backend.sse import chunks, read_events
 from tests.orchestrator.conftest import BACKEND_KEY, MakeOrchestrator, MakeStub, chat
+from tests.orchestrator.stub_upstream import Behaviour
 
 
 async def test_stream_is_relayed_with_usage_and_done(make_stub: MakeStub,
@@ -47,3 +49,13 @@ async def test_backend_gets_key_request_id_and_body(make_stub: MakeStub,
     assert got.headers["Authorization"] == f"Bearer {BACKEND_KEY}"
     assert got.body["temperature"] == 0.2 and got.body["user"] == "u"
     assert json.dumps(got.body["messages"]) == json.dumps(chat()["messages"])
+
+
+async def test_stream_ends_at_done_without_waiting_for_the_backend_to_close(
+        make_stub: MakeStub, make_orchestrator: MakeOrchestrator) -> None:
+    stub, url = await make_stub()
+    stub.then(Behaviour(hang_after_done=True))
+    client = await make_orchestrator(url, read_timeout_s=30)
+    async with client.post("/v1/chat/completions", json=chat(stream=True)) as response:
+        events = await asyncio.wait_for(read_events(response), timeout=5)
+    assert events[-1] == ("message", "[DONE]")
