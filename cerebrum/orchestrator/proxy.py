@@ -218,7 +218,10 @@ async def _relay_events(sse: EventSourceResponse, backend: Backend, opened: Open
     await sse.write(opened.first)
     record.mark_first_byte()
     error: ApiError | None = None
-    while True:
+    # The answer is complete at [DONE]: finish then rather than wait for the
+    # backend's end of stream, which a client that has what it wanted may not
+    # stay for.
+    while not parser.done:
         try:
             data = await response.content.readany()
             if not data:
@@ -233,11 +236,6 @@ async def _relay_events(sse: EventSourceResponse, backend: Backend, opened: Open
             break
         if batch is not None:
             await sse.write(batch.raw)
-            if parser.done:
-                # The answer is complete: finish now rather than wait for the
-                # backend's end of stream, which a client that has what it
-                # wanted may not stay for.
-                break
     if error is not None:
         backend.breaker.record_failure()
         record.outcome = "backend_failed_midstream"
