@@ -1,5 +1,6 @@
 # The two commands a new user needs:
 #   make run    install everything, start both services on the embedded model, open the REPL
+#               (cerebrum up; Ctrl-D stops both)
 #   make test   install everything, run the test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -14,7 +15,7 @@ $(STAMP): scripts/bootstrap.sh requirements-*.txt setup.cfg pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(PY) vps_app.py --dev
+	$(VENV)/bin/cerebrum up
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
