@@ -191,3 +191,18 @@ restart_if_active() {
         systemctl try-restart "$@"
     fi
 }
+
+# The `cerebrum` CLI on every user's PATH (status, keygen). A link, so
+# upgrades of the venv need nothing here; an existing different file is left
+# alone rather than replaced.
+link_cli() {
+    local link=/usr/local/bin/cerebrum target=$VENV/bin/cerebrum
+    if [ "$(readlink "$link" 2>/dev/null)" = "$target" ]; then
+        log "ok: $link"
+    elif [ -e "$link" ] || [ -L "$link" ]; then
+        log "warning: $link exists and is not ours; left as it is"
+    else
+        log "linking $link -> $target"
+        ln -s "$target" "$link"
+    fi
+}

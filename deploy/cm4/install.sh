@@ -32,6 +32,7 @@ ensure_dir "$CONF_DIR" root "$SERVICE_USER" 750
 
 sync_app "$src"
 install_python cm4
+link_cli
 
 place_config "$here/orchestrator.env.example" "$CONF_DIR/orchestrator.env"
 # The tunnel's key pair, made here so the private half never leaves the Pi.

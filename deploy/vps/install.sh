@@ -39,6 +39,7 @@ done
 
 sync_app "$src"
 install_python vps
+link_cli
 
 new_config=0
 [ -e "$CONF_DIR/backend.env" ] || new_config=1
