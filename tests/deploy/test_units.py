@@ -140,3 +140,16 @@ def test_env_templates_hold_no_key() -> None:
         for line in template.read_text().splitlines():
             if "API_KEY" in line and not line.startswith("#"):
                 assert line.split("=", 1)[1] == "", f"{template.name}: a key in the repo"
+
+
+@pytest.mark.parametrize("name", sorted(UNITS))
+def test_systemd_security_exposure_is_low(name: str) -> None:
+    """systemd's own hardening score (0 best, 10 worst) stays in its "OK" band."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed (Debian: apt-get install systemd)")
+    # --threshold is in tenths: 35 means exposure 3.5.
+    result = subprocess.run(["systemd-analyze", "security", "--offline=true", "--threshold=35",
+                             str(UNITS[name])], capture_output=True, text=True, timeout=60)
+    if "--offline" in result.stderr and "unrecognized" in result.stderr:
+        pytest.skip("this systemd-analyze has no --offline (systemd < 250)")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
