@@ -48,6 +48,11 @@ def _emit(piece: str, out: Output, sink: list[str] | None) -> None:
         sink.append(piece)
 
 
+# The optimiser's reasons for leaving a prompt as it was, in words.
+_SKIPPED = {"fits": "fits the context", "no_code": "no code", "gain_below_10pct": "gain under 10%",
+            "empty": "empty", "binary": "binary", "error": "optimiser error"}
+
+
 def prompt_reduction(headers: Mapping[str, str], optimize: bool = True) -> str:
     """The prompt reduction the orchestrator reported, as ``-62%``; ``n/a`` when it did not."""
     if not optimize:
@@ -63,7 +68,8 @@ def prompt_reduction(headers: Mapping[str, str], optimize: bool = True) -> str:
         return "n/a"
     reduction = stats.get("reduction")
     if stats.get("skipped_reason"):
-        return f"0% ({stats['skipped_reason']})"
+        reason = str(stats["skipped_reason"])
+        return f"0% ({_SKIPPED.get(reason, reason)})"
     if isinstance(reduction, int | float) and not isinstance(reduction, bool):
         return f"-{reduction * 100:.0f}%" if reduction else "0%"
     return "n/a"

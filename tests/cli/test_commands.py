@@ -173,3 +173,15 @@ def test_serve_backend_is_vps_app(home: Path) -> None:
         process.wait(30)
     assert process.returncode == 0, log.read_text()
     assert "Traceback" not in log.read_text()
+
+
+@pytest.mark.model
+def test_chat_reads_one_message_per_line_when_piped(home: Path, backend: RunningService) -> None:
+    result = run_cli("chat", "--max-tokens", "3", cwd=home, env=env_for(home, backend.url),
+                     input="/optimize off\n/model\nSay hi.\n/nonsense\n")
+    assert result.returncode == 0, result.stderr
+    assert "optimisation: off" in result.stdout and "model: the service default" in result.stdout
+    assert "unknown command /nonsense" in result.stdout
+    assert re.search(r"request [0-9a-f]{32} · smollm2-135m · 3 tokens .* reduction off",
+                     result.stderr), result.stderr
+    assert not ESCAPE.search(result.stdout + result.stderr)
