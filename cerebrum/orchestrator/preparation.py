@@ -25,6 +25,8 @@ from cerebrum.openai_wire import AnyCompletionRequest, ChatCompletionRequest
 from cerebrum.orchestrator.backends import ROUTING_ALIASES
 from cerebrum.prompt import DEFAULT_LANGUAGE_MODELS, optimize_messages, optimize_text, route_model
 from cerebrum.prompt.instruction import message_text
+from cerebrum.prompt.optimizer import SKIP_FITS, SMALL_PROMPT_CHARS, budget_tokens
+from cerebrum.prompt.tokens import estimate_tokens
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -108,7 +110,13 @@ def prepare_request(body: Mapping[str, Any], parsed: AnyCompletionRequest, *, op
     model = catalogue.default_model if wants_route else parsed.model
     reply_tokens = parsed.params.max_tokens or DEFAULT_REPLY_TOKENS
     result: _Optimized | None = None
-    if optimize:
+    if optimize and not wants_route and _fits(parsed, before, catalogue.context_of(model),
+                                              reply_tokens):
+        # The optimiser would only say "fits", after detecting the language,
+        # which nothing needs here: skip it, it is most of a small request's cost.
+        result = _Optimized({}, "", "", {"original_chars": before, "optimized_chars": before,
+                                          "reduction": 0.0, "skipped_reason": SKIP_FITS})
+    elif optimize:
         result = _optimize(forwarded, parsed, catalogue.context_of(model), reply_tokens)
     if wants_route:
         language = result.language if result is not None else "text"
@@ -131,9 +139,20 @@ def prepare_request(body: Mapping[str, Any], parsed: AnyCompletionRequest, *, op
         # For chat the figures are for the one message the optimiser worked on.
         after -= result.stats["original_chars"] - result.stats["optimized_chars"]
     return PreparedRequest(forwarded, model or None, before, after,
-                           language=result.language if result else None,
+                           language=result.language or None if result else None,
                            stats=result.stats if result else None,
                            prompt=result.text if result else None)
+
+
+def _fits(parsed: AnyCompletionRequest, chars: int, context: int, reply_tokens: int) -> bool:
+    """The optimiser's own "already fits" rule, without the work before it."""
+    if chars >= SMALL_PROMPT_CHARS:
+        return False
+    if isinstance(parsed, ChatCompletionRequest):
+        text = "\n".join(message.content for message in parsed.messages)
+    else:
+        text = parsed.prompt
+    return estimate_tokens(text) <= budget_tokens(context, reply_tokens)
 
 
 @attrs.frozen

@@ -130,7 +130,11 @@ async def complete(request: web.Request, kind: Literal["chat", "text"]) -> web.S
             record.outcome = "client_disconnected"
         raise
     finally:
-        record.write()
+        # Written just after the response is finished rather than before its
+        # last bytes leave: formatting a log line costs as much as the rest of
+        # a short request. call_soon copies the context, so the line still
+        # carries the request id.
+        asyncio.get_running_loop().call_soon(record.write)
 
 
 async def prepare(request: web.Request, body: Any, parsed: AnyCompletionRequest, *,
