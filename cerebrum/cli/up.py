@@ -179,6 +179,11 @@ def run(args: argparse.Namespace) -> int:
     # The children read the rest of their settings from the same .env.
     env = {**os.environ, "CEREBRUM_API_KEY": key, "CEREBRUM_BACKEND_URL": backend_url,
            "CEREBRUM_CLIENT_API_KEYS": key, "PYTHONUNBUFFERED": "1"}
+    if "CEREBRUM_MAX_CPU_PERCENT" not in {**read_dotenv(args.env_file), **os.environ}:
+        # Everything runs on this one machine: the REPL, the orchestrator and the
+        # user's own programs would all count as "other" CPU and turn questions
+        # away. The guard is for a shared VPS; here it is off unless configured.
+        env["CEREBRUM_MAX_CPU_PERCENT"] = "100"
     backend = Service("backend", backend_url, args.log_dir / "backend.log")
     orchestrator = Service("orchestrator", url, args.log_dir / "orchestrator.log")
     cwd = Path.cwd()
