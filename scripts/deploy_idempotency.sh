@@ -158,6 +158,10 @@ check_role() {
 
     check_result "$root" "$role"
     say "[$role] PASS: idempotent, $(wc -l <"$root.after") manifest lines unchanged"
+    # Logs and manifests stay behind only when something failed (or KEEP=1).
+    if [ "${CEREBRUM_IDEMPOTENCY_KEEP:-0}" != 1 ]; then
+        rm -f "$root".{before,after,diff,acted,run1.log,run2.log}
+    fi
 }
 
 # The first run must also have produced a usable install, or "nothing
