@@ -2,7 +2,7 @@
 
 The registry is a TOML file (``CEREBRUM_MODELS``)::
 
-    [models.qwen2.5-coder-1.5b]
+    [models."qwen2.5-coder-1.5b-instruct"]  # quote names with dots
     path = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"  # relative to this file, or absolute
     context_size = 4096
     threads = 2             # optional, default CEREBRUM_THREADS
@@ -129,6 +129,11 @@ def load_registry(path: Path | None) -> ModelRegistry:
         raise RegistryError(f"{path}: expected one or more [models.NAME] tables")
     specs = []
     for name, raw in models.items():
+        if isinstance(raw, dict) and "path" not in raw and any(
+                isinstance(value, dict) for value in raw.values()):
+            # [models.qwen2.5-coder] is read by TOML as nested tables.
+            raise RegistryError(f'{path}: model {name!r} has no path; a model name with dots '
+                                f'must be quoted, e.g. [models."{name}.5-coder"]')
         try:
             entry = _converter.structure(raw, _ModelEntry)
         except (cattrs.BaseValidationError, TypeError, ValueError) as exc:

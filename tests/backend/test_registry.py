@@ -61,6 +61,7 @@ default = true
     ('[models.m]\npath = "a.gguf"\ncolour = "red"', "'m'"),
     ('[models.m]\npath = "a.gguf"\ncontext_size = "big"', "'m'"),
     ('[models.m]\npath = "a.gguf"\ncontext_size = 8', "context_size"),
+    ('[models.qwen2.5-coder]\npath = "a.gguf"', "must be quoted"),
 ])
 def test_bad_registries_are_explained(tmp_path, text, needle) -> None:
     (tmp_path / "a.gguf").write_bytes(b"x")
