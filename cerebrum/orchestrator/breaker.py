@@ -2,9 +2,10 @@
 
 States::
 
-    closed ──N consecutive failures──▶ open ──cooldown elapsed──▶ half-open
-      ▲                                 ▲                            │
-      └──────── probe succeeds ─────────┼──────── probe fails ───────┘
+    closed    ── N consecutive failures ──▶ open
+    open      ── cooldown elapsed ──────────▶ half-open
+    half-open ── the one probe succeeds ────▶ closed
+    half-open ── the probe fails ───────────▶ open
 
 While open every request is refused at once with the time left of the
 cooldown, so a dead backend costs clients nothing. After the cooldown exactly

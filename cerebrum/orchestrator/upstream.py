@@ -137,7 +137,8 @@ async def _attempt(session: aiohttp.ClientSession, backend: Backend, path: str, 
             f"backend {name} dropped the connection ({type(exc).__name__})")) from None
     except MalformedStream as exc:
         response.close()
-        raise UpstreamFailure(BadGateway(f"backend {name} sent a malformed stream: {exc}")) from None
+        raise UpstreamFailure(
+            BadGateway(f"backend {name} sent a malformed stream: {exc}")) from None
     except BaseException:
         response.close()  # cancelled: the client left; the backend must stop too
         raise
@@ -161,7 +162,8 @@ async def _read_reply(response: aiohttp.ClientResponse, name: str, *, stream: bo
     if status >= 400 or not stream or not content_type.startswith("text/event-stream"):
         body = await response.content.read(max_body + 1)
         if len(body) > max_body:
-            raise UpstreamFailure(BadGateway(f"backend {name} sent an answer over {max_body} bytes"))
+            raise UpstreamFailure(
+                BadGateway(f"backend {name} sent an answer over {max_body} bytes"))
         usage = None
         if status == 200:
             try:

@@ -30,7 +30,8 @@ def test_orchestrator_never_imports_llama_cpp() -> None:
     code = ("import sys, runpy\n"
             "import cerebrum.orchestrator.app, cerebrum.orchestrator.proxy\n"
             "runpy.run_path(sys.argv[1], run_name='cm4_app')\n"
-            "bad = sorted(m for m in sys.modules if m.startswith(('llama_cpp', 'cerebrum.backend')))\n"
+            "bad = sorted(m for m in sys.modules\n"
+            "             if m.startswith(('llama_cpp', 'cerebrum.backend')))\n"
             "print(bad)\n"
             "sys.exit(1 if bad else 0)\n")
     result = subprocess.run([sys.executable, "-c", code, str(ROOT / "cm4_app.py")], cwd=ROOT,

@@ -31,7 +31,8 @@ async def test_request_id_echoed_and_bound_to_log_lines(aiohttp_client: Any,
     unsafe = await client.get("/", headers={"X-Request-ID": "bad id\twith spaces"})
     assert given.headers["X-Request-ID"] == "abc-123"
     assert len(made.headers["X-Request-ID"]) == 32
-    assert unsafe.headers["X-Request-ID"] not in ("bad id\twith spaces", made.headers["X-Request-ID"])
+    assert unsafe.headers["X-Request-ID"] not in ("bad id\twith spaces",
+                                                  made.headers["X-Request-ID"])
     lines = [r for r in caplog.records if r.getMessage() == "inside the handler"]
     assert [r.request_id for r in lines] == [given.headers["X-Request-ID"],
                                              made.headers["X-Request-ID"],

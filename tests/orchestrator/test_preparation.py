@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Literal
 
 import pytest
 
 from cerebrum.openai_wire import structure_request
 from cerebrum.orchestrator import preparation
-from cerebrum.orchestrator.preparation import Catalogue, prepare_request, wants_optimization
+from cerebrum.orchestrator.preparation import (
+    Catalogue,
+    PreparedRequest,
+    prepare_request,
+    wants_optimization,
+)
 from cerebrum.orchestrator.proxy import STATS_HEADER
 from tests.orchestrator.conftest import MakeOrchestrator, MakeStub
 
@@ -27,8 +33,9 @@ def chat_body(content: str, **extra: object) -> dict:
                          {"role": "user", "content": content}], **extra}
 
 
-def prepare(body: dict, optimize: bool = True, kind: str = "chat"):  # type: ignore[no-untyped-def]
-    return prepare_request(body, structure_request(body, kind), optimize=optimize,  # type: ignore[arg-type]
+def prepare(body: dict, optimize: bool = True, kind: Literal["chat", "text"] = "chat"
+            ) -> PreparedRequest:
+    return prepare_request(body, structure_request(body, kind), optimize=optimize,
                            catalogue=CATALOGUE)
 
 
