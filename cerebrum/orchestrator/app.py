@@ -8,11 +8,14 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from cerebrum.metrics import setup_metrics
 from cerebrum.middlewares import setup_auth, setup_errors, setup_request_id
 from cerebrum.orchestrator import views
 from cerebrum.orchestrator.backends import BackendPool
-from cerebrum.orchestrator.breaker import TransitionListener
+from cerebrum.orchestrator.breaker import BreakerState, TransitionListener
 from cerebrum.orchestrator.config import OrchestratorConfig
+from cerebrum.orchestrator.metrics import ORCHESTRATOR_METRICS, OrchestratorMetrics, StateCollector
+from cerebrum.orchestrator.response_cache import ResponseCache
 from cerebrum.orchestrator.shedding import InFlight, setup_load_shedding
 from cerebrum.orchestrator.state import ORCHESTRATOR, OrchestratorState
 from cerebrum.orchestrator.upstream import upstream_session
@@ -32,20 +35,34 @@ def create_orchestrator_app(
     # client_max_size is a second line: read_json refuses large bodies first.
     app = web.Application(client_max_size=config.max_body_bytes)
     in_flight = InFlight(config.max_concurrent)
-    app[ORCHESTRATOR] = OrchestratorState(
+    # Order, outermost first: the request id, so every later log line and
+    # error carries it; metrics, so they see every final status, refusals
+    # included; error rendering, so refusals below render as OpenAI JSON;
+    # auth, so an unauthenticated client cannot take a concurrency slot; load
+    # shedding last, so it counts only requests that will be served.
+    setup_request_id(app)
+    http_metrics = setup_metrics(app)
+    metrics = OrchestratorMetrics(http_metrics.registry)
+
+    def on_transition(name: str, old: BreakerState, new: BreakerState) -> None:
+        metrics.breaker_transition(name, old, new)
+        if on_breaker_transition is not None:
+            on_breaker_transition(name, old, new)
+
+    state = OrchestratorState(
         config=config,
         pool=BackendPool.from_urls(config.backend_url,
                                    failure_threshold=config.breaker_failure_threshold,
                                    cooldown_s=config.breaker_cooldown_s, clock=clock,
-                                   on_transition=on_breaker_transition),
+                                   on_transition=on_transition),
         in_flight=in_flight,
         language_models=config.language_models(),
+        cache=(ResponseCache(config.cache_max_bytes, config.cache_ttl_s, clock=clock)
+               if config.cache_max_bytes else None),
     )
-    # Order, outermost first: the request id, so every later log line and
-    # error carries it; error rendering, so refusals below render as OpenAI
-    # JSON; auth, so an unauthenticated client cannot take a concurrency slot;
-    # load shedding last, so it counts only requests that will be served.
-    setup_request_id(app)
+    app[ORCHESTRATOR] = state
+    app[ORCHESTRATOR_METRICS] = metrics
+    http_metrics.registry.register(StateCollector(state))
     setup_errors(app)
     setup_auth(app, config.client_api_keys, public=PUBLIC_PATHS)
     setup_load_shedding(app, in_flight)

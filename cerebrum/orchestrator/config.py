@@ -68,6 +68,10 @@ class OrchestratorConfig:
     """Optimise prompts by default (a request can opt out)."""
     routes: tuple[str, ...] = attrs.field(default=(), validator=_check_routes)
     """``language=model`` pairs, comma-separated, over the built-in routing map."""
+    cache_max_bytes: int = attrs.field(default=16 * 1024 * 1024, validator=non_negative)
+    """Response cache size for deterministic requests (temperature 0 or a seed); 0: off."""
+    cache_ttl_s: float = attrs.field(default=3600.0, validator=positive)
+    """How long a cached answer is served."""
     shutdown_grace_s: float = attrs.field(default=5.0, validator=non_negative)
     log_json: bool = False
     log_level: str = "INFO"

@@ -23,6 +23,7 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
 from cerebrum.errors import ApiError, BadGateway, GatewayTimeout, ModelNotFound
+from cerebrum.metrics import METRICS, HttpMetrics, route_label
 from cerebrum.middlewares import REQUEST_ID_KEY
 from cerebrum.openai_wire import AnyCompletionRequest, read_json, structure_request
 from cerebrum.orchestrator.backends import ROUTING_ALIASES, Backend
@@ -32,6 +33,13 @@ from cerebrum.orchestrator.preparation import (
     prepare_request,
     prompt_chars,
     wants_optimization,
+)
+from cerebrum.orchestrator.metrics import ORCHESTRATOR_METRICS
+from cerebrum.orchestrator.response_cache import (
+    CachedCompletion,
+    ResponseCache,
+    cache_key,
+    is_cacheable,
 )
 from cerebrum.orchestrator.sse_relay import MalformedStream
 from cerebrum.orchestrator.state import ORCHESTRATOR
@@ -50,6 +58,8 @@ _PATHS = {"chat": "/v1/chat/completions", "text": "/v1/completions"}
 _INLINE_PREPARE_CHARS = 16_000
 STATS_HEADER = "X-Cerebrum-Prompt-Stats"
 """The optimiser's figures for this request, as compact JSON (when it ran)."""
+CACHE_HEADER = "X-Cerebrum-Cache"
+"""On cacheable (deterministic) requests: ``hit``, ``miss`` or ``bypass``."""
 
 
 @attrs.define
@@ -68,6 +78,7 @@ class CompletionRecord:
     first_byte: float | None = None
     status: int = 200
     outcome: str = "cancelled"
+    cache: str | None = None
 
     def mark_first_byte(self) -> None:
         if self.first_byte is None:
@@ -89,7 +100,22 @@ class CompletionRecord:
                 "ttfb_ms": (round((self.first_byte - self.started) * 1000, 2)
                             if self.first_byte is not None else None),
                 "duration_ms": round((now - self.started) * 1000, 2),
+                "cache": self.cache,
             })
+
+    def observe(self, metrics: HttpMetrics, route: str) -> None:
+        """Add this request's tokens (a backend's, not a cache hit's) and time to first
+        byte to the metrics."""
+        usage = (self.usage or {}) if self.backend != "cache" else {}
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if isinstance(prompt, int) and isinstance(completion, int):
+            metrics.count_tokens(prompt, completion)
+        if self.first_byte is not None:
+            metrics.ttfb.labels(route).observe(self.first_byte - self.started)
+
+    def finished(self, metrics: HttpMetrics, route: str) -> None:
+        self.observe(metrics, route)
+        self.write()
 
 
 async def complete(request: web.Request, kind: Literal["chat", "text"]) -> web.StreamResponse:
@@ -108,19 +134,44 @@ async def complete(request: web.Request, kind: Literal["chat", "text"]) -> web.S
         record.prompt_chars_before = prepared.prompt_chars_before
         record.prompt_chars_after = prepared.prompt_chars_after
         record.optimized = prepared.optimized
-        stats_header = _stats_header(prepared)
-        payload = json.dumps(prepared.body, ensure_ascii=False).encode()
-        headers = upstream_headers(config.api_key, request.get(REQUEST_ID_KEY))
-        backend, reply = await open_upstream(
-            state.pool, session, _PATHS[kind], payload, headers, prepared.model,
-            stream=parsed.stream, max_body=config.max_upstream_body_bytes)
-        record.backend = backend.name
+        request.app[ORCHESTRATOR_METRICS].optimized(prepared.stats)
+        response_headers = _stats_header(prepared)
+        lookup = _CacheLookup.start(state.cache, request, kind, prepared)
+        if lookup is not None:
+            response_headers[CACHE_HEADER] = lookup.verdict
+            hit = await lookup.find(config.read_timeout_s)
+            if hit is not None:
+                response_headers[CACHE_HEADER] = record.cache = "hit"
+                return await _replay(request, hit, record, response_headers)
+            record.cache = lookup.verdict
         try:
-            if isinstance(reply, Answered):
-                return _pass_through(reply, record, stats_header)
-            return await _relay(request, backend, reply, record, stats_header)
+            payload = json.dumps(prepared.body, ensure_ascii=False).encode()
+            headers = upstream_headers(config.api_key, request.get(REQUEST_ID_KEY))
+            backend, reply = await open_upstream(
+                state.pool, session, _PATHS[kind], payload, headers, prepared.model,
+                stream=parsed.stream, max_body=config.max_upstream_body_bytes)
+            record.backend = backend.name
+            request.app[ORCHESTRATOR_METRICS].backend_requests.labels(backend.name).inc()
+            try:
+                if isinstance(reply, Answered):
+                    response = _pass_through(reply, record, response_headers)
+                    if lookup is not None and reply.status == 200:
+                        lookup.store(CachedCompletion(reply.body, stream=False,
+                                                      content_type=reply.content_type,
+                                                      usage=reply.usage))
+                    return response
+                capture = bytearray() if lookup is not None and lookup.storing else None
+                sse = await _relay(request, backend, reply, record, response_headers, capture)
+                if capture is not None and record.outcome == "ok":
+                    lookup.store(CachedCompletion(bytes(capture), stream=True,  # type: ignore[union-attr]
+                                                  content_type="text/event-stream",
+                                                  usage=reply.parser.usage))
+                return sse
+            finally:
+                backend.in_flight -= 1
         finally:
-            backend.in_flight -= 1
+            if lookup is not None:
+                lookup.done()
     except ApiError as exc:
         record.status = exc.status
         record.outcome = exc.code or exc.error_type
@@ -134,7 +185,8 @@ async def complete(request: web.Request, kind: Literal["chat", "text"]) -> web.S
         # last bytes leave: formatting a log line costs as much as the rest of
         # a short request. call_soon copies the context, so the line still
         # carries the request id.
-        asyncio.get_running_loop().call_soon(record.write)
+        asyncio.get_running_loop().call_soon(record.finished, request.app[METRICS],
+                                             route_label(request))
 
 
 async def prepare(request: web.Request, body: Any, parsed: AnyCompletionRequest, *,
@@ -196,12 +248,13 @@ def _pass_through(reply: Answered, record: CompletionRecord,
 
 
 async def _relay(request: web.Request, backend: Backend, opened: Opened,
-                 record: CompletionRecord, headers: dict[str, str]) -> EventSourceResponse:
+                 record: CompletionRecord, headers: dict[str, str],
+                 capture: bytearray | None = None) -> EventSourceResponse:
     response, parser = opened.response, opened.parser
     try:
         async with sse_response(request, allow_all_methods=True, headers=headers) as sse:
             try:
-                await _relay_events(sse, backend, opened, record)
+                await _relay_events(sse, backend, opened, record, capture)
             except ConnectionResetError:
                 # The client went away between two writes.
                 record.outcome = "client_disconnected"
@@ -217,9 +270,11 @@ async def _relay(request: web.Request, backend: Backend, opened: Opened,
 
 
 async def _relay_events(sse: EventSourceResponse, backend: Backend, opened: Opened,
-                        record: CompletionRecord) -> None:
+                        record: CompletionRecord, capture: bytearray | None) -> None:
     response, parser = opened.response, opened.parser
     await sse.write(opened.first)
+    if capture is not None:
+        capture += opened.first
     record.mark_first_byte()
     error: ApiError | None = None
     # The answer is complete at [DONE]: finish then rather than wait for the
@@ -230,6 +285,10 @@ async def _relay_events(sse: EventSourceResponse, backend: Backend, opened: Open
             data = await response.content.readany()
             if not data:
                 parser.finish()
+                # A clean end without [DONE]: the backend died between two
+                # events. The client must not take a cut answer for a whole one.
+                error = BadGateway(f"backend {backend.name} ended the stream before it was "
+                                   "complete")
                 break
             batch = parser.feed(data)
         except TimeoutError:
@@ -240,6 +299,8 @@ async def _relay_events(sse: EventSourceResponse, backend: Backend, opened: Open
             break
         if batch is not None:
             await sse.write(batch.raw)
+            if capture is not None:
+                capture += batch.raw
     if error is not None:
         backend.breaker.record_failure()
         record.outcome = "backend_failed_midstream"
@@ -249,3 +310,61 @@ async def _relay_events(sse: EventSourceResponse, backend: Backend, opened: Open
         record.outcome = "backend_error_event"
     else:
         record.outcome = "ok"
+
+
+@attrs.define
+class _CacheLookup:
+    """One cacheable request's dealings with the response cache."""
+
+    cache: ResponseCache
+    key: str
+    verdict: str
+    """``miss`` or ``bypass`` (``Cache-Control: no-cache`` / ``no-store``)."""
+    storing: bool
+    """False under ``no-store``: the answer is not kept either."""
+    leading: bool = False
+
+    @classmethod
+    def start(cls, cache: ResponseCache | None, request: web.Request, kind: str,
+              prepared: PreparedRequest) -> _CacheLookup | None:
+        """A lookup for deterministic requests when the cache is on; None otherwise."""
+        if cache is None or not is_cacheable(prepared.body):
+            return None
+        directives = request.headers.get("Cache-Control", "").lower()
+        no_store = "no-store" in directives
+        bypass = no_store or "no-cache" in directives
+        key = cache_key(kind, prepared.model or "", prepared.body)
+        return cls(cache, key, "bypass" if bypass else "miss", storing=not no_store)
+
+    async def find(self, wait_s: float) -> CachedCompletion | None:
+        """The cached answer; waits first for an identical request still generating."""
+        if self.verdict == "bypass":
+            self.leading = self.cache.lead(self.key)
+            return None
+        await self.cache.wait_for_leader(self.key, wait_s)
+        hit = self.cache.get(self.key)
+        if hit is None:
+            self.leading = self.cache.lead(self.key)
+        return hit
+
+    def store(self, entry: CachedCompletion) -> None:
+        if self.storing:
+            self.cache.put(self.key, entry)
+
+    def done(self) -> None:
+        if self.leading:
+            self.cache.release(self.key)
+
+
+async def _replay(request: web.Request, hit: CachedCompletion, record: CompletionRecord,
+                  headers: dict[str, str]) -> web.StreamResponse:
+    """Answer from the cache exactly as the backend answered the first time."""
+    record.backend = "cache"
+    record.usage = dict(hit.usage) if hit.usage else None
+    record.mark_first_byte()
+    record.outcome = "ok"
+    if not hit.stream:
+        return web.Response(body=hit.body, headers={"Content-Type": hit.content_type, **headers})
+    async with sse_response(request, allow_all_methods=True, headers=headers) as sse:
+        await sse.write(hit.body)
+    return sse

@@ -1,10 +1,13 @@
 """Response cache for deterministic requests (temperature 0, or a fixed seed).
 
 Pure logic: no aiohttp. The key covers the model, the optimised messages or
-prompt and every generation parameter, so only requests that must produce
-the same answer share an entry. Entries hold the answer as the text pieces it
-was streamed in, plus finish reason and usage, so a hit replays as an SSE
-stream with the same chunk boundaries, or as one JSON body.
+prompt, every generation parameter and ``stream``, so only requests that must
+produce the same answer in the same shape share an entry. An entry holds the
+backend's answer byte for byte: the SSE events (chunks, the final ``usage``
+chunk, ``[DONE]``) of a stream, or the JSON body of a whole answer, so a hit
+replays exactly what the backend sent. A streamed and a whole request for
+the same prompt are cached separately; that costs a second generation once
+and keeps the replay faithful without re-encoding anything.
 
 Bounded by bytes (least recently used goes first) and by age (TTL). Only
 complete answers are stored: the proxy calls ``put`` after the final chunk,
@@ -27,8 +30,8 @@ from typing import Any
 
 import attrs
 
-# Body fields that do not change the answer's content.
-_NOT_IN_KEY = frozenset({"stream", "stream_options", "user", "cerebrum"})
+# Body fields that change neither the answer nor its shape.
+_NOT_IN_KEY = frozenset({"user", "cerebrum"})
 
 
 def is_cacheable(body: Mapping[str, Any]) -> bool:
@@ -49,22 +52,19 @@ def cache_key(kind: str, model: str, body: Mapping[str, Any]) -> str:
 
 @attrs.frozen
 class CachedCompletion:
-    """One complete answer, as it was streamed."""
+    """One complete answer, as the backend sent it."""
 
-    kind: str
-    model: str
-    pieces: tuple[str, ...]
-    finish_reason: str
-    usage: Mapping[str, int]
+    body: bytes
+    """The SSE events of a stream, or the JSON of a whole answer."""
+    stream: bool
+    content_type: str = "application/json"
+    usage: Mapping[str, Any] | None = None
+    """The answer's token counts, for the completion log line of a hit."""
 
     @property
     def size(self) -> int:
-        """Bytes this entry is charged for."""
-        return sum(len(piece.encode()) for piece in self.pieces) + 256
-
-    @property
-    def text(self) -> str:
-        return "".join(self.pieces)
+        """Bytes this entry is charged for (the body and a little bookkeeping)."""
+        return len(self.body) + 256
 
 
 @attrs.define

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from cerebrum.orchestrator.backends import BackendPool
 from cerebrum.orchestrator.config import OrchestratorConfig
+from cerebrum.orchestrator.response_cache import ResponseCache
 from cerebrum.orchestrator.shedding import InFlight
 
 
@@ -21,6 +22,8 @@ class OrchestratorState:
     language_models: dict[str, str] = attrs.field(factory=dict)
     """The routing map, language → model."""
     started: float = attrs.field(factory=time.monotonic)
+    cache: ResponseCache | None = None
+    """Deterministic answers (temperature 0 or a seed); None when disabled."""
 
 
 ORCHESTRATOR = web.AppKey("orchestrator", OrchestratorState)

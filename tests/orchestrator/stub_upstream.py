@@ -29,6 +29,8 @@ class Behaviour:
     """Send a line that is not SSE after this many chunks."""
     hang_after: int | None = None
     """Stop sending (but keep the connection) after this many chunks; -1: before headers."""
+    skip_done: bool = False
+    """End the response cleanly after the chunks, without usage or ``[DONE]``."""
     hang_after_done: bool = False
     """Keep the connection open after ``[DONE]`` instead of ending the response."""
     delay_s: float = 0.0
@@ -110,6 +112,8 @@ class StubUpstream:
                 self.streaming.set()
                 if behaviour.delay_s:
                     await asyncio.sleep(behaviour.delay_s)
+            if behaviour.skip_done:
+                return response
             await response.write(_event(_chunk(kind, model, None, finish=True,
                                                usage=_usage(behaviour.chunks))))
             await response.write(b"data: [DONE]\n\n")

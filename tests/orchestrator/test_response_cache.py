@@ -14,11 +14,9 @@ from cerebrum.orchestrator.response_cache import (
 )
 
 
-def entry(text: str = "hello world", pieces: int = 2) -> CachedCompletion:
-    size = max(1, len(text) // pieces)
-    parts = tuple(text[i:i + size] for i in range(0, len(text), size))
-    return CachedCompletion("chat", "m", parts, "stop",
-                            {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5})
+def entry(text: str = "hello world") -> CachedCompletion:
+    return CachedCompletion(f"data: {text}\n\n".encode(), stream=True,
+                            content_type="text/event-stream")
 
 
 @pytest.mark.parametrize(("body", "expected"), [
@@ -34,12 +32,13 @@ def test_only_deterministic_requests_are_cacheable(body, expected) -> None:
     assert is_cacheable(body) is expected
 
 
-def test_key_covers_every_generation_parameter_but_not_transport() -> None:
+def test_key_covers_every_generation_parameter_and_the_answer_shape() -> None:
     base = {"messages": [{"role": "user", "content": "x"}], "temperature": 0, "max_tokens": 5}
     key = cache_key("chat", "m", base)
-    assert key == cache_key("chat", "m", {**base, "stream": True, "user": "u"})
+    assert key == cache_key("chat", "m", {**base, "user": "u", "cerebrum": {"optimize": True}})
     assert key == cache_key("chat", "m", dict(reversed(list(base.items()))))
     for changed in ({"max_tokens": 6}, {"top_p": 0.5}, {"stop": ["\n"]}, {"seed": 1},
+                    {"stream": True}, {"stream_options": {"include_usage": True}},
                     {"messages": [{"role": "user", "content": "y"}]}):
         assert cache_key("chat", "m", {**base, **changed}) != key
     assert cache_key("chat", "other", base) != key
