@@ -83,40 +83,53 @@ async def health(request: web.Request) -> web.Response:
 
 async def _complete(request: web.Request, kind: Literal["chat", "text"]) -> web.StreamResponse:
     state = request.app[BACKEND_STATE]
-    body = await read_json(request, state.config.max_body_bytes)
-    parsed = structure_request(body, kind)
-    spec = state.models.resolve(parsed.model)
-    state.guard.check()
-    if isinstance(parsed, ChatCompletionRequest):
-        job = GenerationJob(parsed.params, state.config.default_max_tokens,
-                            messages=parsed.messages)
-    else:
-        job = GenerationJob(parsed.params, state.config.default_max_tokens, prompt=parsed.prompt)
-    envelope = CompletionEnvelope(kind, spec.name)
-    log = _CompletionLog(spec.name, parsed.stream, request.app[METRICS], route_label(request))
-    async with state.models.use(spec.name) as worker:
-        generation = worker.start(job)
-        try:
-            first = await generation.next_event()
-            if isinstance(first, Failed):
-                raise _as_api_error(first.error)
-            assert isinstance(first, PromptReady)
-            if parsed.stream:
-                return await _stream(request, generation, envelope, log)
-            return await _collect(generation, envelope, log)
-        except asyncio.CancelledError:
-            # aiohttp cancels the handler when the client disconnects.
-            log.outcome = "client_disconnected"
-            raise
-        finally:
-            if not generation.done:
-                # We are leaving early (client gone, error): stop the model
-                # thread, which notices within one token, and wait for it so
-                # the model is idle before the next request gets its turn.
-                stopped = await generation.stop()
-                if stopped is not None:
-                    log.finish(stopped, outcome=log.outcome)
-            log.write()
+    log = _CompletionLog(kind, request.app[METRICS], route_label(request))
+    try:
+        body = await read_json(request, state.config.max_body_bytes)
+        parsed = structure_request(body, kind)
+        log.stream = parsed.stream
+        spec = state.models.resolve(parsed.model)
+        log.model = spec.name
+        state.guard.check()
+        if isinstance(parsed, ChatCompletionRequest):
+            job = GenerationJob(parsed.params, state.config.default_max_tokens,
+                                messages=parsed.messages)
+        else:
+            job = GenerationJob(parsed.params, state.config.default_max_tokens,
+                                prompt=parsed.prompt)
+        async with state.models.use(spec.name) as worker:
+            return await _generate(request, worker.start(job), parsed.stream,
+                                   CompletionEnvelope(kind, spec.name), log)
+    except ApiError as exc:
+        log.status = exc.status
+        log.outcome = exc.code or exc.error_type
+        raise
+    except asyncio.CancelledError:
+        # aiohttp cancels the handler when the client disconnects.
+        log.outcome = "client_disconnected"
+        raise
+    finally:
+        log.write()
+
+
+async def _generate(request: web.Request, generation: Generation, stream: bool,
+                    envelope: CompletionEnvelope, log: _CompletionLog) -> web.StreamResponse:
+    try:
+        first = await generation.next_event()
+        if isinstance(first, Failed):
+            raise _as_api_error(first.error)
+        assert isinstance(first, PromptReady)
+        if stream:
+            return await _stream(request, generation, envelope, log)
+        return await _collect(generation, envelope, log)
+    finally:
+        if not generation.done:
+            # We are leaving early (client gone, error): stop the model
+            # thread, which notices within one token, and wait for it so
+            # the model is idle before the next request gets its turn.
+            stopped = await generation.stop()
+            if stopped is not None:
+                log.finish(stopped, outcome="client_disconnected")
 
 
 async def _stream(
@@ -177,17 +190,23 @@ def _as_api_error(error: BaseException) -> ApiError:
 
 
 class _CompletionLog:
-    """Collects one request's figures and writes its single completion log line."""
+    """Collects one request's figures and writes its single completion log line.
 
-    def __init__(self, model: str, stream: bool, metrics: HttpMetrics, route: str) -> None:
-        self.model = model
+    The fields match the orchestrator's line (``cerebrum.orchestrator.proxy``):
+    event, kind, model, stream, status, outcome, tokens, ttfb_ms, duration_ms.
+    """
+
+    def __init__(self, kind: str, metrics: HttpMetrics, route: str) -> None:
+        self.kind = kind
         self.metrics = metrics
         self.route = route
-        self.stream = stream
+        self.model: str | None = None
+        self.stream = False
+        self.status = 200
         self.started = time.perf_counter()
         self.first_token: float | None = None
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
+        self.prompt_tokens: int | None = None
+        self.completion_tokens: int | None = None
         self.finish_reason: str | None = None
         self.outcome = "cancelled"
 
@@ -205,17 +224,19 @@ class _CompletionLog:
         now = time.perf_counter()
         fields: dict[str, Any] = {
             "event": "completion",
+            "kind": self.kind,
             "model": self.model,
             "stream": self.stream,
+            "status": self.status,
+            "outcome": self.outcome,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "finish_reason": self.finish_reason,
-            "ttft_ms": round((self.first_token - self.started) * 1000, 1)
+            "ttfb_ms": round((self.first_token - self.started) * 1000, 1)
             if self.first_token else None,
             "duration_ms": round((now - self.started) * 1000, 1),
-            "outcome": self.outcome,
         }
         _LOGGER.info("completion %s", self.outcome, extra=fields)
-        self.metrics.count_tokens(self.prompt_tokens, self.completion_tokens)
+        self.metrics.count_tokens(self.prompt_tokens or 0, self.completion_tokens or 0)
         if self.first_token is not None:
             self.metrics.ttfb.labels(self.route).observe(self.first_token - self.started)

@@ -127,14 +127,15 @@ async def test_client_disconnect_stops_generation_and_frees_the_model(backend, c
                     return rec
             await asyncio.sleep(0.02)
 
-    rec = await asyncio.wait_for(record(), timeout=10)
+    # Generous bounds: they catch a hang, not slowness on a busy CI machine.
+    rec = await asyncio.wait_for(record(), timeout=30)
     assert rec.finish_reason == "cancelled"
     # It stopped within a token or two of the disconnect, far from the budget.
     assert rec.completion_tokens < 50
     assert not state.models.busy("smollm2-135m")
     # And the model serves the next request at once.
     follow = await asyncio.wait_for(backend.post(
-        "/v1/completions", headers=AUTH, json={"prompt": "Hi", "max_tokens": 3}), timeout=10)
+        "/v1/completions", headers=AUTH, json={"prompt": "Hi", "max_tokens": 3}), timeout=60)
     assert follow.status == 200
 
 
