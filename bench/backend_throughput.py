@@ -34,6 +34,7 @@ import asyncio
 import json
 import os
 import platform
+import signal
 import socket
 import statistics
 import subprocess
@@ -411,7 +412,10 @@ def main() -> int:
                         help="also run vps_app.py from this copy of the repository "
                              "(subject api-exp), to measure a change to the backend")
     parser.add_argument("--json", type=Path, help="also write every run to this JSON file")
-    return asyncio.run(main_async(parser.parse_args()))
+    args = parser.parse_args()
+    # On SIGTERM (e.g. `timeout`), still stop the servers this script started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    return asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":
