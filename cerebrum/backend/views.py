@@ -132,9 +132,32 @@ async def _generate(request: web.Request, generation: Generation, stream: bool,
                 log.finish(stopped, outcome="client_disconnected")
 
 
+class _ChunkTemplate:
+    """The SSE bytes of a content chunk, with the text as the only variable.
+
+    At ~100 tokens/s on a 2-core VPS every microsecond on the loop is taken
+    from the llama threads: building and serialising the whole chunk dict per
+    token, and aiohttp-sse's per-send timeout, measurably cost decode speed
+    (docs/benchmarks.md). The output is byte-identical to ``sse.send(json.dumps(chunk))``.
+    """
+
+    _MARK = "\x00"
+
+    def __init__(self, envelope: CompletionEnvelope) -> None:
+        text = json.dumps(envelope.chunk(self._MARK))
+        head, tail = text.split(json.dumps(self._MARK), 1)
+        self._head = b"data: " + head.encode()
+        self._tail = tail.encode() + b"\r\n\r\n"
+
+    def render(self, piece: str) -> bytes:
+        """One event for ``piece``, which ``json.dumps`` escapes (newlines included)."""
+        return self._head + json.dumps(piece).encode() + self._tail
+
+
 async def _stream(
     request: web.Request, generation: Generation, envelope: CompletionEnvelope, log: _CompletionLog
 ) -> EventSourceResponse:
+    template = _ChunkTemplate(envelope)
     async with sse_response(request, allow_all_methods=True) as sse:
         try:
             await sse.send(json.dumps(envelope.chunk("" if envelope.kind == "chat" else None,
@@ -143,7 +166,9 @@ async def _stream(
                 event = await generation.next_event()
                 if isinstance(event, TextPiece):
                     log.token()
-                    await sse.send(json.dumps(envelope.chunk(event.text)))
+                    # A stalled client is still cut off: aiohttp-sse sets the
+                    # socket's TCP_USER_TIMEOUT to its send timeout.
+                    await sse.write(template.render(event.text))
                 elif isinstance(event, Finished):
                     log.finish(event)
                     await sse.send(json.dumps(envelope.chunk(
