@@ -9,6 +9,7 @@ send extra options (``user``, ``stream_options``, ...) keep working.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -18,7 +19,7 @@ import attrs
 import cattrs
 from aiohttp import web
 
-from cerebrum.errors import BadRequest, PayloadTooLarge
+from cerebrum.errors import BadRequest, PayloadTooLarge, RequestTimeout
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 
@@ -210,13 +211,23 @@ def structure_request(body: Any, kind: Literal["chat", "text"]) -> AnyCompletion
         raise BadRequest(f"invalid request: {_describe(exc)}") from None
 
 
+BODY_TIMEOUT_S = 30.0
+"""A client gets this long to send its whole body; a trickle (slowloris) is cut off.
+(Headers are bounded by aiohttp's keep-alive timeout on a new connection.)"""
+
+
 async def read_json(request: web.Request, max_bytes: int) -> Any:
     """Read and decode a JSON body, refusing oversized ones before reading them."""
     length = request.content_length
     if length is not None and length > max_bytes:
         raise PayloadTooLarge(f"request body of {length} bytes exceeds the limit of {max_bytes}")
-    # Without Content-Length (chunked), read at most one byte past the limit.
-    data = await request.content.read(max_bytes + 1)
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            # Without Content-Length (chunked), read at most one byte past the limit.
+            data = await _read_body(request, max_bytes + 1)
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {BODY_TIMEOUT_S:g} s") \
+            from None
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"request body exceeds the limit of {max_bytes} bytes")
     if not data:
@@ -228,6 +239,18 @@ async def read_json(request: web.Request, max_bytes: int) -> Any:
 
 
 # -- responses --------------------------------------------------------------
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """Up to ``limit`` bytes of the body (``StreamReader.read(n)`` returns early)."""
+    chunks, size = [], 0
+    while size < limit:
+        chunk = await request.content.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
 
 def new_completion_id(kind: Literal["chat", "text"]) -> str:
     """A fresh id in OpenAI's style."""

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import pytest
+
+from cerebrum import openai_wire
 
 from tests.backend_fixtures import AUTH, chat_body
 
@@ -109,3 +114,29 @@ async def test_unknown_route_and_wrong_method_are_json(backend) -> None:
     response = await backend.get(CHAT, headers=AUTH)
     _assert_error(await response.json(), 405, response.status)
     assert "POST" in response.headers["Allow"]
+
+
+async def test_large_body_arriving_in_pieces_is_read_whole(backend) -> None:
+    # 2 MB in many small writes: the whole body must be parsed (the unknown
+    # model is then the only problem), not just the first piece that arrived.
+    payload = json.dumps(chat_body("x" * 2_000_000, model="not-a-model")).encode()
+
+    async def pieces():
+        for start in range(0, len(payload), 8192):
+            yield payload[start:start + 8192]
+
+    response = await backend.post(CHAT, headers={**AUTH, "Content-Type": "application/json"},
+                                  data=pieces())
+    _assert_error(await response.json(), 404, response.status)
+
+
+async def test_a_body_that_trickles_in_is_cut_off(backend, monkeypatch) -> None:
+    monkeypatch.setattr(openai_wire, "BODY_TIMEOUT_S", 0.3)
+
+    async def trickle():
+        yield b'{"messages": '
+        await asyncio.sleep(5)
+        yield b"[]}"
+
+    response = await asyncio.wait_for(backend.post(CHAT, headers=AUTH, data=trickle()), 3)
+    _assert_error(await response.json(), 408, response.status)
