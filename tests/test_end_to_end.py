@@ -9,11 +9,6 @@ when it returns, and a client disconnect stopping the backend's generation.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +19,8 @@ from typing import Any
 import openai
 import pytest
 
+from tests.services import Service, free_port
+
 pytestmark = pytest.mark.model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,71 +28,9 @@ MODEL = "smollm2-135m"
 COOLDOWN_S = 1.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Service:
-    """One service in a subprocess, JSON log lines going to a file."""
-
-    def __init__(self, script: str, args: list[str], env: dict[str, str], log: Path,
-                 port: int) -> None:
-        self.script, self.args, self.env, self.log, self.port = script, args, env, log, port
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        base = {k: v for k, v in os.environ.items() if not k.startswith("CEREBRUM_")}
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, str(ROOT / self.script), "--host", "127.0.0.1",
-                 "--port", str(self.port), "--env-file", os.devnull, *self.args],
-                cwd=ROOT, env={**base, **self.env, "CEREBRUM_LOG_JSON": "1"},
-                stdout=log, stderr=log)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2):
-                    return
-            except (OSError, urllib.error.URLError):
-                # Polling: a process offers nothing else to wait on.
-                assert self.process.poll() is None, self.log.read_text()
-                assert time.monotonic() < deadline, f"{self.script} did not start"
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    def wait_for_line(self, **fields: Any) -> dict[str, Any]:
-        """The first log line with these fields; lines are written just after the answer,
-        so poll the file for a while (a subprocess offers nothing to await)."""
-        deadline = time.monotonic() + 30
-        while True:
-            for line in self.lines():
-                if all(line.get(key) == value for key, value in fields.items()):
-                    return line
-            assert time.monotonic() < deadline, f"no log line with {fields} in {self.script}"
-            time.sleep(0.05)
-
-    def lines(self) -> list[dict[str, Any]]:
-        found = []
-        for line in self.log.read_text().splitlines():
-            if line.startswith("{"):
-                found.append(json.loads(line))
-        return found
-
-
 @pytest.fixture
 def services(tmp_path: Path) -> Iterator[tuple[Service, Service]]:
-    backend_port, orchestrator_port = _free_port(), _free_port()
+    backend_port, orchestrator_port = free_port(), free_port()
     # The resource guard is off: CI (and a busy dev box) run other work beside the model.
     backend = Service("vps_app.py", ["--dev"], {"CEREBRUM_THREADS": "2",
                                                 "CEREBRUM_MAX_CPU_PERCENT": "1000",
