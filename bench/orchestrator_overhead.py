@@ -37,7 +37,8 @@ import psutil
 from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
-CHUNKS = 64
+sys.path.insert(0, str(ROOT))
+from tests.reliability.standin import CHUNKS, standin_app  # noqa: E402
 BODY = {"model": "bench", "stream": True,
         "messages": [{"role": "user", "content": "Write a haiku about proxies."}]}
 
@@ -45,33 +46,9 @@ BODY = {"model": "bench", "stream": True,
 # -- the servers (each run as `--serve NAME` in its own process) ---------------------
 
 def upstream_app() -> web.Application:
-    """An OpenAI-compatible upstream that streams CHUNKS chunks at once, no model."""
-    chunk = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1,
-             "model": "bench", "choices": [{"index": 0, "delta": {"content": "token "},
-                                            "finish_reason": None}]}
-    event = b"data: " + json.dumps(chunk).encode() + b"\n\n"
-    last = dict(chunk, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}],
-                usage={"prompt_tokens": 9, "completion_tokens": CHUNKS,
-                       "total_tokens": 9 + CHUNKS})
-    tail = b"data: " + json.dumps(last).encode() + b"\n\ndata: [DONE]\n\n"
-
-    async def complete(request: web.Request) -> web.StreamResponse:
-        await request.read()
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        for _ in range(CHUNKS):
-            await response.write(event)  # one write per token, as a model server does
-        await response.write(tail)
-        return response
-
-    async def models(request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [
-            {"id": "bench", "object": "model", "owned_by": "bench", "context_length": 2048}]})
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", complete)
-    app.router.add_get("/v1/models", models)
-    return app
+    """An OpenAI-compatible upstream that streams CHUNKS chunks at once, no model: the
+    same stand-in the load test uses."""
+    return standin_app()
 
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +81,27 @@ class Service:
         return found
 
 
+
+
+@contextlib.contextmanager
+def backend_and_orchestrator(
+    tmp_path: Path, *, orchestrator_env: dict[str, str] | None = None,
+) -> Iterator[tuple[Service, Service]]:
+    """The real backend on the embedded model (no key, 2 threads) behind the real
+    orchestrator, both started and, at the end, stopped."""
+    backend_port, orchestrator_port = free_port(), free_port()
+    # The resource guard is off: CI (and a busy dev box) run other work beside the model.
+    backend = Service("vps_app.py", ["--dev"], {"CEREBRUM_THREADS": "2",
+                                                "CEREBRUM_MAX_CPU_PERCENT": "1000",
+                                                "CEREBRUM_MIN_FREE_RAM_MB": "0"},
+                      tmp_path / "vps.log", backend_port)
+    orchestrator = Service("cm4_app.py", [], {
+        "CEREBRUM_BACKEND_URL": f"http://127.0.0.1:{backend_port}",
+        **(orchestrator_env or {})}, tmp_path / "cm4.log", orchestrator_port)
+    backend.start()
+    try:
+        orchestrator.start()
+        yield backend, orchestrator
+    finally:
+        orchestrator.stop()
+        backend.stop()

@@ -19,7 +19,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.services import Service, free_port
+from tests.services import Service, backend_and_orchestrator
 
 pytestmark = pytest.mark.model
 
@@ -30,25 +30,12 @@ COOLDOWN_S = 1.0
 
 @pytest.fixture
 def services(tmp_path: Path) -> Iterator[tuple[Service, Service]]:
-    backend_port, orchestrator_port = free_port(), free_port()
-    # The resource guard is off: CI (and a busy dev box) run other work beside the model.
-    backend = Service("vps_app.py", ["--dev"], {"CEREBRUM_THREADS": "2",
-                                                "CEREBRUM_MAX_CPU_PERCENT": "1000",
-                                                "CEREBRUM_MIN_FREE_RAM_MB": "0"},
-                      tmp_path / "vps.log", backend_port)
-    orchestrator = Service("cm4_app.py", [], {
-        "CEREBRUM_BACKEND_URL": f"http://127.0.0.1:{backend_port}",
+    with backend_and_orchestrator(tmp_path, orchestrator_env={
         "CEREBRUM_BREAKER_COOLDOWN_S": str(COOLDOWN_S),
         "CEREBRUM_BREAKER_FAILURE_THRESHOLD": "1",
         "CEREBRUM_CONNECT_TIMEOUT_S": "2",
-    }, tmp_path / "cm4.log", orchestrator_port)
-    backend.start()
-    orchestrator.start()
-    try:
-        yield backend, orchestrator
-    finally:
-        orchestrator.stop()
-        backend.stop()
+    }) as pair:
+        yield pair
 
 
 def _sdk(orchestrator: Service) -> openai.OpenAI:
@@ -59,7 +46,9 @@ def _sdk(orchestrator: Service) -> openai.OpenAI:
 def _post(orchestrator: Service, body: dict[str, Any]) -> tuple[int, dict[str, str], float]:
     request = urllib.request.Request(f"http://127.0.0.1:{orchestrator.port}/v1/chat/completions",
                                      data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+                                     # Every call must reach the backend: no cached answers.
+                                     headers={"Content-Type": "application/json",
+                                              "Cache-Control": "no-store"})
     started = time.monotonic()
     try:
         with urllib.request.urlopen(request, timeout=120) as response:

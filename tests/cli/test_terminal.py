@@ -55,6 +55,9 @@ def test_chat_multiline_ctrl_c_and_history_across_runs(
     chat.send("Say hi.\r")
     chat.expect(r"request [0-9a-f]{32}", 60)
     assert time.monotonic() - started < 60
+    # Wait for the prompt: a Ctrl-D typed while the answer's summary is still
+    # being written reaches a terminal not yet in raw mode and is lost.
+    chat.expect(PROMPT, 10)
     chat.send("\x04")  # Ctrl-D leaves
     assert chat.wait() == 0
     assert "Traceback" not in chat.text()

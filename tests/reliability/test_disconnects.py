@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.services import Service, free_port
+from tests.services import Service, backend_and_orchestrator
 
 pytestmark = [pytest.mark.reliability, pytest.mark.model]
 
@@ -28,21 +28,8 @@ SHORT = {"model": "smollm2-135m", "stream": True, "max_tokens": 8, "temperature"
 
 @pytest.fixture
 def services(tmp_path: Path) -> Iterator[tuple[Service, Service]]:
-    backend_port, orchestrator_port = free_port(), free_port()
-    backend = Service("vps_app.py", ["--dev"], {"CEREBRUM_THREADS": "2",
-                                                "CEREBRUM_MAX_CPU_PERCENT": "1000",
-                                                "CEREBRUM_MIN_FREE_RAM_MB": "0"},
-                      tmp_path / "vps.log", backend_port)
-    orchestrator = Service("cm4_app.py", [], {
-        "CEREBRUM_BACKEND_URL": f"http://127.0.0.1:{backend_port}"},
-        tmp_path / "cm4.log", orchestrator_port)
-    backend.start()
-    orchestrator.start()
-    try:
-        yield backend, orchestrator
-    finally:
-        orchestrator.stop()
-        backend.stop()
+    with backend_and_orchestrator(tmp_path) as pair:
+        yield pair
 
 
 async def _first_token_s(session: aiohttp.ClientSession, url: str) -> float:
