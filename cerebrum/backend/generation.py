@@ -63,8 +63,6 @@ class Generation:
 
     events: asyncio.Queue[Event] = attrs.field(factory=asyncio.Queue)
     cancel_event: threading.Event = attrs.field(factory=threading.Event)
-    consumed: threading.Event = attrs.field(factory=threading.Event)
-    """Set by the loop each time it has forwarded a piece (see ModelWorker)."""
     done: bool = False
     """The model thread's last event (Finished or Failed) has been consumed."""
 

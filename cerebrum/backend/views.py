@@ -169,7 +169,6 @@ async def _stream(
                     # A stalled client is still cut off: aiohttp-sse sets the
                     # socket's TCP_USER_TIMEOUT to its send timeout.
                     await sse.write(template.render(event.text))
-                    generation.consumed.set()
                 elif isinstance(event, Finished):
                     log.finish(event)
                     await sse.send(json.dumps(envelope.chunk(
@@ -196,7 +195,6 @@ async def _collect(
         if isinstance(event, TextPiece):
             log.token()
             pieces.append(event.text)
-            generation.consumed.set()
         elif isinstance(event, Finished):
             log.finish(event)
             body = envelope.whole("".join(pieces), _openai_reason(event),

@@ -42,7 +42,6 @@ _LOGGER = logging.getLogger(__name__)
 TOP_K = 40
 MIN_P = 0.05
 REPEAT_PENALTY = 1.0
-LOCKSTEP_WAIT_S = 0.005
 
 
 class ModelWorker:
@@ -167,7 +166,6 @@ class ModelWorker:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         matcher = StopMatcher(stops)
         cancelled = generation.cancel_event
-        consumed = generation.consumed
         produced = 0
         reason: FinishReason = "length"
         for token in llama.generate(
@@ -188,13 +186,6 @@ class ModelWorker:
             text, hit_stop = matcher.feed(decoder.decode(llama.detokenize([token])))
             if text:
                 emit(TextPiece(text))
-                # Lockstep with the loop, as an in-process caller is: let it
-                # forward this piece before the next decode. Overlapping them
-                # costs more: with llama threads on every core, loop work
-                # preempts one and stalls the other at their barrier. Bounded,
-                # so a slow client only slows its own answer a little.
-                consumed.wait(LOCKSTEP_WAIT_S)
-                consumed.clear()
             if hit_stop:
                 reason = "stop"
                 break
