@@ -19,7 +19,7 @@ LANGUAGES = ("python", "javascript", "typescript", "rust", "c", "cpp", "go", "ja
 
 # Syntax evidence is counted over this much code; enough to decide, and it
 # keeps detection constant-time on huge pastes.
-_SAMPLE_CHARS = 8_000
+_SAMPLE_CHARS = 6_000
 _MIN_SCORE = 6
 
 _ALIASES = {
