@@ -12,7 +12,7 @@ reads VmRSS / VmHWM from /proc/PID/status:
    concurrent clients, half with an 8 KB code prompt (chunking work), sampled
    every 20 ms; the peak and the level 5 s after the burst.
 
-Prints one JSON object (docs/benchmarks-deploy.md explains the figures).
+Prints one JSON object (docs/benchmarks.md explains the figures).
 Linux only (/proc).
 """
 
