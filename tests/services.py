@@ -19,6 +19,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any CEREBRUM_* setting, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CEREBRUM_")}
+    env.update(extra)
+    return env
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

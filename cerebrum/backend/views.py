@@ -20,7 +20,7 @@ from cerebrum.backend.generation import (
     PromptReady,
     TextPiece,
 )
-from cerebrum.backend.state import BACKEND_STATE, BackendState
+from cerebrum.backend.state import BACKEND_STATE
 from cerebrum.errors import ApiError
 from cerebrum.metrics import METRICS, HttpMetrics, route_label
 from cerebrum.openai_wire import (

@@ -125,7 +125,7 @@ class ChatStream:
         self.finished_at = time.perf_counter()
 
     async def _read(self) -> AsyncIterator[str]:
-        async for event, data in _sse_events(self.response):
+        async for event, data in sse_events(self.response):
             if event == "error":
                 raise RequestFailed(f"The answer stopped early: {_server_message(data.encode())}.")
             if data == "[DONE]":
@@ -171,7 +171,8 @@ class ChatStream:
         return (self.tokens - 1) / (end - self.first_token_at)
 
 
-async def _sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, str]]:
+async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, str]]:
+    """The (event name, data) pairs of an SSE response, as they arrive."""
     event, data = "message", []
     async for raw in response.content:
         line = raw.decode("utf-8", "replace").rstrip("\r\n")

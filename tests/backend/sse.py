@@ -7,6 +7,8 @@ from typing import Any
 
 from aiohttp import ClientResponse
 
+from cerebrum.cli.client import sse_events
+
 
 async def read_events(response: ClientResponse) -> list[tuple[str, str]]:
     """Read a whole SSE stream into (event, data) pairs."""
@@ -16,21 +18,9 @@ async def read_events(response: ClientResponse) -> list[tuple[str, str]]:
     return events
 
 
-async def iter_events(response: ClientResponse):  # type: ignore[no-untyped-def]
-    """Yield (event, data) pairs as they arrive."""
-    event, data = "message", []
-    async for raw in response.content:
-        line = raw.decode("utf-8").rstrip("\r\n")
-        if not line:
-            if data:
-                yield event, "\n".join(data)
-            event, data = "message", []
-        elif line.startswith(":"):
-            continue
-        elif line.startswith("event:"):
-            event = line[6:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].removeprefix(" "))
+def iter_events(response: ClientResponse):  # type: ignore[no-untyped-def]
+    """Yield (event, data) pairs as they arrive (the CLI's own parser)."""
+    return sse_events(response)
 
 
 def chunks(events: list[tuple[str, str]]) -> list[dict[str, Any]]:

@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
+from tests.services import clean_env, free_port
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CEREBRUM_")}
-    env.update(extra)
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_refuses_to_start_without_a_key(tmp_path) -> None:
     result = subprocess.run([sys.executable, str(ROOT / "vps_app.py")], cwd=tmp_path,
-                            env=_env(), capture_output=True, text=True, timeout=60)
+                            env=clean_env(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "CEREBRUM_API_KEY" in result.stderr
     assert "Traceback" not in result.stderr
@@ -36,7 +24,7 @@ def test_refuses_to_start_without_a_key(tmp_path) -> None:
 
 def test_bad_setting_is_one_clear_line(tmp_path) -> None:
     result = subprocess.run([sys.executable, str(ROOT / "vps_app.py")], cwd=tmp_path,
-                            env=_env(CEREBRUM_API_KEY="k", CEREBRUM_MAX_QUEUE="lots"),
+                            env=clean_env(CEREBRUM_API_KEY="k", CEREBRUM_MAX_QUEUE="lots"),
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "CEREBRUM_MAX_QUEUE" in result.stderr
@@ -44,10 +32,10 @@ def test_bad_setting_is_one_clear_line(tmp_path) -> None:
 
 
 def test_serves_on_loopback_and_stops_cleanly(tmp_path) -> None:
-    port = _free_port()
+    port = free_port()
     (tmp_path / ".env").write_text("CEREBRUM_API_KEY=from-dotenv\n")
     process = subprocess.Popen([sys.executable, str(ROOT / "vps_app.py"), "--port", str(port)],
-                               cwd=tmp_path, env=_env(), stderr=subprocess.PIPE, text=True)
+                               cwd=tmp_path, env=clean_env(), stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
         while True:

@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
+from tests.services import clean_env, free_port
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CEREBRUM_")}
-    env.update(extra)
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_orchestrator_never_imports_llama_cpp() -> None:
@@ -44,7 +32,7 @@ def test_bad_config_is_one_clear_line(tmp_path: Path) -> None:
                       ({"CEREBRUM_BACKEND_URL": "http://x:1", "CEREBRUM_MAX_CONCURRENT": "two"},
                        "CEREBRUM_MAX_CONCURRENT")):
         result = subprocess.run([sys.executable, str(ROOT / "cm4_app.py")], cwd=tmp_path,
-                                env=_env(**env), capture_output=True, text=True, timeout=60)
+                                env=clean_env(**env), capture_output=True, text=True, timeout=60)
         assert result.returncode == 2
         assert name in result.stderr
         assert "Traceback" not in result.stderr
@@ -52,10 +40,10 @@ def test_bad_config_is_one_clear_line(tmp_path: Path) -> None:
 
 
 def test_serves_and_stops_cleanly(tmp_path: Path) -> None:
-    port = _free_port()
-    (tmp_path / ".env").write_text(f"CEREBRUM_BACKEND_URL=http://127.0.0.1:{_free_port()}\n")
+    port = free_port()
+    (tmp_path / ".env").write_text(f"CEREBRUM_BACKEND_URL=http://127.0.0.1:{free_port()}\n")
     process = subprocess.Popen([sys.executable, str(ROOT / "cm4_app.py"), "--host", "127.0.0.1",
-                                "--port", str(port)], cwd=tmp_path, env=_env(),
+                                "--port", str(port)], cwd=tmp_path, env=clean_env(),
                                stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
