@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import codecs
 import logging
+import os
 import random
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -97,6 +99,7 @@ class ModelWorker:
     def _load_sync(self) -> None:
         import llama_cpp  # imported here: only the backend host ever needs it
 
+        _lower_this_threads_priority()
         llama = llama_cpp.Llama(
             model_path=str(self.spec.path),
             n_ctx=self.spec.context_size,
@@ -196,6 +199,26 @@ class ModelWorker:
             if tail:
                 emit(TextPiece(tail))
         emit(Finished(reason, prompt_tokens, produced))
+
+
+GENERATION_NICE = 5
+"""How much lower than the event loop the model's threads run."""
+
+
+def _lower_this_threads_priority() -> None:
+    """Run this thread, and the llama.cpp threads it will start, below the event loop.
+
+    With llama.cpp's threads on every core, a health check or the next SSE
+    write waits for a core; at a lower priority the loop (and the VPS's other
+    services) preempt generation at once. Linux threads inherit the nice value
+    of the thread that creates them, so this covers the compute threads too.
+    """
+    try:
+        tid = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + GENERATION_NICE))
+    except (AttributeError, OSError):  # not Linux, or not allowed: run as is
+        _LOGGER.debug("could not lower the model thread's priority", exc_info=True)
 
 
 def _chat_formatter(llama: Any, chat_format: str | None) -> Any:
