@@ -52,13 +52,18 @@ def add_parser(commands: argparse._SubParsersAction, *, parents: list[argparse.A
         description="Send one request and stream the answer. Files (-f) and standard input "
                     "are attached after the instruction. A summary line (request id, model, "
                     "tokens, time to first token, tokens/s, prompt reduction) follows on stderr.")
+    add_prompt_arguments(parser)
+    add_generation_options(parser)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no summary line")
+    parser.set_defaults(run=run)
+
+
+def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
+    """The instruction and attached files, shared by ``ask`` and ``optimize``."""
     parser.add_argument("instruction", nargs="?", default="",
                         help="what to do, e.g. \"Explain this function\"")
     parser.add_argument("-f", "--file", dest="files", action="append", type=Path, default=[],
                         metavar="FILE", help="attach a file (repeatable)")
-    add_generation_options(parser)
-    parser.add_argument("-q", "--quiet", action="store_true", help="no summary line")
-    parser.set_defaults(run=run)
 
 
 def add_generation_options(parser: argparse.ArgumentParser) -> None:

@@ -6,10 +6,9 @@ import argparse
 import asyncio
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
-from cerebrum.cli.ask import compose, read_file
+from cerebrum.cli.ask import add_prompt_arguments, compose, read_file
 from cerebrum.cli.client import Client
 from cerebrum.cli.errors import EXIT_OK, RequestFailed, UsageError
 from cerebrum.cli.render import Output, is_terminal
@@ -23,9 +22,7 @@ def add_parser(commands: argparse._SubParsersAction, *, parents: list[argparse.A
         description="Ask the orchestrator's POST /v1/optimize what it would send the model "
                     "for this instruction and these files, and with which model. Nothing is "
                     "generated. The prompt goes to stdout, the figures to stderr.")
-    parser.add_argument("instruction", nargs="?", default="")
-    parser.add_argument("-f", "--file", dest="files", action="append", type=Path, default=[],
-                        metavar="FILE", help="attach a file (repeatable)")
+    add_prompt_arguments(parser)
     parser.add_argument("-m", "--model", help="model name (default: the orchestrator's routing)")
     parser.add_argument("--json", action="store_true", help="print the whole answer as JSON")
     parser.set_defaults(run=run)
