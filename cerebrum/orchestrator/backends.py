@@ -145,11 +145,14 @@ class BackendPool:
 
     def contexts(self) -> dict[str, int | None]:
         """Every known model with its context size in tokens, where a backend reports it
-        (``context_length`` here and in llama-server's newer builds, ``max_model_len`` in vLLM)."""
+        (``context_length`` here, ``max_model_len`` in vLLM, ``meta.n_ctx`` in llama-server)."""
         found: dict[str, int | None] = {}
         for backend in self.backends:
             for model_id, entry in (backend.models or {}).items():
+                meta = entry.get("meta")
                 size = entry.get("context_length", entry.get("max_model_len"))
+                if size is None and isinstance(meta, dict):
+                    size = meta.get("n_ctx")
                 if isinstance(size, int) and not isinstance(size, bool) and size > 0:
                     found[model_id] = size
                 else:
