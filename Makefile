@@ -4,20 +4,26 @@
 #   make test   install everything, run the test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.bootstrapped
+SOURCES := scripts/bootstrap.sh requirements-*.txt setup.cfg pyproject.toml
 
-.PHONY: run test bench install clean
+.PHONY: run test install clean
 
-$(STAMP): scripts/bootstrap.sh requirements-*.txt setup.cfg pyproject.toml
+# `run` needs the services and the CLI; `test` adds the test tools (and the
+# system packages the deploy tests use: shellcheck, systemd-analyze, sshd).
+$(VENV)/.bootstrapped-local: $(SOURCES)
+	scripts/bootstrap.sh $(VENV) local
+	touch $@
+
+$(VENV)/.bootstrapped-dev: $(SOURCES)
 	scripts/bootstrap.sh $(VENV) dev
-	touch $(STAMP)
+	touch $@
 
-install: $(STAMP)
+install: $(VENV)/.bootstrapped-dev
 
-run: $(STAMP)
+run: $(VENV)/.bootstrapped-local
 	$(VENV)/bin/cerebrum up
 
-test: $(STAMP)
+test: $(VENV)/.bootstrapped-dev
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:

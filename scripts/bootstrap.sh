@@ -3,8 +3,9 @@
 #
 #   scripts/bootstrap.sh [VENV] [ROLE]
 #
-# ROLE is "dev" (both services + test tools, the default), "vps" (backend
-# only) or "cm4" (orchestrator only: no llama-cpp-python). Safe to run again:
+# ROLE is "dev" (both services + test tools, the default; `make test`),
+# "local" (both services and the CLI, no test tools; `make run`), "vps"
+# (backend only) or "cm4" (orchestrator only: no llama-cpp-python). Safe to run again:
 # pip skips what is already installed, and pip's wheel cache means
 # llama-cpp-python is compiled once per machine (about 5 minutes on 2 cores).
 set -euo pipefail
@@ -46,6 +47,7 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check)
 "${pip[@]}" install -q --upgrade pip wheel setuptools
 
 case "$role" in
+    local) reqs=(-r requirements-vps.txt -r requirements-cm4.txt -r requirements-cli.txt) ;;
     dev) reqs=(-r requirements-vps.txt -r requirements-cm4.txt -r requirements-cli.txt -r requirements-dev.txt) ;;
     vps) reqs=(-r requirements-vps.txt -r requirements-cli.txt) ;;
     cm4) reqs=(-r requirements-cm4.txt -r requirements-cli.txt) ;;
