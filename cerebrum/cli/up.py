@@ -75,10 +75,12 @@ class Service:
         self.log.write(f"\n=== cerebrum up: starting {self.name} at {time.ctime()} ===\n".encode())
         self.log.flush()
         # A session of its own: the terminal's Ctrl-C (meant for an answer)
-        # must not reach the services.
+        # must not reach the services. The cost: a closed terminal's hang-up
+        # does not reach them either, so they are tied to us another way.
         self.process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                         stdout=self.log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+                                        start_new_session=True,
+                                        preexec_fn=_die_with_parent)
 
     def exited(self) -> int | None:
         return None if self.process is None else self.process.poll()
@@ -104,6 +106,23 @@ class Service:
         if self.log is not None:
             self.log.close()
         return self.process.returncode
+
+
+def _die_with_parent() -> None:
+    """In a service's process, before it starts: ask Linux for SIGTERM when ``cerebrum up``
+    dies, however it dies (killed, terminal closed), so no orphan keeps the ports."""
+    try:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: stopped in ``run``'s finally only
+        pass
+
+
+def _exit_on_signal(signum: int, _: object) -> None:
+    # Unwinds to ``run``'s finally, which stops both services.
+    raise SystemExit(128 + signum)
 
 
 def _healthy(url: str) -> bool:
@@ -188,6 +207,9 @@ def run(args: argparse.Namespace) -> int:
     orchestrator = Service("orchestrator", url, args.log_dir / "orchestrator.log")
     cwd = Path.cwd()
     env_file = str(args.env_file.resolve())
+    # The terminal closing (SIGHUP) or a plain `kill` (SIGTERM) stops both cleanly.
+    for signum in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(signum, _exit_on_signal)
     try:
         backend.start([sys.executable, str(backend_script), "--host", host,
                        "--port", str(args.backend_port), "--env-file", env_file], env, cwd)
@@ -201,7 +223,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for service in (orchestrator, backend):
             service.stop()
-        err.line(err.dim("stopped the orchestrator and the backend"))
+        with contextlib.suppress(OSError):  # the terminal may be gone (hang-up)
+            err.line(err.dim("stopped the orchestrator and the backend"))
 
 
 def _repl(url: str, key: str, args: argparse.Namespace) -> int:

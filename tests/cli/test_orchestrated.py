@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import stat
 import subprocess
 import time
@@ -167,3 +168,31 @@ def test_up_refuses_a_port_in_use(home: Path, backend: RunningService) -> None:
     assert result.returncode == 2
     assert f"Port {port}" in result.stderr and "Traceback" not in result.stderr
     assert not (home / ".env").exists()
+
+
+@pytest.mark.parametrize("how", ["hang-up", "kill -9"])
+def test_up_never_leaves_the_services_behind(home: Path, needs_orchestrator: None,
+                                             how: str) -> None:
+    """Closing the terminal, or killing `cerebrum up` outright, stops both services."""
+    (home / ".env").write_text(f"CEREBRUM_API_KEY={TEST_KEY}\n")
+    ports = _ports()
+    process = subprocess.Popen([str(CEREBRUM), "up", "--no-repl", *ports], cwd=home,
+                               env=_up_env(home), stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url, backend_url = f"http://127.0.0.1:{ports[1]}", f"http://127.0.0.1:{ports[3]}"
+    deadline = time.monotonic() + 60
+    while run_cli("status", "--url", url, "--backend-url", backend_url, cwd=home,
+                  env=clean_env(home)).returncode != 0:
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.3)
+    process.send_signal(signal.SIGHUP if how == "hang-up" else signal.SIGKILL)
+    process.wait(timeout=40)
+    deadline = time.monotonic() + 30
+    while any(_listening(int(port)) for port in (ports[1], ports[3])):
+        assert time.monotonic() < deadline, "a service outlived cerebrum up"
+        time.sleep(0.3)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
