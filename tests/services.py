@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +31,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_healthy(url: str, process: subprocess.Popen, log: Path | None = None,
+                 timeout: float = 60) -> None:
+    """Poll ``url``/health until it answers (a process offers nothing else to wait on);
+    fail with the service's log if it exits or does not start in time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        output = log.read_text(errors="replace") if log is not None else ""
+        assert process.poll() is None, f"{url}: the service exited:\n{output}"
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2):
+                return
+        except OSError:  # URLError included
+            assert time.monotonic() < deadline, f"{url}: the service did not start:\n{output}"
+            time.sleep(0.1)
+
+
 class Service:
     """One service in a subprocess, JSON log lines going to a file."""
 
@@ -41,23 +56,13 @@ class Service:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        base = {k: v for k, v in os.environ.items() if not k.startswith("CEREBRUM_")}
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, str(ROOT / self.script), "--host", "127.0.0.1",
                  "--port", str(self.port), "--env-file", os.devnull, *self.args],
-                cwd=ROOT, env={**base, **self.env, "CEREBRUM_LOG_JSON": "1"},
+                cwd=ROOT, env=clean_env(**self.env, CEREBRUM_LOG_JSON="1"),
                 stdout=log, stderr=log)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2):
-                    return
-            except (OSError, urllib.error.URLError):
-                # Polling: a process offers nothing else to wait on.
-                assert self.process.poll() is None, self.log.read_text()
-                assert time.monotonic() < deadline, f"{self.script} did not start"
-                time.sleep(0.1)
+        wait_healthy(f"http://127.0.0.1:{self.port}", self.process, self.log)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

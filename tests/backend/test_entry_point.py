@@ -5,11 +5,10 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
-from tests.services import clean_env, free_port
+from tests.services import clean_env, free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,15 +36,7 @@ def test_serves_on_loopback_and_stops_cleanly(tmp_path) -> None:
     process = subprocess.Popen([sys.executable, str(ROOT / "vps_app.py"), "--port", str(port)],
                                cwd=tmp_path, env=clean_env(), stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    assert r.status == 200
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "backend did not start"
-                time.sleep(0.1)
+        wait_healthy(f"http://127.0.0.1:{port}", process)
         request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models",
                                          headers={"X-API-Key": "from-dotenv"})
         with urllib.request.urlopen(request, timeout=5) as r:

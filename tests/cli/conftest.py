@@ -8,29 +8,23 @@ import pty
 import re
 import select
 import signal
-import socket
 import struct
 import subprocess
 import sys
 import termios
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
 import pytest
 
+from tests.services import free_port, wait_healthy
+
 ROOT = Path(__file__).resolve().parents[2]
 CEREBRUM = Path(sys.executable).parent / "cerebrum"
 TEST_KEY = "cli-test-key-0123456789"
 ESCAPE = re.compile(r"\x1b[\[\]()]")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def clean_env(tmp: Path, **extra: str) -> dict[str, str]:
@@ -39,18 +33,6 @@ def clean_env(tmp: Path, **extra: str) -> dict[str, str]:
            if not k.startswith(("CEREBRUM_", "XDG_")) and k not in ("NO_COLOR", "TERM")}
     env.update(HOME=str(tmp), PYTHONUNBUFFERED="1", **extra)
     return env
-
-
-def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        assert process.poll() is None, f"service exited:\n{log.read_text()}"
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2):
-                return
-        except OSError:
-            assert time.monotonic() < deadline, f"service did not start:\n{log.read_text()}"
-            time.sleep(0.1)
 
 
 @attrs.define
@@ -73,16 +55,13 @@ class RunningService:
         return self.process.returncode
 
 
-def start_backend(tmp: Path, **settings: str) -> RunningService:
-    """``vps_app.py`` on a free loopback port with the test key and the embedded model."""
+def _start(tmp: Path, script: str, args: list[str], env: dict[str, str]) -> RunningService:
+    """``script`` on a free loopback port, its output in a log file, once healthy."""
     port = free_port()
-    log = tmp / f"backend-{port}.log"
-    # Other test processes share the CPU and RAM; the guard must not refuse us.
-    defaults = {"CEREBRUM_MAX_CPU_PERCENT": "100000", "CEREBRUM_MIN_FREE_RAM_MB": "0"}
-    env = clean_env(tmp, CEREBRUM_API_KEY=TEST_KEY, CEREBRUM_THREADS="2",
-                    **{**defaults, **settings})
+    log = tmp / f"{Path(script).stem}-{port}.log"
     with open(log, "wb") as handle:
-        process = subprocess.Popen([sys.executable, str(ROOT / "vps_app.py"), "--port", str(port)],
+        process = subprocess.Popen([sys.executable, str(ROOT / script), "--host", "127.0.0.1",
+                                    "--port", str(port), *args],
                                    cwd=tmp, env=env, stdout=handle, stderr=subprocess.STDOUT)
     service = RunningService(f"http://127.0.0.1:{port}", process, log)
     try:
@@ -91,6 +70,15 @@ def start_backend(tmp: Path, **settings: str) -> RunningService:
         service.stop()
         raise
     return service
+
+
+def start_backend(tmp: Path, **settings: str) -> RunningService:
+    """``vps_app.py`` on a free loopback port with the test key and the embedded model."""
+    # Other test processes share the CPU and RAM; the guard must not refuse us.
+    defaults = {"CEREBRUM_MAX_CPU_PERCENT": "100000", "CEREBRUM_MIN_FREE_RAM_MB": "0"}
+    return _start(tmp, "vps_app.py", [], clean_env(tmp, CEREBRUM_API_KEY=TEST_KEY,
+                                                   CEREBRUM_THREADS="2",
+                                                   **{**defaults, **settings}))
 
 
 @pytest.fixture(scope="session")
@@ -103,21 +91,9 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService
 
 def start_orchestrator(tmp: Path, backend_url: str) -> RunningService:
     """``cm4_app.py`` on loopback in front of ``backend_url``, asking clients for the test key."""
-    port = free_port()
-    log = tmp / f"orchestrator-{port}.log"
-    env = clean_env(tmp, CEREBRUM_API_KEY=TEST_KEY, CEREBRUM_BACKEND_URL=backend_url,
-                    CEREBRUM_CLIENT_API_KEYS=TEST_KEY)
-    with open(log, "wb") as handle:
-        process = subprocess.Popen([sys.executable, str(ROOT / "cm4_app.py"), "--host",
-                                    "127.0.0.1", "--port", str(port)],
-                                   cwd=tmp, env=env, stdout=handle, stderr=subprocess.STDOUT)
-    service = RunningService(f"http://127.0.0.1:{port}", process, log)
-    try:
-        wait_healthy(service.url, process, log)
-    except BaseException:
-        service.stop()
-        raise
-    return service
+    return _start(tmp, "cm4_app.py", [], clean_env(tmp, CEREBRUM_API_KEY=TEST_KEY,
+                                                   CEREBRUM_BACKEND_URL=backend_url,
+                                                   CEREBRUM_CLIENT_API_KEYS=TEST_KEY))
 
 
 @pytest.fixture(scope="session")
