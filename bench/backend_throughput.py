@@ -80,31 +80,22 @@ def sampling() -> dict[str, Any]:
 
 def run_inprocess(llm: Any, prompt: str, max_tokens: int) -> Run:
     s = sampling()
-    start = time.perf_counter()
-    first = last = None
-    chunks = 0
+    timing = _Timing()
     for chunk in llm.create_completion(
         prompt, max_tokens=max_tokens, stream=True, temperature=s["temperature"],
         top_k=s["top_k"], top_p=s["top_p"], min_p=s["min_p"],
         repeat_penalty=s["repeat_penalty"],
     ):
         if chunk["choices"][0]["text"]:
-            now = time.perf_counter()
-            if first is None:
-                first = now
-            last = now
-            chunks += 1
-    end = time.perf_counter()
-    return _run(start, first, last, end, chunks, None)
+            timing.text()
+    return timing.run(None)
 
 
 async def run_http(session: aiohttp.ClientSession, base: str, prompt: str, max_tokens: int,
                    extra: dict[str, Any]) -> Run:
     body = {"model": MODEL_NAME, "prompt": prompt, "max_tokens": max_tokens, "stream": True,
             **sampling(), **extra}
-    start = time.perf_counter()
-    first = last = None
-    chunks = 0
+    timing = _Timing()
     usage = None
     async with session.post(base + "/v1/completions", json=body) as resp:
         if resp.status != 200:
@@ -121,29 +112,41 @@ async def run_http(session: aiohttp.ClientSession, base: str, prompt: str, max_t
                 usage = obj["usage"]
             choices = obj.get("choices") or []
             if choices and choices[0].get("text"):
-                now = time.perf_counter()
-                if first is None:
-                    first = now
-                last = now
-                chunks += 1
-    end = time.perf_counter()
-    return _run(start, first, last, end, chunks, usage)
+                timing.text()
+    return timing.run(usage)
 
 
-def _run(start: float, first: float | None, last: float | None, end: float, chunks: int,
-         usage: dict[str, int] | None) -> Run:
-    if first is None or last is None:
-        raise RuntimeError("no text came back")
-    tokens = usage["completion_tokens"] if usage else chunks
-    gen = last - first
-    return {
-        "ttft_ms": (first - start) * 1000,
-        "tok_s": (tokens - 1) / gen if gen > 0 else float("nan"),
-        "total_ms": (end - start) * 1000,
-        "tokens": tokens,
-        "chunks": chunks,
-        "usage": usage is not None,
-    }
+class _Timing:
+    """One run's clock: started when made, ticked at each piece of text."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.first: float | None = None
+        self.last: float | None = None
+        self.chunks = 0
+
+    def text(self) -> None:
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = now
+        self.last = now
+        self.chunks += 1
+
+    def run(self, usage: dict[str, int] | None) -> Run:
+        """The figures, counting tokens from ``usage`` where the subject reports it."""
+        end = time.perf_counter()
+        if self.first is None or self.last is None:
+            raise RuntimeError("no text came back")
+        tokens = usage["completion_tokens"] if usage else self.chunks
+        gen = self.last - self.first
+        return {
+            "ttft_ms": (self.first - self.start) * 1000,
+            "tok_s": (tokens - 1) / gen if gen > 0 else float("nan"),
+            "total_ms": (end - self.start) * 1000,
+            "tokens": tokens,
+            "chunks": self.chunks,
+            "usage": usage is not None,
+        }
 
 
 async def poll_health(session: aiohttp.ClientSession, url: str, stop: asyncio.Event,
