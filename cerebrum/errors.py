@@ -122,8 +122,3 @@ class Unavailable(ApiError):
     def __init__(self, message: str, *, retry_after: float = 1.0, code: str | None = None) -> None:
         self.retry_after = max(1, math.ceil(retry_after))
         super().__init__(message, code=code, headers={"Retry-After": str(self.retry_after)})
-
-
-def sse_error_payload(error: ApiError) -> dict[str, Any]:
-    """The body of an SSE ``error`` event sent when a stream fails after it started."""
-    return error.body()

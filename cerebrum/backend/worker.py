@@ -36,7 +36,7 @@ from cerebrum.backend.generation import (
     TextPiece,
 )
 from cerebrum.backend.registry import ModelSpec, RegistryError
-from cerebrum.errors import ApiError, ContextLengthExceeded
+from cerebrum.errors import ContextLengthExceeded
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -236,7 +236,3 @@ def _chat_formatter(llama: Any, chat_format: str | None) -> Any:
     if formatter is None:
         raise RegistryError(f"unknown chat_format {chat_format!r}")
     return formatter
-
-
-class ModelLoadError(ApiError):
-    """A model file failed to load."""
