@@ -7,7 +7,7 @@ from pathlib import Path
 
 import attrs
 
-from cerebrum.config import non_negative, positive
+from cerebrum.config import ConfigError, non_negative, positive
 
 
 def _default_threads() -> int:
@@ -39,3 +39,12 @@ class BackendConfig:
     max_body_bytes: int = attrs.field(default=4 * 1024 * 1024, validator=positive)
     log_json: bool = False
     log_level: str = "INFO"
+
+    def __attrs_post_init__(self) -> None:
+        # After the field validators, so a malformed value is reported as such
+        # rather than hidden behind the missing key.
+        if not self.api_key and not self.allow_no_key:
+            raise ConfigError(
+                "CEREBRUM_API_KEY is not set: the backend refuses to start without a key. "
+                "Set one (cerebrum keygen), or CEREBRUM_ALLOW_NO_KEY=1 (--dev) for local "
+                "development")

@@ -29,7 +29,7 @@ import attrs
 from cerebrum.cli.errors import EXIT_OK, CliError, UsageError
 from cerebrum.cli.keygen import new_key
 from cerebrum.cli.render import Output
-from cerebrum.cli.serve import script_path
+from cerebrum.cli.serve import module_argv
 from cerebrum.config import read_dotenv
 
 READY_TIMEOUT_S = 120.0
@@ -189,7 +189,6 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"Port {port} on {host} is already in use: is Cerebrum already "
                              "running (`cerebrum status`)? Choose others with --port and "
                              "--backend-port.")
-    backend_script, orchestrator_script = script_path("backend"), script_path("orchestrator")
     key, created = ensure_key(args.env_file)
     if created:
         err.line(err.dim(f"generated an API key into {args.env_file} (mode 0600)"))
@@ -211,10 +210,10 @@ def run(args: argparse.Namespace) -> int:
     for signum in (signal.SIGHUP, signal.SIGTERM):
         signal.signal(signum, _exit_on_signal)
     try:
-        backend.start([sys.executable, str(backend_script), "--host", host,
-                       "--port", str(args.backend_port), "--env-file", env_file], env, cwd)
-        orchestrator.start([sys.executable, str(orchestrator_script), "--host", host,
-                            "--port", str(args.port), "--env-file", env_file], env, cwd)
+        backend.start(module_argv("backend", "--host", host, "--port", str(args.backend_port),
+                                  "--env-file", env_file), env, cwd)
+        orchestrator.start(module_argv("orchestrator", "--host", host, "--port", str(args.port),
+                                       "--env-file", env_file), env, cwd)
         err.line(err.dim(f"starting; logs in {args.log_dir}/"))
         wait_ready([backend, orchestrator], err)
         if args.no_repl:
