@@ -1,7 +1,7 @@
 # The two commands a new user needs:
 #   make run    install everything, start both services on the embedded model, open the REPL
-#               (cerebrum up; Ctrl-D stops both)
-#   make test   install everything, run the test suite
+#               (cerebrum up; Ctrl-D stops both). Options for it: make run ARGS="--port 17000"
+#   make test   install everything, run the test suite (options: PYTEST_ARGS="-k cli")
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SOURCES := scripts/bootstrap.sh requirements-*.txt setup.cfg pyproject.toml
@@ -14,14 +14,16 @@ $(VENV)/.bootstrapped-local: $(SOURCES)
 	scripts/bootstrap.sh $(VENV) local
 	touch $@
 
+# dev installs everything local does, so it marks both done: `make run` after
+# `make test` does not install again.
 $(VENV)/.bootstrapped-dev: $(SOURCES)
 	scripts/bootstrap.sh $(VENV) dev
-	touch $@
+	touch $@ $(VENV)/.bootstrapped-local
 
 install: $(VENV)/.bootstrapped-dev
 
 run: $(VENV)/.bootstrapped-local
-	$(VENV)/bin/cerebrum up
+	$(VENV)/bin/cerebrum up $(ARGS)
 
 test: $(VENV)/.bootstrapped-dev
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,4 +1,4 @@
-"""The commands through the real orchestrator (in front of the real backend), and ``cerebrum up``."""
+"""The commands through the real orchestrator (in front of the real backend), and ``up``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_terminal import FIRST_TEXT
+from cerebrum.cli.running import read_record
 from tests.cli.conftest import (
     CEREBRUM,
     ESCAPE,
@@ -23,6 +23,7 @@ from tests.cli.conftest import (
     free_port,
     run_cli,
 )
+from tests.cli.test_terminal import FIRST_TEXT
 
 # A file the optimiser can shrink: the same function thirty times.
 REPEATED = "def double(items):\n    out = []\n    for i in items:\n        out.append(i * 2)\n" \
@@ -141,22 +142,27 @@ def test_up_no_repl_reuses_the_key_and_stops_on_ctrl_c(home: Path,
         deadline = time.monotonic() + 60
         url = f"http://127.0.0.1:{ports[1]}"
         while True:
-            status = run_cli("status", "--url", url, "--backend-url",
-                             f"http://127.0.0.1:{ports[3]}", cwd=home, env=clean_env(home))
+            # No URL given: `up` recorded where it runs beside .env, on its own ports.
+            status = run_cli("status", cwd=home, env=clean_env(home))
             if status.returncode == 0:
                 break
             assert process.poll() is None and time.monotonic() < deadline, status.stdout
             time.sleep(0.3)
+        assert url in status.stdout and f"127.0.0.1:{ports[3]}" in status.stdout
         # The existing key is kept: a client with it is let in.
-        models = run_cli("ask", "--url", url, "--model", "none-such", "x", cwd=home,
-                         env=clean_env(home))
+        models = run_cli("ask", "--model", "none-such", "x", cwd=home, env=clean_env(home))
         assert models.returncode == 1 and "none-such" in models.stderr
+        assert "The orchestrator rejected the request" in models.stderr
     finally:
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=40)
     assert process.returncode == 0, stderr
     assert (home / ".env").read_text() == f"CEREBRUM_API_KEY={TEST_KEY}\n"
     assert "stopped the orchestrator and the backend" in stderr and "Traceback" not in stderr
+    # The command for other terminals, as this user can type it (not on PATH here).
+    assert re.search(rf"from another terminal in {re.escape(str(home))}: "
+                     rf"({re.escape(str(CEREBRUM))}|cerebrum) status", stderr), stderr
+    assert not (home / ".cerebrum" / "up.json").exists()
     again = run_cli("status", "--url", url, cwd=home, env=clean_env(home))
     assert again.returncode == 3
 
@@ -187,6 +193,8 @@ def test_up_never_leaves_the_services_behind(home: Path, needs_orchestrator: Non
         time.sleep(0.3)
     process.send_signal(signal.SIGHUP if how == "hang-up" else signal.SIGKILL)
     process.wait(timeout=40)
+    # Killed outright, `up` cannot remove its record; the others see it is stale.
+    assert read_record(home / ".env") is None
     deadline = time.monotonic() + 30
     while any(_listening(int(port)) for port in (ports[1], ports[3])):
         assert time.monotonic() < deadline, "a service outlived cerebrum up"
