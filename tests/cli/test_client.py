@@ -15,7 +15,8 @@ def test_health_tells_the_services_apart() -> None:
     assert service_from_health({"status": "ok", "backends": []}) == "orchestrator"
     assert service_from_health({"status": "ready", "models": {}, "loaded": []}) == "backend"
     # Another OpenAI-compatible server (llama-server says {"status": "ok"}), or junk.
-    for other in ({"status": "ok"}, [], "ok", None, {"models": ["a"]}):
+    others: list[object] = [{"status": "ok"}, [], "ok", None, {"models": ["a"]}]
+    for other in others:
         assert service_from_health(other) is None
 
 
