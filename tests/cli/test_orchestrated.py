@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import shutil
 import signal
 import socket
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -204,3 +206,32 @@ def test_up_never_leaves_the_services_behind(home: Path, needs_orchestrator: Non
 def _listening(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_up_and_serve_need_no_checkout(home: Path, tmp_path: Path,
+                                       needs_orchestrator: None) -> None:
+    """The package alone, as pip installs it (no vps_app.py, cm4_app.py or checkout
+    around it), runs both services: they start as python -m cerebrum.SERVICE."""
+    site = tmp_path / "site"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "cerebrum", site / "cerebrum",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    # PYTHONPATH is searched before the development install's finder.
+    env = {**_up_env(home), "PYTHONPATH": str(site)}
+    cli = [sys.executable, "-m", "cerebrum.cli.main"]
+    usage = subprocess.run([*cli, "serve", "backend", "--help"], cwd=home, env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 0 and usage.stdout.startswith("usage: cerebrum serve backend")
+    ports = _ports()
+    process = subprocess.Popen([*cli, "up", "--no-repl", *ports], cwd=home, env=env,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while run_cli("status", cwd=home, env=clean_env(home)).returncode != 0:
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.3)
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=40)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
