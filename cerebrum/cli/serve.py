@@ -11,16 +11,38 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
-from collections.abc import Callable
+import sysconfig
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import cerebrum
 
 MODULES = {"backend": "cerebrum.backend", "orchestrator": "cerebrum.orchestrator"}
 """Each service's package; ``python -m PACKAGE`` runs it."""
 
 
 def module_argv(service: str, *args: str) -> list[str]:
-    """The command line that runs ``service`` in a new process with this interpreter."""
-    return [sys.executable, "-m", MODULES[service], *args]
+    """The command line that runs ``service`` in a new process with this interpreter.
+
+    ``-P``: the current folder does not go first on the child's ``sys.path``, as
+    ``-m`` would put it, so a folder there named ``cerebrum`` (another project,
+    or a checkout seen from its parent) cannot stand in for the package.
+    """
+    return [sys.executable, "-P", "-m", MODULES[service], *args]
+
+
+def module_env(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` for a child that must import this very ``cerebrum``: the folder holding it
+    goes first on ``PYTHONPATH``, unless it is an installation's own site-packages
+    (searched anyway, and not to be put before the standard library)."""
+    home = str(Path(cerebrum.__file__).resolve().parents[1])
+    installed = {str(Path(sysconfig.get_path(name)).resolve()) for name in ("purelib", "platlib")}
+    if home in installed:
+        return dict(env)
+    paths = [home, *(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != home)]
+    return {**env, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 def load_main(service: str) -> Callable[..., int]:

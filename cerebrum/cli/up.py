@@ -33,7 +33,7 @@ from cerebrum.cli.errors import EXIT_OK, CliError, UsageError
 from cerebrum.cli.keygen import new_key
 from cerebrum.cli.render import Output
 from cerebrum.cli.running import record_path, remove_record, write_record
-from cerebrum.cli.serve import module_argv
+from cerebrum.cli.serve import module_argv, module_env
 from cerebrum.config import read_dotenv
 
 READY_TIMEOUT_S = 120.0
@@ -200,8 +200,8 @@ def run(args: argparse.Namespace) -> int:
     _ignore_log_dir(args.log_dir)
     backend_url, url = f"http://{host}:{args.backend_port}", f"http://{host}:{args.port}"
     # The children read the rest of their settings from the same .env.
-    env = {**os.environ, "CEREBRUM_API_KEY": key, "CEREBRUM_BACKEND_URL": backend_url,
-           "CEREBRUM_CLIENT_API_KEYS": key, "PYTHONUNBUFFERED": "1"}
+    env = module_env({**os.environ, "CEREBRUM_API_KEY": key, "CEREBRUM_BACKEND_URL": backend_url,
+                      "CEREBRUM_CLIENT_API_KEYS": key, "PYTHONUNBUFFERED": "1"})
     if "CEREBRUM_MAX_CPU_PERCENT" not in {**read_dotenv(args.env_file), **os.environ}:
         # Everything runs on this one machine: the REPL, the orchestrator and the
         # user's own programs would all count as "other" CPU and turn questions

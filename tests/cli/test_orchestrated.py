@@ -136,6 +136,10 @@ def test_up_starts_both_answers_in_the_repl_and_ctrl_d_stops_both(
 def test_up_no_repl_reuses_the_key_and_stops_on_ctrl_c(home: Path,
                                                        needs_orchestrator: None) -> None:
     (home / ".env").write_text(f"CEREBRUM_API_KEY={TEST_KEY}\n")
+    # A folder named like the package where `up` runs (another project, or a checkout
+    # seen from its parent) must not stand in for it in the services' processes.
+    (home / "cerebrum").mkdir()
+    (home / "cerebrum" / "__init__.py").write_text('raise ImportError("not Cerebrum")\n')
     ports = _ports()
     process = subprocess.Popen([str(CEREBRUM), "up", "--no-repl", *ports], cwd=home,
                                env=_up_env(home), stdin=subprocess.DEVNULL,

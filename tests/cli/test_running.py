@@ -7,7 +7,9 @@ import json
 import os
 from pathlib import Path
 
+import cerebrum
 from cerebrum.cli.running import read_record, record_path, remove_record, write_record
+from cerebrum.cli.serve import module_argv, module_env
 from cerebrum.cli.settings import DEFAULT_BACKEND_URL, DEFAULT_URL, resolve
 from cerebrum.cli.up import cli_command
 
@@ -81,3 +83,13 @@ def test_up_names_the_command_for_another_terminal(tmp_path: Path, monkeypatch) 
     # Started from elsewhere: its absolute path.
     elsewhere = tmp_path.parent / "x" / "cerebrum"
     assert cli_command(str(elsewhere), None) == str(elsewhere)
+
+
+def test_services_start_from_this_same_package() -> None:
+    argv = module_argv("backend", "--port", "9000")
+    assert argv[1:] == ["-P", "-m", "cerebrum.backend", "--port", "9000"]
+    # A checkout (editable or not) goes first on the children's path, once.
+    home = str(Path(cerebrum.__file__).resolve().parents[1])
+    env = module_env({"PYTHONPATH": os.pathsep.join(["/elsewhere", home]), "X": "1"})
+    assert env["PYTHONPATH"].split(os.pathsep) == [home, "/elsewhere"] and env["X"] == "1"
+    assert module_env({})["PYTHONPATH"] == home
