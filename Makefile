@@ -33,7 +33,7 @@ test: $(VENV)/.bootstrapped-dev
 # The files that are clean so far; the rest join as they are cleaned (then
 # `make test` runs this too). `make lint LINT_PATHS=.` shows what is left.
 LINT_PATHS ?= cerebrum/cli cerebrum/config.py cerebrum/backend/__main__.py \
-	cerebrum/orchestrator/__main__.py cm4_app.py vps_app.py tests/cli
+	cerebrum/orchestrator/__main__.py cm4_app.py vps_app.py tests/cli tests/test_setup.py
 lint: $(VENV)/.bootstrapped-dev
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	# silent: modules imported from outside LINT_PATHS are read for their types,
