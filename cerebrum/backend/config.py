@@ -7,7 +7,8 @@ from pathlib import Path
 
 import attrs
 
-from cerebrum.config import ConfigError, non_negative, positive
+from cerebrum.config import non_negative, positive
+from cerebrum.config import ConfigError  # own line while parallel work merges (#18)
 
 
 def _default_threads() -> int:

@@ -206,10 +206,6 @@ async def _collect(
             raise _as_api_error(event.error)
 
 
-def _ms(moment: float | None, started: float) -> float | None:
-    return None if moment is None else round((moment - started) * 1000, 2)
-
-
 def _openai_reason(event: Finished) -> str:
     return "length" if event.reason == "length" else "stop"
 
@@ -254,6 +250,9 @@ class _CompletionLog:
         if self.first_byte is None:
             self.first_byte = time.perf_counter()
 
+    def _ms(self, moment: float | None) -> float | None:
+        return None if moment is None else round((moment - self.started) * 1000, 2)
+
     def finish(self, event: Finished, outcome: str = "ok") -> None:
         self.prompt_tokens = event.prompt_tokens
         self.completion_tokens = event.completion_tokens
@@ -272,8 +271,8 @@ class _CompletionLog:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "finish_reason": self.finish_reason,
-            "ttfb_ms": _ms(self.first_byte, self.started),
-            "ttft_ms": _ms(self.first_token, self.started),
+            "ttfb_ms": self._ms(self.first_byte),
+            "ttft_ms": self._ms(self.first_token),
             "duration_ms": round((now - self.started) * 1000, 1),
         }
         _LOGGER.info("completion %s", self.outcome, extra=fields)
