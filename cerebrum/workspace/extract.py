@@ -147,13 +147,15 @@ def references(text: str, own: Iterable[str | None] = ()) -> frozenset[str]:
 
 
 def _definition(chunk: Chunk, language: str) -> Definition:
+    # Chunks run up to the next one; the blank lines between them are nobody's.
+    text = chunk.text.rstrip()
     return Definition(
         start_line=chunk.start_line + 1,
-        end_line=max(chunk.start_line + 1, chunk.end_line),
+        end_line=chunk.start_line + 1 + text.count("\n"),
         kind=chunk.kind,
         name=chunk.name,
         parent=chunk.parent,
-        text=chunk.text,
+        text=text,
         signature=chunk.signature[:200],
         doc=doc_text(chunk.text, language),
         refs=references(chunk.text, (chunk.name, *chunk.names)),

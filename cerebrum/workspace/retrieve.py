@@ -41,14 +41,19 @@ LEXICAL_CANDIDATES = 150
 MAX_TERMS = 40
 NAMED_BOOST = 1.5
 QUALIFIED_BOOST = 0.5
-PLAIN_NAME_BOOST = 0.25
+PARENT_NAMED_BOOST = 0.6
+PLAIN_NAME_BOOST = 0.1
 TRACE_BOOST = 2.0
 FILE_BOOST = 0.3
-CALLEE_SHARE = 0.35
-CALLER_SHARE = 0.2
+CALLEE_SHARE = 0.2
+CALLER_SHARE = 0.1
 NEIGHBOUR_SOURCES = 3
+MAX_NAME_DEFINITIONS = 3
+"""A callee defined in more places than this (``copy``, ``add``) is too common to be a link."""
 BLOCK_FACTOR = 0.5
-TEST_FACTOR = 0.7
+TEST_FACTOR = 0.5
+ASIDE_FACTOR = 0.7
+"""Examples, docs and scripts: rarely where a reported bug lives."""
 MIN_SHARE_OF_BEST = 0.2
 """A unit scoring under this share of the best is not worth a token of the budget."""
 MAX_ITEMS = 40
@@ -187,6 +192,15 @@ def analyse(question: str) -> Query:
     for word in words(question):
         if word not in STOPWORDS and len(word) > 2 and word not in terms:
             terms.append(word)
+    # "content length" in prose is content_length in code, which is indexed
+    # joined too ("contentlength"): adjacent prose words are tried joined.
+    prose = [w.lower() for w in re.findall(r"[A-Za-z]+", question)]
+    for first, second in zip(prose, prose[1:]):
+        if first not in STOPWORDS and second not in STOPWORDS and len(first) > 1 \
+                and len(second) > 1:
+            joined = first + second
+            if joined not in terms:
+                terms.append(joined)
     all_words = set(re.findall(r"[a-z]+", question.lower()))
     return Query(tuple(terms[:MAX_TERMS]), frozenset(names), frozenset(qualified),
                  frozenset(plain - names), tuple(frames), tuple(paths),
@@ -206,6 +220,12 @@ def is_test_path(path: str) -> bool:
                                                        ".spec.js", ".spec.ts", "_test.go"))
             or any(part in ("test", "tests", "testing", "__tests__")
                    for part in lowered.split("/")[:-1]))
+
+
+def is_aside_path(path: str) -> bool:
+    """Examples, documentation and scripts (not the code a bug report is about, usually)."""
+    return any(part in ("examples", "example", "docs", "doc", "scripts", "benchmarks")
+               for part in path.lower().split("/")[:-1])
 
 
 def rank(
@@ -250,6 +270,9 @@ def rank(
                 add(unit_id, QUALIFIED_BOOST, f"method of {unit.parent}")
         else:
             add(unit_id, PLAIN_NAME_BOOST, f"named {name}")
+    for unit_id, unit in units.items():
+        if unit.parent and unit.parent in query.names and unit_id not in named:
+            add(unit_id, PARENT_NAMED_BOOST, f"member of {unit.parent}")
     for unit_id, position in traced.items():
         add(unit_id, TRACE_BOOST / (1 + position), "traceback frame")
     for unit_id in in_named_files:
@@ -264,19 +287,28 @@ def rank(
             factor *= 0.8
         if not query.about_tests and is_test_path(unit.path):
             factor *= TEST_FACTOR
+        elif is_aside_path(unit.path):
+            factor *= ASIDE_FACTOR
         scores[unit_id] *= factor
 
     top = sorted(scores, key=lambda i: (-scores[i], i))[:NEIGHBOUR_SOURCES]
+    base = dict(scores)
     for source in top:
-        source_name = units[source].name
+        source_unit = units[source]
         for name in callees.get(source, ()):
-            for target in defining.get(name, ())[:3]:
+            targets = defining.get(name, ())
+            if len(targets) > MAX_NAME_DEFINITIONS:
+                continue
+            for target in targets:
                 if target != source and target in units:
-                    add(target, CALLEE_SHARE * scores[source], f"called by {source_name or 'it'}")
-        if source_name:
-            for caller in callers.get(source_name, ())[:3]:
+                    near = 1.0 if units[target].path == source_unit.path else 0.5
+                    add(target, CALLEE_SHARE * near * base[source],
+                        f"called by {source_unit.name or 'it'}")
+        if source_unit.name:
+            for caller in callers.get(source_unit.name, ())[:3]:
                 if caller != source and caller in units:
-                    add(caller, CALLER_SHARE * scores[source], f"calls {source_name}")
+                    near = 1.0 if units[caller].path == source_unit.path else 0.5
+                    add(caller, CALLER_SHARE * near * base[source], f"calls {source_unit.name}")
     ordered = sorted(scores, key=lambda i: (-scores[i], i))
     return [Candidate(i, scores[i], tuple(reasons[i])) for i in ordered]
 
@@ -401,9 +433,8 @@ def _render(intro: str, chosen: Mapping[int, tuple[Candidate, str, bool]],
     return "\n".join(out).rstrip("\n")
 
 
-def retrieve(store: WorkspaceStore, question: str, budget_tokens: int) -> Retrieved:
-    """Search ``store`` for ``question`` and assemble the result into ``budget_tokens``."""
-    started = time.perf_counter()
+def rank_units(store: WorkspaceStore, question: str) -> tuple[list[Candidate], dict[int, UnitRow]]:
+    """Every candidate unit for ``question``, best first, and the units themselves."""
     query = analyse(question)
     lexical = dict(store.search(fts_query(query.terms), LEXICAL_CANDIDATES))
     wanted_names = set(query.names) | set(query.plain)
@@ -428,7 +459,7 @@ def retrieve(store: WorkspaceStore, question: str, budget_tokens: int) -> Retrie
     sources = [c.unit_id for c in provisional[:NEIGHBOUR_SOURCES]]
     callees = store.references_of(sources)
     callee_names = {name for names in callees.values() for name in names}
-    graph_defining = store.defining(callee_names, limit=3) if callee_names else {}
+    graph_defining = store.defining(callee_names, limit=MAX_NAME_DEFINITIONS + 1) if callee_names else {}
     source_names = {units[i].name for i in sources if units[i].name}
     callers = store.callers_of(source_names, limit=3) if source_names else {}
     extra = {i for ids_ in graph_defining.values() for i in ids_} | {
@@ -436,6 +467,13 @@ def retrieve(store: WorkspaceStore, question: str, budget_tokens: int) -> Retrie
     units = {**units, **store.units(extra - set(units))}
     candidates = rank(lexical, units, query, named=named, traced=traced, in_named_files=in_files,
                       callees=callees, defining=graph_defining, callers=callers)
+    return candidates, units
+
+
+def retrieve(store: WorkspaceStore, question: str, budget_tokens: int) -> Retrieved:
+    """Search ``store`` for ``question`` and assemble the result into ``budget_tokens``."""
+    started = time.perf_counter()
+    candidates, units = rank_units(store, question)
     result = assemble_context(candidates, units, budget_tokens, workspace=store.name)
     return attrs.evolve(result, elapsed_ms=(time.perf_counter() - started) * 1000.0)
 
