@@ -11,6 +11,7 @@ optimiser's too (:func:`~cerebrum.prompt.ranking.split_identifier` and
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from pathlib import PurePosixPath
@@ -94,6 +95,24 @@ def language_for(path: str) -> str | None:
     return LANGUAGE_BY_SUFFIX.get(PurePosixPath(path).suffix.lower())
 
 
+def _normalise(word: str) -> str:
+    """The optimiser's stem, then "parse"/"parsing", "proxy"/"proxies" made to meet."""
+    word = stem(word)
+    if len(word) > 4 and word.endswith("e"):
+        return word[:-1]
+    if len(word) > 3 and word.endswith("y"):
+        return word[:-1] + "i"
+    return word
+
+
+@functools.lru_cache(maxsize=65_536)
+def identifier_words(identifier: str) -> tuple[str, ...]:
+    """The words of one identifier (cached: a repository repeats its identifiers endlessly)."""
+    parts = [_normalise(word) for word in split_identifier(identifier)]
+    joined = (identifier.replace("_", "").lower(),) if len(parts) > 1 else ()
+    return joined + tuple(part for part in parts if len(part) > 1)
+
+
 def words(text: str) -> list[str]:
     """Searchable words of ``text``: identifiers split on ``_``/camelCase, lower-cased, stemmed.
 
@@ -102,10 +121,7 @@ def words(text: str) -> list[str]:
     """
     out: list[str] = []
     for identifier in _IDENT_RE.findall(text):
-        parts = [stem(word) for word in split_identifier(identifier)]
-        if len(parts) > 1:
-            out.append(identifier.replace("_", "").lower())
-        out.extend(part for part in parts if len(part) > 1)
+        out.extend(identifier_words(identifier))
     return out
 
 

@@ -34,7 +34,7 @@ import attrs
 from cerebrum.prompt.assembly import comment_prefix
 from cerebrum.prompt.chunking import BLOCK, PART, PREAMBLE
 from cerebrum.prompt.tokens import estimate_tokens
-from cerebrum.workspace.extract import language_for, words
+from cerebrum.workspace.extract import identifier_words, language_for, words
 from cerebrum.workspace.store import UnitRow, WorkspaceStore
 
 LEXICAL_CANDIDATES = 150
@@ -54,6 +54,12 @@ BLOCK_FACTOR = 0.5
 TEST_FACTOR = 0.5
 ASIDE_FACTOR = 0.7
 """Examples, docs and scripts: rarely where a reported bug lives."""
+DESCRIBED_BOOST = 0.6
+"""For a unit whose name's words the question uses (``log_request`` for "request log")."""
+FILE_PRIOR = 0.3
+"""Share of a file's lexical weight (its best few units) added to each of its matching units."""
+HEAD_WEIGHT = 0.5
+"""Extra weight of the question's first line (a subject line says what it is about)."""
 MIN_SHARE_OF_BEST = 0.2
 """A unit scoring under this share of the best is not worth a token of the budget."""
 MAX_ITEMS = 40
@@ -260,6 +266,16 @@ def rank(
 
     for unit_id, score in lexical.items():
         add(unit_id, score / best, f"bm25 {score / best:.2f}")
+    if FILE_PRIOR:
+        per_file: dict[str, list[float]] = {}
+        for unit_id, score in lexical.items():
+            if unit_id in units:
+                per_file.setdefault(units[unit_id].path, []).append(score / best)
+        weight = {path: sum(sorted(values, reverse=True)[:3]) for path, values in per_file.items()}
+        top_file = max(weight.values(), default=0.0) or 1.0
+        for unit_id in lexical:
+            if unit_id in units:
+                add(unit_id, FILE_PRIOR * weight[units[unit_id].path] / top_file, "file matches")
     for unit_id, name in named.items():
         unit = units.get(unit_id)
         if unit is None:
@@ -270,6 +286,20 @@ def rank(
                 add(unit_id, QUALIFIED_BOOST, f"method of {unit.parent}")
         else:
             add(unit_id, PLAIN_NAME_BOOST, f"named {name}")
+    if DESCRIBED_BOOST:
+        asked = set(query.terms)
+        for unit_id, unit in units.items():
+            if not unit.name or unit.kind in (PREAMBLE, BLOCK):
+                continue
+            parts = [w for w in identifier_words(unit.name) if w != unit.name.replace("_", "").lower()
+                     or len(identifier_words(unit.name)) == 1]
+            parts = [w for w in parts if len(w) > 2]
+            if not parts:
+                continue
+            covered = sum(w in asked for w in parts) / len(parts)
+            if covered >= 0.5:
+                share = 1.0 if len(parts) > 1 else 0.5
+                add(unit_id, DESCRIBED_BOOST * share * covered, f"described ({covered:.0%} of its name)")
     for unit_id, unit in units.items():
         if unit.parent and unit.parent in query.names and unit_id not in named:
             add(unit_id, PARENT_NAMED_BOOST, f"member of {unit.parent}")
@@ -354,7 +384,9 @@ def assemble_context(
     if not candidates or budget_tokens <= estimate_tokens(intro) + 20:
         return Retrieved("", 0, budget_tokens, (), len(candidates))
     best = candidates[0].score
-    pool = [c for c in candidates if c.score >= MIN_SHARE_OF_BEST * best][:MAX_ITEMS]
+    # Relative to the best, but stacked boosts (named + traced) must not push out
+    # what a plain match would keep.
+    pool = [c for c in candidates if c.score >= MIN_SHARE_OF_BEST * min(best, 1.0)][:MAX_ITEMS]
     left = budget_tokens - estimate_tokens(intro) - 2
     chosen: dict[int, tuple[Candidate, str, bool]] = {}
     files_open: set[str] = set()
@@ -437,6 +469,13 @@ def rank_units(store: WorkspaceStore, question: str) -> tuple[list[Candidate], d
     """Every candidate unit for ``question``, best first, and the units themselves."""
     query = analyse(question)
     lexical = dict(store.search(fts_query(query.terms), LEXICAL_CANDIDATES))
+    head = question.strip().split("\n", 1)[0]
+    if HEAD_WEIGHT and head != question.strip():
+        head_hits = dict(store.search(fts_query(analyse(head).terms), LEXICAL_CANDIDATES))
+        top_all = max(lexical.values(), default=0.0) or 1.0
+        top_head = max(head_hits.values(), default=0.0) or 1.0
+        for unit_id, score in head_hits.items():
+            lexical[unit_id] = lexical.get(unit_id, 0.0) + HEAD_WEIGHT * score / top_head * top_all
     wanted_names = set(query.names) | set(query.plain)
     defining = store.defining(wanted_names, limit=20) if wanted_names else {}
     named: dict[int, str] = {}

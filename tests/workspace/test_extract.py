@@ -8,7 +8,9 @@ from tests.workspace.repo import FILES
 
 def test_words_split_identifiers_like_the_optimiser() -> None:
     assert words("countWords") == ["countwords", "count", "word"]
-    assert words("fetch_with_retry") == ["fetchwithretry", "fetch", "with", "retry"]
+    assert words("fetch_with_retry") == ["fetchwithretry", "fetch", "with", "retri"]
+    # Stemmed so that prose and code meet: "parsing" / parse, "proxies" / proxy.
+    assert words("parsing") == words("parse") and words("proxies") == words("proxy")
 
 
 def test_definitions_with_lines_docstrings_and_references() -> None:

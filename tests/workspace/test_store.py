@@ -19,6 +19,8 @@ from cerebrum.workspace.store import (
     list_workspaces,
     workspace_path,
 )
+from cerebrum.workspace.extract import words
+from cerebrum.workspace.retrieve import fts_query
 from tests.workspace.repo import as_bytes, index, manifest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,8 +31,9 @@ def store(tmp_path: Path) -> WorkspaceStore:
     return WorkspaceStore.create(workspace_path(tmp_path, "owner", "demo"), "demo")
 
 
-def names(store: WorkspaceStore, query: str) -> set[str | None]:
-    ids = [unit_id for unit_id, _ in store.search(query, 50)]
+def names(store: WorkspaceStore, word: str) -> set[str | None]:
+    """Names of the live units whose words include ``word``'s."""
+    ids = [unit_id for unit_id, _ in store.search(fts_query(words(word)), 50)]
     return {unit.name for unit in store.units(ids).values()}
 
 
@@ -40,7 +43,7 @@ def test_index_reindex_and_delete_round_trip(tmp_path: Path, store: WorkspaceSto
     status = store.status()
     assert status.files == 5 and status.generation == 1 and status.pending == 0
     assert status.definitions == 7 and status.languages == {"python": 5}
-    assert "fetch_with_retry" in names(store, '"retry"')
+    assert "fetch_with_retry" in names(store, "retry")
 
     # Nothing changed: nothing is sent, nothing re-parsed.
     assert index(store, files) == []
@@ -54,8 +57,8 @@ def test_index_reindex_and_delete_round_trip(tmp_path: Path, store: WorkspaceSto
     store.stage([(p, changed[p]) for p in plan.need])
     result = store.commit()
     assert (result.files, result.removed, result.generation) == (2, 1, 3)
-    assert "count_letters" in names(store, '"letter"') and not names(store, '"slugify"')
-    assert not names(store, '"expiring"')
+    assert "count_letters" in names(store, "letter") and not names(store, "slugify")
+    assert not names(store, "expiring")
     assert store.hashes().keys() == changed.keys()
 
     assert list_workspaces(tmp_path, "owner") == ["demo"]
@@ -72,15 +75,15 @@ def test_staged_files_are_never_served_and_commit_waits_for_all(store: Workspace
     plan = store.begin(manifest(update))
     store.stage([("net/retry.py", update["net/retry.py"])])
     # Half an update: the old version is what is served.
-    assert "fetch_with_retry" in names(store, '"retry"') and not names(store, '"quickly"')
+    assert "fetch_with_retry" in names(store, "retry") and not names(store, "quickly")
     assert store.status().pending == 1 and store.status().staged == 1
     with pytest.raises(Incomplete) as refused:
         store.commit()
     assert refused.value.missing == ["net/extra.py"]
-    assert "fetch_with_retry" in names(store, '"retry"')
+    assert "fetch_with_retry" in names(store, "retry")
     store.stage([("net/extra.py", update["net/extra.py"])])
     store.commit()
-    assert names(store, '"quickly"') == {"give_up_quickly"} and not names(store, '"backoff"')
+    assert names(store, "quickly") == {"give_up_quickly"} and not names(store, "backoff")
     assert sorted(plan.need) == ["net/extra.py", "net/retry.py"]
 
 
@@ -133,7 +136,7 @@ def test_a_process_killed_mid_update_leaves_the_old_index_and_a_rerun_finishes(
     status = store.status()
     assert status.files == 5 and status.generation == 1  # the old index, whole
     assert status.staged == 2 and status.pending == 3
-    assert "fetch_with_retry" in names(store, '"retry"')
+    assert "fetch_with_retry" in names(store, "retry")
     plan = store.begin(manifest(update))
     assert len(plan.need) == 3  # the two staged files are not sent again
     store.stage([(p, update[p]) for p in plan.need])
