@@ -25,6 +25,7 @@ pure; :func:`retrieve` wires them to a :class:`~cerebrum.workspace.store.Workspa
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -218,6 +219,16 @@ def fts_query(terms: Sequence[str]) -> str:
     return " OR ".join('"' + term.replace('"', "") + '"' for term in terms if term.replace('"', ""))
 
 
+@functools.lru_cache(maxsize=65_536)
+def _name_words(name: str) -> tuple[str, ...]:
+    """The words of a definition's name, without its joined form, at least 3 letters."""
+    parts = identifier_words(name)
+    if len(parts) > 1:
+        parts = parts[1:]  # the first is the whole name joined
+    return tuple(w for w in parts if len(w) > 2)
+
+
+@functools.lru_cache(maxsize=65_536)
 def is_test_path(path: str) -> bool:
     """Whether a path looks like a test file or lies under a tests directory."""
     lowered = path.lower()
@@ -228,6 +239,7 @@ def is_test_path(path: str) -> bool:
                    for part in lowered.split("/")[:-1]))
 
 
+@functools.lru_cache(maxsize=65_536)
 def is_aside_path(path: str) -> bool:
     """Examples, documentation and scripts (not the code a bug report is about, usually)."""
     return any(part in ("examples", "example", "docs", "doc", "scripts", "benchmarks")
@@ -291,9 +303,7 @@ def rank(
         for unit_id, unit in units.items():
             if not unit.name or unit.kind in (PREAMBLE, BLOCK):
                 continue
-            parts = [w for w in identifier_words(unit.name) if w != unit.name.replace("_", "").lower()
-                     or len(identifier_words(unit.name)) == 1]
-            parts = [w for w in parts if len(w) > 2]
+            parts = _name_words(unit.name)
             if not parts:
                 continue
             covered = sum(w in asked for w in parts) / len(parts)
@@ -512,7 +522,8 @@ def rank_units(store: WorkspaceStore, question: str) -> tuple[list[Candidate], d
 def retrieve(store: WorkspaceStore, question: str, budget_tokens: int) -> Retrieved:
     """Search ``store`` for ``question`` and assemble the result into ``budget_tokens``."""
     started = time.perf_counter()
-    candidates, units = rank_units(store, question)
+    with store.reading():
+        candidates, units = rank_units(store, question)
     result = assemble_context(candidates, units, budget_tokens, workspace=store.name)
     return attrs.evolve(result, elapsed_ms=(time.perf_counter() - started) * 1000.0)
 

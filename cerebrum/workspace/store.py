@@ -197,6 +197,7 @@ class WorkspaceStore:
         self.path = path
         self.name = name
         self.limits = limits
+        self._reader: sqlite3.Connection | None = None
 
     @classmethod
     def create(cls, path: Path, name: str, limits: Limits = Limits()) -> WorkspaceStore:
@@ -215,7 +216,20 @@ class WorkspaceStore:
         return store
 
     @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Serve every read inside the block from one connection (a retrieval makes several)."""
+        with self._connect() as db:
+            self._reader = db
+            try:
+                yield
+            finally:
+                self._reader = None
+
+    @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
+        if self._reader is not None:
+            yield self._reader
+            return
         db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode = WAL")
@@ -395,13 +409,21 @@ class WorkspaceStore:
             return []
         weights = ", ".join(str(w) for w in FTS_WEIGHTS)
         with self._connect() as db:
+            # Rank in FTS5 alone (a join per matching row costs more than the ranking),
+            # then keep the live ones: staged rows are few, so a margin covers them.
             rows = db.execute(
-                f"SELECT unit_fts.rowid, bm25(unit_fts, {weights}) AS score FROM unit_fts "
-                "JOIN unit u ON u.id = unit_fts.rowid JOIN file f ON f.id = u.file_id "
-                "WHERE unit_fts MATCH ? AND f.live = 1 ORDER BY score LIMIT ?",
-                (query, limit)).fetchall()
+                f"SELECT rowid, bm25(unit_fts, {weights}) AS score FROM unit_fts "
+                "WHERE unit_fts MATCH ? ORDER BY score LIMIT ?",
+                (query, limit + 50)).fetchall()
+            ids = [row[0] for row in rows]
+            live: set[int] = set()
+            if ids:
+                marks = ",".join("?" * len(ids))
+                live = {row[0] for row in db.execute(
+                    f"SELECT u.id FROM unit u JOIN file f ON f.id = u.file_id "
+                    f"WHERE f.live = 1 AND u.id IN ({marks})", ids)}
         # SQLite's bm25() is negated so that ORDER BY ascending puts the best first.
-        return [(row[0], -row[1]) for row in rows]
+        return [(row[0], -row[1]) for row in rows if row[0] in live][:limit]
 
     def units(self, ids: Iterable[int]) -> dict[int, UnitRow]:
         """Live units by id."""
