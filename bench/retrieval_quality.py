@@ -42,25 +42,26 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cerebrum.prompt.tokens import estimate_tokens  # noqa: E402
-from cerebrum.workspace.extract import Definition, extract_file, language_for, words  # noqa: E402
-from cerebrum.workspace.retrieve import assemble_context, is_test_path, rank_units  # noqa: E402
-from cerebrum.workspace.store import ManifestEntry, WorkspaceStore, sha256_hex  # noqa: E402
+from cerebrum.prompt.tokens import estimate_tokens
+from cerebrum.workspace.extract import Definition, extract_file, language_for, words
+from cerebrum.workspace.retrieve import assemble_context, is_test_path, rank_units
+from cerebrum.workspace.store import ManifestEntry, WorkspaceStore, sha256_hex
 
 WERKZEUG = Path("/work/.mirror/pallets+werkzeug/repo")
 BUG_CUES = re.compile(r"\b(fix(es|ed)?|bug|crash|broke|broken|wrong|incorrect|regression|"
-                      r"never|was cut|returns early|leak|error when|fails?|failing)\b", re.I)
+                      r"never|was cut|returns early|leak|error when|fails?|failing)\b", re.IGNORECASE)
 NOT_BUGS = re.compile(r"\b(typo|typos|docs?|documentation|docstring|lint|linting|format|"
                       r"formatting|whitespace|changelog|mypy|typing|type hints?|flake8|"
                       r"pre-commit|test|tests|ci|readme|reference|spelling|codespell|links?|W\d{3}|F\d{3}|E\d{3}|"
                       r"flake8|pep8|style|unused)\b",
-                      re.I)
+                      re.IGNORECASE)
 DEFINITION_KINDS = ("definition", "method", "class_header")
 
 
@@ -134,14 +135,14 @@ def _clean_message(subject: str, body: str) -> str:
     for line in body.splitlines():
         stripped = line.strip()
         if re.match(r"(co-authored-by|signed-off-by|(fix(es)?|close[sd]?|resolve[sd]?)\s+#\d+)",
-                    stripped, re.I):
+                    stripped, re.IGNORECASE):
             continue
         lines.append(stripped)
     text = "\n".join(lines).strip()
     return re.sub(r"\(#\d+\)", "", text).strip()
 
 
-_HUNK_RE = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+\d+(?:,\d+)? @@", re.M)
+_HUNK_RE = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+\d+(?:,\d+)? @@", re.MULTILINE)
 
 
 def _changed_old_lines(git: Git, parent: str, commit: str, path: str) -> list[tuple[int, int]]:
@@ -319,7 +320,7 @@ def sync(store: WorkspaceStore, git: Git, tree: dict[str, str]) -> tuple[int, fl
 
 
 def evaluate(repo_path: Path, name: str, max_cases: int, budget: int,
-             workdir: Path) -> dict[str, object]:
+             workdir: Path) -> dict[str, Any]:
     git = Git(repo_path)
     try:
         cases = mine_cases(git, name, max_cases, budget)
@@ -402,22 +403,22 @@ def main(argv: list[str] | None = None) -> int:
             results.append(result)
             print(f"\n{name}: {result['cases']} cases at a {args.budget}-token budget "
                   f"({result['seconds']} s)")
-            for row in result["scores"]:  # type: ignore[union-attr]
+            for row in result["scores"]:
                 recall = f"{row['recall@5']:.2f}" if row["recall@5"] is not None else "  - "
                 print(f"  {row['system']:10} whole {row['whole']:.2f}  any-whole "
                       f"{row['any_whole']:.2f}  recall@5 {recall}")
                 weight = result["cases"]
                 acc = total.setdefault(str(row["system"]), [0.0, 0.0, 0.0])
-                acc[0] += row["whole"] * weight  # type: ignore[operator]
-                acc[1] += (row["recall@5"] or 0.0) * weight  # type: ignore[operator]
-                acc[2] += weight  # type: ignore[operator]
+                acc[0] += row["whole"] * weight
+                acc[1] += (row["recall@5"] or 0.0) * weight
+                acc[2] += weight
             print(f"  retrieval {result['retrieval_ms_mean']} ms mean, "
                   f"{result['retrieval_ms_max']} ms max; first index {result['first_index_files']}"
                   f" files in {result['first_index_s']} s; then "
                   f"{result['step_reindex_files_mean']} files re-parsed per case in "
                   f"{result['step_reindex_s_mean']} s")
             if args.examples:
-                for example in result["examples"]:  # type: ignore[union-attr]
+                for example in result["examples"]:
                     print(f"    {'HIT ' if example['hit'] else 'miss'} {example['commit']} "
                           f"{example['question'][:70]!r} -> {example['truth']}")
     if total:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import os
 import shutil
 import statistics
@@ -32,20 +33,21 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Self
 
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cerebrum.cli.client import Client  # noqa: E402
-from cerebrum.cli.index import scan, sync  # noqa: E402
-from cerebrum.cli.render import Output  # noqa: E402
-from cerebrum.workspace.extract import extract_file  # noqa: E402
-from cerebrum.workspace.paths import owner_id  # noqa: E402
-from cerebrum.workspace.retrieve import retrieve  # noqa: E402
-from cerebrum.workspace.store import WorkspaceStore, sha256_hex, workspace_path  # noqa: E402
-from tests.services import free_port, wait_healthy  # noqa: E402
+from cerebrum.cli.client import Client
+from cerebrum.cli.index import scan, sync
+from cerebrum.cli.render import Output
+from cerebrum.workspace.extract import extract_file
+from cerebrum.workspace.paths import owner_id
+from cerebrum.workspace.retrieve import retrieve
+from cerebrum.workspace.store import WorkspaceStore, workspace_path
+from tests.services import free_port, wait_healthy
 
 KEY = "bench-key-0123456789"
 QUESTIONS = [
@@ -108,7 +110,7 @@ class PeakRss:
             except psutil.Error:
                 return
 
-    def __enter__(self) -> PeakRss:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -120,7 +122,7 @@ class PeakRss:
 async def _index(url: str, root: Path, name: str) -> tuple[float, int]:
     async with Client(url, KEY) as client:
         started = time.perf_counter()
-        summary = await sync(client, root, name, Output(open(os.devnull, "w")))
+        summary = await sync(client, root, name, Output(io.StringIO()))
         return time.perf_counter() - started, summary.sent
 
 

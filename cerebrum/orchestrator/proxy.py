@@ -43,7 +43,6 @@ from cerebrum.orchestrator.response_cache import (
 )
 from cerebrum.orchestrator.sse_relay import MalformedStream
 from cerebrum.orchestrator.state import ORCHESTRATOR
-from cerebrum.orchestrator.workspace_views import retriever_for
 from cerebrum.orchestrator.upstream import (
     UPSTREAM_SESSION,
     Answered,
@@ -52,6 +51,7 @@ from cerebrum.orchestrator.upstream import (
     open_upstream,
     upstream_headers,
 )
+from cerebrum.orchestrator.workspace_views import retriever_for
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -17,7 +17,11 @@ from typing import Any
 import attrs
 
 from cerebrum.errors import BadRequest
-from cerebrum.openai_wire import AnyCompletionRequest, ChatCompletionRequest, ChatMessage
+from cerebrum.openai_wire import (
+    AnyCompletionRequest,
+    ChatCompletionRequest,
+    ChatMessage,
+)
 from cerebrum.prompt.optimizer import budget_tokens
 from cerebrum.prompt.tokens import estimate_tokens
 from cerebrum.workspace.paths import InvalidPath, check_name

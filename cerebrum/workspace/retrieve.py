@@ -26,6 +26,7 @@ pure; :func:`retrieve` wires them to a :class:`~cerebrum.workspace.store.Workspa
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -75,15 +76,7 @@ _JS_FRAME_RE = re.compile(r"\bat (?:([\w$.<>]+) )?\(?([^\s():]+\.[A-Za-z]+):(\d+
 _PATH_LINE_RE = re.compile(r"(?<![\w/.-])([\w./-]+\.(?:py|pyi|js|mjs|cjs|jsx|ts|tsx|rs|c|h|cc|cpp"
                            r"|cxx|hpp|hh|go|java|sh|bash))(?::(\d+))?\b")
 _TEST_WORDS = frozenset({"test", "tests", "testing", "pytest", "unittest", "fixture"})
-STOPWORDS = frozenset("""
-a an the this that these those it its to of in on for and or not no but with without from by as at
-is are be was were been being do does did done can could should would will shall may might must
-please make makes made use uses using used what why how which who whom where when there here into
-out up down all any each every some more most less than then also just only very like need want
-get gets got set new old one two if else so me my i you your we our us they them their he she his
-her fix fixes fixed bug issue error problem wrong work works working way code function method
-class file line lines value values return returns call calls called instead now never always
-""".split())
+STOPWORDS = frozenset(["a", "an", "the", "this", "that", "these", "those", "it", "its", "to", "of", "in", "on", "for", "and", "or", "not", "no", "but", "with", "without", "from", "by", "as", "at", "is", "are", "be", "was", "were", "been", "being", "do", "does", "did", "done", "can", "could", "should", "would", "will", "shall", "may", "might", "must", "please", "make", "makes", "made", "use", "uses", "using", "used", "what", "why", "how", "which", "who", "whom", "where", "when", "there", "here", "into", "out", "up", "down", "all", "any", "each", "every", "some", "more", "most", "less", "than", "then", "also", "just", "only", "very", "like", "need", "want", "get", "gets", "got", "set", "new", "old", "one", "two", "if", "else", "so", "me", "my", "i", "you", "your", "we", "our", "us", "they", "them", "their", "he", "she", "his", "her", "fix", "fixes", "fixed", "bug", "issue", "error", "problem", "wrong", "work", "works", "working", "way", "code", "function", "method", "class", "file", "line", "lines", "value", "values", "return", "returns", "call", "calls", "called", "instead", "now", "never", "always"])
 
 
 @attrs.frozen
@@ -202,7 +195,7 @@ def analyse(question: str) -> Query:
     # "content length" in prose is content_length in code, which is indexed
     # joined too ("contentlength"): adjacent prose words are tried joined.
     prose = [w.lower() for w in re.findall(r"[A-Za-z]+", question)]
-    for first, second in zip(prose, prose[1:]):
+    for first, second in itertools.pairwise(prose):
         if first not in STOPWORDS and second not in STOPWORDS and len(first) > 1 \
                 and len(second) > 1:
             joined = first + second
@@ -489,8 +482,8 @@ def rank_units(store: WorkspaceStore, question: str) -> tuple[list[Candidate], d
     wanted_names = set(query.names) | set(query.plain)
     defining = store.defining(wanted_names, limit=20) if wanted_names else {}
     named: dict[int, str] = {}
-    for name, ids in defining.items():
-        for unit_id in ids:
+    for name, found_ids in defining.items():
+        for unit_id in found_ids:
             # A code-form name outranks a plain word that happens to be a name too.
             if unit_id not in named or name in query.names:
                 named[unit_id] = name
@@ -508,11 +501,12 @@ def rank_units(store: WorkspaceStore, question: str) -> tuple[list[Candidate], d
     sources = [c.unit_id for c in provisional[:NEIGHBOUR_SOURCES]]
     callees = store.references_of(sources)
     callee_names = {name for names in callees.values() for name in names}
-    graph_defining = store.defining(callee_names, limit=MAX_NAME_DEFINITIONS + 1) if callee_names else {}
-    source_names = {units[i].name for i in sources if units[i].name}
+    graph_defining = (store.defining(callee_names, limit=MAX_NAME_DEFINITIONS + 1)
+                      if callee_names else {})
+    source_names = {own for i in sources if (own := units[i].name)}
     callers = store.callers_of(source_names, limit=3) if source_names else {}
-    extra = {i for ids_ in graph_defining.values() for i in ids_} | {
-        i for ids_ in callers.values() for i in ids_}
+    extra = {i for found in graph_defining.values() for i in found} | {
+        i for found in callers.values() for i in found}
     units = {**units, **store.units(extra - set(units))}
     candidates = rank(lexical, units, query, named=named, traced=traced, in_named_files=in_files,
                       callees=callees, defining=graph_defining, callers=callers)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from cerebrum.workspace.paths import InvalidPath, check_name, check_path, name_for_directory, owner_id
+from cerebrum.workspace.paths import (
+    InvalidPath,
+    check_name,
+    check_path,
+    name_for_directory,
+    owner_id,
+)
 
 
 @pytest.mark.parametrize("path", ["a.py", "src/pkg/mod.py", "a-b/c_d/.hidden.py", "x/..y.py"])

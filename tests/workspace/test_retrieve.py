@@ -90,8 +90,7 @@ def test_assembly_is_whole_first_within_the_budget() -> None:
         assert "huge" not in whole
         for item in result.items:
             if item.whole:
-                assert units[[k for k, u in units.items() if u.name == item.name][0]].text \
-                    in result.text
+                assert next(u.text for u in units.values() if u.name == item.name) in result.text
     result = assemble_context(candidates, units, 1500, workspace="demo")
     assert [i.name for i in result.items if i.whole] == ["big", "small", "last"]
     assert any(i.signature_only and i.name == "huge" for i in result.items)
