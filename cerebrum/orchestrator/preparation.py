@@ -116,7 +116,7 @@ def prepare_request(body: Mapping[str, Any], parsed: AnyCompletionRequest, *, op
     if retriever is not None:  # workspace retrieval (cerebrum.workspace): code in, then optimise
         forwarded, parsed, retrieved = augment_request(
             forwarded, parsed, retriever, context_tokens=catalogue.context_of(model),
-            reply_tokens=reply_tokens)
+            reply_tokens=reply_tokens, optimize=optimize)
     result: _Optimized | None = None
     if optimize and not wants_route and _fits(parsed, before, catalogue.context_of(model),
                                               reply_tokens):

@@ -266,9 +266,14 @@ def retriever_for(request: web.Request, body: Mapping[str, Any]) -> Retriever | 
 
     def run(question: str, budget: int) -> Retrieved:
         try:
-            return retrieve(store, question, budget)
+            result = retrieve(store, question, budget)
         except (sqlite3.Error, WorkspaceError, OSError):
             _LOGGER.exception("retrieval from workspace %s failed; answering without it", name)
             return Retrieved("", 0, budget, (), 0)
+        _LOGGER.info("retrieved %d units (%d tokens of %d) from workspace %s in %.1f ms",
+                     len(result.items), result.tokens, budget, name, result.elapsed_ms,
+                     extra={"event": "retrieval", "workspace": name,
+                            "units": len(result.items), "tokens": result.tokens})
+        return result
 
     return run

@@ -70,10 +70,13 @@ def conversation_tokens(parsed: AnyCompletionRequest) -> int:
     return estimate_tokens(parsed.prompt)
 
 
-def retrieval_budget(parsed: AnyCompletionRequest, context_tokens: int, reply_tokens: int) -> int:
-    """Room for retrieved code: what the conversation leaves, at least half the budget."""
+def retrieval_budget(parsed: AnyCompletionRequest, context_tokens: int, reply_tokens: int,
+                     *, optimize: bool = True) -> int:
+    """Room for retrieved code: what the conversation leaves, at least half the budget
+    when the optimiser will shrink the conversation into the rest (not when it is off)."""
     budget = budget_tokens(context_tokens, reply_tokens)
-    return max(budget - conversation_tokens(parsed) - _PER_MESSAGE_TOKENS, budget // 2)
+    left = budget - conversation_tokens(parsed) - _PER_MESSAGE_TOKENS
+    return max(left, budget // 2) if optimize else max(0, left)
 
 
 def augment_request(
@@ -83,10 +86,11 @@ def augment_request(
     *,
     context_tokens: int,
     reply_tokens: int,
+    optimize: bool = True,
 ) -> tuple[dict[str, Any], AnyCompletionRequest, Retrieved]:
     """The body and typed request with the retrieved code in, and what was retrieved."""
-    retrieved = retriever(question_text(parsed), retrieval_budget(parsed, context_tokens,
-                                                                  reply_tokens))
+    retrieved = retriever(question_text(parsed), retrieval_budget(
+        parsed, context_tokens, reply_tokens, optimize=optimize))
     if not retrieved.text:
         return body, parsed, retrieved
     if isinstance(parsed, ChatCompletionRequest):

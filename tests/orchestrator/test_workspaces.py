@@ -178,3 +178,20 @@ async def test_chat_completions_carry_the_retrieved_code_to_the_backend(
         "model": "stub-model", "messages": [{"role": "user", "content": "hi"}],
         "cerebrum": {"workspace": 7}})
     assert bad.status == 400 and (await bad.json())["error"]["param"] == "cerebrum.workspace"
+
+
+async def test_with_optimisation_off_retrieval_only_gets_the_room_left(
+        make_stub: MakeStub, make_orchestrator: MakeOrchestrator, tmp_path: Path) -> None:
+    stub, url = await make_stub()
+    client = await make_orchestrator(url, client_api_keys=("client-key-a",),
+                                     workspace_dir=tmp_path)
+    await upload(client, "demo", FILES)
+    long_question = "why does the retry loop never stop? " + "context " * 1800
+    response = await client.post("/v1/chat/completions", json={
+        "model": "stub-model", "max_tokens": 64,
+        "messages": [{"role": "user", "content": long_question}],
+        "cerebrum": {"workspace": "demo", "optimize": False}}, headers=KEY_A)
+    assert response.status == 200, await response.text()
+    sent = stub.received[-1].body["messages"]
+    # Nothing fits beside a question that fills the context: nothing is added.
+    assert len(sent) == 1 and sent[0]["content"] == long_question
