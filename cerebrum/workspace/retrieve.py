@@ -15,7 +15,8 @@ Signals, in the order they are computed:
    a helper's contract gets it.
 
 Preambles and statement blocks count half (imports rarely answer a question),
-tests less unless the question is about tests. :func:`assemble_context` then
+class headers less than the methods that do the work, tests less unless the
+question is about tests. :func:`assemble_context` then
 takes units whole in rank order while they fit (skipping one that does not
 fit for smaller ones after it), the best one cut to its head only when
 nothing fits whole, and one-line signatures of the next ones with what is
@@ -34,7 +35,7 @@ from collections.abc import Mapping, Sequence
 import attrs
 
 from cerebrum.prompt.assembly import comment_prefix
-from cerebrum.prompt.chunking import BLOCK, PART, PREAMBLE
+from cerebrum.prompt.chunking import BLOCK, CLASS_HEADER, PART, PREAMBLE
 from cerebrum.prompt.tokens import estimate_tokens
 from cerebrum.workspace.extract import identifier_words, language_for, words
 from cerebrum.workspace.store import UnitRow, WorkspaceStore
@@ -53,6 +54,8 @@ NEIGHBOUR_SOURCES = 3
 MAX_NAME_DEFINITIONS = 3
 """A callee defined in more places than this (``copy``, ``add``) is too common to be a link."""
 BLOCK_FACTOR = 0.5
+HEADER_FACTOR = 0.7
+"""A class header (its docstring and attributes) against the methods that do the work."""
 TEST_FACTOR = 0.5
 ASIDE_FACTOR = 0.7
 """Examples, docs and scripts: rarely where a reported bug lives."""
@@ -318,6 +321,8 @@ def rank(
             factor *= BLOCK_FACTOR
         elif unit.kind == PART:
             factor *= 0.8
+        elif unit.kind == CLASS_HEADER:
+            factor *= HEADER_FACTOR
         if not query.about_tests and is_test_path(unit.path):
             factor *= TEST_FACTOR
         elif is_aside_path(unit.path):
