@@ -73,6 +73,11 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
                         help="send the prompt as it is, without the orchestrator's optimisation")
     parser.add_argument("--max-tokens", type=int, metavar="N", help="stop after N tokens")
     parser.add_argument("--temperature", type=float, metavar="T", help="sampling temperature")
+    parser.add_argument("--repo", type=Path, metavar="PATH",
+                        help="draw on this repository: index it (only changed files travel), "
+                             "then retrieve the code each question is about")
+    parser.add_argument("--workspace", metavar="NAME",
+                        help="with --repo: the workspace name (default: the directory's name)")
 
 
 def generation_fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -100,9 +105,23 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(_ask(settings.url, settings.api_key, body, args))
 
 
+async def with_repo(client: Client, args: argparse.Namespace, err: Output) -> dict[str, Any]:
+    """With ``--repo``: bring its workspace up to date; the body fields that retrieve from it."""
+    if args.repo is None:
+        return {}
+    from cerebrum.cli import index  # deferred: only --repo needs it
+
+    root = index.repo_root(args.repo)
+    summary = await index.sync(client, root, index.workspace_name(root, args.workspace), err)
+    if summary.sent or summary.removed:
+        err.line(err.dim(index.summary_line(summary).split("\n")[0]))
+    return {"cerebrum": {"workspace": summary.name}}
+
+
 async def _ask(url: str, key: str | None, body: dict[str, Any], args: argparse.Namespace) -> int:
     out, err = Output(sys.stdout), Output(sys.stderr)
     async with Client(url, key) as client:
+        body.update(await with_repo(client, args, err))
         stream = await stream_answer(client, body, optimize=args.optimize, out=out, err=err)
     if not args.quiet:
         err.line(err.dim(summary(stream, args.optimize)))

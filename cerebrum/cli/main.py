@@ -6,6 +6,7 @@
     cerebrum ask "..." -f F     one question, streamed answer
     cerebrum chat               the REPL
     cerebrum optimize "..." -f F  what the optimiser would send, without generating
+    cerebrum index [PATH]       index a repository for retrieval (ask/chat --repo PATH)
     cerebrum status             health of both services
     cerebrum keygen             a new API key
 
@@ -20,7 +21,7 @@ import sys
 from pathlib import Path
 
 from cerebrum import __version__
-from cerebrum.cli import ask, keygen, optimize, repl, serve, status, up
+from cerebrum.cli import ask, index, keygen, optimize, repl, serve, status, up
 from cerebrum.cli.errors import EXIT_INTERRUPTED, CliError
 from cerebrum.cli.render import error_line
 
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     connection.add_argument("--env-file", type=Path, default=Path(".env"), metavar="FILE",
                             help="KEY=VALUE settings read under the environment (default .env)")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for module in (up, serve, ask, repl, optimize, status, keygen):
+    for module in (up, serve, ask, repl, optimize, index, status, keygen):
         module.add_parser(commands, parents=[connection])
     return parser
 

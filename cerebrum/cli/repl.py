@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from cerebrum.cli.answer import stream_answer, summary
-from cerebrum.cli.ask import add_generation_options, attachment, generation_fields, read_file
+from cerebrum.cli.ask import (
+    add_generation_options,
+    attachment,
+    generation_fields,
+    read_file,
+    with_repo,
+)
 from cerebrum.cli.client import Client
 from cerebrum.cli.errors import EXIT_OK, AuthFailed, CliError, Unreachable
 from cerebrum.cli.render import Output, is_terminal
@@ -138,17 +144,21 @@ def run(args: argparse.Namespace) -> int:
     fields.pop("model", None)
     conversation = Conversation(args.model, args.optimize, fields)
     return asyncio.run(chat(settings.url, settings.api_key, conversation,
-                            history=args.history or default_history_path()))
+                            history=args.history or default_history_path(), args=args))
 
 
 async def chat(url: str, key: str | None, conversation: Conversation, *,
-               history: Path, banner: str | None = None) -> int:
+               history: Path, banner: str | None = None,
+               args: argparse.Namespace | None = None) -> int:
     """Run the REPL against ``url`` until the user leaves."""
     out, err = Output(sys.stdout), Output(sys.stderr)
     interactive = is_terminal(sys.stdin) and is_terminal(sys.stdout)
     read_line = _prompt_reader(history) if interactive else _plain_reader()
     async with Client(url, key) as client:
         await _check_reachable(client)
+        if args is not None and getattr(args, "repo", None) is not None:
+            # --repo: index first, then every question retrieves from it.
+            conversation.fields.update(await with_repo(client, args, err))
         if interactive:
             out.line(out.dim(banner or f"Cerebrum chat with {url}. /help for commands; "
                                        "Ctrl-C stops an answer, Ctrl-D quits."))

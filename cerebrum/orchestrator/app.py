@@ -19,6 +19,7 @@ from cerebrum.orchestrator.response_cache import ResponseCache
 from cerebrum.orchestrator.shedding import InFlight, setup_load_shedding
 from cerebrum.orchestrator.state import ORCHESTRATOR, OrchestratorState
 from cerebrum.orchestrator.upstream import upstream_session
+from cerebrum.orchestrator.workspace_views import setup_workspaces
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -72,4 +73,5 @@ def create_orchestrator_app(
     app.router.add_post("/v1/optimize", views.optimize)
     app.router.add_get("/v1/models", views.list_models)
     app.router.add_get("/health", views.health)
+    setup_workspaces(app, config)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -75,6 +76,18 @@ class OrchestratorConfig:
     shutdown_grace_s: float = attrs.field(default=5.0, validator=non_negative)
     log_json: bool = False
     log_level: str = "INFO"
+    workspace_dir: Path | None = None
+    """Where workspaces live, one SQLite file each (default ~/.local/share/cerebrum/workspaces)."""
+    workspace_max_files: int = attrs.field(default=20_000, validator=positive)
+    workspace_max_file_bytes: int = attrs.field(default=1024 * 1024, validator=positive)
+    workspace_max_bytes: int = attrs.field(default=256 * 1024 * 1024, validator=positive)
+    """Total source a workspace may hold."""
+    workspace_shared: bool = False
+    """Every client key sees (and may delete) every workspace; off: each key has its own."""
+
+    def workspace_root(self) -> Path:
+        """The workspaces directory: the setting, else under the user's data directory."""
+        return self.workspace_dir or Path("~/.local/share/cerebrum/workspaces").expanduser()
 
 
     def language_models(self) -> dict[str, str]:

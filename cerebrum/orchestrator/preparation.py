@@ -27,6 +27,7 @@ from cerebrum.prompt import DEFAULT_LANGUAGE_MODELS, optimize_messages, optimize
 from cerebrum.prompt.instruction import message_text
 from cerebrum.prompt.optimizer import SKIP_FITS, SMALL_PROMPT_CHARS, budget_tokens
 from cerebrum.prompt.tokens import estimate_tokens
+from cerebrum.workspace.augment import Retriever, augment_request
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ class PreparedRequest:
     """The optimiser's figures (``OptimizeStats`` as a dict); None when it did not run."""
     prompt: str | None = None
     """The text that carries the (optimised) code: the prompt, or that chat message."""
+    retrieval: Mapping[str, Any] | None = None
+    """What a workspace retrieval put in (``Retrieved.as_dict``); None when none was asked for."""
 
     @property
     def optimized(self) -> bool:
@@ -99,7 +102,7 @@ def prompt_chars(parsed: AnyCompletionRequest) -> int:
 
 
 def prepare_request(body: Mapping[str, Any], parsed: AnyCompletionRequest, *, optimize: bool,
-                    catalogue: Catalogue) -> PreparedRequest:
+                    catalogue: Catalogue, retriever: Retriever | None = None) -> PreparedRequest:
     """The request to forward: options removed, the prompt optimised, the model resolved.
 
     Never raises on the prompt's content.
@@ -109,6 +112,11 @@ def prepare_request(body: Mapping[str, Any], parsed: AnyCompletionRequest, *, op
     wants_route = parsed.model is None or parsed.model.strip().lower() in ROUTING_ALIASES
     model = catalogue.default_model if wants_route else parsed.model
     reply_tokens = parsed.params.max_tokens or DEFAULT_REPLY_TOKENS
+    retrieved = None
+    if retriever is not None:  # workspace retrieval (cerebrum.workspace): code in, then optimise
+        forwarded, parsed, retrieved = augment_request(
+            forwarded, parsed, retriever, context_tokens=catalogue.context_of(model),
+            reply_tokens=reply_tokens, optimize=optimize)
     result: _Optimized | None = None
     if optimize and not wants_route and _fits(parsed, before, catalogue.context_of(model),
                                               reply_tokens):
@@ -141,7 +149,8 @@ def prepare_request(body: Mapping[str, Any], parsed: AnyCompletionRequest, *, op
     return PreparedRequest(forwarded, model or None, before, after,
                            language=result.language or None if result else None,
                            stats=result.stats if result else None,
-                           prompt=result.text if result else None)
+                           prompt=result.text if result else None,
+                           retrieval=retrieved.as_dict() if retrieved is not None else None)
 
 
 def _fits(parsed: AnyCompletionRequest, chars: int, context: int, reply_tokens: int) -> bool:

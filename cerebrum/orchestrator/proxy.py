@@ -51,6 +51,7 @@ from cerebrum.orchestrator.upstream import (
     open_upstream,
     upstream_headers,
 )
+from cerebrum.orchestrator.workspace_views import retriever_for
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -199,11 +200,12 @@ async def prepare(request: web.Request, body: Any, parsed: AnyCompletionRequest,
     await _check_model(request, parsed.model)
     catalogue = Catalogue(state.pool.contexts(), state.pool.default_model(),
                           state.language_models)
+    retriever = retriever_for(request, body)
     call = functools.partial(
-        prepare_request, body, parsed, catalogue=catalogue,
+        prepare_request, body, parsed, catalogue=catalogue, retriever=retriever,
         optimize=(optimize if optimize is not None
                   else wants_optimization(state.config.optimize, request.headers, body)))
-    if prompt_chars(parsed) < _INLINE_PREPARE_CHARS:
+    if prompt_chars(parsed) < _INLINE_PREPARE_CHARS and retriever is None:
         # Small prompts take microseconds; a thread hop would cost more.
         return call()
     # A 100 KB prompt takes tens of milliseconds (more on a Pi): keep the loop

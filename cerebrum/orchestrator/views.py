@@ -53,6 +53,8 @@ async def optimize(request: web.Request) -> web.Response:
     }
     if isinstance(parsed, ChatCompletionRequest):
         answer["messages"] = prepared.body["messages"]
+    if prepared.retrieval is not None:
+        answer["retrieval"] = prepared.retrieval
     return web.json_response(answer)
 
 

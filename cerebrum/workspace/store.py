@@ -1,0 +1,500 @@
+"""One workspace = one SQLite file: files with hashes, units (definitions), references, FTS5.
+
+An update is three steps, so a crash anywhere leaves the served index whole
+and a re-run finishes the job:
+
+1. :meth:`WorkspaceStore.begin` records the client's *manifest* (every path
+   with its SHA-256 and size) and answers which files it still needs: those
+   whose hash matches neither the live version nor one already staged.
+2. :meth:`WorkspaceStore.stage` parses a batch of files and inserts them as
+   *staged* rows (``live = 0``), one transaction per batch. Retrieval reads
+   live rows only, so staged files are never served.
+3. :meth:`WorkspaceStore.commit`, one transaction: staged rows replace their
+   live versions, live files missing from the manifest are dropped, the
+   manifest is cleared. It refuses while a manifest file is still missing.
+
+WAL lets retrieval read while an update writes. Connections are opened per
+operation (cheap, and safe across the orchestrator's worker threads).
+Inserts are batched per uploaded batch, so memory stays bounded by one batch
+whatever the repository's size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import attrs
+
+from cerebrum.prompt.tokens import estimate_tokens
+from cerebrum.workspace.extract import extract_file, path_words, word_text
+from cerebrum.workspace.paths import check_name, check_path
+
+_LOGGER = logging.getLogger(__name__)
+
+SCHEMA_VERSION = "1"
+SUFFIX = ".sqlite"
+# FTS5 column weights for bm25(): a word in a definition's name says far more
+# about what it is than one in its body; its docstring is in between.
+FTS_WEIGHTS = (6.0, 2.0, 1.0, 1.5)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS file (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    language TEXT,
+    live INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (path, live)
+);
+CREATE TABLE IF NOT EXISTS unit (
+    id INTEGER PRIMARY KEY,
+    file_id INTEGER NOT NULL,
+    start_line INTEGER NOT NULL,
+    end_line INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT,
+    parent TEXT,
+    signature TEXT NOT NULL,
+    text TEXT NOT NULL,
+    tokens INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS unit_file ON unit (file_id);
+CREATE INDEX IF NOT EXISTS unit_name ON unit (name);
+CREATE TABLE IF NOT EXISTS defines (unit_id INTEGER NOT NULL, name TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS defines_name ON defines (name);
+CREATE INDEX IF NOT EXISTS defines_unit ON defines (unit_id);
+CREATE TABLE IF NOT EXISTS ref (unit_id INTEGER NOT NULL, name TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS ref_name ON ref (name);
+CREATE INDEX IF NOT EXISTS ref_unit ON ref (unit_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS unit_fts USING fts5 (name, doc, body, path, tokenize = 'unicode61');
+CREATE TABLE IF NOT EXISTS manifest (path TEXT PRIMARY KEY, sha256 TEXT NOT NULL, size INTEGER NOT NULL);
+"""
+
+
+class WorkspaceError(Exception):
+    """A request the store cannot carry out; the message says why (a 4xx, not a bug)."""
+
+
+class Incomplete(WorkspaceError):
+    """Commit refused: manifest files are still missing."""
+
+    def __init__(self, missing: Sequence[str]) -> None:
+        super().__init__(f"{len(missing)} file(s) of the manifest are not uploaded yet")
+        self.missing = list(missing)
+
+
+@attrs.frozen
+class Limits:
+    """What one workspace may hold (settings of the orchestrator)."""
+
+    max_files: int = 20_000
+    max_file_bytes: int = 1024 * 1024
+    max_total_bytes: int = 256 * 1024 * 1024
+
+
+@attrs.frozen
+class ManifestEntry:
+    path: str
+    sha256: str
+    size: int
+
+
+@attrs.frozen
+class Plan:
+    """What :meth:`WorkspaceStore.begin` found: files to upload, files that will go."""
+
+    need: tuple[str, ...]
+    unchanged: int
+    removed: int
+
+
+@attrs.frozen
+class StageResult:
+    files: int
+    units: int
+
+
+@attrs.frozen
+class CommitResult:
+    files: int
+    """Files changed or added by this commit."""
+    removed: int
+    generation: int
+
+
+@attrs.frozen
+class Status:
+    name: str
+    files: int
+    units: int
+    definitions: int
+    bytes: int
+    languages: dict[str, int]
+    generation: int
+    indexed_at: float | None
+    pending: int
+    """Manifest files not yet uploaded (an update in progress or interrupted)."""
+    staged: int
+
+
+@attrs.frozen
+class UnitRow:
+    """A live unit as retrieval sees it."""
+
+    id: int
+    path: str
+    start_line: int
+    end_line: int
+    kind: str
+    name: str | None
+    parent: str | None
+    signature: str
+    text: str
+    tokens: int
+
+
+def sha256_hex(data: bytes) -> str:
+    """The content hash the CLI and the store agree on."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def workspace_path(root: Path, owner: str, name: str) -> Path:
+    """``root/owner/name.sqlite`` (name and owner already checked)."""
+    return root / owner / f"{check_name(name)}{SUFFIX}"
+
+
+def list_workspaces(root: Path, owner: str) -> list[str]:
+    """Names of the workspaces under ``root/owner``."""
+    directory = root / owner
+    if not directory.is_dir():
+        return []
+    return sorted(p.name[: -len(SUFFIX)] for p in directory.iterdir()
+                  if p.name.endswith(SUFFIX) and p.is_file())
+
+
+def delete_workspace(path: Path) -> bool:
+    """Remove a workspace's database and its WAL files; False when there was none."""
+    existed = path.exists()
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{path}{suffix}")
+    return existed
+
+
+class WorkspaceStore:
+    """One workspace's SQLite file. Methods are synchronous; call them off the event loop."""
+
+    def __init__(self, path: Path, name: str, limits: Limits = Limits()) -> None:
+        self.path = path
+        self.name = name
+        self.limits = limits
+        self._reader: sqlite3.Connection | None = None
+
+    @classmethod
+    def create(cls, path: Path, name: str, limits: Limits = Limits()) -> WorkspaceStore:
+        """Open the workspace, making its file and schema if new."""
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        store = cls(path, name, limits)
+        with store._connect() as db:
+            db.executescript(_SCHEMA)
+            version = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if version is None:
+                db.execute("INSERT INTO meta VALUES ('schema', ?), ('generation', '0')",
+                           (SCHEMA_VERSION,))
+            elif version[0] != SCHEMA_VERSION:
+                raise WorkspaceError(f"workspace {name} has schema {version[0]}; "
+                                     f"delete it and index again")
+        return store
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Serve every read inside the block from one connection (a retrieval makes several)."""
+        with self._connect() as db:
+            self._reader = db
+            try:
+                yield
+            finally:
+                self._reader = None
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        if self._reader is not None:
+            yield self._reader
+            return
+        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            # NORMAL in WAL mode: a power cut may lose the last commit, never corrupt.
+            db.execute("PRAGMA synchronous = NORMAL")
+            yield db
+        finally:
+            db.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE: writers queue, readers go on)."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    # --- updating ---------------------------------------------------------
+
+    def begin(self, manifest: Sequence[ManifestEntry]) -> Plan:
+        """Record the repository's manifest; answer which files must be uploaded."""
+        if len(manifest) > self.limits.max_files:
+            raise WorkspaceError(f"a workspace holds at most {self.limits.max_files} files; "
+                                 f"the manifest lists {len(manifest)}")
+        total = sum(entry.size for entry in manifest)
+        if total > self.limits.max_total_bytes:
+            raise WorkspaceError(f"a workspace holds at most {self.limits.max_total_bytes} bytes; "
+                                 f"the manifest adds up to {total}")
+        seen: set[str] = set()
+        for entry in manifest:
+            check_path(entry.path)
+            if entry.path in seen:
+                raise WorkspaceError(f"the manifest lists {entry.path} twice")
+            seen.add(entry.path)
+            if entry.size > self.limits.max_file_bytes:
+                raise WorkspaceError(f"{entry.path} is larger than "
+                                     f"{self.limits.max_file_bytes} bytes")
+        with self._write() as db:
+            db.execute("DELETE FROM manifest")
+            db.executemany("INSERT INTO manifest VALUES (?, ?, ?)",
+                           ((e.path, e.sha256, e.size) for e in manifest))
+            # Staged versions that no longer match the manifest are dead weight.
+            stale = [row[0] for row in db.execute(
+                "SELECT f.id FROM file f LEFT JOIN manifest m ON m.path = f.path "
+                "WHERE f.live = 0 AND (m.path IS NULL OR m.sha256 != f.sha256)")]
+            self._drop_files(db, stale)
+            need = [row[0] for row in db.execute(
+                "SELECT m.path FROM manifest m WHERE NOT EXISTS ("
+                "SELECT 1 FROM file f WHERE f.path = m.path AND f.sha256 = m.sha256) "
+                "ORDER BY m.path")]
+            removed = db.execute(
+                "SELECT count(*) FROM file f WHERE f.live = 1 AND NOT EXISTS ("
+                "SELECT 1 FROM manifest m WHERE m.path = f.path)").fetchone()[0]
+        return Plan(tuple(need), len(manifest) - len(need), removed)
+
+    def stage(self, files: Iterable[tuple[str, bytes]]) -> StageResult:
+        """Parse and stage a batch of ``(path, content)``; each must match the manifest."""
+        rows: list[tuple[str, str, int, str | None, list]] = []
+        with self._connect() as db:
+            for path, content in files:
+                expected = db.execute("SELECT sha256, size FROM manifest WHERE path = ?",
+                                      (path,)).fetchone()
+                if expected is None:
+                    raise WorkspaceError(f"{path} is not in the manifest; begin an update first")
+                digest = sha256_hex(content)
+                if digest != expected[0] or len(content) != expected[1]:
+                    raise WorkspaceError(f"{path}: content does not match the manifest's "
+                                         "hash and size")
+                # Parse outside the write transaction: readers and other batches go on.
+                extracted = extract_file(path, content.decode("utf-8", "replace"))
+                units = list(extracted.definitions) if extracted else []
+                rows.append((path, digest, len(content),
+                             extracted.language if extracted else None, units))
+        units_total = 0
+        with self._write() as db:
+            for path, digest, size, language, units in rows:
+                old = [r[0] for r in db.execute(
+                    "SELECT id FROM file WHERE path = ? AND live = 0", (path,))]
+                self._drop_files(db, old)
+                file_id = db.execute(
+                    "INSERT INTO file (path, sha256, size, language, live) VALUES (?, ?, ?, ?, 0)",
+                    (path, digest, size, language)).lastrowid
+                where = path_words(path)
+                for unit in units:
+                    unit_id = db.execute(
+                        "INSERT INTO unit (file_id, start_line, end_line, kind, name, parent, "
+                        "signature, text, tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (file_id, unit.start_line, unit.end_line, unit.kind, unit.name,
+                         unit.parent, unit.signature, unit.text,
+                         estimate_tokens(unit.text))).lastrowid
+                    db.executemany("INSERT INTO defines VALUES (?, ?)",
+                                   ((unit_id, n) for n in unit.names))
+                    db.executemany("INSERT INTO ref VALUES (?, ?)",
+                                   ((unit_id, n) for n in unit.refs))
+                    name_words = word_text(" ".join(n for n in (unit.parent, unit.name) if n))
+                    db.execute("INSERT INTO unit_fts (rowid, name, doc, body, path) "
+                               "VALUES (?, ?, ?, ?, ?)",
+                               (unit_id, name_words, word_text(unit.doc),
+                                word_text(unit.text), where))
+                units_total += len(units)
+        return StageResult(len(rows), units_total)
+
+    def commit(self) -> CommitResult:
+        """Make the staged files live and drop the removed ones, atomically."""
+        with self._write() as db:
+            missing = [row[0] for row in db.execute(
+                "SELECT m.path FROM manifest m WHERE NOT EXISTS ("
+                "SELECT 1 FROM file f WHERE f.path = m.path AND f.sha256 = m.sha256) "
+                "ORDER BY m.path LIMIT 100")]
+            if missing:
+                raise Incomplete(missing)
+            replaced = [row[0] for row in db.execute(
+                "SELECT live.id FROM file live JOIN file staged ON staged.path = live.path "
+                "WHERE live.live = 1 AND staged.live = 0")]
+            gone = [row[0] for row in db.execute(
+                "SELECT f.id FROM file f WHERE f.live = 1 AND NOT EXISTS ("
+                "SELECT 1 FROM manifest m WHERE m.path = f.path)")]
+            self._drop_files(db, replaced + gone)
+            changed = db.execute("UPDATE file SET live = 1 WHERE live = 0").rowcount
+            db.execute("DELETE FROM manifest")
+            generation = int(db.execute(
+                "SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]) + 1
+            db.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(generation),))
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('indexed_at', ?)", (str(time.time()),))
+        return CommitResult(changed, len(gone), generation)
+
+    @staticmethod
+    def _drop_files(db: sqlite3.Connection, file_ids: Sequence[int]) -> None:
+        for start in range(0, len(file_ids), 500):
+            ids = list(file_ids[start:start + 500])
+            marks = ",".join("?" * len(ids))
+            units = f"SELECT id FROM unit WHERE file_id IN ({marks})"
+            db.execute(f"DELETE FROM unit_fts WHERE rowid IN ({units})", ids)
+            db.execute(f"DELETE FROM defines WHERE unit_id IN ({units})", ids)
+            db.execute(f"DELETE FROM ref WHERE unit_id IN ({units})", ids)
+            db.execute(f"DELETE FROM unit WHERE file_id IN ({marks})", ids)
+            db.execute(f"DELETE FROM file WHERE id IN ({marks})", ids)
+
+    # --- reading ----------------------------------------------------------
+
+    def status(self) -> Status:
+        """Counts of the live index, and of an update in progress."""
+        with self._connect() as db:
+            files, size = db.execute(
+                "SELECT count(*), coalesce(sum(size), 0) FROM file WHERE live = 1").fetchone()
+            units, definitions = db.execute(
+                "SELECT count(*), coalesce(sum(u.kind IN ('definition', 'method', 'class_header')"
+                " AND u.name IS NOT NULL), 0) FROM unit u JOIN file f ON f.id = u.file_id "
+                "WHERE f.live = 1").fetchone()
+            languages = {row[0] or "other": row[1] for row in db.execute(
+                "SELECT language, count(*) FROM file WHERE live = 1 GROUP BY language")}
+            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            pending = db.execute(
+                "SELECT count(*) FROM manifest m WHERE NOT EXISTS ("
+                "SELECT 1 FROM file f WHERE f.path = m.path AND f.sha256 = m.sha256)").fetchone()[0]
+            staged = db.execute("SELECT count(*) FROM file WHERE live = 0").fetchone()[0]
+        indexed_at = meta.get("indexed_at")
+        return Status(self.name, files, units, definitions, size, languages,
+                      int(meta.get("generation", 0)),
+                      float(indexed_at) if indexed_at else None, pending, staged)
+
+    def hashes(self) -> dict[str, str]:
+        """Live path → SHA-256 (what ``cerebrum index --status`` compares against)."""
+        with self._connect() as db:
+            return dict(db.execute("SELECT path, sha256 FROM file WHERE live = 1"))
+
+    _UNIT_COLUMNS = ("u.id, f.path, u.start_line, u.end_line, u.kind, u.name, u.parent, "
+                     "u.signature, u.text, u.tokens")
+
+    def search(self, query: str, limit: int) -> list[tuple[int, float]]:
+        """Live units matching the FTS5 ``query``, best first, with their BM25 (higher: better)."""
+        if not query:
+            return []
+        weights = ", ".join(str(w) for w in FTS_WEIGHTS)
+        with self._connect() as db:
+            # Rank in FTS5 alone (a join per matching row costs more than the ranking),
+            # then keep the live ones: staged rows are few, so a margin covers them.
+            rows = db.execute(
+                f"SELECT rowid, bm25(unit_fts, {weights}) AS score FROM unit_fts "
+                "WHERE unit_fts MATCH ? ORDER BY score LIMIT ?",
+                (query, limit + 50)).fetchall()
+            ids = [row[0] for row in rows]
+            live: set[int] = set()
+            if ids:
+                marks = ",".join("?" * len(ids))
+                live = {row[0] for row in db.execute(
+                    f"SELECT u.id FROM unit u JOIN file f ON f.id = u.file_id "
+                    f"WHERE f.live = 1 AND u.id IN ({marks})", ids)}
+        # SQLite's bm25() is negated so that ORDER BY ascending puts the best first.
+        return [(row[0], -row[1]) for row in rows if row[0] in live][:limit]
+
+    def units(self, ids: Iterable[int]) -> dict[int, UnitRow]:
+        """Live units by id."""
+        wanted = list(dict.fromkeys(ids))
+        found: dict[int, UnitRow] = {}
+        with self._connect() as db:
+            for start in range(0, len(wanted), 500):
+                part = wanted[start:start + 500]
+                marks = ",".join("?" * len(part))
+                for row in db.execute(
+                        f"SELECT {self._UNIT_COLUMNS} FROM unit u JOIN file f ON f.id = u.file_id "
+                        f"WHERE f.live = 1 AND u.id IN ({marks})", part):
+                    found[row[0]] = UnitRow(*row)
+        return found
+
+    def defining(self, names: Iterable[str], limit: int = 50) -> dict[str, list[int]]:
+        """Live units that define each name (a function, a method, a class kept whole)."""
+        wanted = sorted(set(names))
+        out: dict[str, list[int]] = {}
+        if not wanted:
+            return out
+        with self._connect() as db:
+            for start in range(0, len(wanted), 500):
+                part = wanted[start:start + 500]
+                marks = ",".join("?" * len(part))
+                for name, unit_id in db.execute(
+                        f"SELECT d.name, d.unit_id FROM defines d JOIN unit u ON u.id = d.unit_id "
+                        f"JOIN file f ON f.id = u.file_id WHERE f.live = 1 AND d.name IN ({marks})"
+                        f" LIMIT {int(limit) * len(part)}", part):
+                    ids = out.setdefault(name, [])
+                    if len(ids) < limit:
+                        ids.append(unit_id)
+        return out
+
+    def references_of(self, unit_ids: Iterable[int]) -> dict[int, list[str]]:
+        """The names each unit calls."""
+        wanted = list(dict.fromkeys(unit_ids))
+        out: dict[int, list[str]] = {}
+        if not wanted:
+            return out
+        marks = ",".join("?" * len(wanted))
+        with self._connect() as db:
+            for unit_id, name in db.execute(
+                    f"SELECT unit_id, name FROM ref WHERE unit_id IN ({marks})", wanted):
+                out.setdefault(unit_id, []).append(name)
+        return out
+
+    def callers_of(self, names: Iterable[str], limit: int = 20) -> dict[str, list[int]]:
+        """Live units that call each name."""
+        out: dict[str, list[int]] = {}
+        with self._connect() as db:
+            for name in sorted(set(names)):
+                out[name] = [row[0] for row in db.execute(
+                    "SELECT r.unit_id FROM ref r JOIN unit u ON u.id = r.unit_id "
+                    "JOIN file f ON f.id = u.file_id WHERE f.live = 1 AND r.name = ? LIMIT ?",
+                    (name, limit))]
+        return out
+
+    def units_of_file(self, path_suffix: str, line: int | None = None,
+                      limit: int = 200) -> list[int]:
+        """Live units of the file whose path is, or ends with ``/``, ``path_suffix``
+        (only the one at ``line``, if given)."""
+        suffix = path_suffix.replace("\\", "/").lstrip("/")
+        escaped = suffix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = ("SELECT u.id FROM unit u JOIN file f ON f.id = u.file_id WHERE f.live = 1 "
+                 "AND (f.path = ? OR f.path LIKE ? ESCAPE '\\')")
+        params: list[object] = [suffix, "%/" + escaped]
+        if line is not None:
+            query += " AND u.start_line <= ? AND u.end_line >= ?"
+            params += [line, line]
+        query += " ORDER BY u.start_line LIMIT ?"
+        params.append(limit)
+        with self._connect() as db:
+            return [row[0] for row in db.execute(query, params)]

@@ -1,0 +1,125 @@
+"""Retrieval: reading the question, ranking, and the budgeted assembly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cerebrum.prompt.tokens import estimate_tokens
+from cerebrum.workspace.retrieve import (
+    Candidate,
+    Query,
+    analyse,
+    assemble_context,
+    fts_query,
+    rank,
+    retrieve,
+)
+from cerebrum.workspace.store import UnitRow, WorkspaceStore
+from tests.workspace.repo import as_bytes, index
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> WorkspaceStore:
+    workspace = WorkspaceStore.create(tmp_path / "demo.sqlite", "demo")
+    index(workspace, as_bytes())
+    return workspace
+
+
+def test_the_question_is_read_into_terms_names_frames_and_paths() -> None:
+    query = analyse('Why does `fetch_with_retry` loop? Store.load and parseArgs() too.\n'
+                    'Traceback (most recent call last):\n'
+                    '  File "/home/u/proj/net/retry.py", line 14, in fetch_with_retry\n'
+                    'see app/main.py:5')
+    assert {"fetch_with_retry", "Store", "load", "parseArgs"} <= query.names
+    assert ("Store", "load") in query.qualified
+    assert [(f.path, f.line) for f in query.frames] == [("/home/u/proj/net/retry.py", 14),
+                                                        ("app/main.py", 5)]
+    assert "app/main.py" in query.paths
+    assert "loop" in query.terms and "why" not in query.terms
+    assert not query.about_tests and analyse("the test for it fails").about_tests
+
+
+def test_prose_pairs_are_tried_joined() -> None:
+    assert "contentlength" in analyse("the content length is wrong").terms
+
+
+def test_fts_queries_cannot_inject_syntax() -> None:
+    assert fts_query(['a"b', "c"]) == '"ab" OR "c"'
+    assert fts_query(['"']) == ""
+
+
+def unit(unit_id: int, name: str, tokens: int = 50, path: str = "m.py", kind: str = "definition",
+         parent: str | None = None) -> UnitRow:
+    text = f"def {name}():\n" + "    x = 1\n" * max(0, tokens * 3 // 10 - 1)
+    return UnitRow(unit_id, path, unit_id * 10, unit_id * 10 + 5, kind, name, parent,
+                   f"def {name}():", text, estimate_tokens(text))
+
+
+def test_rank_puts_named_and_traced_units_first_and_tests_last() -> None:
+    units = {1: unit(1, "alpha"), 2: unit(2, "beta"), 3: unit(3, "gamma", path="tests/test_m.py"),
+             4: unit(4, "delta"), 5: unit(5, "imports", kind="preamble")}
+    query = Query(("x",), frozenset({"beta"}), frozenset(), frozenset(), (), (), False)
+    lexical = {1: 10.0, 2: 2.0, 3: 9.0, 4: 1.0, 5: 9.5}
+    ranked = rank(lexical, units, query, named={2: "beta"}, traced={4: 0})
+    order = [c.unit_id for c in ranked]
+    assert order[:2] == [4, 2]  # the traceback's frame, then the named definition
+    assert order.index(1) < order.index(3) and order.index(1) < order.index(5)
+    assert "traceback frame" in ranked[0].reasons and "defines beta" in ranked[1].reasons
+
+
+def test_rank_lifts_a_rare_callee_but_not_a_common_name() -> None:
+    units = {1: unit(1, "top"), 2: unit(2, "helper"), 3: unit(3, "copy"), 4: unit(4, "other")}
+    query = Query(("x",), frozenset(), frozenset(), frozenset(), (), (), False)
+    ranked = rank({1: 5.0, 4: 1.0}, units, query, callees={1: ["helper", "copy"]},
+                  defining={"helper": [2], "copy": [3, 10, 11, 12]})
+    scores = {c.unit_id: c.score for c in ranked}
+    assert 2 in scores and 3 not in scores
+
+
+def test_assembly_is_whole_first_within_the_budget() -> None:
+    units = {1: unit(1, "big", tokens=900), 2: unit(2, "small", tokens=100),
+             3: unit(3, "huge", tokens=5000), 4: unit(4, "last", tokens=100)}
+    candidates = [Candidate(3, 3.0, ()), Candidate(1, 2.0, ()), Candidate(2, 1.0, ()),
+                  Candidate(4, 0.9, ())]
+    for budget in (300, 1100, 1500):
+        result = assemble_context(candidates, units, budget, workspace="demo")
+        assert estimate_tokens(result.text) <= budget
+        whole = [item.name for item in result.items if item.whole]
+        assert "huge" not in whole
+        for item in result.items:
+            if item.whole:
+                assert next(u.text for u in units.values() if u.name == item.name) in result.text
+    result = assemble_context(candidates, units, 1500, workspace="demo")
+    assert [i.name for i in result.items if i.whole] == ["big", "small", "last"]
+    assert any(i.signature_only and i.name == "huge" for i in result.items)
+    # Nothing fits whole: the best is cut to its head rather than sending nothing.
+    cut = assemble_context([Candidate(3, 1.0, ())], units, 400)
+    assert cut.items and not cut.items[0].whole and "more lines" in cut.text
+    assert estimate_tokens(cut.text) <= 400
+    assert assemble_context([], units, 1500).text == ""
+
+
+def test_a_described_function_is_found_without_its_name(store: WorkspaceStore) -> None:
+    result = retrieve(store, "why does it keep asking the server again when it answers "
+                             "service unavailable?", 400)
+    assert result.items and result.items[0].name == "fetch_with_retry"
+    assert "def fetch_with_retry" in result.text and "net/retry.py" in result.text
+    assert estimate_tokens(result.text) <= 400
+    slug = retrieve(store, "make a URL-safe version of a title", 300)
+    assert slug.items[0].name == "slugify"
+
+
+def test_a_traceback_points_at_its_file_and_line(store: WorkspaceStore) -> None:
+    result = retrieve(store, 'Traceback (most recent call last):\n'
+                             '  File "/srv/build/app/main.py", line 5, in run\n'
+                             'AttributeError: text', 600)
+    assert result.items[0].name == "run" and "traceback frame" in result.items[0].reasons
+    # Its callee comes along.
+    assert "fetch_with_retry" in [item.name for item in result.items]
+
+
+def test_nothing_relevant_retrieves_nothing_costly(store: WorkspaceStore) -> None:
+    result = retrieve(store, "zzqx", 1000)
+    assert result.text == "" and result.items == ()
