@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from cerebrum.config import env_name, non_negative, positive
+from cerebrum.config import check_keys, env_name, non_negative, positive
 from cerebrum.prompt.routing import DEFAULT_LANGUAGE_MODELS
 
 
@@ -49,15 +49,6 @@ def _check_routes(_: Any, attribute: attrs.Attribute, value: tuple[str, ...]) ->
         language, equals, model = pair.partition("=")
         if not equals or not language.strip() or not model.strip():
             raise ValueError(f"{env_name(attribute.name)}: {pair!r} is not language=model")
-
-
-def check_keys(_: Any, attribute: attrs.Attribute, value: str | tuple[str, ...] | None) -> None:
-    """attrs validator: no key may be blank or hold whitespace (a paste gone wrong,
-    ``" "`` accepted as a key, a space that only one side trims)."""
-    keys = (value,) if isinstance(value, str) else value or ()
-    for key in keys:
-        if not key.strip() or key != key.strip() or any(c.isspace() for c in key):
-            raise ValueError(f"{env_name(attribute.name)}: a key is blank or holds whitespace")
 
 
 @attrs.frozen
