@@ -132,6 +132,9 @@ class HostileBackend:
         try:
             await getattr(self, "_" + mode)(response)
         except ConnectionError:
+            pass
+        finally:
+            # Cancelled or refused a write: the reader has gone.
             self.disconnected.set()
         return response
 
@@ -204,3 +207,31 @@ class HostileBackend:
         await asyncio.sleep(0.05)
         await response.write(event(chunk(None, finish="stop")) + b"data: [DONE]\n\n"
                              + event(chunk("INJECTED")) + b"data: [DONE]\n\n")
+
+
+class Blackhole:
+    """A loopback port where a TCP connect never completes: a listening socket that never
+    accepts, its backlog filled, so the kernel drops further SYNs (a firewalled host)."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(0)
+        self.port = self._listener.getsockname()[1]
+        self._fillers = []
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError, OSError):
+                filler.connect(("127.0.0.1", self.port))
+            self._fillers.append(filler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        for sock in (*self._fillers, self._listener):
+            sock.close()
