@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from cerebrum.backend.config import BackendConfig
-from cerebrum.cli.up import Service, make_private
+from cerebrum.cli.up import Service
 from cerebrum.config import ConfigError, load_config
 from cerebrum.orchestrator.app import create_orchestrator_app
-from cerebrum.orchestrator.backends import Backend, backend_name
+from cerebrum.orchestrator.backends import Backend
 from cerebrum.orchestrator.breaker import CircuitBreaker
 from cerebrum.orchestrator.config import OrchestratorConfig
 from tests.services import ROOT, clean_env
@@ -42,6 +42,8 @@ def test_the_entry_point_refuses_them_clearly() -> None:
 
 
 def test_a_backend_name_never_carries_credentials() -> None:
+    from cerebrum.orchestrator.backends import backend_name
+
     assert backend_name("http://user:s3cret@127.0.0.1:9") == "127.0.0.1:9"
     backend = Backend("http://user:s3cret@127.0.0.1:9",
                       CircuitBreaker("b", failure_threshold=1, cooldown_s=1))
@@ -73,6 +75,8 @@ def test_short_keys_and_no_keys_are_warned_about(caplog: pytest.LogCaptureFixtur
 
 
 def test_a_readable_env_file_holding_a_key_is_made_private(tmp_path: Path) -> None:
+    from cerebrum.cli.up import make_private
+
     env = tmp_path / ".env"
     env.write_text("CEREBRUM_API_KEY=abcdefghijklmnopqrstuvwxyz\n")
     env.chmod(0o644)

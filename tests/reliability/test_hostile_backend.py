@@ -13,7 +13,7 @@ import json
 import pytest
 
 from cerebrum.orchestrator.backends import BackendPool
-from cerebrum.orchestrator.response_cache import Capture, is_cacheable
+from cerebrum.orchestrator.response_cache import is_cacheable
 from tests.reliability.conftest import chat
 from tests.reliability.hostile import Blackhole
 
@@ -49,6 +49,8 @@ async def test_an_endless_sse_line_fails_fast_at_the_event_cap(hostile, make_orc
 # -- item 4: the cache capture of a temperature-0 stream ---------------------------
 
 def test_the_capture_stops_at_its_limit() -> None:
+    from cerebrum.orchestrator.response_cache import Capture
+
     capture = Capture(64 * 1024)
     event = b'data: {"choices": []}\n\n'
     for _ in range(100_000):  # 2.3 MB of an endless stream

@@ -16,7 +16,6 @@ from pathlib import Path
 import attrs
 import pytest
 
-from cerebrum.log import RateLimit, TextFormatter
 from tests.services import ROOT, clean_env, free_port, wait_healthy
 
 pytestmark = pytest.mark.reliability
@@ -94,6 +93,8 @@ async def test_malformed_headers_are_logged_briefly_and_without_the_key(
 
 
 def test_the_rate_limit_counts_what_it_held_back() -> None:
+    from cerebrum.log import RateLimit
+
     now = [0.0]
     limit = RateLimit(lambda record: True, interval_s=10, clock=lambda: now[0])
     import logging
@@ -111,6 +112,8 @@ def test_the_rate_limit_counts_what_it_held_back() -> None:
 
 def test_the_text_formatter_escapes_fields_too() -> None:
     import logging
+
+    from cerebrum.log import TextFormatter
 
     record = logging.LogRecord("x", logging.INFO, "f", 1, "completion %s", ("ok",), None)
     record.request_id = "-"
