@@ -15,9 +15,9 @@ from pathlib import Path
 
 from cerebrum.config import ConfigError, environment, load_config
 from cerebrum.log import setup_logging
-from cerebrum.server import run_app
 from cerebrum.orchestrator.app import create_orchestrator_app
 from cerebrum.orchestrator.config import OrchestratorConfig
+from cerebrum.server import run_app
 
 
 def main(argv: list[str] | None = None) -> int:

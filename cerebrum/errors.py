@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-
 MAX_RETRY_AFTER_S = 3600.0
 """No ``Retry-After`` we send is longer (the orchestrator clamps a backend's further,
 with ``CEREBRUM_MAX_RETRY_AFTER_S``)."""

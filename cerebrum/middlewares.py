@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from cerebrum.config import SHORT_KEY
 from cerebrum.errors import (
     ApiError,
     BadRequest,
@@ -24,7 +25,6 @@ from cerebrum.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
-from cerebrum.config import SHORT_KEY
 from cerebrum.log import install_request_id_factory, request_id_var
 
 _LOGGER = logging.getLogger(__name__)
@@ -185,7 +185,7 @@ def defer_expect_continue(app: web.Application) -> None:
         for route in app.router.routes():
             # No public setter: routes take their expect handler at creation,
             # and app.py's routes are added without one.
-            route._expect_handler = _expect_later  # type: ignore[attr-defined]
+            route._expect_handler = _expect_later
 
     if install not in app.on_startup:
         app.on_startup.append(install)

@@ -102,7 +102,7 @@ def _busy(handler: RequestHandler) -> bool:
 
 def run_app(app: web.Application, *, host: str, port: int, max_connections: int,
             header_timeout_s: float, shutdown_timeout: float = 60.0,
-            print: Callable[[str], Any] | None = None) -> None:  # noqa: A002 - run_app's name
+            print: Callable[[str], Any] | None = None) -> None:
     """Like ``aiohttp.web.run_app`` (handler cancellation on, SIGINT/SIGTERM stop it
     gracefully), with a ``ConnectionGuard`` on the server."""
     asyncio.run(_serve(app, host, port, ConnectionGuard(max_connections, header_timeout_s),
@@ -110,7 +110,7 @@ def run_app(app: web.Application, *, host: str, port: int, max_connections: int,
 
 
 async def _serve(app: web.Application, host: str, port: int, guard: ConnectionGuard,
-                 shutdown_timeout: float, print: Callable[[str], Any] | None) -> None:  # noqa: A002
+                 shutdown_timeout: float, print: Callable[[str], Any] | None) -> None:
     runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=shutdown_timeout,
                            access_log=None)
     await runner.setup()

@@ -27,7 +27,11 @@ from urllib.parse import urlsplit
 import aiohttp
 import attrs
 
-from cerebrum.orchestrator.breaker import BreakerState, CircuitBreaker, TransitionListener
+from cerebrum.orchestrator.breaker import (
+    BreakerState,
+    CircuitBreaker,
+    TransitionListener,
+)
 
 _LOGGER = logging.getLogger(__name__)
 

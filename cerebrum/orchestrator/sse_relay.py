@@ -162,7 +162,7 @@ class SseRelayParser:
             if field not in _FIELDS:
                 raise MalformedStream(f"not an SSE line: {line[:80]!r}")
             if field == "data":
-                data.append(value[1:] if value.startswith(" ") else value)
+                data.append(value.removeprefix(" "))
             elif field == "event":
                 name = value.strip()
         if not data:

@@ -8,7 +8,6 @@ prompt error and the orchestrator holds no more than its limits allow.
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 
