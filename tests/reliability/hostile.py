@@ -9,6 +9,7 @@ Completion modes:
                         (``status``, ``content_type`` and ``chunked`` shape it)
     ``stream``          a valid stream of ``tokens`` events, usage, ``[DONE]``
     ``endless_line``    ``data: {"x": "xxxx...`` forever, never a newline
+    ``good_then_endless_line``  one good event, then ``endless_line``
     ``endless_stream``  valid events forever, never ``[DONE]``
     ``pings``           only ``: ping`` comments, forever
     ``bad_after_good``  one good event, then one whose data is not JSON, then ``[DONE]``
@@ -183,6 +184,11 @@ class HostileBackend:
             await response.write(block)
             self.sent_bytes += len(block)
             await asyncio.sleep(0)
+
+    async def _good_then_endless_line(self, response: web.StreamResponse) -> None:
+        await response.write(event(chunk("good ")))
+        await asyncio.sleep(0.05)
+        await self._endless_line(response)
 
     async def _endless_stream(self, response: web.StreamResponse) -> None:
         block = event(chunk("all work and no play ")) * 64

@@ -45,6 +45,18 @@ async def test_an_endless_sse_line_fails_fast_at_the_event_cap(hostile, make_orc
     assert backend.sent_bytes < 16 * 1024 * 1024
 
 
+async def test_an_endless_line_mid_stream_ends_with_an_error_event(hostile,
+                                                                 make_orchestrator) -> None:
+    backend, url = hostile
+    backend.completion = "good_then_endless_line"
+    client = await make_orchestrator(url, max_sse_event_bytes=256 * 1024)
+    response = await _post(client, chat(stream=True))
+    assert response.status == 200
+    text = await _stream_text(response)
+    assert text.startswith("data: ") and "event: error" in text
+    assert backend.sent_bytes < 16 * 1024 * 1024
+
+
 # -- item 4: the cache capture of a temperature-0 stream ---------------------------
 
 def test_the_capture_stops_at_its_limit() -> None:
