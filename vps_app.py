@@ -1,49 +1,5 @@
-"""Entry point of the inference backend (runs on the VPS).
-
-    python vps_app.py [--host 127.0.0.1] [--port 9000] [--env-file .env] [--dev]
-
-Settings come from CEREBRUM_* environment variables (and an optional .env);
-see the README. All logic lives in ``cerebrum.backend``.
-"""
-
-from __future__ import annotations
-
-import argparse
-import sys
-from pathlib import Path
-
-from cerebrum.backend.app import create_backend_app
-from cerebrum.backend.config import BackendConfig
-from cerebrum.backend.registry import RegistryError
-from cerebrum.config import ConfigError, environment, load_config
-from cerebrum.log import setup_logging
-from cerebrum.server import run_app
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Cerebrum inference backend (llama.cpp).")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to bind (default 127.0.0.1: reach it through a tunnel)")
-    parser.add_argument("--port", type=int, default=9000)
-    parser.add_argument("--env-file", type=Path, default=Path(".env"),
-                        help="optional KEY=VALUE file read before the environment (default .env)")
-    parser.add_argument("--dev", action="store_true",
-                        help="local development: allow running without an API key")
-    args = parser.parse_args(argv)
-    try:
-        config = load_config(BackendConfig, environment(dotenv=args.env_file),
-                             allow_no_key=True if args.dev else None)
-        setup_logging(json_lines=config.log_json, level=config.log_level)
-        app = create_backend_app(config)
-    except (ConfigError, RegistryError) as exc:
-        print(f"vps_app: {exc}", file=sys.stderr)
-        return 2
-    run_app(app, host=args.host, port=args.port, max_connections=config.max_connections,
-            header_timeout_s=config.header_timeout_s,
-            print=lambda _: print(f"cerebrum backend on http://{args.host}:{args.port}",
-                                  file=sys.stderr))
-    return 0
-
+"""The backend from a checkout: ``python vps_app.py`` = ``python -m cerebrum.backend``."""
+from cerebrum.backend.__main__ import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -8,6 +8,7 @@ clear startup error naming the variable, not a crash deep inside the service.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -88,6 +89,12 @@ def environment(
     merged = read_dotenv(dotenv) if dotenv is not None else {}
     merged.update(os.environ if environ is None else environ)
     return merged
+
+
+def program_name(module: str) -> str | None:
+    """A service's name for its usage lines: ``python -m MODULE`` when started that
+    way (argparse would say ``__main__.py``), else None: argparse's own choice."""
+    return f"python -m {module}" if Path(sys.argv[0]).name == "__main__.py" else None
 
 
 def env_name(field: str) -> str:

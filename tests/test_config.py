@@ -11,7 +11,7 @@ from cerebrum.config import ConfigError, environment, load_config, read_dotenv
 
 
 def test_defaults() -> None:
-    config = load_config(BackendConfig, {})
+    config = load_config(BackendConfig, {"CEREBRUM_ALLOW_NO_KEY": "1"})
     assert config.api_key is None
     assert config.idle_unload_s == 3600
     assert config.max_cpu_percent == 70
@@ -41,6 +41,19 @@ def test_values_are_structured_from_strings() -> None:
 def test_bad_values_name_the_variable(name, value) -> None:
     with pytest.raises(ConfigError, match=name):
         load_config(BackendConfig, {name: value})
+
+
+def test_the_backend_key_is_checked_with_the_other_settings() -> None:
+    with pytest.raises(ConfigError, match="CEREBRUM_API_KEY is not set"):
+        load_config(BackendConfig, {})
+    # The same rule when the class is built directly (tests, embedding).
+    with pytest.raises(ConfigError, match="CEREBRUM_API_KEY"):
+        BackendConfig()
+    assert load_config(BackendConfig, {}, allow_no_key=True).allow_no_key is True
+    # A malformed value is reported as such, not hidden behind the missing key.
+    with pytest.raises(ConfigError, match="CEREBRUM_MAX_QUEUE") as raised:
+        load_config(BackendConfig, {"CEREBRUM_MAX_QUEUE": "-1"})
+    assert "CEREBRUM_API_KEY" not in str(raised.value)
 
 
 def test_dotenv_is_read_and_the_environment_wins(tmp_path) -> None:

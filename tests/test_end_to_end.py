@@ -126,3 +126,31 @@ def test_client_disconnect_stops_the_backend(services: tuple[Service, Service]) 
     assert mine["outcome"] == "client_disconnected"
     status, _, elapsed = _post(orchestrator, SHORT)  # the model is free at once
     assert status == 200 and elapsed < 10
+
+
+def test_ttfb_means_the_same_in_both_logs(services: tuple[Service, Service]) -> None:
+    """ttfb_ms: request to the answer's first byte in both services (docs/metrics.md), so the
+    orchestrator's figure contains the backend's; the backend adds ttft_ms, the first token."""
+    backend, orchestrator = services
+    for n, stream in enumerate((True, False)):
+        request_id = f"e2e-ttfb-{n}"
+        body = {**SHORT, "stream": stream}
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{orchestrator.port}/v1/chat/completions",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", "Cache-Control": "no-store",
+                     "X-Request-ID": request_id})
+        with urllib.request.urlopen(request, timeout=120) as response:
+            response.read()
+        mine = orchestrator.wait_for_line(request_id=request_id, event="completion")
+        theirs = backend.wait_for_line(request_id=request_id, event="completion")
+        # Causal order, not speed: the orchestrator starts before the backend does and
+        # writes its first byte after the backend's has arrived.
+        assert 0 < theirs["ttfb_ms"] <= mine["ttfb_ms"] <= mine["duration_ms"], (mine, theirs)
+        assert theirs["ttft_ms"] <= theirs["duration_ms"]
+        if stream:
+            # The first event (the role) leaves once the prompt is read, before any token.
+            assert theirs["ttfb_ms"] <= theirs["ttft_ms"]
+        else:
+            # A whole answer's first byte is sent after its last token.
+            assert theirs["ttft_ms"] <= theirs["ttfb_ms"]

@@ -16,7 +16,6 @@ from cerebrum.backend.registry import ModelRegistry, load_registry
 from cerebrum.backend.resources import PsutilReader, ResourceGuard, ResourceReader
 from cerebrum.backend.state import BACKEND_STATE, BackendState
 from cerebrum.backend.metrics import ModelMetrics
-from cerebrum.config import ConfigError
 from cerebrum.metrics import setup_metrics
 from cerebrum.middlewares import setup_auth, setup_errors, setup_request_id
 
@@ -33,12 +32,11 @@ def create_backend_app(
     clock: Callable[[], float] | None = None,
     sample_interval_s: float = 1.0,
 ) -> web.Application:
-    """Build the backend app. ``registry``, ``reader`` and ``clock`` are for tests."""
-    if not config.api_key and not config.allow_no_key:
-        raise ConfigError(
-            "CEREBRUM_API_KEY is not set: the backend refuses to start without a key. "
-            "Set one (cerebrum keygen), or CEREBRUM_ALLOW_NO_KEY=1 for local development"
-        )
+    """Build the backend app. ``registry``, ``reader`` and ``clock`` are for tests.
+
+    ``config`` is already valid: ``BackendConfig`` refuses to exist without a key
+    unless ``allow_no_key`` says so.
+    """
     reader = reader or PsutilReader()
     manager_kwargs = {"clock": clock} if clock else {}
     # client_max_size is a second line: read_json refuses large bodies first.

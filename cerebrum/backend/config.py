@@ -8,6 +8,7 @@ from pathlib import Path
 import attrs
 
 from cerebrum.config import check_keys, non_negative, positive
+from cerebrum.config import ConfigError  # own line while parallel work merges (#18)
 
 
 def _default_threads() -> int:
@@ -44,3 +45,12 @@ class BackendConfig:
     """Client connections open at once; past it the oldest idle one is closed."""
     header_timeout_s: float = attrs.field(default=10.0, validator=positive)
     """Time a new connection gets to send its request headers."""
+
+    def __attrs_post_init__(self) -> None:
+        # After the field validators, so a malformed value is reported as such
+        # rather than hidden behind the missing key.
+        if not self.api_key and not self.allow_no_key:
+            raise ConfigError(
+                "CEREBRUM_API_KEY is not set: the backend refuses to start without a key. "
+                "Set one (cerebrum keygen), or CEREBRUM_ALLOW_NO_KEY=1 (--dev) for local "
+                "development")

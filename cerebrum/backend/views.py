@@ -162,6 +162,7 @@ async def _stream(
         try:
             await sse.send(json.dumps(envelope.chunk("" if envelope.kind == "chat" else None,
                                                      first=True)))
+            log.mark_first_byte()
             while True:
                 event = await generation.next_event()
                 if isinstance(event, TextPiece):
@@ -199,6 +200,7 @@ async def _collect(
             log.finish(event)
             body = envelope.whole("".join(pieces), _openai_reason(event),
                                   usage(event.prompt_tokens, event.completion_tokens))
+            log.mark_first_byte()
             return web.json_response(body)
         elif isinstance(event, Failed):
             raise _as_api_error(event.error)
@@ -218,7 +220,10 @@ class _CompletionLog:
     """Collects one request's figures and writes its single completion log line.
 
     The fields match the orchestrator's line (``cerebrum.orchestrator.proxy``):
-    event, kind, model, stream, status, outcome, tokens, ttfb_ms, duration_ms.
+    event, kind, model, stream, status, outcome, tokens, ttfb_ms, duration_ms,
+    and ``ttfb_ms`` means the same in both (docs/metrics.md): request to the
+    first byte of the answer's body. The backend adds ``ttft_ms``, request to
+    the first generated token.
     """
 
     def __init__(self, kind: str, metrics: HttpMetrics, route: str) -> None:
@@ -230,6 +235,7 @@ class _CompletionLog:
         self.status = 200
         self.started = time.perf_counter()
         self.first_token: float | None = None
+        self.first_byte: float | None = None
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
         self.finish_reason: str | None = None
@@ -238,6 +244,14 @@ class _CompletionLog:
     def token(self) -> None:
         if self.first_token is None:
             self.first_token = time.perf_counter()
+
+    def mark_first_byte(self) -> None:
+        """The answer's body starts now (a stream's first event, or the whole answer)."""
+        if self.first_byte is None:
+            self.first_byte = time.perf_counter()
+
+    def _ms(self, moment: float | None) -> float | None:
+        return None if moment is None else round((moment - self.started) * 1000, 2)
 
     def finish(self, event: Finished, outcome: str = "ok") -> None:
         self.prompt_tokens = event.prompt_tokens
@@ -257,8 +271,8 @@ class _CompletionLog:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "finish_reason": self.finish_reason,
-            "ttfb_ms": round((self.first_token - self.started) * 1000, 1)
-            if self.first_token else None,
+            "ttfb_ms": self._ms(self.first_byte),
+            "ttft_ms": self._ms(self.first_token),
             "duration_ms": round((now - self.started) * 1000, 1),
         }
         _LOGGER.info("completion %s", self.outcome, extra=fields)

@@ -1,4 +1,4 @@
-"""Streaming one answer to the terminal, and the dim summary line after it (``ask`` and ``chat``)."""
+"""Streaming one answer to the terminal, and the dim summary line after it (``ask``, ``chat``)."""
 
 from __future__ import annotations
 

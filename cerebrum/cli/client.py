@@ -3,12 +3,13 @@
 It speaks only HTTP, so it works against the orchestrator, the backend, or any
 OpenAI-compatible server. Every failure leaves this module as a ``CliError``
 with a sentence for the user: transport errors, OpenAI-style JSON errors, and
-``error`` events that end a stream early.
+``error`` events that end a stream early. The sentence names the service that
+failed: the one the caller says it is talking to, else the one its public
+``/health`` shows it to be (asked only once something has gone wrong).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -29,42 +30,67 @@ from cerebrum.cli.errors import (
 
 Service = Literal["orchestrator", "backend"]
 
+_HEALTH_PROBE_BYTES = 64 * 1024
+
 OPTIMIZE_HEADER = "X-Cerebrum-Optimize"
 """Per-request opt-out of prompt optimisation (``off``); other servers ignore it."""
 
-_HOW_TO_START: dict[Service, str] = {
+_HOW_TO_START: dict[Service | None, str] = {
     "orchestrator": "Start it with `cerebrum up` (both services on this machine) or "
                     "`cerebrum serve orchestrator`, or point elsewhere with --url or CEREBRUM_URL.",
     "backend": "Start it with `cerebrum serve backend` (or `cerebrum up` for both), "
                "or point elsewhere with --backend-url or CEREBRUM_BACKEND_URL.",
+    None: "Start Cerebrum with `cerebrum up` (both services on this machine) or "
+          "`cerebrum serve orchestrator|backend`, or point elsewhere with --url or CEREBRUM_URL.",
 }
 
 
-def unreachable(service: Service, url: str, why: str = "") -> Unreachable:
-    """The sentence for a service nobody answers at ``url``."""
+def _the(service: Service | None) -> str:
+    return f"the {service}" if service else "the service"
+
+
+def unreachable(service: Service | None, url: str, why: str = "") -> Unreachable:
+    """The sentence for a service nobody answers at ``url`` (``None``: not known which)."""
     detail = f" ({why})" if why else ""
-    return Unreachable(f"Cannot reach the {service} at {url}{detail}. {_HOW_TO_START[service]}")
+    return Unreachable(f"Cannot reach {_the(service)} at {url}{detail}. "
+                       f"{_HOW_TO_START[service]}")
 
 
 def error_from_response(
-    status: int, body: bytes, headers: Mapping[str, str], url: str, service: Service
+    status: int, body: bytes, headers: Mapping[str, str], url: str, service: Service | None
 ) -> CliError:
-    """Turn a non-2xx answer (OpenAI-style JSON, or anything else) into a sentence."""
+    """Turn a non-2xx answer (OpenAI-style JSON, or anything else) into a sentence that
+    blames ``service`` (``None``: a server that is neither of ours, or not known)."""
     message = _server_message(body) or f"HTTP {status}"
+    the = _the(service).capitalize()
     if status == 401:
         return AuthFailed(
-            f"The {service} at {url} refused the API key ({message}). Set CEREBRUM_API_KEY "
+            f"{the} at {url} refused the API key ({message}). Set CEREBRUM_API_KEY "
             "(in the environment or .env) to the key the service was started with.")
     if status in (429, 503):
         retry = _retry_after(headers.get("Retry-After"))
         when = f" Try again in {_seconds(retry)}." if retry is not None else " Try again shortly."
-        return Overloaded(f"The {service} is busy and turned the request away: {message}.{when}",
+        return Overloaded(f"{the} is busy and turned the request away: {message}.{when}",
                           retry_after=retry)
-    if status in (502, 504):
-        return RequestFailed(f"The {service} could not get an answer from its backend: {message}.")
+    if status in (502, 504) and service != "backend":
+        return RequestFailed(f"{the} could not get an answer from its backend: {message}.")
     if status >= 500:
-        return RequestFailed(f"The {service} failed with an internal error ({message}).")
-    return RequestFailed(f"The {service} rejected the request: {message}.")
+        return RequestFailed(f"{the} failed with an internal error ({message}).")
+    return RequestFailed(f"{the} rejected the request: {message}.")
+
+
+def service_from_health(health: object) -> Service | None:
+    """Which of our services answered ``/health`` with ``health``; None for another server.
+
+    The orchestrator lists its ``backends``; the backend its ``loaded`` models.
+    """
+    if not isinstance(health, dict):
+        return None
+    if "backends" in health:
+        return "orchestrator"
+    if "loaded" in health or isinstance(health.get("models"), dict):
+        return "backend"
+    return None
 
 
 def _server_message(body: bytes) -> str:
@@ -119,7 +145,7 @@ class ChatStream:
         try:
             async for piece in self._read():
                 yield piece
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (aiohttp.ClientError, TimeoutError):
             raise RequestFailed("The connection to the service broke in the middle of the "
                                 "answer; see its log for why.") from None
         self.finished_at = time.perf_counter()
@@ -173,7 +199,8 @@ class ChatStream:
 
 async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, str]]:
     """The (event name, data) pairs of an SSE response, as they arrive."""
-    event, data = "message", []
+    event = "message"
+    data: list[str] = []
     async for raw in response.content:
         line = raw.decode("utf-8", "replace").rstrip("\r\n")
         if not line:
@@ -193,10 +220,12 @@ async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[st
 class Client:
     """One ``aiohttp.ClientSession`` to one service; use as ``async with``."""
 
-    def __init__(self, url: str, api_key: str | None, service: Service = "orchestrator",
+    def __init__(self, url: str, api_key: str | None, service: Service | None = None,
                  *, connect_timeout: float = 10.0, read_timeout: float = 600.0) -> None:
+        """``service``: what the caller knows ``url`` to be; None to find out when needed."""
         self.url = url
         self.service = service
+        self._identified = service is not None
         headers = {"User-Agent": "cerebrum-cli"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -241,9 +270,26 @@ class Client:
                      **(headers or {})})
         if response.status >= 400:
             async with response:
-                raise error_from_response(response.status, await response.read(),
-                                          response.headers, self.url, self.service)
+                raw = await response.read()
+            raise error_from_response(response.status, raw, response.headers, self.url,
+                                      await self.identify())
         return ChatStream(response, response.headers.get("X-Request-ID", request_id), started)
+
+    async def identify(self) -> Service | None:
+        """Which service ``url`` is: as given, else from its public ``/health`` (read once,
+        briefly; None when it is another server or does not say)."""
+        if not self._identified:
+            self._identified = True
+            try:
+                async with self._session.get(self.url + "/health",
+                                             timeout=aiohttp.ClientTimeout(total=3)) as response:
+                    if response.status == 200:
+                        # A health body is small; another server's need not be.
+                        raw = await response.content.read(_HEALTH_PROBE_BYTES)
+                        self.service = service_from_health(json.loads(raw))
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                pass  # no answer is no evidence: the sentence says "the service"
+        return self.service
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
         url = self.url + path
@@ -251,7 +297,7 @@ class Client:
             return await self._session.request(method, url, **kwargs)
         except aiohttp.ClientConnectorError as exc:
             raise unreachable(self.service, self.url, _os_reason(exc)) from None
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+        except (TimeoutError, aiohttp.ServerTimeoutError):
             raise unreachable(self.service, self.url, "it did not answer in time") from None
         except aiohttp.InvalidURL:
             raise CliError(f"{self.url} is not a valid URL.") from None
@@ -261,11 +307,11 @@ class Client:
     async def _json(self, response: aiohttp.ClientResponse) -> Any:
         try:
             body = await response.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (aiohttp.ClientError, TimeoutError):
             raise unreachable(self.service, self.url, "the connection broke") from None
         if response.status >= 400:
             raise error_from_response(response.status, body, response.headers,
-                                      self.url, self.service)
+                                      self.url, await self.identify())
         try:
             return json.loads(body)
         except ValueError:

@@ -1,8 +1,8 @@
 """``cerebrum``: the command line of Cerebrum.
 
     cerebrum up                 both services on this machine, then the REPL
-    cerebrum serve backend      the inference backend (same as vps_app.py)
-    cerebrum serve orchestrator the orchestrator (same as cm4_app.py)
+    cerebrum serve backend      the inference backend (python -m cerebrum.backend)
+    cerebrum serve orchestrator the orchestrator (python -m cerebrum.orchestrator)
     cerebrum ask "..." -f F     one question, streamed answer
     cerebrum chat               the REPL
     cerebrum optimize "..." -f F  what the optimiser would send, without generating

@@ -1,4 +1,7 @@
-"""``cerebrum optimize``: what the orchestrator's optimiser would send, and its figures, without generating."""
+"""``cerebrum optimize``: what the orchestrator's optimiser would send, and its figures.
+
+Nothing is generated: a dry run of the prompt preparation.
+"""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,8 @@ from cerebrum.cli.render import Output, is_terminal
 from cerebrum.cli.settings import resolve
 
 HELP = """commands:
-  /model [NAME]        show or set the model (no name: the service's choice: /model default)
+  /model               show the model in use and those the service has
+  /model NAME          use NAME from the next message on (/model default: the service's choice)
   /optimize on|off     prompt optimisation by the orchestrator (on by default)
   /file PATH           attach a file to your next message
   /reset               forget the conversation (and pending files)
@@ -68,8 +69,23 @@ class Conversation:
     def answered(self, text: str) -> None:
         self.messages.append({"role": "assistant", "content": text})
 
-    def command(self, line: str, out: Output) -> bool:
-        """Run a /command; False means leave the REPL."""
+    def _model_command(self, arg: str, out: Output, models: Sequence[str] | None) -> None:
+        available = "" if models is None else f" (the service has: {', '.join(models) or 'none'})"
+        if arg and arg != "default" and models is not None and arg not in models:
+            # Refused now rather than failing on the next message.
+            out.line(f"unknown model {arg!r}; kept {self.model or 'the service default'}"
+                     f"{available}")
+            return
+        if arg:
+            self.model = None if arg == "default" else arg
+        out.line(out.dim(f"model: {self.model or 'the service default'}{available}"))
+
+    def command(self, line: str, out: Output, models: Sequence[str] | None = None) -> bool:
+        """Run a /command; False means leave the REPL.
+
+        ``models``: the service's model names, to check ``/model NAME`` against
+        (None: not known, so not checked).
+        """
         name, _, arg = line[1:].strip().partition(" ")
         arg = arg.strip()
         if name in ("quit", "exit", "q"):
@@ -77,9 +93,7 @@ class Conversation:
         if name == "help":
             out.line(HELP)
         elif name == "model":
-            if arg:
-                self.model = None if arg == "default" else arg
-            out.line(out.dim(f"model: {self.model or 'the service default'}"))
+            self._model_command(arg, out, models)
         elif name == "optimize":
             if arg not in ("on", "off", ""):
                 out.line("usage: /optimize on|off")
@@ -148,7 +162,8 @@ async def chat(url: str, key: str | None, conversation: Conversation, *,
             if not line.strip():
                 continue
             if line.startswith("/"):
-                if not conversation.command(line, out):
+                models = await _model_names(client, err) if _is_model_command(line) else None
+                if not conversation.command(line, out, models):
                     break
                 continue
             await _answer(client, conversation, line, out, err)
@@ -163,6 +178,25 @@ async def _check_reachable(client: Client) -> None:
         raise
     except CliError:
         pass  # a server without /health (any OpenAI server) is fine
+
+
+def _is_model_command(line: str) -> bool:
+    return line[1:].strip().partition(" ")[0] == "model"
+
+
+async def _model_names(client: Client, err: Output) -> list[str] | None:
+    """The service's models from ``GET /v1/models``; None (said on ``err``) when it cannot
+    tell, so ``/model NAME`` goes unchecked rather than refused."""
+    try:
+        listing = await client.get_json("/v1/models")
+    except CliError as exc:
+        err.line(err.dim(f"could not list the models, so /model is not checked: {exc.message}"))
+        return None
+    data = listing.get("data") if isinstance(listing, dict) else None
+    if not isinstance(data, list):
+        err.line(err.dim("the service's /v1/models has no list, so /model is not checked"))
+        return None
+    return [str(entry["id"]) for entry in data if isinstance(entry, dict) and "id" in entry]
 
 
 async def _answer(client: Client, conversation: Conversation, line: str,
@@ -242,7 +276,7 @@ def _prompt_reader(history: Path) -> Callable[[], Awaitable[str]]:
 
 def _plain_reader() -> Callable[[], Awaitable[str]]:
     async def read() -> str:
-        line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        line: str = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         if not line:
             raise EOFError
         return line.rstrip("\n")

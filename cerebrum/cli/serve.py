@@ -1,54 +1,71 @@
-"""``cerebrum serve backend|orchestrator``: run one service, exactly as its entry script does.
+"""``cerebrum serve backend|orchestrator``: run one service, exactly as ``python -m`` does.
 
-The entry scripts (``vps_app.py``, ``cm4_app.py``) live at the top of the
-checkout, outside the package; this runs their ``main()`` so flags,
-settings and behaviour are the same whichever way a service is started.
+Each service's ``main()`` lives in the package (``cerebrum/backend/__main__.py``,
+``cerebrum/orchestrator/__main__.py``), so this works from any installation,
+not only a checkout, with the same flags, settings and behaviour however a
+service is started. The service is imported only when asked for: the
+orchestrator's host never imports the backend (nor llama-cpp-python).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
-from collections.abc import Callable
+import importlib
+import os
+import sys
+import sysconfig
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from cerebrum.cli.errors import UsageError
+import cerebrum
 
-CHECKOUT = Path(__file__).resolve().parents[2]
-SCRIPTS = {"backend": "vps_app.py", "orchestrator": "cm4_app.py"}
-
-
-def script_path(service: str) -> Path:
-    """The entry script of ``service``; a clear error when this install has none."""
-    path = CHECKOUT / SCRIPTS[service]
-    if not path.is_file():
-        raise UsageError(
-            f"This installation has no {SCRIPTS[service]} (looked in {CHECKOUT}); "
-            f"`cerebrum serve {service}` needs a Cerebrum checkout installed with `pip install -e .`.")
-    return path
+MODULES = {"backend": "cerebrum.backend", "orchestrator": "cerebrum.orchestrator"}
+"""Each service's package; ``python -m PACKAGE`` runs it."""
 
 
-def load_main(service: str) -> Callable[[list[str] | None], int]:
-    """Import the entry script of ``service`` and return its ``main``."""
-    path = script_path(service)
-    spec = importlib.util.spec_from_file_location(f"_cerebrum_{service}_entry", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main  # type: ignore[no-any-return]
+def module_argv(service: str, *args: str) -> list[str]:
+    """The command line that runs ``service`` in a new process with this interpreter.
+
+    ``-P``: the current folder does not go first on the child's ``sys.path``, as
+    ``-m`` would put it, so a folder there named ``cerebrum`` (another project,
+    or a checkout seen from its parent) cannot stand in for the package.
+    """
+    return [sys.executable, "-P", "-m", MODULES[service], *args]
+
+
+def module_env(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` for a child that must import this very ``cerebrum``: the folder holding it
+    goes first on ``PYTHONPATH``, unless it is an installation's own site-packages
+    (searched anyway, and not to be put before the standard library)."""
+    home = str(Path(cerebrum.__file__).resolve().parents[1])
+    installed = {str(Path(sysconfig.get_path(name)).resolve()) for name in ("purelib", "platlib")}
+    if home in installed:
+        return dict(env)
+    paths = [home, *(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != home)]
+    return {**env, "PYTHONPATH": os.pathsep.join(paths)}
+
+
+def load_main(service: str) -> Callable[..., int]:
+    """The ``main`` of ``service``'s ``__main__`` module."""
+    module = importlib.import_module(f"{MODULES[service]}.__main__")
+    main: Callable[..., int] = module.main
+    return main
 
 
 def add_parser(commands: argparse._SubParsersAction, **kwargs: object) -> None:
+    """Register ``serve``."""
     parser = commands.add_parser(
-        "serve", help="run the backend or the orchestrator (same as vps_app.py / cm4_app.py)",
+        "serve", help="run the backend or the orchestrator (same as python -m cerebrum.SERVICE)",
         description="Run one service in the foreground; every further argument goes to it "
                     "(see `cerebrum serve backend --help`). Stop it with Ctrl-C.",
         add_help=True)
-    parser.add_argument("service", choices=sorted(SCRIPTS))
+    parser.add_argument("service", choices=sorted(MODULES))
     parser.add_argument("service_args", nargs=argparse.REMAINDER,
                         help="arguments for the service, e.g. --port 9000 --dev")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    return int(load_main(args.service)(args.service_args) or 0)
+    """Run the service in this process until it stops."""
+    main = load_main(args.service)
+    return int(main(args.service_args, prog=f"cerebrum serve {args.service}") or 0)

@@ -1,4 +1,4 @@
-"""``cerebrum up``: the backend on the embedded model and the orchestrator in front of it, on this machine.
+"""``cerebrum up``: the backend on the embedded model and the orchestrator in front, here.
 
 Both run as child processes on loopback, in their own sessions (so Ctrl-C in
 the REPL stops an answer, not the services), with their logs in
@@ -6,7 +6,9 @@ the REPL stops an answer, not the services), with their logs in
 ``.env`` (mode 0600, git-ignored); the backend requires it and the
 orchestrator both sends it to the backend and asks it of clients. When both
 answer ``/health``, the REPL opens; leaving it (Ctrl-D) stops both.
-``--no-repl`` serves until Ctrl-C instead.
+``--no-repl`` serves until Ctrl-C instead. While it runs, where it serves is
+recorded beside the ``.env`` (``cerebrum.cli.running``), so ``status``, ``ask``
+and ``chat`` from another terminal find it on whatever ports it was given.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,7 +32,8 @@ import attrs
 from cerebrum.cli.errors import EXIT_OK, CliError, UsageError
 from cerebrum.cli.keygen import new_key
 from cerebrum.cli.render import Output
-from cerebrum.cli.serve import script_path
+from cerebrum.cli.running import record_path, remove_record, write_record
+from cerebrum.cli.serve import module_argv, module_env
 from cerebrum.config import read_dotenv
 
 READY_TIMEOUT_S = 120.0
@@ -144,7 +148,7 @@ def _exit_on_signal(signum: int, _: object) -> None:
 def _healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(url + "/health", timeout=2) as response:
-            return response.status == 200
+            return bool(response.status == 200)
     except (OSError, urllib.error.URLError, ValueError):
         return False
 
@@ -158,7 +162,8 @@ def _port_taken(host: str, port: int) -> bool:
 
 
 def wait_ready(services: list[Service], err: Output, timeout: float = READY_TIMEOUT_S) -> None:
-    """Poll each ``/health`` until 200; fail with the log's tail if a child dies or time runs out."""
+    """Poll each ``/health`` until 200; fail with the log's tail if a child dies or time
+    runs out."""
     deadline = time.monotonic() + timeout
     pending = list(services)
     while pending:
@@ -205,7 +210,6 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"Port {port} on {host} is already in use: is Cerebrum already "
                              "running (`cerebrum status`)? Choose others with --port and "
                              "--backend-port.")
-    backend_script, orchestrator_script = script_path("backend"), script_path("orchestrator")
     if make_private(args.env_file):
         err.line(f"warning: {args.env_file} holds an API key and was readable by others; "
                  "it is now mode 0600")
@@ -215,8 +219,8 @@ def run(args: argparse.Namespace) -> int:
     _ignore_log_dir(args.log_dir)
     backend_url, url = f"http://{host}:{args.backend_port}", f"http://{host}:{args.port}"
     # The children read the rest of their settings from the same .env.
-    env = {**os.environ, "CEREBRUM_API_KEY": key, "CEREBRUM_BACKEND_URL": backend_url,
-           "CEREBRUM_CLIENT_API_KEYS": key, "PYTHONUNBUFFERED": "1"}
+    env = module_env({**os.environ, "CEREBRUM_API_KEY": key, "CEREBRUM_BACKEND_URL": backend_url,
+                      "CEREBRUM_CLIENT_API_KEYS": key, "PYTHONUNBUFFERED": "1"})
     if "CEREBRUM_MAX_CPU_PERCENT" not in {**read_dotenv(args.env_file), **os.environ}:
         # Everything runs on this one machine: the REPL, the orchestrator and the
         # user's own programs would all count as "other" CPU and turn questions
@@ -230,20 +234,40 @@ def run(args: argparse.Namespace) -> int:
     for signum in (signal.SIGHUP, signal.SIGTERM):
         signal.signal(signum, _exit_on_signal)
     try:
-        backend.start([sys.executable, str(backend_script), "--host", host,
-                       "--port", str(args.backend_port), "--env-file", env_file], env, cwd)
-        orchestrator.start([sys.executable, str(orchestrator_script), "--host", host,
-                            "--port", str(args.port), "--env-file", env_file], env, cwd)
+        backend.start(module_argv("backend", "--host", host, "--port", str(args.backend_port),
+                                  "--env-file", env_file), env, cwd)
+        orchestrator.start(module_argv("orchestrator", "--host", host, "--port", str(args.port),
+                                       "--env-file", env_file), env, cwd)
+        with contextlib.suppress(OSError):  # best effort: without it, the defaults are used
+            _ignore_log_dir(record_path(args.env_file).parent)
+            write_record(args.env_file, url, backend_url)
         err.line(err.dim(f"starting; logs in {args.log_dir}/"))
         wait_ready([backend, orchestrator], err)
+        cli = cli_command(sys.argv[0], shutil.which("cerebrum"))
+        err.line(err.dim(f"from another terminal in {cwd}: {cli} status, {cli} ask \"...\", "
+                         f"{cli} chat"))
         if args.no_repl:
             return _serve_until_interrupted(url, [backend, orchestrator], err)
         return _repl(url, key, args)
     finally:
+        remove_record(args.env_file)
         for service in (orchestrator, backend):
             service.stop()
         with contextlib.suppress(OSError):  # the terminal may be gone (hang-up)
             err.line(err.dim("stopped the orchestrator and the backend"))
+
+
+def cli_command(argv0: str, on_path: str | None) -> str:
+    """How to run this ``cerebrum`` from another terminal in the current folder: plain
+    ``cerebrum`` when PATH finds this one, else the path it was started by (``make run``
+    starts ``.venv/bin/cerebrum``, which is not on PATH unless the venv is activated)."""
+    me = Path(argv0)
+    if me.name != "cerebrum" or (on_path and Path(on_path).resolve() == me.resolve()):
+        return "cerebrum"
+    try:
+        return str(me.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(me.absolute())
 
 
 def _repl(url: str, key: str, args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""``vps_app.py`` as a user runs it: clear refusals, a listening service, clean stop."""
+"""The backend as a user runs it, ``python -m cerebrum.backend`` or the checkout's
+``vps_app.py``: clear refusals, a listening service, clean stop."""
 
 from __future__ import annotations
 
@@ -8,17 +9,31 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.services import clean_env, free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
+# The package's entry point, and the checkout's shim in front of it.
+ENTRIES = {"module": [sys.executable, "-m", "cerebrum.backend"],
+           "script": [sys.executable, str(ROOT / "vps_app.py")]}
 
 
-def test_refuses_to_start_without_a_key(tmp_path) -> None:
-    result = subprocess.run([sys.executable, str(ROOT / "vps_app.py")], cwd=tmp_path,
+@pytest.mark.parametrize("entry", sorted(ENTRIES))
+def test_refuses_to_start_without_a_key(tmp_path, entry: str) -> None:
+    result = subprocess.run(ENTRIES[entry], cwd=tmp_path,
                             env=clean_env(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert "CEREBRUM_API_KEY" in result.stderr
+    assert result.stderr.startswith("cerebrum backend: ") and "CEREBRUM_API_KEY" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
+
+
+def test_module_usage_names_the_module(tmp_path) -> None:
+    result = subprocess.run([*ENTRIES["module"], "--help"], cwd=tmp_path, env=clean_env(),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: python -m cerebrum.backend ")
 
 
 def test_bad_setting_is_one_clear_line(tmp_path) -> None:
@@ -30,10 +45,11 @@ def test_bad_setting_is_one_clear_line(tmp_path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_serves_on_loopback_and_stops_cleanly(tmp_path) -> None:
+@pytest.mark.parametrize("entry", sorted(ENTRIES))
+def test_serves_on_loopback_and_stops_cleanly(tmp_path, entry: str) -> None:
     port = free_port()
     (tmp_path / ".env").write_text("CEREBRUM_API_KEY=from-dotenv\n")
-    process = subprocess.Popen([sys.executable, str(ROOT / "vps_app.py"), "--port", str(port)],
+    process = subprocess.Popen([*ENTRIES[entry], "--port", str(port)],
                                cwd=tmp_path, env=clean_env(), stderr=subprocess.PIPE, text=True)
     try:
         wait_healthy(f"http://127.0.0.1:{port}", process)

@@ -76,6 +76,8 @@ def test_a_bad_key_is_a_sentence(home: Path, backend: RunningService) -> None:
     assert result.returncode == 4
     assert_sentence(result.stderr)
     assert "refused the API key" in result.stderr and "CEREBRUM_API_KEY" in result.stderr
+    # --url points at the backend itself: the backend is named, not an orchestrator.
+    assert result.stderr.startswith(f"cerebrum: The backend at {backend.url} refused")
 
 
 def test_a_missing_file_is_a_usage_error(home: Path) -> None:
@@ -91,6 +93,7 @@ def test_an_unknown_model_is_a_sentence(home: Path, backend: RunningService) -> 
     assert result.returncode == 1
     assert_sentence(result.stderr)
     assert "no-such-model" in result.stderr
+    assert result.stderr.startswith("cerebrum: The backend rejected the request")
 
 
 @pytest.mark.model
@@ -176,9 +179,14 @@ def test_serve_backend_is_vps_app(home: Path) -> None:
 @pytest.mark.model
 def test_chat_reads_one_message_per_line_when_piped(home: Path, backend: RunningService) -> None:
     result = run_cli("chat", "--max-tokens", "3", cwd=home, env=env_for(home, backend.url),
-                     input="/optimize off\n/model\nSay hi.\n/nonsense\n")
+                     input="/optimize off\n/model\n/model no-such-model\n/model smollm2-135m\n"
+                           "Say hi.\n/nonsense\n")
     assert result.returncode == 0, result.stderr
-    assert "optimisation: off" in result.stdout and "model: the service default" in result.stdout
+    assert "optimisation: off" in result.stdout
+    assert "model: the service default (the service has: smollm2-135m)" in result.stdout
+    # Checked against /v1/models at once, not failing on the next message.
+    assert "unknown model 'no-such-model'; kept the service default" in result.stdout
+    assert "model: smollm2-135m (the service has: smollm2-135m)" in result.stdout
     assert "unknown command /nonsense" in result.stdout
     assert re.search(r"request [0-9a-f]{32} · smollm2-135m · 3 tokens .* reduction off",
                      result.stderr), result.stderr

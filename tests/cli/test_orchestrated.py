@@ -1,18 +1,20 @@
-"""The commands through the real orchestrator (in front of the real backend), and ``cerebrum up``."""
+"""The commands through the real orchestrator (in front of the real backend), and ``up``."""
 
 from __future__ import annotations
 
 import re
+import shutil
 import signal
 import socket
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.cli.test_terminal import FIRST_TEXT
+from cerebrum.cli.running import read_record
 from tests.cli.conftest import (
     CEREBRUM,
     ESCAPE,
@@ -23,6 +25,7 @@ from tests.cli.conftest import (
     free_port,
     run_cli,
 )
+from tests.cli.test_terminal import FIRST_TEXT
 
 # A file the optimiser can shrink: the same function thirty times.
 REPEATED = "def double(items):\n    out = []\n    for i in items:\n        out.append(i * 2)\n" \
@@ -133,6 +136,10 @@ def test_up_starts_both_answers_in_the_repl_and_ctrl_d_stops_both(
 def test_up_no_repl_reuses_the_key_and_stops_on_ctrl_c(home: Path,
                                                        needs_orchestrator: None) -> None:
     (home / ".env").write_text(f"CEREBRUM_API_KEY={TEST_KEY}\n")
+    # A folder named like the package where `up` runs (another project, or a checkout
+    # seen from its parent) must not stand in for it in the services' processes.
+    (home / "cerebrum").mkdir()
+    (home / "cerebrum" / "__init__.py").write_text('raise ImportError("not Cerebrum")\n')
     ports = _ports()
     process = subprocess.Popen([str(CEREBRUM), "up", "--no-repl", *ports], cwd=home,
                                env=_up_env(home), stdin=subprocess.DEVNULL,
@@ -141,22 +148,27 @@ def test_up_no_repl_reuses_the_key_and_stops_on_ctrl_c(home: Path,
         deadline = time.monotonic() + 60
         url = f"http://127.0.0.1:{ports[1]}"
         while True:
-            status = run_cli("status", "--url", url, "--backend-url",
-                             f"http://127.0.0.1:{ports[3]}", cwd=home, env=clean_env(home))
+            # No URL given: `up` recorded where it runs beside .env, on its own ports.
+            status = run_cli("status", cwd=home, env=clean_env(home))
             if status.returncode == 0:
                 break
             assert process.poll() is None and time.monotonic() < deadline, status.stdout
             time.sleep(0.3)
+        assert url in status.stdout and f"127.0.0.1:{ports[3]}" in status.stdout
         # The existing key is kept: a client with it is let in.
-        models = run_cli("ask", "--url", url, "--model", "none-such", "x", cwd=home,
-                         env=clean_env(home))
+        models = run_cli("ask", "--model", "none-such", "x", cwd=home, env=clean_env(home))
         assert models.returncode == 1 and "none-such" in models.stderr
+        assert "The orchestrator rejected the request" in models.stderr
     finally:
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=40)
     assert process.returncode == 0, stderr
     assert (home / ".env").read_text() == f"CEREBRUM_API_KEY={TEST_KEY}\n"
     assert "stopped the orchestrator and the backend" in stderr and "Traceback" not in stderr
+    # The command for other terminals, as this user can type it (not on PATH here).
+    assert re.search(rf"from another terminal in {re.escape(str(home))}: "
+                     rf"({re.escape(str(CEREBRUM))}|cerebrum) status", stderr), stderr
+    assert not (home / ".cerebrum" / "up.json").exists()
     again = run_cli("status", "--url", url, cwd=home, env=clean_env(home))
     assert again.returncode == 3
 
@@ -187,6 +199,8 @@ def test_up_never_leaves_the_services_behind(home: Path, needs_orchestrator: Non
         time.sleep(0.3)
     process.send_signal(signal.SIGHUP if how == "hang-up" else signal.SIGKILL)
     process.wait(timeout=40)
+    # Killed outright, `up` cannot remove its record; the others see it is stale.
+    assert read_record(home / ".env") is None
     deadline = time.monotonic() + 30
     while any(_listening(int(port)) for port in (ports[1], ports[3])):
         assert time.monotonic() < deadline, "a service outlived cerebrum up"
@@ -196,3 +210,32 @@ def test_up_never_leaves_the_services_behind(home: Path, needs_orchestrator: Non
 def _listening(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_up_and_serve_need_no_checkout(home: Path, tmp_path: Path,
+                                       needs_orchestrator: None) -> None:
+    """The package alone, as pip installs it (no vps_app.py, cm4_app.py or checkout
+    around it), runs both services: they start as python -m cerebrum.SERVICE."""
+    site = tmp_path / "site"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "cerebrum", site / "cerebrum",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    # PYTHONPATH is searched before the development install's finder.
+    env = {**_up_env(home), "PYTHONPATH": str(site)}
+    cli = [sys.executable, "-m", "cerebrum.cli.main"]
+    usage = subprocess.run([*cli, "serve", "backend", "--help"], cwd=home, env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 0 and usage.stdout.startswith("usage: cerebrum serve backend")
+    ports = _ports()
+    process = subprocess.Popen([*cli, "up", "--no-repl", *ports], cwd=home, env=env,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while run_cli("status", cwd=home, env=clean_env(home)).returncode != 0:
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.3)
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=40)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
