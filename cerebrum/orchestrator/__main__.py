@@ -16,9 +16,9 @@ from pathlib import Path
 
 from cerebrum.config import ConfigError, environment, load_config, program_name
 from cerebrum.log import setup_logging
-from cerebrum.server import run_app
 from cerebrum.orchestrator.app import create_orchestrator_app
 from cerebrum.orchestrator.config import OrchestratorConfig
+from cerebrum.server import run_app
 
 MODULE = "cerebrum.orchestrator"
 
