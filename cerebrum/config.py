@@ -112,6 +112,10 @@ def load_config(cls: type[_T], environ: Mapping[str, str], **overrides: Any) -> 
         name = env_name(field.name)
         if name in environ:
             raw[field.name] = environ[name]
+            if (field.type in (tuple[str, ...], "tuple[str, ...]") and environ[name].strip()
+                    and not _structure_str_tuple(environ[name], tuple)):
+                # " , " must not silently mean "none" (for client keys: an open service).
+                raise ConfigError(f"invalid configuration: {name} is set but lists nothing")
     raw.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return _converter.structure(raw, cls)
@@ -152,3 +156,17 @@ def non_negative(_: Any, attribute: attrs.Attribute, value: float) -> None:
     """attrs validator: the value must be >= 0."""
     if value < 0:
         raise ValueError(f"{env_name(attribute.name)} must be >= 0, got {value}")
+
+
+def check_keys(_: Any, attribute: attrs.Attribute, value: str | tuple[str, ...] | None) -> None:
+    """attrs validator: no key may be blank or hold whitespace (``" "`` accepted as a
+    key, a paste gone wrong, a space that only one side trims)."""
+    keys = (value,) if isinstance(value, str) else value or ()
+    for key in keys:
+        if not key.strip() or any(c.isspace() for c in key):
+            raise ValueError(f"{env_name(attribute.name)}: a key is blank or holds whitespace")
+
+
+SHORT_KEY = 16
+"""Keys shorter than this are accepted with a warning: guessable (``cerebrum keygen``
+makes 43 characters)."""

@@ -13,6 +13,9 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
+MAX_RETRY_AFTER_S = 3600.0
+"""No ``Retry-After`` we send is longer (the orchestrator clamps a backend's further,
+with ``CEREBRUM_MAX_RETRY_AFTER_S``)."""
 
 ERROR_CODE = web.ResponseKey("error_code", str)
 """Set on every error response, so metrics can count rejections by reason."""
@@ -120,5 +123,8 @@ class Unavailable(ApiError):
     default_code = "unavailable"
 
     def __init__(self, message: str, *, retry_after: float = 1.0, code: str | None = None) -> None:
-        self.retry_after = max(1, math.ceil(retry_after))
+        # Clamped: inf would crash ceil, 1e300 would make a 300-digit header.
+        if not math.isfinite(retry_after):
+            retry_after = MAX_RETRY_AFTER_S if retry_after > 0 else 1.0
+        self.retry_after = max(1, math.ceil(min(retry_after, MAX_RETRY_AFTER_S)))
         super().__init__(message, code=code, headers={"Retry-After": str(self.retry_after)})

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from cerebrum.config import SHORT_KEY
 from cerebrum.errors import (
     ApiError,
     BadRequest,
@@ -139,8 +140,14 @@ def setup_auth(app: web.Application, keys: Iterable[str], *, public: Iterable[st
     """
     accepted = tuple(keys)
     public_paths = frozenset(public)
+    defer_expect_continue(app)
     if not accepted:
+        _LOGGER.warning("no client API keys are set: every client that reaches this port is "
+                        "served (set CEREBRUM_CLIENT_API_KEYS unless the network is trusted)")
         return
+    if any(len(key) < SHORT_KEY for key in accepted):
+        _LOGGER.warning("an API key is shorter than %d characters: it can be guessed; make one "
+                        "with `cerebrum keygen`", SHORT_KEY)
 
     @web.middleware
     async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -153,3 +160,40 @@ def setup_auth(app: web.Application, keys: Iterable[str], *, public: Iterable[st
         )
 
     app.middlewares.append(auth_middleware)
+
+
+# -- Expect: 100-continue ------------------------------------------------------
+
+async def _expect_later(request: web.Request) -> None:
+    """An expect handler that answers nothing yet: aiohttp's default sends
+    ``100 Continue`` before any middleware runs, i.e. before auth and the size
+    check. ``read_json`` sends it once both have passed."""
+    if request.version != (1, 1):
+        return
+    expect = request.headers.get("Expect", "").lower()
+    if expect != "100-continue":
+        raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect}")
+
+
+def defer_expect_continue(app: web.Application) -> None:
+    """Make every route of ``app`` defer ``100 Continue`` to ``read_json``.
+
+    Routes are added after the middlewares, so this runs at start-up, when the
+    router is complete.
+    """
+    async def install(app: web.Application) -> None:
+        for route in app.router.routes():
+            # No public setter: routes take their expect handler at creation,
+            # and app.py's routes are added without one.
+            route._expect_handler = _expect_later
+
+    if install not in app.on_startup:
+        app.on_startup.append(install)
+
+
+async def send_continue(request: web.Request) -> None:
+    """Answer ``Expect: 100-continue`` now that the request may send its body."""
+    if (request.version == (1, 1)
+            and request.headers.get("Expect", "").lower() == "100-continue"
+            and request.writer is not None):
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from typing import Any, Literal
@@ -20,6 +21,7 @@ import cattrs
 from aiohttp import web
 
 from cerebrum.errors import BadRequest, PayloadTooLarge, RequestTimeout
+from cerebrum.middlewares import send_continue
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 
@@ -145,6 +147,9 @@ def _structure_message(value: Any, _: type) -> ChatMessage:
     role = value.get("role")
     if role not in ROLES:
         raise ValueError(f"'role' must be one of {', '.join(ROLES)}, got {role!r}")
+    if role == "user" and value.get("content") is None:
+        # Generating from an empty prompt is never what the client meant.
+        raise ValueError("a user message needs 'content'")
     return ChatMessage(role=role, content=_content_text(value.get("content"), str))
 
 
@@ -221,6 +226,8 @@ async def read_json(request: web.Request, max_bytes: int) -> Any:
     length = request.content_length
     if length is not None and length > max_bytes:
         raise PayloadTooLarge(f"request body of {length} bytes exceeds the limit of {max_bytes}")
+    # Auth and the size check have passed: only now ask for the body.
+    await send_continue(request)
     try:
         async with asyncio.timeout(BODY_TIMEOUT_S):
             # Without Content-Length (chunked), read at most one byte past the limit.
@@ -232,10 +239,46 @@ async def read_json(request: web.Request, max_bytes: int) -> Any:
         raise PayloadTooLarge(f"request body exceeds the limit of {max_bytes} bytes")
     if not data:
         raise BadRequest("the request body is empty; expected a JSON object")
+    return decode_json(data)
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def decode_json(data: bytes) -> Any:
+    """Decode a request body, or raise BadRequest: also for what ``json`` accepts but
+    nothing downstream can handle (nesting deep enough to exhaust the stack, integers
+    over Python's 4,300-digit limit, unpaired surrogates that cannot be encoded)."""
     try:
-        return json.loads(data)
+        value = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("the request body is nested too deeply") from None
+    except ValueError as exc:  # int() over sys.get_int_max_str_digits()
+        raise BadRequest(f"the request body is not usable JSON: {str(exc)[:120]}") from None
+    # Only bodies with a \uD800-\uDFFF escape can hold a lone surrogate: the
+    # walk is skipped for everything else.
+    if _SURROGATE_ESCAPE.search(data) and _has_lone_surrogate(value):
+        raise BadRequest("the request body holds an unpaired UTF-16 surrogate (\\ud800-\\udfff)")
+    return value
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 # -- responses --------------------------------------------------------------

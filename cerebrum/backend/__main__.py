@@ -13,13 +13,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from aiohttp import web
-
 from cerebrum.backend.app import create_backend_app
 from cerebrum.backend.config import BackendConfig
 from cerebrum.backend.registry import RegistryError
 from cerebrum.config import ConfigError, environment, load_config, program_name
 from cerebrum.log import setup_logging
+from cerebrum.server import run_app
 
 MODULE = "cerebrum.backend"
 
@@ -52,9 +51,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     except (ConfigError, RegistryError) as exc:
         print(f"cerebrum backend: {exc}", file=sys.stderr)
         return 2
-    web.run_app(app, host=args.host, port=args.port, handler_cancellation=True,
-                print=lambda _: print(f"cerebrum backend on http://{args.host}:{args.port}",
-                                      file=sys.stderr))
+    # Bounded connections and header time (issue 16): cerebrum.server, not aiohttp's.
+    run_app(app, host=args.host, port=args.port, max_connections=config.max_connections,
+            header_timeout_s=config.header_timeout_s,
+            print=lambda _: print(f"cerebrum backend on http://{args.host}:{args.port}",
+                                  file=sys.stderr))
     return 0
 
 

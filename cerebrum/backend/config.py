@@ -7,7 +7,7 @@ from pathlib import Path
 
 import attrs
 
-from cerebrum.config import non_negative, positive
+from cerebrum.config import check_keys, non_negative, positive
 from cerebrum.config import ConfigError  # own line while parallel work merges (#18)
 
 
@@ -21,8 +21,9 @@ def _default_threads() -> int:
 class BackendConfig:
     """Everything ``create_backend_app`` needs; built once at start-up."""
 
-    api_key: str | None = None
-    """The key clients must present (``X-API-Key`` or ``Authorization: Bearer``)."""
+    api_key: str | None = attrs.field(default=None, validator=check_keys)
+    """The key clients must present (``X-API-Key`` or ``Authorization: Bearer``); never
+    blank or holding whitespace; a short one is accepted with a loud warning."""
     allow_no_key: bool = False
     """Run without a key: local development only."""
     models: Path | None = None
@@ -40,6 +41,10 @@ class BackendConfig:
     max_body_bytes: int = attrs.field(default=4 * 1024 * 1024, validator=positive)
     log_json: bool = False
     log_level: str = "INFO"
+    max_connections: int = attrs.field(default=256, validator=positive)
+    """Client connections open at once; past it the oldest idle one is closed."""
+    header_timeout_s: float = attrs.field(default=10.0, validator=positive)
+    """Time a new connection gets to send its request headers."""
 
     def __attrs_post_init__(self) -> None:
         # After the field validators, so a malformed value is reported as such

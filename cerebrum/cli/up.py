@@ -40,6 +40,19 @@ READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 15.0
 
 
+def make_private(path: Path) -> bool:
+    """Make ``path`` readable by its owner only when it holds an API key and others can
+    read it (a ``.env`` written by hand is usually 0644). True when it was changed."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return False
+    if not mode & 0o077 or "API_KEY" not in "".join(read_dotenv(path)):
+        return False
+    os.chmod(path, 0o600)
+    return True
+
+
 def ensure_key(env_file: Path) -> tuple[str, bool]:
     """The key from ``env_file`` (or the environment); generate and store one if there is none.
 
@@ -75,7 +88,10 @@ class Service:
 
     def start(self, argv: list[str], env: dict[str, str], cwd: Path) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.log = open(self.log_path, "ab")
+        # Private: the logs name clients, models and prompts' figures.
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.chmod(self.log_path, 0o600)
+        self.log = os.fdopen(fd, "ab")
         self.log.write(f"\n=== cerebrum up: starting {self.name} at {time.ctime()} ===\n".encode())
         self.log.flush()
         # A session of its own: the terminal's Ctrl-C (meant for an answer)
@@ -194,6 +210,9 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"Port {port} on {host} is already in use: is Cerebrum already "
                              "running (`cerebrum status`)? Choose others with --port and "
                              "--backend-port.")
+    if make_private(args.env_file):
+        err.line(f"warning: {args.env_file} holds an API key and was readable by others; "
+                 "it is now mode 0600")
     key, created = ensure_key(args.env_file)
     if created:
         err.line(err.dim(f"generated an API key into {args.env_file} (mode 0600)"))

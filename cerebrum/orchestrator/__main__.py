@@ -14,12 +14,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from aiohttp import web
-
 from cerebrum.config import ConfigError, environment, load_config, program_name
 from cerebrum.log import setup_logging
 from cerebrum.orchestrator.app import create_orchestrator_app
 from cerebrum.orchestrator.config import OrchestratorConfig
+from cerebrum.server import run_app
 
 MODULE = "cerebrum.orchestrator"
 
@@ -52,10 +51,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return 2
     setup_logging(json_lines=config.log_json, level=config.log_level)
     app = create_orchestrator_app(config)
-    web.run_app(app, host=args.host, port=args.port, handler_cancellation=True,
-                shutdown_timeout=config.shutdown_grace_s,
-                print=lambda _: print(f"cerebrum orchestrator on http://{args.host}:{args.port}",
-                                      file=sys.stderr))
+    # Bounded connections and header time (issue 16): cerebrum.server, not aiohttp's.
+    run_app(app, host=args.host, port=args.port, max_connections=config.max_connections,
+            header_timeout_s=config.header_timeout_s,
+            shutdown_timeout=config.shutdown_grace_s,
+            print=lambda _: print(f"cerebrum orchestrator on http://{args.host}:{args.port}",
+                                  file=sys.stderr))
     return 0
 
 

@@ -6,11 +6,18 @@ a request through first, then the least busy. It also keeps each backend's
 model list fresh by reading its ``/v1/models`` periodically; a failed read
 keeps the last list, since a backend that is down for a minute still has the
 same models when it returns.
+
+A backend's model list is bounded (``ModelListLimits``): its body in bytes
+and its length in models, so a hostile or broken backend cannot fill the
+Pi's memory or make the public ``/health`` megabytes long. A backend whose
+circuit is open is not asked for its list: it is down, and a connect that
+never completes would cost every request waiting for the list its timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -18,13 +25,34 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import attrs
 
-from cerebrum.orchestrator.breaker import CircuitBreaker, TransitionListener
+from cerebrum.orchestrator.breaker import (
+    BreakerState,
+    CircuitBreaker,
+    TransitionListener,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
 ROUTING_ALIASES = ("auto",)
 """Model names that mean "let the orchestrator choose"."""
+
+_MAX_MODEL_ID = 256
+"""Longer model ids are dropped: no real one is, and each appears on ``/health``."""
+
+
+@attrs.frozen
+class ModelListLimits:
+    """Bounds on one backend's ``/v1/models`` (``CEREBRUM_MAX_MODELS``, ``_MAX_MODELS_BYTES``)."""
+
+    max_models: int = 256
+    max_bytes: int = 1024 * 1024
+
+
+def backend_name(url: str) -> str:
+    """``host:port`` of a backend URL: never any ``user:password@`` part (names are public)."""
+    return urlsplit(url).netloc.rpartition("@")[2]
 
 
 class Backend:
@@ -33,7 +61,7 @@ class Backend:
     def __init__(self, url: str, breaker: CircuitBreaker,
                  wall_clock: Callable[[], float] = time.time) -> None:
         self.url = url
-        self.name = urlsplit(url).netloc
+        self.name = backend_name(url)
         self.breaker = breaker
         self.models: dict[str, dict[str, Any]] | None = None
         """Model id → the backend's ``/v1/models`` entry; None until first read."""
@@ -76,15 +104,29 @@ class Backend:
             "models_error": self._models_error,
         }
 
-    def set_models(self, entries: Iterable[Mapping[str, Any]]) -> None:
-        """Replace the model list from ``/v1/models`` ``data`` entries."""
-        models = {str(e["id"]): dict(e) for e in entries
-                  if isinstance(e, Mapping) and isinstance(e.get("id"), str)}
-        if self.models is None or models.keys() != self.models.keys() or self._models_error:
+    def set_models(self, entries: Iterable[Mapping[str, Any]], max_models: int = 256) -> None:
+        """Replace the model list from ``/v1/models`` ``data`` entries (the first
+        ``max_models`` usable ones)."""
+        models: dict[str, dict[str, Any]] = {}
+        dropped = 0
+        for entry in entries:
+            if not (isinstance(entry, Mapping) and isinstance(entry.get("id"), str)
+                    and 0 < len(entry["id"]) <= _MAX_MODEL_ID):
+                continue
+            if len(models) >= max_models:
+                dropped += 1
+                continue
+            models[entry["id"]] = dict(entry)
+        note = (f"lists {len(models) + dropped} models; only the first {max_models} are "
+                "used (CEREBRUM_MAX_MODELS)" if dropped else None)
+        if (self.models is None or models.keys() != self.models.keys()
+                or self._models_error != note):
             _LOGGER.info("backend %s serves %s", self.name, ", ".join(sorted(models)) or "nothing",
                          extra={"backend": self.name})
         self.models = models
-        self._models_error = None
+        if note is not None:
+            self.models_failed(note)
+        self._models_error = note
         self.touch()
 
     def models_failed(self, error: str) -> None:
@@ -104,6 +146,8 @@ class BackendPool:
         if not backends:
             raise ValueError("at least one backend")
         self.backends = backends
+        self.model_limits = ModelListLimits()
+        """Set from the configuration when the upstream session starts."""
         self._clock = clock
         self._last_refresh = -1e9
         self._refresh_lock = asyncio.Lock()
@@ -115,7 +159,7 @@ class BackendPool:
         """A pool with a fresh breaker per URL."""
         backends = []
         for url in urls:
-            breaker = CircuitBreaker(urlsplit(url).netloc, failure_threshold=failure_threshold,
+            breaker = CircuitBreaker(backend_name(url), failure_threshold=failure_threshold,
                                      cooldown_s=cooldown_s, clock=clock,
                                      on_transition=on_transition)
             backends.append(Backend(url, breaker))
@@ -192,8 +236,11 @@ class BackendPool:
 
     async def _refresh_all(self, session: aiohttp.ClientSession, headers: Mapping[str, str],
                            timeout: aiohttp.ClientTimeout) -> None:
+        # An open circuit means the backend is down: asking it would only make
+        # the requests waiting for this refresh wait for its connect timeout.
         await asyncio.gather(*(self._refresh_one(b, session, headers, timeout)
-                               for b in self.backends))
+                               for b in self.backends
+                               if b.breaker.state is not BreakerState.OPEN))
         self._last_refresh = self._clock()
 
     async def _refresh_one(self, backend: Backend, session: aiohttp.ClientSession,
@@ -204,15 +251,20 @@ class BackendPool:
                 if response.status != 200:
                     backend.models_failed(f"HTTP {response.status}")
                     return
-                body = await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            backend.models_failed(f"{type(exc).__name__}: {exc}".rstrip(": "))
+                raw = await _read_capped(response, self.model_limits.max_bytes)
+                if raw is None:
+                    backend.models_failed(f"the list is over {self.model_limits.max_bytes} "
+                                          "bytes (CEREBRUM_MAX_MODELS_BYTES)")
+                    return
+                body = json.loads(raw)
+        except (aiohttp.ClientError, TimeoutError, ValueError, RecursionError) as exc:
+            backend.models_failed(f"{type(exc).__name__}: {str(exc)[:200]}".rstrip(": "))
             return
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, list):
             backend.models_failed("the answer has no 'data' list")
             return
-        backend.set_models(data)
+        backend.set_models(data, self.model_limits.max_models)
 
     async def run_refresher(self, session: aiohttp.ClientSession, headers: Mapping[str, str],
                             timeout: aiohttp.ClientTimeout, interval_s: float) -> None:
@@ -220,3 +272,19 @@ class BackendPool:
         while True:
             await self.refresh(session, headers, timeout)
             await asyncio.sleep(interval_s)
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The whole body, or None past ``limit`` bytes (read no further: the connection closes)."""
+    if response.content_length is not None and response.content_length > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        data = await response.content.read(64 * 1024)
+        if not data:
+            return b"".join(chunks)
+        size += len(data)
+        if size > limit:
+            return None
+        chunks.append(data)

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from cerebrum.config import env_name, non_negative, positive
+from cerebrum.config import check_keys, env_name, non_negative, positive
 from cerebrum.prompt.routing import DEFAULT_LANGUAGE_MODELS
 
 
@@ -19,6 +19,14 @@ def _normalise_url(url: str) -> str:
     return url.removesuffix("/v1")
 
 
+def redact_url(url: str) -> str:
+    """``url`` without any ``user:password@`` part, for messages and names."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
+
+
 def _check_urls(_: Any, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
     if not value:
         raise ValueError(f"{env_name(attribute.name)} is required: one or more backend base "
@@ -26,7 +34,13 @@ def _check_urls(_: Any, attribute: attrs.Attribute, value: tuple[str, ...]) -> N
     for url in value:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"{env_name(attribute.name)}: {url!r} is not an http(s) URL")
+            raise ValueError(f"{env_name(attribute.name)}: {redact_url(url)!r} is not an "
+                             "http(s) URL")
+        if "@" in parts.netloc:
+            # They would end up on the public /health and in every log line,
+            # and aiohttp cannot send them beside our Authorization header.
+            raise ValueError(f"{env_name(attribute.name)}: {redact_url(url)!r} carries "
+                             "credentials; put the backend's key in CEREBRUM_API_KEY instead")
     if len(set(value)) != len(value):
         raise ValueError(f"{env_name(attribute.name)} lists a backend twice")
 
@@ -46,9 +60,9 @@ class OrchestratorConfig:
         default=(), converter=lambda urls: tuple(_normalise_url(u) for u in urls),
         validator=_check_urls)
     """Backend base URLs, comma-separated; any OpenAI-compatible server."""
-    api_key: str | None = None
+    api_key: str | None = attrs.field(default=None, validator=check_keys)
     """Key sent to the backends (as ``X-API-Key`` and ``Authorization: Bearer``)."""
-    client_api_keys: tuple[str, ...] = ()
+    client_api_keys: tuple[str, ...] = attrs.field(default=(), validator=check_keys)
     """When set, clients must present one of these keys; empty: open (LAN use)."""
     max_concurrent: int = attrs.field(default=2, validator=positive)
     """Requests in flight before new ones are shed with 503."""
@@ -88,6 +102,25 @@ class OrchestratorConfig:
     def workspace_root(self) -> Path:
         """The workspaces directory: the setting, else under the user's data directory."""
         return self.workspace_dir or Path("~/.local/share/cerebrum/workspaces").expanduser()
+    # -- bounds on hostile peers (docs/reliability.md) --------------------------
+    max_sse_event_bytes: int = attrs.field(default=1024 * 1024, validator=positive)
+    """Largest SSE line or event read from a backend; a longer one fails the stream."""
+    sse_event_timeout_s: float = attrs.field(default=300.0, validator=positive)
+    """Longest a stream may go without a real event: keep-alive comments do not count."""
+    max_retry_after_s: float = attrs.field(default=300.0, validator=positive)
+    """A backend's ``Retry-After`` is clamped to this before a client sees it."""
+    cache_max_entry_bytes: int = attrs.field(default=1024 * 1024, validator=positive)
+    """Largest answer cached; a longer stream stops being captured."""
+    cache_shared: bool = False
+    """Share cached answers across client keys (off: each key has its own)."""
+    max_models: int = attrs.field(default=256, validator=positive)
+    """Models kept from one backend's ``/v1/models`` (the first ones)."""
+    max_models_bytes: int = attrs.field(default=1024 * 1024, validator=positive)
+    """Largest ``/v1/models`` body read from a backend."""
+    max_connections: int = attrs.field(default=256, validator=positive)
+    """Client connections open at once; past it the oldest idle one is closed."""
+    header_timeout_s: float = attrs.field(default=10.0, validator=positive)
+    """Time a new connection gets to send its request headers."""
 
 
     def language_models(self) -> dict[str, str]:

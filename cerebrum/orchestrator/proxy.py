@@ -24,7 +24,7 @@ from aiohttp_sse import EventSourceResponse, sse_response
 
 from cerebrum.errors import ApiError, BadGateway, GatewayTimeout, ModelNotFound
 from cerebrum.metrics import METRICS, HttpMetrics, route_label
-from cerebrum.middlewares import REQUEST_ID_KEY
+from cerebrum.middlewares import REQUEST_ID_KEY, presented_key
 from cerebrum.openai_wire import AnyCompletionRequest, read_json, structure_request
 from cerebrum.orchestrator.backends import ROUTING_ALIASES, Backend
 from cerebrum.orchestrator.preparation import (
@@ -37,8 +37,10 @@ from cerebrum.orchestrator.preparation import (
 from cerebrum.orchestrator.metrics import ORCHESTRATOR_METRICS
 from cerebrum.orchestrator.response_cache import (
     CachedCompletion,
+    Capture,
     ResponseCache,
     cache_key,
+    client_identity,
     is_cacheable,
 )
 from cerebrum.orchestrator.sse_relay import MalformedStream
@@ -47,6 +49,7 @@ from cerebrum.orchestrator.upstream import (
     UPSTREAM_SESSION,
     Answered,
     Opened,
+    UpstreamLimits,
     models_timeout,
     open_upstream,
     upstream_headers,
@@ -150,21 +153,23 @@ async def complete(request: web.Request, kind: Literal["chat", "text"]) -> web.S
             headers = upstream_headers(config.api_key, request.get(REQUEST_ID_KEY))
             backend, reply = await open_upstream(
                 state.pool, session, _PATHS[kind], payload, headers, prepared.model,
-                stream=parsed.stream, max_body=config.max_upstream_body_bytes)
+                stream=parsed.stream, limits=UpstreamLimits.from_config(config))
             record.backend = backend.name
             request.app[ORCHESTRATOR_METRICS].backend_requests.labels(backend.name).inc()
             try:
                 if isinstance(reply, Answered):
                     response = _pass_through(reply, record, response_headers)
-                    if lookup is not None and reply.status == 200:
+                    if (lookup is not None and reply.status == 200
+                            and len(reply.body) <= config.cache_max_entry_bytes):
                         lookup.store(CachedCompletion(reply.body, stream=False,
                                                       content_type=reply.content_type,
                                                       usage=reply.usage))
                     return response
-                capture = bytearray() if lookup is not None and lookup.storing else None
+                capture = (Capture(config.cache_max_entry_bytes)
+                           if lookup is not None and lookup.storing else None)
                 sse = await _relay(request, backend, reply, record, response_headers, capture)
-                if capture is not None and record.outcome == "ok":
-                    lookup.store(CachedCompletion(bytes(capture), stream=True,  # type: ignore[union-attr]
+                if capture is not None and record.outcome == "ok" and capture.complete():
+                    lookup.store(CachedCompletion(bytes(capture.data), stream=True,  # type: ignore[union-attr]
                                                   content_type="text/event-stream",
                                                   usage=reply.parser.usage))
                 return sse
@@ -251,7 +256,7 @@ def _pass_through(reply: Answered, record: CompletionRecord,
 
 async def _relay(request: web.Request, backend: Backend, opened: Opened,
                  record: CompletionRecord, headers: dict[str, str],
-                 capture: bytearray | None = None) -> EventSourceResponse:
+                 capture: Capture | None = None) -> EventSourceResponse:
     response, parser = opened.response, opened.parser
     try:
         async with sse_response(request, allow_all_methods=True, headers=headers) as sse:
@@ -272,11 +277,11 @@ async def _relay(request: web.Request, backend: Backend, opened: Opened,
 
 
 async def _relay_events(sse: EventSourceResponse, backend: Backend, opened: Opened,
-                        record: CompletionRecord, capture: bytearray | None) -> None:
+                        record: CompletionRecord, capture: Capture | None) -> None:
     response, parser = opened.response, opened.parser
     await sse.write(opened.first)
     if capture is not None:
-        capture += opened.first
+        capture.add(opened.first)
     record.mark_first_byte()
     error: ApiError | None = None
     # The answer is complete at [DONE]: finish then rather than wait for the
@@ -302,7 +307,7 @@ async def _relay_events(sse: EventSourceResponse, backend: Backend, opened: Open
         if batch is not None:
             await sse.write(batch.raw)
             if capture is not None:
-                capture += batch.raw
+                capture.add(batch.raw)
     if error is not None:
         backend.breaker.record_failure()
         record.outcome = "backend_failed_midstream"
@@ -335,7 +340,9 @@ class _CacheLookup:
         directives = request.headers.get("Cache-Control", "").lower()
         no_store = "no-store" in directives
         bypass = no_store or "no-cache" in directives
-        key = cache_key(kind, prepared.model or "", prepared.body)
+        key = cache_key(kind, prepared.model or "", prepared.body,
+                        client=client_identity(presented_key(request),
+                                               shared=request.app[ORCHESTRATOR].config.cache_shared))
         return cls(cache, key, "bypass" if bypass else "miss", storing=not no_store)
 
     async def find(self, wait_s: float) -> CachedCompletion | None:

@@ -2,7 +2,11 @@
 
 Pure logic: no aiohttp. The key covers the model, the optimised messages or
 prompt, every generation parameter and ``stream``, so only requests that must
-produce the same answer in the same shape share an entry. An entry holds the
+produce the same answer in the same shape share an entry. It also covers the
+client's identity (a digest of the API key it presented): a client never
+gets another's answer, which would also tell it what the other asked.
+``CEREBRUM_CACHE_SHARED=1`` shares entries across keys on purpose (one team,
+one key set); without client keys every client is the same anonymous one. An entry holds the
 backend's answer byte for byte: the SSE events (chunks, the final ``usage``
 chunk, ``[DONE]``) of a stream, or the JSON body of a whole answer, so a hit
 replays exactly what the backend sent. A streamed and a whole request for
@@ -30,24 +34,69 @@ from typing import Any
 
 import attrs
 
+from cerebrum.orchestrator.sse_relay import validate_events
+
 # Body fields that change neither the answer nor its shape.
 _NOT_IN_KEY = frozenset({"user", "cerebrum"})
 
 
+# llama.cpp reads these seeds as "pick one at random" (-1 in llama-cpp-python,
+# LLAMA_DEFAULT_SEED = 0xFFFFFFFF in llama.cpp); seeds are 32-bit unsigned.
+_RANDOM_SEED = 0xFFFFFFFF
+
+
+def is_deterministic_seed(seed: Any) -> bool:
+    """A seed that fixes the sampling: an int in [0, 2**32 - 2]."""
+    return (isinstance(seed, int) and not isinstance(seed, bool)
+            and 0 <= seed < _RANDOM_SEED)
+
+
 def is_cacheable(body: Mapping[str, Any]) -> bool:
-    """Deterministic requests only: temperature 0, or an explicit seed."""
+    """Deterministic requests only: temperature 0, or an explicit seed that is not random."""
     temperature = body.get("temperature")
     return (isinstance(temperature, int | float) and not isinstance(temperature, bool)
-            and temperature == 0) or isinstance(body.get("seed"), int)
+            and temperature == 0) or is_deterministic_seed(body.get("seed"))
 
 
-def cache_key(kind: str, model: str, body: Mapping[str, Any]) -> str:
-    """A digest of everything that decides the answer."""
+def client_identity(presented_key: str | None, *, shared: bool) -> str:
+    """The part of the key that says whose answer it is: a digest of the client's key
+    (never the key itself), or "" when entries are shared on purpose."""
+    if shared or not presented_key:
+        return ""
+    return hashlib.sha256(presented_key.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def cache_key(kind: str, model: str, body: Mapping[str, Any], *, client: str = "") -> str:
+    """A digest of everything that decides the answer, and of whose answer it is."""
     relevant = {k: v for k, v in body.items() if k not in _NOT_IN_KEY}
     relevant["model"] = model
-    canonical = json.dumps([kind, relevant], sort_keys=True, separators=(",", ":"),
+    canonical = json.dumps([kind, client, relevant], sort_keys=True, separators=(",", ":"),
                            ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(canonical.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+class Capture:
+    """A stream's events kept for the cache while they are relayed, up to ``limit`` bytes:
+    past it capturing stops (the answer would not be stored anyway) and what was kept is
+    dropped, so an endless stream costs no memory."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.data = bytearray()
+        self.overflowed = False
+
+    def add(self, raw: bytes) -> None:
+        if self.overflowed:
+            return
+        if len(self.data) + len(raw) > self.limit:
+            self.overflowed = True
+            self.data = bytearray()
+            return
+        self.data += raw
+
+    def complete(self) -> bool:
+        """Whether what was captured is a whole, valid stream worth storing."""
+        return not self.overflowed and validate_events(bytes(self.data))
 
 
 @attrs.frozen

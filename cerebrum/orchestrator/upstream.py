@@ -5,14 +5,22 @@ attempt has failed (and the next backend is tried) if it could not connect,
 timed out, got a 5xx, or, for a stream, ended or garbled before its first
 event: up to that point nothing has reached the client, so failing over is
 invisible to it. Every verdict goes to the backend's breaker.
+
+Everything a backend sends is bounded (it may be hostile, or a stranger's
+server on the path): a whole answer is read to its end but never past
+``max_upstream_body_bytes``, whatever its framing and however many TCP
+segments it arrives in (a tunnel delivers it 1,400 bytes at a time); a
+stream's events are bounded in size and in the time between real events.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
 import logging
+import math
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -20,9 +28,16 @@ import aiohttp
 import attrs
 from aiohttp import web
 
-from cerebrum.errors import ApiError, BadGateway, GatewayTimeout, ModelNotFound, Unavailable
+from cerebrum.errors import (
+    ApiError,
+    BadGateway,
+    BadRequest,
+    GatewayTimeout,
+    ModelNotFound,
+    Unavailable,
+)
 from cerebrum.middlewares import REQUEST_ID_HEADER
-from cerebrum.orchestrator.backends import Backend, BackendPool
+from cerebrum.orchestrator.backends import Backend, BackendPool, ModelListLimits
 from cerebrum.orchestrator.breaker import CircuitOpenError
 from cerebrum.orchestrator.sse_relay import MalformedStream, SseRelayParser
 from cerebrum.orchestrator.state import ORCHESTRATOR
@@ -33,6 +48,28 @@ UPSTREAM_SESSION = web.AppKey("upstream_session", aiohttp.ClientSession)
 
 # An error body from a failing backend is read only this far: enough to log it.
 _ERROR_BODY_LIMIT = 64 * 1024
+_READ_SIZE = 64 * 1024
+
+
+@attrs.frozen
+class UpstreamLimits:
+    """What one backend answer may cost (settings of the same names, see the README)."""
+
+    max_body_bytes: int = 16 * 1024 * 1024
+    """Largest whole (non-streamed) answer."""
+    max_event_bytes: int = 1024 * 1024
+    """Largest SSE line or event; a backend line without a newline fails past it."""
+    event_timeout_s: float = 300.0
+    """Longest time without a real event (keep-alive comments do not count)."""
+    max_retry_after_s: float = 300.0
+    """A backend's ``Retry-After`` is clamped to this before it reaches a client."""
+
+    @classmethod
+    def from_config(cls, config: Any) -> UpstreamLimits:
+        return cls(max_body_bytes=config.max_upstream_body_bytes,
+                   max_event_bytes=config.max_sse_event_bytes,
+                   event_timeout_s=config.sse_event_timeout_s,
+                   max_retry_after_s=config.max_retry_after_s)
 # /v1/models is small and cheap; do not let a hung backend hold the refresher.
 _MODELS_TIMEOUT_S = 10.0
 
@@ -59,6 +96,7 @@ async def upstream_session(app: web.Application) -> AsyncIterator[None]:
     # Keep-alive connections to a handful of backends; the limit is a safety net,
     # load shedding keeps the real number far lower.
     connector = aiohttp.TCPConnector(limit=64, keepalive_timeout=60)
+    state.pool.model_limits = ModelListLimits(config.max_models, config.max_models_bytes)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout,
                                      auto_decompress=False) as session:
         app[UPSTREAM_SESSION] = session
@@ -103,28 +141,45 @@ class Opened:
 Reply = Answered | Opened
 
 
+class Verdict(enum.Enum):
+    """What a failed attempt says about the backend, for its breaker."""
+
+    DOWN = "down"
+    """It could not be reached, timed out, failed or garbled: counts towards opening."""
+    ALIVE = "alive"
+    """It answered but is busy (503): alive, so not a failure."""
+    UNKNOWN = "unknown"
+    """The network cut its answer short, or the answer was too large: says nothing about
+    whether the backend is up, so neither counts nor resets the count."""
+
+
 class UpstreamFailure(Exception):
     """One backend failed before anything reached the client."""
 
-    def __init__(self, error: ApiError, *, breaker_failure: bool = True) -> None:
+    def __init__(self, error: ApiError, *, verdict: Verdict = Verdict.DOWN) -> None:
         super().__init__(error.message)
         self.error = error
-        self.breaker_failure = breaker_failure
-        """False when the backend answered but is busy (503): alive, so not a breaker failure."""
+        self.verdict = verdict
 
 
 async def _attempt(session: aiohttp.ClientSession, backend: Backend, path: str, payload: bytes,
-                   headers: Mapping[str, str], *, stream: bool, max_body: int) -> Reply:
+                   headers: Mapping[str, str], *, stream: bool,
+                   limits: UpstreamLimits) -> Reply:
     name = backend.name
     try:
         response = await session.post(backend.url + path, data=payload, headers=headers)
+    except aiohttp.ConnectionTimeoutError:
+        # Never connected: the backend is unreachable (down, or a black-holed
+        # address), not slow; a client can try again later.
+        raise UpstreamFailure(Unavailable(f"backend {name} is unreachable (connect timed out)",
+                                          code="backend_unreachable")) from None
     except TimeoutError:
         raise UpstreamFailure(GatewayTimeout(f"backend {name} did not answer in time")) from None
     except aiohttp.ClientError as exc:
         raise UpstreamFailure(Unavailable(f"backend {name} is unreachable ({type(exc).__name__})",
                                           code="backend_unreachable")) from None
     try:
-        return await _read_reply(response, name, stream=stream, max_body=max_body)
+        return await _read_reply(response, name, stream=stream, limits=limits)
     except UpstreamFailure:
         response.close()
         raise
@@ -144,37 +199,68 @@ async def _attempt(session: aiohttp.ClientSession, backend: Backend, path: str, 
         raise
 
 
+class BodyTooLarge(Exception):
+    """A whole answer is over its limit."""
+
+
+async def read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body, however it is framed and however many reads it takes; at most
+    ``limit`` bytes (BodyTooLarge past it). A body the network cut short raises
+    ``aiohttp.ClientPayloadError``."""
+    declared = response.content_length
+    if declared is not None and declared > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        # One read returns what one TCP segment brought: loop to the end.
+        data = await response.content.read(_READ_SIZE)
+        if not data:
+            return b"".join(chunks)
+        size += len(data)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(data)
+
+
+async def _error_body(response: aiohttp.ClientResponse) -> bytes:
+    """As much of an error body as is worth logging; a cut or large one is no further error."""
+    chunks: list[bytes] = []
+    size = 0
+    with contextlib.suppress(aiohttp.ClientPayloadError):
+        while size < _ERROR_BODY_LIMIT:
+            data = await response.content.read(_ERROR_BODY_LIMIT - size)
+            if not data:
+                break
+            chunks.append(data)
+            size += len(data)
+    return b"".join(chunks)
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
 async def _read_reply(response: aiohttp.ClientResponse, name: str, *, stream: bool,
-                      max_body: int) -> Reply:
+                      limits: UpstreamLimits) -> Reply:
     status = response.status
     if status >= 500:
-        detail = await response.content.read(_ERROR_BODY_LIMIT)
-        message = _error_message(detail)
+        message = _error_message(await _error_body(response))
         if status == 503:
             # The backend is alive and says it is busy (queue full, CPU, RAM):
             # try another, but do not count it towards opening the circuit.
-            retry_after = _retry_after(response.headers.get("Retry-After"))
+            retry_after = _retry_after(response.headers.get("Retry-After"),
+                                       limits.max_retry_after_s)
             raise UpstreamFailure(Unavailable(f"backend {name} is busy: {message}",
                                               retry_after=retry_after, code="backend_busy"),
-                                  breaker_failure=False)
+                                  verdict=Verdict.ALIVE)
         raise UpstreamFailure(BadGateway(f"backend {name} failed with HTTP {status}: {message}"))
     content_type = response.headers.get("Content-Type", "application/json")
     if status >= 400 or not stream or not content_type.startswith("text/event-stream"):
-        body = await response.content.read(max_body + 1)
-        if len(body) > max_body:
-            raise UpstreamFailure(
-                BadGateway(f"backend {name} sent an answer over {max_body} bytes"))
-        usage = None
-        if status == 200:
-            try:
-                decoded = json.loads(body)
-            except ValueError:
-                raise MalformedStream("a completion that is not JSON") from None
-            if isinstance(decoded, dict) and isinstance(decoded.get("usage"), dict):
-                usage = decoded["usage"]
-        response.release()
-        return Answered(status, body, content_type, usage)
-    parser = SseRelayParser()
+        return await _read_whole(response, name, status, content_type, limits.max_body_bytes)
+    parser = SseRelayParser(max_event_bytes=limits.max_event_bytes,
+                            event_timeout_s=limits.event_timeout_s)
     while True:
         data = await response.content.readany()
         if not data:
@@ -187,34 +273,84 @@ async def _read_reply(response: aiohttp.ClientResponse, name: str, *, stream: bo
             return Opened(response, parser, batch.raw)
 
 
+async def _read_whole(response: aiohttp.ClientResponse, name: str, status: int,
+                      content_type: str, limit: int) -> Answered:
+    try:
+        body = await read_body(response, limit)
+    except BodyTooLarge:
+        raise UpstreamFailure(BadGateway(f"backend {name} sent an answer over {limit} bytes"),
+                              verdict=Verdict.UNKNOWN) from None
+    except aiohttp.ClientPayloadError as exc:
+        # Headers came, then the connection ended early: a network fault on
+        # the path (a tunnel restarting) as likely as a dying backend.
+        raise UpstreamFailure(BadGateway(
+            f"backend {name}'s answer was cut short ({type(exc).__name__})"),
+            verdict=Verdict.UNKNOWN) from None
+    usage = None
+    if status >= 400:
+        if not _is_json(content_type) or not isinstance(_json_or_none(body), dict):
+            # Relay the backend's refusal in the shape clients parse.
+            body = json.dumps(BadRequest(_error_message(body)).body()).encode()
+            body_type = "application/json"
+        else:
+            body_type = content_type
+        response.release()
+        return Answered(status, body, body_type)
+    decoded = _json_or_none(body) if _is_json(content_type) else None
+    if not isinstance(decoded, dict):
+        what = "not JSON" if _is_json(content_type) else f"of type {content_type[:60]!r}"
+        raise MalformedStream(f"a completion that is {what}")
+    if isinstance(decoded.get("usage"), dict):
+        usage = decoded["usage"]
+    response.release()
+    return Answered(status, body, content_type, usage)
+
+
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+
+
 def _error_message(body: bytes) -> str:
     try:
         decoded = json.loads(body)
         message = decoded["error"]["message"]
         if isinstance(message, str):
             return message[:300]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         pass
     return body[:300].decode("utf-8", "replace") or "no details"
 
 
-def _retry_after(value: str | None) -> float:
+def _retry_after(value: str | None, ceiling: float) -> float:
+    """A backend's ``Retry-After`` in seconds, within [1, ceiling]; ``inf``, ``nan``,
+    ``1e300`` and HTTP dates become something a client can act on."""
     try:
-        return max(1.0, float(value or 1))
+        seconds = float(value or 1)
     except ValueError:
         return 1.0
+    if not math.isfinite(seconds):
+        return ceiling if seconds > 0 else 1.0
+    return min(max(1.0, seconds), ceiling)
 
 
 # -- walking the candidates --------------------------------------------------------
 
 async def open_upstream(pool: BackendPool, session: aiohttp.ClientSession, path: str,
                         payload: bytes, headers: Mapping[str, str], model: str | None, *,
-                        stream: bool, max_body: int) -> tuple[Backend, Reply]:
+                        stream: bool, max_body: int | None = None,
+                        limits: UpstreamLimits | None = None) -> tuple[Backend, Reply]:
     """Get an answer (or the start of one) from the first backend that gives one.
 
     On return the backend's ``in_flight`` has been incremented: the caller
     decrements it when it has finished with the reply.
     """
+    if limits is None:
+        limits = UpstreamLimits()
+    if max_body is not None:
+        limits = attrs.evolve(limits, max_body_bytes=max_body)
     last: tuple[Backend, ApiError] | None = None
     waits: list[float] = []
     candidates = pool.candidates(model)
@@ -229,13 +365,16 @@ async def open_upstream(pool: BackendPool, session: aiohttp.ClientSession, path:
         backend.in_flight += 1
         try:
             reply = await _attempt(session, backend, path, payload, headers, stream=stream,
-                                   max_body=max_body)
+                                   limits=limits)
         except UpstreamFailure as failure:
             backend.in_flight -= 1
-            if failure.breaker_failure:
+            if failure.verdict is Verdict.DOWN:
                 backend.breaker.record_failure()
-            else:
+            elif failure.verdict is Verdict.ALIVE:
                 backend.breaker.record_success()
+                backend.touch()
+            else:
+                backend.breaker.record_abandoned()
                 backend.touch()
             _LOGGER.warning("backend %s failed: %s", backend.name, failure.error.message,
                             extra={"backend": backend.name})

@@ -1,0 +1,130 @@
+"""Serving an app on a socket with bounded connections: both services' ``run_app``.
+
+aiohttp alone lets any number of connections sit without sending their
+request headers (a slowloris): each costs a file descriptor, and at
+systemd's default limit of 1,024 they take every one, so real requests time
+out and asyncio logs an "accept() out of system resource" traceback per try.
+``ConnectionGuard`` bounds both:
+
+* a connection that has not sent complete request headers within
+  ``header_timeout_s`` of connecting is closed;
+* at most ``max_connections`` are open at once: a new one past the limit
+  closes the oldest connection that is not serving a request (an idle
+  keep-alive or a trickler), or, when every one is busy, is itself closed.
+
+The units raise ``LimitNOFILE`` well above ``max_connections``, so the guard,
+not the kernel, is what says no.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+
+class ConnectionGuard:
+    """Installed on an aiohttp ``web.Server``: see the module docstring."""
+
+    def __init__(self, max_connections: int, header_timeout_s: float) -> None:
+        self.max_connections = max_connections
+        self.header_timeout_s = header_timeout_s
+        self._open: OrderedDict[RequestHandler, asyncio.TimerHandle | None] = OrderedDict()
+        self.evicted = 0
+        self.refused = 0
+        self.timed_out = 0
+
+    def install(self, server: web.Server) -> None:
+        """Wrap the server's connection bookkeeping (it is called by every connection)."""
+        made, lost = server.connection_made, server.connection_lost
+
+        def connection_made(handler: RequestHandler, transport: asyncio.Transport) -> None:
+            made(handler, transport)
+            self._admit(handler, transport)
+
+        def connection_lost(handler: RequestHandler, exc: BaseException | None = None) -> None:
+            self._forget(handler)
+            lost(handler, exc)
+
+        server.connection_made = connection_made  # type: ignore[method-assign]
+        server.connection_lost = connection_lost  # type: ignore[method-assign]
+
+    @property
+    def open(self) -> int:
+        return len(self._open)
+
+    def _admit(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        if len(self._open) >= self.max_connections:
+            idle = next((h for h in self._open if not _busy(h)), None)
+            if idle is None:
+                self.refused += 1
+                transport.close()
+                return
+            self.evicted += 1
+            self._close(idle)
+        loop = asyncio.get_running_loop()
+        self._open[handler] = loop.call_later(self.header_timeout_s, self._check_headers,
+                                              handler)
+
+    def _check_headers(self, handler: RequestHandler) -> None:
+        if handler in self._open:
+            self._open[handler] = None
+            if not _headers_seen(handler):
+                self.timed_out += 1
+                self._close(handler)
+
+    def _close(self, handler: RequestHandler) -> None:
+        self._forget(handler)
+        handler.force_close()
+        if handler.transport is not None:
+            handler.transport.close()
+
+    def _forget(self, handler: RequestHandler) -> None:
+        timer = self._open.pop(handler, None)
+        if timer is not None:
+            timer.cancel()
+
+
+def _headers_seen(handler: RequestHandler) -> bool:
+    # aiohttp counts a request once its headers are parsed (private, but the
+    # guard's tests fail loudly if that ever changes).
+    return getattr(handler, "_request_count", 0) > 0
+
+
+def _busy(handler: RequestHandler) -> bool:
+    return bool(getattr(handler, "_request_in_progress", False))
+
+
+def run_app(app: web.Application, *, host: str, port: int, max_connections: int,
+            header_timeout_s: float, shutdown_timeout: float = 60.0,
+            print: Callable[[str], Any] | None = None) -> None:
+    """Like ``aiohttp.web.run_app`` (handler cancellation on, SIGINT/SIGTERM stop it
+    gracefully), with a ``ConnectionGuard`` on the server."""
+    asyncio.run(_serve(app, host, port, ConnectionGuard(max_connections, header_timeout_s),
+                       shutdown_timeout, print))
+
+
+async def _serve(app: web.Application, host: str, port: int, guard: ConnectionGuard,
+                 shutdown_timeout: float, print: Callable[[str], Any] | None) -> None:
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=shutdown_timeout,
+                           access_log=None)
+    await runner.setup()
+    try:
+        assert runner.server is not None
+        guard.install(runner.server)
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        if print is not None:
+            print(f"serving on http://{host}:{port}")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
