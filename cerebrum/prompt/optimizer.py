@@ -108,6 +108,9 @@ class OptimizeStats:
     focus: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     messages: tuple[MessageStats, ...] = ()
+    counted_tokens: int | None = None
+    """The model's own count of the request, when its backend could tell (else the
+    estimate in ``estimated_tokens`` is all there is)."""
 
 
 @attrs.frozen

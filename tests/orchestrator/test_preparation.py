@@ -98,7 +98,10 @@ async def test_the_backend_gets_the_optimised_prompt_and_the_client_the_stats(
     assert stats["skipped_reason"] is None and stats["reduction"] > 0.6
     sent = stub.received[0].body
     assert sent["model"] == "stub-model"  # routed: the only model there is
-    assert len(sent["messages"][1]["content"]) == stats["optimized_chars"]
+    assert sum(len(m["content"]) for m in sent["messages"]) == stats["optimized_chars"]
+    assert [m["action"] for m in stats["messages"]] == ["kept", "optimized"]
+    assert stats["messages"][1]["kept"][0]["name"] == "fetch_data"
+    assert "named in the question" in stats["messages"][1]["kept"][0]["why"]
     off = await client.post("/v1/chat/completions", json=chat_body(BIG_PROMPT),
                             headers={"X-Cerebrum-Optimize": "off"})
     assert off.status == 200 and STATS_HEADER not in off.headers
