@@ -32,7 +32,7 @@ MAX_REFITS = 3
 COUNT_TIMEOUT_S = 5.0
 # Counting costs a round trip: only prompts this close to their budget (by
 # the estimate, which errs high on most text) are counted.
-COUNT_ABOVE_SHARE = 0.5
+COUNT_ABOVE_SHARE = 0.3
 # A backend without /tokenize is asked again after this long (it may be upgraded).
 UNSUPPORTED_RETRY_S = 600.0
 _MARGIN_TOKENS = 8
@@ -58,7 +58,7 @@ class TokenCounter:
         if prepared.model:
             fields["model"] = prepared.model
         for backend in pool.candidates(prepared.model):
-            if not self.supports(backend) or backend.breaker.state != "closed":
+            if not self.supports(backend) or not backend.breaker.would_allow():
                 continue
             try:
                 async with session.post(backend.url.rstrip("/") + TOKENIZE_PATH, json=fields,

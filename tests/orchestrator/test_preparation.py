@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
@@ -17,7 +17,8 @@ from cerebrum.orchestrator.preparation import (
     wants_optimization,
 )
 from cerebrum.orchestrator.proxy import STATS_HEADER
-from tests.orchestrator.conftest import MakeOrchestrator, MakeStub
+from cerebrum.prompt.tokens import estimate_tokens
+from tests.orchestrator.conftest import BACKEND_KEY, MakeOrchestrator, MakeStub
 
 FUNCTION = ("def fetch_data(url):\n    import requests\n    response = requests.get(url)\n"
             "    response.raise_for_status()\n    return response.json()\n\n\n")
@@ -127,3 +128,36 @@ async def test_optimize_dry_run(make_stub: MakeStub, make_orchestrator: MakeOrch
         assert (await client.post("/v1/optimize", json=bad)).status == 400
     empty = await (await client.post("/v1/optimize", json={"prompt": ""})).json()
     assert empty["stats"]["skipped_reason"] == "empty"
+
+
+def _gibberish(count: int, seed: int = 7) -> str:
+    """Random lower-case "words": BPE vocabularies split them far finer than English."""
+    import random
+
+    rng = random.Random(seed)
+    return " ".join("".join(rng.choice("bcdfghjkmnpqvwxz") for _ in range(rng.randint(4, 9)))
+                    for _ in range(count))
+
+
+@pytest.mark.model
+async def test_the_models_own_count_keeps_the_request_within_its_context(
+        make_backend: Any, make_orchestrator: MakeOrchestrator) -> None:
+    # Code plus a table of identifiers the estimate undercounts: by the
+    # estimate it fits SmolLM2's 2048 tokens, by the model's own count it does
+    # not, so it is prepared again for a smaller context.
+    words = _gibberish(3000).split()
+    lines: list[str] = []
+    while estimate_tokens("\n".join(lines)) < 1850:
+        lines.append(f"KEY_{len(lines)} = '{words[len(lines)]}'")
+    prompt = f"Explain fetch_data.\n\n```python\n{FUNCTION}" + "\n".join(lines) + "\n```"
+    backend = await make_backend(api_key=BACKEND_KEY)
+    client = await make_orchestrator(str(backend.make_url("")), read_timeout_s=120.0)
+    body = {"prompt": prompt, "max_tokens": 8}
+    original = await (await backend.post("/tokenize", json=body, headers={"X-API-Key": BACKEND_KEY})).json()
+    assert original["count"] > 2048 - 8  # as sent, the backend would refuse it
+    # A dry run: the same preparation a completion gets, without generating.
+    dry = await (await client.post("/v1/optimize", json=body)).json()
+    stats = dry["stats"]
+    assert stats["skipped_reason"] is None
+    assert stats["counted_tokens"] is not None and stats["counted_tokens"] <= 2048 - 8
+    assert FUNCTION.strip() in dry["prompt"] and dry["prompt"].startswith("Explain fetch_data.")
