@@ -24,8 +24,9 @@ from cerebrum.prompt.tokens import estimate_tokens
 
 _LOGGER = logging.getLogger(__name__)
 
-# Room held back per kept chunk for the elision marker that may follow it.
-_MARKER_RESERVE = 10
+# Room held back per kept chunk for the elision marker that may follow it
+# (punctuation and digits: dearer than the same length of words).
+_MARKER_RESERVE = estimate_tokens("// ... (99999 lines omitted) ...") + 1
 _SIGNATURE_CHARS = 120
 # A top chunk too big for the budget is cut rather than dropped when at least this much is left.
 _MIN_TRUNCATED_TOKENS = 48

@@ -299,6 +299,16 @@ def _optimize(text: str, context_tokens: int, max_tokens: int, query: str, start
         parts.instruction_before, parts.instruction_after, ranked, len(chunks), language, budget,
         total_lines=code.count("\n") + 1,
     )
+    for _ in range(2):
+        # Chunk costs are estimated one by one; the joined text may come out a
+        # little dearer. Assemble again for what is left rather than cut it.
+        over = estimate_tokens(assembly.text) - budget
+        if over <= 0:
+            break
+        assembly = assemble(
+            parts.instruction_before, parts.instruction_after, ranked, len(chunks), language,
+            budget - over - 4, total_lines=code.count("\n") + 1,
+        )
     result = assembly.text
     reduction = 1.0 - len(result) / len(text)
     described = _describe_focus(focus)
