@@ -224,7 +224,11 @@ def split_prompt(text: str) -> PromptParts:
     """
     fences = _real_fences(text)
     if fences:
-        return _split_fenced(text, fences)
+        parts = _split_fenced(text, fences)
+        if not _holds_code(parts.instruction):
+            return parts
+        # Code outside the fences: the fences are inside the code (Markdown in
+        # a doc comment, some files fenced and some not). Split it as unfenced.
     lines = text.split("\n")
     reports = find_report_blocks(lines)
     report_lines = {line for start, end, _ in reports for line in range(start, end)}
@@ -244,6 +248,17 @@ def split_prompt(text: str) -> PromptParts:
     if pulled:
         after = "\n\n".join(part for part in (*pulled, after) if part)
     return PromptParts(instruction_before=before, instruction_after=after, code=code)
+
+
+def _holds_code(prose: str) -> bool:
+    """Whether text taken as prose around fences is in fact mostly code (reports aside)."""
+    lines = prose.split("\n")
+    if len(lines) < 6:
+        return False
+    reports = {line for start, end, _ in find_report_blocks(lines) for line in range(start, end)}
+    checked = [line for number, line in enumerate(lines[:400]) if line.strip() and number not in reports]
+    code = sum(1 for line in checked if not is_prose_line(line))
+    return code >= 5 and code >= 0.5 * len(checked)
 
 
 def _has_code_lines(lines: list[str]) -> bool:

@@ -52,6 +52,13 @@ code function functions method methods class classes file files line lines help 
 our us so if then else than also just only very like need want get set new old one two so also
 return returns self cls def fn func var let const public private static void int str
 """.split())
+# Words of a request that say what to do, not what the code does: never matched against code.
+_TASK_WORDS = frozenset("""
+misbehave misbehaves misbehaving wrong broken bug bugs buggy fails failing failed fail find found
+something anything part parts off work works working thing things look looks see seems why happen
+happens happening there their them they thanks thank now also again still issue problem problems
+error errors crash crashes right correct correctly properly instead should get gets got run runs
+""".split()) | _STOPWORDS
 
 
 @attrs.frozen
@@ -214,7 +221,8 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     names = focus.names
     cache: dict[str, tuple[str, ...]] = {}
     # Terms under 3 letters ("id", "x") would match inside every other word.
-    query = [t for t in dict.fromkeys(_terms(focus.words, cache)) if t not in _STOPWORDS and len(t) >= 3]
+    words = " ".join(w for w in _IDENT_RE.findall(focus.words) if w.lower() not in _TASK_WORDS)
+    query = [t for t in dict.fromkeys(_terms(words, cache)) if t not in _STOPWORDS and len(t) >= 3]
     documents = [_document(chunk.text, query) for chunk in chunks] if query else []
     lexical = _bm25(documents, query) if query else [0.0] * len(chunks)
     if query:
@@ -290,15 +298,26 @@ def _adjust_lexical(chunks: Sequence[Chunk], documents: Sequence[tuple[dict[str,
     wanted = set(query)
     parents = {chunk.parent for chunk in chunks if chunk.parent}
     adjusted = list(lexical)
+    count = len(documents)
+    weight = {term: math.log(1.0 + count / (1 + sum(1 for f, _ in documents if term in f))) for term in query}
+    total = sum(weight.values()) or 1.0
     for position, chunk in enumerate(chunks):
         if lexical[position] <= 0:
             continue
+        # A description is matched by the chunk that has most of its words,
+        # above one that repeats a few of them; words in a definition's head
+        # (signature, docstring, leading comment) count double.
+        frequencies = documents[position][0]
+        coverage = sum(weight[term] for term in frequencies) / total
+        head = chunk.text[:400].lower()
+        in_head = sum(weight[term] for term in frequencies if term in head) / total
+        adjusted[position] *= (0.5 + coverage) ** 2 * (1.0 + (in_head if chunk.name else 0.0))
         if chunk.name:
             own = set(_split_terms(chunk.name, cache))
             if own & wanted:
                 adjusted[position] *= 1.0 + 0.5 * len(own & wanted)
         if chunk.kind == CLASS_HEADER and chunk.name in parents:
-            adjusted[position] *= 0.5
+            adjusted[position] *= 0.35
     return adjusted
 
 

@@ -60,7 +60,7 @@ _CONTINUE_RE = re.compile(
 )
 
 _PY_FRAME_RE = re.compile(r'^\s*File "(?P<file>[^"]*)", line (?P<line>\d+)(, in (?P<func>[\w<>.]+))?')
-_GO_FUNC_RE = re.compile(r"^(?P<func>[\w./-]*[\w)]\.(?P<name>\w+))\(.*\)$")
+_GO_FUNC_RE = re.compile(r"^(?P<func>[\w./-]+(\.\(\*?\w+\))?)\.(?P<name>\w+)\(.*\)$")
 _GO_PLACE_RE = re.compile(r"^\t(?P<file>\S+\.go):(?P<line>\d+)")
 _RUST_FUNC_RE = re.compile(r"^\s*\d+: (?P<func>[\w:<>{} ]+?)(::h[0-9a-f]{16})?\s*$")
 _RUST_PLACE_RE = re.compile(r"(at |--> |panicked at )(?P<file>[\w./\\-]+\.rs):(?P<line>\d+)(:\d+)?")
@@ -123,6 +123,8 @@ def find_report_blocks(lines: list[str]) -> list[tuple[int, int, str]]:
         if kind is None:
             continue
         end = index + 1
+        if kind == RUST and end < count and lines[end].strip() and lines[index].startswith("thread "):
+            end += 1  # the panic's message: any text
         while end < count:
             line = lines[end]
             if not line.strip():
@@ -250,12 +252,20 @@ def _last_name(qualified: str | None) -> str | None:
 def _dedupe(frames: list[Frame]) -> list[Frame]:
     seen: set[tuple[str | None, str | None, int | None]] = set()
     out: list[Frame] = []
+    # "panicked at src/x.rs:17" and the backtrace's "at ./src/x.rs:17" are one place:
+    # the backtrace's frame, which names the function, stands for both.
+    named = {(_base(f.file), f.line) for f in frames if f.function and f.line is not None}
+    frames = [f for f in frames if f.function or (_base(f.file), f.line) not in named]
     for frame in frames:
         key = (frame.function, frame.file, frame.line)
         if key not in seen:
             seen.add(key)
             out.append(frame)
     return out
+
+
+def _base(path: str | None) -> str | None:
+    return path.replace("\\", "/").rsplit("/", 1)[-1] if path else None
 
 
 def find_reports(text: str) -> list[ErrorReport]:
