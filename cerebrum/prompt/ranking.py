@@ -233,6 +233,13 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
         bool(chunk.name and chunk.name in names) or bool(chunk.names & names)
         for chunk in chunks
     ]
+    if not any(defines) and not frames:
+        # "Refactor add to reduce nesting": with nothing else named, a common
+        # word that is exactly the name of a definition is that definition.
+        plain = {word for word in _IDENT_RE.findall(focus.words) if word.lower() in _STOPWORDS}
+        defines = [bool(chunk.name and chunk.name in plain and chunk.kind != PREAMBLE) for chunk in chunks]
+        if any(defines):
+            names = names | {chunk.name for chunk, hit in zip(chunks, defines) if hit and chunk.name}
     # "Config.load": a method named by its class too beats a same-named method elsewhere.
     parent_named = [bool(chunk.parent and chunk.parent in names) for chunk in chunks]
     if any(defines) or frames:
