@@ -96,6 +96,10 @@ class ErrorReport:
         return self.frames[0] if self.frames else None
 
 
+# One pass over a line first: most lines of a paste open nothing.
+_ANY_START_RE = re.compile("|".join(f"(?:{pattern.pattern})" for _, pattern in _START_RES))
+
+
 def report_kind(line: str) -> str | None:
     """The kind of report ``line`` opens, or None."""
     for kind, pattern in _START_RES:
@@ -113,10 +117,8 @@ def find_report_blocks(lines: list[str]) -> list[tuple[int, int, str]]:
     """
     blocks: list[tuple[int, int, str]] = []
     count = len(lines)
-    scan = range(count) if count <= 2 * MAX_SCAN_LINES else [
-        *range(MAX_SCAN_LINES), *range(count - MAX_SCAN_LINES, count)]
     skip_until = -1
-    for index in scan:
+    for index in _candidate_starts(lines):
         if index < skip_until:
             continue
         kind = report_kind(lines[index])
@@ -140,6 +142,15 @@ def find_report_blocks(lines: list[str]) -> list[tuple[int, int, str]]:
         blocks.append((index, end, kind))
         skip_until = end
     return _merge_adjacent(blocks, lines)
+
+
+def _candidate_starts(lines: list[str]) -> list[int]:
+    """Indices of lines that may open a report (one combined regex per line)."""
+    count = len(lines)
+    scan = range(count) if count <= 2 * MAX_SCAN_LINES else [
+        *range(MAX_SCAN_LINES), *range(count - MAX_SCAN_LINES, count)]
+    match = _ANY_START_RE.match
+    return [index for index in scan if match(lines[index])]
 
 
 def _merge_adjacent(blocks: list[tuple[int, int, str]], lines: list[str]) -> list[tuple[int, int, str]]:
