@@ -224,9 +224,10 @@ def is_binary(text: str) -> bool:
     return len(_CONTROL_RE.findall(sample)) > _MAX_CONTROL_SHARE * max(1, len(sample))
 
 
-def _describe_focus(focus: Focus) -> tuple[str, ...]:
-    """What the question points at, in words, for the stats."""
-    described = [f"name `{name}`" for name in sorted(focus.names)[:8]]
+def _describe_focus(focus: Focus, defined: set[str] | None = None) -> tuple[str, ...]:
+    """What the question points at, in words, for the stats (names the code defines only)."""
+    names = focus.names if defined is None else focus.names & defined
+    described = [f"name `{name}`" for name in sorted(names)[:8]]
     described += [f"frame {frame.text[:100]}" for frame in focus.frames[:4]]
     described += [f"file {path}" for path in focus.files[:4]]
     return tuple(described)
@@ -311,7 +312,7 @@ def _optimize(text: str, context_tokens: int, max_tokens: int, query: str, start
         )
     result = assembly.text
     reduction = 1.0 - len(result) / len(text)
-    described = _describe_focus(focus)
+    described = _describe_focus(focus, {n for c in chunks for n in (c.names | ({c.name} if c.name else set()))})
     # Under 10% saved is not worth changing what the user wrote, unless the
     # original does not fit: then sending it unchanged only earns a 400.
     if reduction < MIN_REDUCTION and estimate_tokens(text) <= budget:
@@ -481,7 +482,12 @@ def _fit_conversation(copies: list[dict], context_tokens: int, max_tokens: int,
     for message in coders:
         prefix = sum(m.cost for m in work if m.index < message.index)
         own = _own_query(message, work, current)
-        room = budget - prefix - reserve
+        # The first exchange after the paste (an answer, the next question) is
+        # part of this turn's shape: room is kept for it and, beyond it, for
+        # at least half a follow-up, so the next turn still fits unchanged.
+        next_user = next((m.index for m in users if m.index > message.index), None)
+        follow = sum(m.cost for m in work if next_user is not None and message.index < m.index <= next_user)
+        room = budget - prefix - max(reserve, follow + reserve // 2)
         _trim(message, room, context_tokens, max_tokens, budget, own, current)
         if message.optimized is not None:
             language = message.optimized.language if language == TEXT else language
