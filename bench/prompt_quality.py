@@ -369,8 +369,8 @@ def _all_targets(code: str, language: str) -> list[tuple[str, str]]:
 def _description(name: str, target: str, language: str, rng: random.Random) -> str | None:
     """Behaviour in words, never the name: its doc comment, an error string it has, or its name's words."""
     options: list[str] = []
-    doc = re.search(r'"""\s*(.+?)(?:\.\s|\n\s*\n|""")', target, re.S) if language == "python" else \
-        re.search(r"(?:///?|/\*\*?|\*)\s*([A-Z][^\n]{15,}?)(?:\.\s|\.$|\n)", target, re.M)
+    doc = re.search(r'"""\s*(.+?)(?:\.\s|\n\s*\n|""")', target, re.DOTALL) if language == "python" else \
+        re.search(r"(?:///?|/\*\*?|\*)\s*([A-Z][^\n]{15,}?)(?:\.\s|\.$|\n)", target, re.MULTILINE)
     if doc:
         sentence = " ".join(doc.group(1).split())
         sentence = re.sub(rf"\b{re.escape(name)}\b", "it", sentence)
@@ -398,7 +398,7 @@ def _report(language: str, path: str, code: str, name: str, target: str, caller:
         raised = re.search(r"raise (\w+)\((.{0,60})", target)
         error = f"{raised.group(1)}: {raised.group(2).strip(chr(39) + chr(34) + ')')}" if raised else \
             "TypeError: unsupported operand type(s) for +: 'int' and 'NoneType'"
-        frames = [f'  File "/home/me/app/main.py", line 42, in <module>', "    run()"]
+        frames = ['  File "/home/me/app/main.py", line 42, in <module>', "    run()"]
         if caller:
             frames += [f'  File "{path}", line {cline}, in {caller[0]}', f"    {caller[0]}(...)"]
         frames += [f'  File "{path}", line {line}, in {name}', f"    {source}"]
@@ -615,8 +615,8 @@ def summarize_classes(cases: list[dict]) -> str:
     def pct(items: list[dict], key: str) -> str:
         return f"{sum(bool(c[key]) for c in items) / len(items):.1%}" if items else "-"
 
-    rows = ["| class | cases | whole kept: optimiser | seed@N | head@N | question kept | report kept | "
-            "over budget (estimate only → with /tokenize) | median reduction |",
+    rows = [("| class | cases | whole kept: optimiser | seed@N | head@N | question kept | report kept | "
+             "over budget (estimate only → with /tokenize) | median reduction |"),
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for kind in (*CLASSES, "all"):
         items = [c for c in cases if kind in ("all", c["class"])]
@@ -637,9 +637,9 @@ def summarize_classes(cases: list[dict]) -> str:
         rows.append(f"| {kind} | " + " | ".join(cells) + " |")
     talks = [c for c in cases if "prefix_share" in c]
     if talks:
-        rows += ["", f"conversations: turn 2's prompt a byte prefix of turn 3's in "
-                     f"{sum(c['prefix_whole'] for c in talks) / len(talks):.1%} of cases; mean share of turn 2 "
-                     f"that is a prefix of turn 3: {statistics.mean(c['prefix_share'] for c in talks):.1%}"]
+        rows += ["", (f"conversations: turn 2's prompt a byte prefix of turn 3's in "
+                      f"{sum(c['prefix_whole'] for c in talks) / len(talks):.1%} of cases; mean share of turn 2 "
+                      f"that is a prefix of turn 3: {statistics.mean(c['prefix_share'] for c in talks):.1%}")]
     parsing = [c for c in cases if c["class"] == "parsing"]
     wrong = [c for c in parsing if c["layout"] == "unfenced" and c["detected"] != c["language"]]
     rows.append(f"unfenced pastes detected as another language: {len(wrong)} of "

@@ -235,11 +235,11 @@ def _optimize(body: Mapping[str, Any], parsed: AnyCompletionRequest, context: in
             if messages.stats.skipped_reason == SKIP_ERROR:
                 return None
             text = _code_text(body["messages"], messages.messages)
-            fields = {"messages": messages.messages} if changed else {}
+            fields: dict[str, Any] = {"messages": messages.messages} if changed else {}
             return _Optimized(fields, text, messages.language, messages.stats)
         prompt = optimize_text(parsed.prompt, context_tokens=context, max_tokens=reply_tokens)
-        fields = {"prompt": prompt.text} if prompt.stats.skipped_reason is None else {}
-        return _Optimized(fields, prompt.text, prompt.language, prompt.stats)
+        replaced = {"prompt": prompt.text} if prompt.stats.skipped_reason is None else {}
+        return _Optimized(replaced, prompt.text, prompt.language, prompt.stats)
     except Exception:  # the optimiser must never cost the request
         _LOGGER.exception("prompt optimisation failed; forwarding the prompt unchanged")
         return None

@@ -52,7 +52,7 @@ class TokenCounter:
     async def count(self, session: aiohttp.ClientSession, pool: BackendPool, prepared: PreparedRequest,
                     headers: Mapping[str, str]) -> int | None:
         """The model's token count of ``prepared``'s body, or None when no backend can tell."""
-        fields = {key: prepared.body[key] for key in ("messages", "prompt") if key in prepared.body}
+        fields: dict[str, Any] = {key: prepared.body[key] for key in ("messages", "prompt") if key in prepared.body}
         if len(fields) != 1:
             return None
         if prepared.model:
@@ -70,7 +70,7 @@ class TokenCounter:
                     if reply.status != 200:
                         continue
                     answer = await reply.json(content_type=None)
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+            except (aiohttp.ClientError, TimeoutError, ValueError):
                 _LOGGER.debug("token count from %s failed", backend.name, exc_info=True)
                 continue
             count = answer.get("count") if isinstance(answer, dict) else None
@@ -122,8 +122,8 @@ async def fit_to_context(counter: TokenCounter, session: aiohttp.ClientSession, 
         if count <= allowed or attempt == MAX_REFITS:
             warnings = report.warnings
             if count > allowed:
-                warnings += (f"over_budget: {count} tokens by the model's count, {count - allowed} "
-                             "over its context",)
+                warnings += ((f"over_budget: {count} tokens by the model's count, {count - allowed} "
+                              "over its context"),)
             return attrs.evolve(prepared, report=attrs.evolve(report, counted_tokens=count,
                                                               warnings=warnings))
         # Take the overshoot off the context, scaled to the estimate's units.

@@ -192,8 +192,8 @@ def _cut_to_fit(text: str, language: str, reason: str, started: float, budget: i
         budget_tokens=budget,
         estimated_tokens=estimate_tokens(result),
         focus=focus,
-        warnings=(f"over_budget: the text ({reason}) was cut in the middle to fit "
-                  f"{max(0, budget)} tokens",),
+        warnings=((f"over_budget: the text ({reason}) was cut in the middle to fit "
+                   f"{max(0, budget)} tokens"),),
     )
     return OptimizedPrompt(result, language, stats)
 
@@ -675,10 +675,10 @@ __all__ = [
     "KeptChunk",
     "MessageStats",
     "OptimizeStats",
-    "OptimizedPrompt",
     "OptimizedMessages",
-    "optimize_text",
-    "optimize_messages",
+    "OptimizedPrompt",
     "budget_tokens",
     "fit_text",
+    "optimize_messages",
+    "optimize_text",
 ]

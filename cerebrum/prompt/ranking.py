@@ -204,9 +204,9 @@ def _frame_scores(chunks: Sequence[Chunk], frames: Sequence[Frame]) -> dict[int,
         why = (f"crash site: innermost frame of the error report in the code ({where})" if depth == 0
                else f"caller in the error report ({where})")
         chunk = chunks[position]
-        line = frame.line - 1 if frame.line is not None else None
+        at = frame.line - 1 if frame.line is not None else None
         # The report's line number is the paste's only when the whole file was pasted.
-        inside = line if line is not None and chunk.start_line <= line < chunk.end_line else None
+        inside = at if at is not None and chunk.start_line <= at < chunk.end_line else None
         if position not in scores:
             scores[position] = (weight, why, inside)
         depth += 1
@@ -262,7 +262,7 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
             if chunk.name and chunk.name in called:
                 callee_name = chunk.name
             elif chunk.kind != PREAMBLE and chunk.names & called:
-                callee_name = sorted(chunk.names & called)[0]
+                callee_name = min(chunk.names & called)
         score = lexical[position]
         why = _words_why(documents[position], query) if query and lexical[position] > 0 else "order"
         frame_weight, focus_line = 0.0, None

@@ -221,11 +221,11 @@ def parse_report(text: str, kind: str | None = None) -> ErrorReport:
                 continue
             match = _RUST_PLACE_RE.search(line)
             if match:
-                place = Frame(rust_function, match.group("file"), int(match.group("line")), line.strip())
+                located = Frame(rust_function, match.group("file"), int(match.group("line")), line.strip())
                 if frames and frames[-1].function == rust_function and frames[-1].line is None and rust_function:
-                    frames[-1] = place
+                    frames[-1] = located
                 elif not line.lstrip().startswith("at "):
-                    frames.append(place)
+                    frames.append(located)
                 continue
         function = None
         match = _IN_FUNCTION_RE.search(line)
