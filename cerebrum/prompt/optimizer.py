@@ -489,6 +489,17 @@ def _fit_conversation(copies: list[dict], context_tokens: int, max_tokens: int,
         follow = sum(m.cost for m in work if next_user is not None and message.index < m.index <= next_user)
         room = budget - prefix - max(reserve, follow + reserve // 2)
         _trim(message, room, context_tokens, max_tokens, budget, own, current)
+        if message.optimized is not None and any(
+                w.startswith("target_cut") for w in message.optimized.stats.warnings):
+            # The code the question is about does not fit with room kept for
+            # the next turn: if it fits whole without that room, a whole
+            # function now beats a stable prefix later.
+            kept = attrs.evolve(message)
+            _trim(message, budget - prefix - follow, context_tokens, max_tokens, budget, own, current)
+            if message.optimized is not None and any(
+                    w.startswith("target_cut") for w in message.optimized.stats.warnings):
+                message.text, message.action, message.reason = kept.text, kept.action, kept.reason
+                message.kept, message.optimized = kept.kept, kept.optimized
         if message.optimized is not None:
             language = message.optimized.language if language == TEXT else language
 
