@@ -59,6 +59,12 @@ something anything part parts off work works working thing things look looks see
 happens happening there their them they thanks thank now also again still issue problem problems
 error errors crash crashes right correct correctly properly instead should get gets got run runs
 """.split()) | _STOPWORDS
+# Words that are verbs of a request as names, but say what code does when
+# matched word by word ("where the file is opened", "the write part").
+_CODE_WORDS = frozenset("""
+write writes add adds get set new make use change open close read line lines file files return returns
+""".split())
+_WORD_STOPS = _TASK_WORDS - _CODE_WORDS
 
 
 @attrs.frozen
@@ -143,6 +149,9 @@ def _document(text: str, query: Sequence[str]) -> tuple[dict[str, int], int]:
     return frequencies, max(1, len(text) // 8)
 
 
+_NAMED_WORD_RE = re.compile(
+    r"(?i:\b(?:refactor|explain|fix|test|tests\s+for|rewrite|document|simplify|debug|review|optimi[sz]e)"
+    r"\s+(?:the\s+)?)([A-Za-z_]\w*)\b(?!\s+(?:part|code|step|logic))|\b([A-Za-z_]\w*)(?=\s*\(\)|\s+(?:function|method)\b)")
 _BACKTICK_RE = re.compile(r"`([^`\n]{1,80})`")
 _PATH_RE = re.compile(r"(?<![\w/.])((?:[\w.-]+/)*[\w-]+\.(?:py|pyi|js|mjs|cjs|jsx|ts|tsx|rs|c|h|cc|cpp|cxx|hpp|hh|go|java|kt|sh|rb|toml|json|yaml|yml))\b")
 
@@ -221,8 +230,8 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     names = focus.names
     cache: dict[str, tuple[str, ...]] = {}
     # Terms under 3 letters ("id", "x") would match inside every other word.
-    words = " ".join(w for w in _IDENT_RE.findall(focus.words) if w.lower() not in _TASK_WORDS)
-    query = [t for t in dict.fromkeys(_terms(words, cache)) if t not in _STOPWORDS and len(t) >= 3]
+    words = " ".join(w for w in _IDENT_RE.findall(focus.words) if w.lower() not in _WORD_STOPS)
+    query = [t for t in dict.fromkeys(_terms(words, cache)) if t not in _WORD_STOPS and len(t) >= 3]
     documents = [_document(chunk.text, query) for chunk in chunks] if query else []
     lexical = _bm25(documents, query) if query else [0.0] * len(chunks)
     if query:
@@ -234,9 +243,11 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
         for chunk in chunks
     ]
     if not any(defines) and not frames:
-        # "Refactor add to reduce nesting": with nothing else named, a common
-        # word that is exactly the name of a definition is that definition.
-        plain = {word for word in _IDENT_RE.findall(focus.words) if word.lower() in _STOPWORDS}
+        # "Refactor add to reduce nesting", "tests for get()": with nothing
+        # else named, a common word placed as a name (after a task verb, before
+        # "()" or "function") that is exactly a definition's name is that definition.
+        plain = {word for pair in _NAMED_WORD_RE.findall(focus.words) for word in pair
+                 if word and word.lower() in _STOPWORDS}
         defines = [bool(chunk.name and chunk.name in plain and chunk.kind != PREAMBLE) for chunk in chunks]
         if any(defines):
             names = names | {chunk.name for chunk, hit in zip(chunks, defines) if hit and chunk.name}
@@ -251,6 +262,8 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     callers: dict[str, str] = {}
     for position in top:
         for callee in _CALL_RE.findall(chunks[position].text):
+            if callee == chunks[position].name:
+                continue  # its own signature (or recursion)
             called.add(callee)
             callers.setdefault(callee, chunks[position].name or "the top chunk")
     best_lexical = max(lexical) if lexical else 0.0
@@ -279,7 +292,9 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
         if parent_named[position]:
             score += PARENT_WEIGHT
         if callee_name is not None:
-            score += CALLEE_WEIGHT
+            # Next to a named definition a callee is worth a fixed bonus; next to
+            # chunks found by words only, a share of the best word score.
+            score += CALLEE_WEIGHT if any(defines) or frames else 0.3 * best_lexical
             if not defines[position] and position not in frames:
                 why = f"`{callee_name}` is called by `{callers.get(callee_name, '?')}`"
         if chunk.kind == PREAMBLE:
