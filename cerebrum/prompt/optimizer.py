@@ -564,15 +564,11 @@ def _fit_conversation(copies: list[dict], context_tokens: int, max_tokens: int,
 
 
 def _own_query(message: _Message, work: list[_Message], current: _Message) -> str:
-    """What a pasted file is trimmed for: its own question, else the next user message.
+    """What a pasted file is trimmed for, besides the prose with it: the next user message.
 
-    Only the question asked with the code (never a later one) so the trim of
-    a file stays the same as the conversation grows.
+    Only the question asked right after the code (never a later one), so the
+    trim of a file stays the same as the conversation grows.
     """
-    parts = split_prompt(message.original)
-    focus = read_focus(parts.instruction)
-    if focus.frames or any(re.search(rf"\b{re.escape(name)}\b", parts.code) for name in focus.names):
-        return ""
     following = next((m for m in work if m.index > message.index and m.role == "user"), None)
     return following.original if following is not None else ""
 
@@ -587,7 +583,7 @@ def _trim(message: _Message, room: int, context_tokens: int, max_tokens: int, bu
     result = optimize_text(message.original, context_tokens=context, max_tokens=max_tokens,
                            query=query or None)
     if current is not None and current is not message:
-        missing = _missing_names(current.original, message.original, result.text)
+        missing = _missing_names(current.original, message.original, result)
         if missing:
             # The current question is about code this trim left out: trim again for it.
             result = optimize_text(message.original, context_tokens=context, max_tokens=max_tokens,
@@ -603,14 +599,15 @@ def _trim(message: _Message, room: int, context_tokens: int, max_tokens: int, bu
         message.reason = f"code kept whole ({result.stats.skipped_reason})"
 
 
-def _missing_names(question: str, original: str, trimmed: str) -> list[str]:
+def _missing_names(question: str, original: str, result: OptimizedPrompt) -> list[str]:
+    """Names the question points at that the code has but the trim did not keep the definition of."""
+    if result.stats.skipped_reason is not None:
+        return []
     focus = read_focus(question)
     wanted = [name for name in focus.names if len(name) >= 3]
     wanted += [frame.function for frame in focus.frames if frame.function]
-    return [
-        name for name in wanted
-        if re.search(rf"\b{re.escape(name)}\b", original) and not re.search(rf"\b{re.escape(name)}\b", trimmed)
-    ]
+    kept = {k.name for k in result.stats.kept}
+    return [name for name in wanted if name not in kept and re.search(rf"\b{re.escape(name)}\b", original)]
 
 
 def _shorten_answer(message: _Message) -> None:

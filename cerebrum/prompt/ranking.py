@@ -152,6 +152,7 @@ def _document(text: str, query: Sequence[str]) -> tuple[dict[str, int], int]:
 _NAMED_WORD_RE = re.compile(
     r"(?i:\b(?:refactor|explain|fix|test|tests\s+for|rewrite|document|simplify|debug|review|optimi[sz]e)"
     r"\s+(?:the\s+)?)([A-Za-z_]\w*)\b(?!\s+(?:part|code|step|logic))|\b([A-Za-z_]\w*)(?=\s*\(\)|\s+(?:function|method)\b)")
+_PRONOUNS = frozenset("it this that these those the a an what where how why which them me my our".split())
 _BACKTICK_RE = re.compile(r"`([^`\n]{1,80})`")
 _PATH_RE = re.compile(r"(?<![\w/.])((?:[\w.-]+/)*[\w-]+\.(?:py|pyi|js|mjs|cjs|jsx|ts|tsx|rs|c|h|cc|cpp|cxx|hpp|hh|go|java|kt|sh|rb|toml|json|yaml|yml))\b")
 
@@ -182,7 +183,11 @@ def read_focus(instruction: str) -> Focus:
     plain = strip_reports(instruction) if reports else instruction
     files = tuple(dict.fromkeys(_PATH_RE.findall(plain)))
     words = _PATH_RE.sub(" ", plain)
-    return Focus(frozenset(named_identifiers(plain)), files, frames, words)
+    # A common word placed as a name ("refactor write", "tests for get()",
+    # "the open function") is one.
+    placed = {word for pair in _NAMED_WORD_RE.findall(words) for word in pair
+              if word and word.lower() not in _PRONOUNS}
+    return Focus(frozenset(named_identifiers(plain) | placed), files, frames, words)
 
 
 def _frame_scores(chunks: Sequence[Chunk], frames: Sequence[Frame]) -> dict[int, tuple[float, str, int | None]]:
@@ -242,15 +247,6 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
         bool(chunk.name and chunk.name in names) or bool(chunk.names & names)
         for chunk in chunks
     ]
-    if not any(defines) and not frames:
-        # "Refactor add to reduce nesting", "tests for get()": with nothing
-        # else named, a common word placed as a name (after a task verb, before
-        # "()" or "function") that is exactly a definition's name is that definition.
-        plain = {word for pair in _NAMED_WORD_RE.findall(focus.words) for word in pair
-                 if word and word.lower() in _STOPWORDS}
-        defines = [bool(chunk.name and chunk.name in plain and chunk.kind != PREAMBLE) for chunk in chunks]
-        if any(defines):
-            names = names | {chunk.name for chunk, hit in zip(chunks, defines) if hit and chunk.name}
     # "Config.load": a method named by its class too beats a same-named method elsewhere.
     parent_named = [bool(chunk.parent and chunk.parent in names) for chunk in chunks]
     if any(defines) or frames:
