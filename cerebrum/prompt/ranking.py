@@ -285,6 +285,13 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
             why = f"defines `{hit[0]}`, named in the question" if position not in frames else why
             if chunk.name is None or chunk.name not in names:
                 score -= DEFINES_WEIGHT / 2  # only a constant in it is named
+        if not defines[position] and position not in frames and names and chunk.kind != PREAMBLE:
+            inner = _inner_definition(chunk, names)
+            if inner is not None:
+                # A named function inside an object literal or a big block: the
+                # chunk holds it, and if the chunk is too big, that line is its best part.
+                score += DEFINES_WEIGHT / 2
+                focus_line, why = inner
         if parent_named[position]:
             score += PARENT_WEIGHT
         if callee_name is not None:
@@ -301,6 +308,20 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
         ranked.append(RankedChunk(chunk, score, defines[position], callee_name is not None, why, focus_line))
     ranked.sort(key=lambda item: (-item.score, item.chunk.index))
     return ranked
+
+
+def _inner_definition(chunk: Chunk, names: frozenset[str]) -> tuple[int, str] | None:
+    """The line (0-based, in the code) where ``chunk`` defines a named identifier inside itself."""
+    for name in sorted(names):
+        if len(name) < 4 or name not in chunk.text:
+            continue
+        match = re.search(rf"^[ \t]*(?:(?:async|static|public|private|export|function|def|fn|func)\s+)*"
+                          rf"#?{re.escape(name)}\s*(?:\(|=\s*(?:async\s*)?(?:function|\()|:\s*(?:async\s*)?function)",
+                          chunk.text, re.MULTILINE)
+        if match is not None:
+            line = chunk.start_line + chunk.text.count("\n", 0, match.start())
+            return line, f"holds the definition of `{name}`, named in the question"
+    return None
 
 
 def _adjust_lexical(chunks: Sequence[Chunk], documents: Sequence[tuple[dict[str, int], int]],
