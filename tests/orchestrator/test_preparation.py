@@ -164,3 +164,20 @@ async def test_the_models_own_count_keeps_the_request_within_its_context(
     assert stats["estimated_tokens"] < stats["counted_tokens"]  # the estimate alone is under
     assert dry["prompt"].startswith("Which of these words could be English?")
     assert stats["warnings"]  # cut to fit, and said so
+
+
+async def test_a_backend_without_tokenize_keeps_the_estimate(
+        make_stub: MakeStub, make_orchestrator: MakeOrchestrator) -> None:
+    from cerebrum.orchestrator.state import ORCHESTRATOR
+    from cerebrum.orchestrator.token_count import counter_for
+
+    stub, url = await make_stub()
+    client = await make_orchestrator(url)
+    # Prose near the budget: worth an exact count, and nothing to trim.
+    body = {"prompt": "Summarise these notes. " + "The deploy failed because the disk was full. " * 60}
+    first = await (await client.post("/v1/optimize", json=body)).json()
+    assert first["stats"]["counted_tokens"] is None  # the stub has no /tokenize: the estimate stands
+    pool = client.server.app[ORCHESTRATOR].pool
+    assert set(counter_for(pool).unsupported) == {url}  # remembered: not asked again for a while
+    again = await (await client.post("/v1/optimize", json=body)).json()
+    assert again["prompt"] == first["prompt"]
