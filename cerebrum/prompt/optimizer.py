@@ -607,7 +607,17 @@ def _missing_names(question: str, original: str, result: OptimizedPrompt) -> lis
     wanted = [name for name in focus.names if len(name) >= 3]
     wanted += [frame.function for frame in focus.frames if frame.function]
     kept = {k.name for k in result.stats.kept}
-    return [name for name in wanted if name not in kept and re.search(rf"\b{re.escape(name)}\b", original)]
+    return [name for name in wanted if name not in kept and _defines(original, name)]
+
+
+def _defines(code: str, name: str) -> bool:
+    """Whether ``code`` looks like it defines ``name`` (a cheap check, no parse)."""
+    if name not in code:
+        return False
+    escaped = re.escape(name)
+    return re.search(
+        rf"\b(?:def|fn|func|function|class|struct|enum|trait|interface|type|impl)\s+(?:\([^)]*\)\s*)?{escaped}\b"
+        rf"|^[ \t]*(?:[\w<>\[\],*&:]+\s+)*{escaped}\s*\([^;]*$", code, re.MULTILINE) is not None
 
 
 def _shorten_answer(message: _Message) -> None:

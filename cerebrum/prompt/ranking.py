@@ -152,7 +152,10 @@ def _document(text: str, query: Sequence[str]) -> tuple[dict[str, int], int]:
 _NAMED_WORD_RE = re.compile(
     r"(?i:\b(?:refactor|explain|fix|test|tests\s+for|rewrite|document|simplify|debug|review|optimi[sz]e)"
     r"\s+(?:the\s+)?)([A-Za-z_]\w*)\b(?!\s+(?:part|code|step|logic))|\b([A-Za-z_]\w*)(?=\s*\(\)|\s+(?:function|method)\b)")
-_PRONOUNS = frozenset("it this that these those the a an what where how why which them me my our".split())
+_PRONOUNS = frozenset("""
+it this that these those the a an what where how why which them me my our for if while to of in on with
+and or not is are be so as at by from all any each my your its their
+""".split())
 _BACKTICK_RE = re.compile(r"`([^`\n]{1,80})`")
 _PATH_RE = re.compile(r"(?<![\w/.])((?:[\w.-]+/)*[\w-]+\.(?:py|pyi|js|mjs|cjs|jsx|ts|tsx|rs|c|h|cc|cpp|cxx|hpp|hh|go|java|kt|sh|rb|toml|json|yaml|yml))\b")
 
