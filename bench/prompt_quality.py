@@ -28,6 +28,7 @@ import glob
 import json
 import os
 import random
+import re
 import statistics
 import sys
 import time
@@ -38,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cerebrum.prompt import optimize_messages, optimize_text  # noqa: E402
 from cerebrum.prompt.chunking import get_parser  # noqa: E402
+from cerebrum.prompt.ranking import split_identifier  # noqa: E402
 from cerebrum.prompt.seed import seed_optimize  # noqa: E402
 
 SITE = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
@@ -285,15 +287,392 @@ def summarize(report: dict) -> str:
     return "\n".join(rows)
 
 
+
+# --- the harder classes (issue #14): generated from real third-party code -------
+
+_SRC = Path(__file__).resolve().parent / ".cache" / "sources"
+CLASS_SOURCES: dict[str, list[str]] = {
+    "python": ["/usr/lib/python3.*/*.py", "/usr/lib/python3.*/*/*.py"],
+    "go": [str(_SRC / "go" / d / "*.go") for d in ("bufio", "strings", "bytes", "encoding/json", "net/http",
+                                                   "net/url", "text/template", "flag", "archive/tar", "regexp")],
+    "rust": [str(_SRC / "rust" / "**" / "src" / "**" / "*.rs")],
+    "java": [str(_SRC / "java" / "**" / "*.java")],
+    "javascript": ["/usr/lib/node_modules/npm/lib/**/*.js", "/usr/lib/node_modules/npm/node_modules/*/lib/*.js"],
+    "c": [f"{_LLAMA}/ggml/src/*.c", f"{_LLAMA}/ggml/src/ggml-cpu/*.c"],
+}
+CLASSES = ("described", "report", "conversation", "parsing")
+CONTEXT, REPLY = 2048, 256
+_COMMON_WORDS = {"new", "New", "add", "get", "put", "run", "close", "open", "read", "write", "send", "update",
+                 "clear", "reset", "start", "stop", "next", "parse", "push", "pop", "insert", "remove", "flush",
+                 "find", "len", "Len", "Read", "Write", "Close", "Get", "Set", "Add", "Reset", "String", "Parse"}
+_TOKENIZER: object | None = None
+
+
+def real_tokens(text: str) -> int:
+    """SmolLM2's own count (the default model), vocabulary only."""
+    global _TOKENIZER
+    if _TOKENIZER is None:
+        import llama_cpp
+
+        from cerebrum.backend.registry import embedded_model_path
+
+        _TOKENIZER = llama_cpp.Llama(str(embedded_model_path()), vocab_only=True, verbose=False)
+    return len(_TOKENIZER.tokenize(text.encode("utf-8", "replace"), add_bos=False, special=True))  # type: ignore[attr-defined]
+
+
+def chatml(messages: list[dict]) -> str:
+    """The request as SmolLM2's chat template renders it (ChatML)."""
+    body = "".join(f"<|im_start|>{m['role']}\n{_content(m)}<|im_end|>\n" for m in messages)
+    return body + "<|im_start|>assistant\n"
+
+
+def _content(message: dict) -> str:
+    content = message["content"]
+    return content if isinstance(content, str) else "\n".join(p["text"] for p in content if p.get("type") == "text")
+
+
+def class_files(language: str, low: int, high: int, count: int) -> list[str]:
+    files = []
+    for pattern in CLASS_SOURCES[language]:
+        for path in sorted(glob.glob(pattern, recursive=True)):
+            if path.endswith(("_test.go", ".min.js", "test.rs")) or "/tests/" in path or "/testdata/" in path:
+                continue
+            try:
+                size = os.path.getsize(path)
+            except OSError:
+                continue
+            if low <= size <= high:
+                files.append(path)
+    rng = random.Random(f"class-files-{language}-{low}")
+    rng.shuffle(files)
+    return files[:count]
+
+
+def _lines_of(code: str, target: str) -> tuple[int, int]:
+    start = code.index(target)
+    first = code.count("\n", 0, start) + 1
+    return first, first + target.count("\n")
+
+
+def _callers(found: list[tuple[str, str]], name: str) -> list[tuple[str, str]]:
+    return sorted(((n, t) for n, t in found if n != name and re.search(rf"\b{re.escape(name)}\s*\(", t)),
+                  key=lambda item: -len(item[1]))
+
+
+def _all_targets(code: str, language: str) -> list[tuple[str, str]]:
+    try:
+        return python_targets(code) if language == "python" else tree_sitter_targets(code, language)
+    except (SyntaxError, ValueError):
+        return []
+
+
+def _description(name: str, target: str, language: str, rng: random.Random) -> str | None:
+    """Behaviour in words, never the name: its doc comment, an error string it has, or its name's words."""
+    options: list[str] = []
+    doc = re.search(r'"""\s*(.+?)(?:\.\s|\n\s*\n|""")', target, re.DOTALL) if language == "python" else \
+        re.search(r"(?:///?|/\*\*?|\*)\s*([A-Z][^\n]{15,}?)(?:\.\s|\.$|\n)", target, re.MULTILINE)
+    if doc:
+        sentence = " ".join(doc.group(1).split())
+        sentence = re.sub(rf"\b{re.escape(name)}\b", "it", sentence)
+        if 4 <= len(sentence.split()) <= 30:
+            options.append(f'The code that does this misbehaves: "{sentence}". Find it and fix it.')
+    literals = [m for m in re.findall(r'"([A-Za-z][^"\n]{12,80})"', target) if len(m.split()) >= 3]
+    if literals:
+        options.append(f'I get "{rng.choice(literals)}" when I run it. Where does that come from, and why?')
+    words = split_identifier(name)
+    if len(words) >= 2:
+        options.append(f"Something is off in how it does the {' '.join(words)} part; explain where and fix it.")
+    rng.shuffle(options)
+    return next((o for o in options if name not in o), None)
+
+
+def _report(language: str, path: str, code: str, name: str, target: str, caller: tuple[str, str] | None,
+            rng: random.Random) -> str:
+    """An error report of ``language``'s kind whose innermost frame is ``name``."""
+    first, last = _lines_of(code, target)
+    line = rng.randint(first + 1, max(first + 1, last - 1))
+    source = code.split("\n")[line - 1].strip()
+    cline = _lines_of(code, caller[1])[0] + 2 if caller else 1
+    file = Path(path).name
+    if language == "python":
+        raised = re.search(r"raise (\w+)\((.{0,60})", target)
+        error = f"{raised.group(1)}: {raised.group(2).strip(chr(39) + chr(34) + ')')}" if raised else \
+            "TypeError: unsupported operand type(s) for +: 'int' and 'NoneType'"
+        frames = ['  File "/home/me/app/main.py", line 42, in <module>', "    run()"]
+        if caller:
+            frames += [f'  File "{path}", line {cline}, in {caller[0]}', f"    {caller[0]}(...)"]
+        frames += [f'  File "{path}", line {line}, in {name}', f"    {source}"]
+        return "Traceback (most recent call last):\n" + "\n".join(frames) + f"\n{error}"
+    if language == "go":
+        pkg = Path(path).parent.name
+        out = ["panic: runtime error: index out of range [5] with length 5", "", "goroutine 1 [running]:",
+               f"{pkg}.{name}(0xc000012345, 0x5)", f"\t{path}:{line} +0x1d"]
+        if caller:
+            out += [f"{pkg}.{caller[0]}(...)", f"\t{path}:{cline} +0x8c"]
+        return "\n".join(out + ["main.main()", "\t/home/me/app/main.go:12 +0x25", "exit status 2"])
+    if language == "rust":
+        crate = re.search(r"/(\w[\w-]*)-\d+\.\d+", path)
+        krate = (crate.group(1) if crate else "app").replace("-", "_")
+        module = Path(path).stem
+        rel = path.split("/src/", 1)[-1]
+        head = [f"thread 'main' panicked at src/{rel}:{line}:9:", "called `Option::unwrap()` on a `None` value"]
+        if rng.random() < 0.5:
+            return "\n".join(head + ["note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace"])
+        trace = ["stack backtrace:", "   0: rust_begin_unwind", "   1: core::panicking::panic_fmt",
+                 "   2: core::panicking::panic", f"   3: {krate}::{module}::{name}",
+                 f"             at ./src/{rel}:{line}:9"]
+        if caller:
+            trace += [f"   4: {krate}::{module}::{caller[0]}", f"             at ./src/{rel}:{cline}:17"]
+        return "\n".join(head + trace)
+    if language == "java":
+        cls = Path(path).stem
+        pkg = ".".join(Path(path).parent.parts[-2:])
+        out = ['Exception in thread "main" java.lang.IllegalStateException: unexpected state',
+               f"\tat {pkg}.{cls}.{name}({file}:{line})"]
+        if caller:
+            out.append(f"\tat {pkg}.{cls}.{caller[0]}({file}:{cline})")
+        return "\n".join(out + ["\tat com.example.Main.main(Main.java:12)"])
+    # C: a compiler error inside the function.
+    return (f"{file}: In function '{name}':\n{file}:{line}:9: error: 'ctx' undeclared (first use in this function)\n"
+            f"  {line} |     {source}\n      |         ^~~")
+
+
+def _fence_tag(language: str) -> str:
+    return {"shell": "bash"}.get(language, language)
+
+
+def build_class_case(kind: str, language: str, path: str, rng: random.Random) -> dict | None:
+    code = Path(path).read_text("utf-8", "replace").strip("\n")
+    found = _all_targets(code, language)
+    names = [n for n, _ in found]
+    good = [(n, t) for n, t in found if names.count(n) == 1 and len(t) <= MAX_TARGET_CHARS
+            and t.count("\n") + 1 >= MIN_TARGET_LINES and t in code and not n.startswith("__")]
+    if kind == "parsing":
+        common = [(n, t) for n, t in good if n in _COMMON_WORDS]
+        good = common if common and rng.random() < 0.5 else good
+    if not good:
+        return None
+    name, target = rng.choice(good)
+    tag = _fence_tag(language)
+    case: dict = {"class": kind, "language": language, "file": path, "target": name, "target_text": target,
+                  "must_keep": []}
+    if kind == "described":
+        instruction = _description(name, target, language, rng)
+        if instruction is None:
+            return None
+        layout = rng.choice(["before", "after", "fenced_before", "fenced_after"])
+        case.update(layout=layout, text=_layout(code, instruction, layout, tag), question=instruction)
+    elif kind == "report":
+        caller = next(iter(_callers(found, name)), None)
+        report = _report(language, path, code, name, target, caller, rng)
+        question = rng.choice(["This crashes, why?", "What's wrong here? I get this:", "Fix this error:"])
+        layout = rng.choice(["unfenced_after", "own_fence", "same_fence", "report_first"])
+        if layout == "unfenced_after":
+            text = f"{code}\n\n{question}\n{report}"
+        elif layout == "own_fence":
+            text = f"{question}\n\n```{tag}\n{code}\n```\n\n```\n{report}\n```"
+        elif layout == "same_fence":
+            text = f"{question}\n\n```{tag}\n{code}\n\n{report}\n```"
+        else:
+            text = f"{question}\n{report}\n\n{code}"
+        case.update(layout=layout, text=text, question=question, must_keep=[report])
+    elif kind == "conversation":
+        caller = next(iter(_callers(found, name)), None)
+        report = _report(language, path, code, name, target, caller, rng) if rng.random() < 0.7 else ""
+        ask = f"Thanks. Now calling `{name}` fails" + (f" with this:\n{report}\n" if report else " on empty input. ")
+        question = ask + "What's wrong?"
+        answer = ("Thanks, I have read the file. It defines " + ", ".join(f"`{n}`" for n in names[:12]) +
+                  ". " + "Each part keeps its own state and reports errors to its caller. " * 6).strip()
+        messages = [{"role": "system", "content": "You are a careful senior engineer. Answer briefly."},
+                    {"role": "user", "content": f"Here is {Path(path).name} from my project:\n\n```{tag}\n{code}\n```"},
+                    {"role": "assistant", "content": answer},
+                    {"role": "user", "content": question}]
+        follow = [{"role": "assistant", "content": "The failure comes from an unchecked value. " * 14},
+                  {"role": "user", "content": "Thanks. How would I write a test for that?"}]
+        case.update(layout="chat_follow_up", messages=messages, next_messages=messages + follow,
+                    question=question, must_keep=[question])
+    else:
+        layout = rng.choice(["backticks", "path_hint", "multi_file", "unfenced"])
+        rel = "/".join(Path(path).parts[-3:])
+        if layout == "backticks":
+            question = f"Why does `{name}` misbehave here?"
+            text = f"{question}\n\n```{tag}\n{code}\n```"
+        elif layout == "path_hint":
+            question = f"In {rel}, add error handling to `{name}`."
+            text = f"{question}\n\n```{tag}\n{code}\n```"
+        elif layout == "multi_file":
+            others = [p for p in sorted(glob.glob(str(Path(path).parent / f"*{Path(path).suffix}")))
+                      if p != path and 3000 < os.path.getsize(p) < 30_000][:2]
+            files = [path, *others]
+            rng.shuffle(files)
+            style = rng.choice(["{p}:", "# file: {p}", "--- {p} ---", "`{p}`"])
+            parts = []
+            for file in files:
+                body = Path(file).read_text("utf-8", "replace").strip("\n")
+                header = style.format(p="/".join(Path(file).parts[-2:]))
+                parts.append(f"{header}\n```{tag}\n{body}\n```" if rng.random() < 0.5 else f"{header}\n{body}")
+            question = f"Explain what `{name}` does."
+            text = question + "\n\n" + "\n\n".join(parts)
+        else:
+            question = f"Refactor {name} to reduce nesting."
+            text = f"{question}\n\n{code}"
+        case.update(layout=layout, text=text, question=question)
+    return case
+
+
+def _layout(code: str, instruction: str, layout: str, tag: str) -> str:
+    return {"before": f"{instruction}\n\n{code}", "after": f"{code}\n\n{instruction}",
+            "fenced_before": f"{instruction}\n\n```{tag}\n{code}\n```",
+            "fenced_after": f"```\n{code}\n```\n\n{instruction}"}[layout]
+
+
+def _exact_fit(run: object, messages_or_text: object, allowed: int) -> tuple[object, int, int]:
+    """What the orchestrator does with a backend that counts: count, shrink the context, again.
+
+    Returns the final result, the real count before the refit and after.
+    """
+    shrink = 0
+    result = run(CONTEXT)  # type: ignore[operator]
+    first = count = _count(result)
+    for _ in range(3):
+        if count <= allowed:
+            break
+        shrink += count - allowed + 8
+        result = run(CONTEXT - shrink)  # type: ignore[operator]
+        count = _count(result)
+    return result, first, count
+
+
+def _count(result: object) -> int:
+    if hasattr(result, "messages"):
+        return real_tokens(chatml(result.messages))  # type: ignore[attr-defined]
+    return real_tokens(chatml([{"role": "user", "content": result.text}]))  # type: ignore[attr-defined]
+
+
+def run_classes(per_language: int) -> list[dict]:
+    rng = random.Random(20251201)
+    allowed = CONTEXT - REPLY
+    cases: list[dict] = []
+    for kind in CLASSES:
+        low, high = (7_000, 26_000) if kind == "conversation" else (MIN_FILE_CHARS, MAX_FILE_CHARS)
+        for language in CLASS_SOURCES:
+            made = 0
+            for path in class_files(language, low, high, per_language * 4):
+                if made >= per_language:
+                    break
+                case = build_class_case(kind, language, path, rng)
+                if case is None:
+                    continue
+                made += 1
+                started = time.perf_counter()
+                if "messages" in case:
+                    def run(context: int, messages: list[dict] = case["messages"]) -> object:
+                        return optimize_messages(messages, context_tokens=context, max_tokens=REPLY)
+                    result, first, count = _exact_fit(run, case["messages"], allowed)
+                    output = "\n\n".join(_content(m) for m in result.messages)  # type: ignore[attr-defined]
+                    after, _, _ = _exact_fit(lambda c, m=case["next_messages"]: optimize_messages(
+                        m, context_tokens=c, max_tokens=REPLY), None, allowed)
+                    this_turn = chatml(result.messages)[: -len("<|im_start|>assistant\n")]  # type: ignore[attr-defined]
+                    next_turn = chatml(after.messages)  # type: ignore[attr-defined]
+                    common = len(os.path.commonprefix([this_turn, next_turn]))
+                    case["prefix_share"] = common / len(this_turn)
+                    case["prefix_whole"] = next_turn.startswith(this_turn)
+                    original = sum(len(_content(m)) for m in case["messages"])
+                    language_seen = result.language  # type: ignore[attr-defined]
+                    flat_code = _content(case["messages"][1])
+                else:
+                    def run(context: int, text: str = case["text"]) -> object:
+                        return optimize_text(text, context_tokens=context, max_tokens=REPLY)
+                    result, first, count = _exact_fit(run, case["text"], allowed)
+                    output = result.text  # type: ignore[attr-defined]
+                    original = len(case["text"])
+                    language_seen = result.language  # type: ignore[attr-defined]
+                    flat_code = case["text"]
+                case["ms"] = (time.perf_counter() - started) * 1000
+                size = len(output)
+                question = case["question"]
+                share = line_share(case["target_text"], output)
+                case.update(
+                    share=share, whole=share >= 0.999, size=size, original=original,
+                    question_kept=question in output,
+                    reports_kept=all(r in output for r in case["must_keep"]),
+                    over_estimate_only=first > allowed, over=count > allowed, detected=language_seen,
+                    warnings=list(result.stats.warnings),  # type: ignore[attr-defined]
+                )
+                flat = f"{flat_code}\n\n{question}"
+                for method, out in (("seed@N", seed_optimize(flat, top_k=None, max_chars=size)),
+                                    ("head@N", head_truncate(question, flat_code, size))):
+                    case[method] = line_share(case["target_text"], out) >= 0.999
+                del case["target_text"]
+                case.pop("text", None)
+                case.pop("messages", None)
+                case.pop("next_messages", None)
+                cases.append(case)
+    return cases
+
+
+def summarize_classes(cases: list[dict]) -> str:
+    def pct(items: list[dict], key: str) -> str:
+        return f"{sum(bool(c[key]) for c in items) / len(items):.1%}" if items else "-"
+
+    rows = [("| class | cases | whole kept: optimiser | seed@N | head@N | question kept | report kept | "
+             "over budget (estimate only → with /tokenize) | median reduction |"),
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for kind in (*CLASSES, "all"):
+        items = [c for c in cases if kind in ("all", c["class"])]
+        if not items:
+            continue
+        with_reports = [c for c in items if c["must_keep"]]
+        rows.append(
+            f"| {kind} | {len(items)} | {pct(items, 'whole')} | {pct(items, 'seed@N')} | {pct(items, 'head@N')} | "
+            f"{pct(items, 'question_kept')} | {pct(with_reports, 'reports_kept')} | "
+            f"{sum(c['over_estimate_only'] for c in items)} → {sum(c['over'] for c in items)} | "
+            f"{statistics.median(1 - c['size'] / c['original'] for c in items):.1%} |")
+    rows += ["", "| class | " + " | ".join(CLASS_SOURCES) + " |", "|---|" + "---:|" * len(CLASS_SOURCES)]
+    for kind in CLASSES:
+        cells = []
+        for language in CLASS_SOURCES:
+            items = [c for c in cases if c["class"] == kind and c["language"] == language]
+            cells.append(f"{pct(items, 'whole')} ({len(items)})" if items else "-")
+        rows.append(f"| {kind} | " + " | ".join(cells) + " |")
+    talks = [c for c in cases if "prefix_share" in c]
+    if talks:
+        rows += ["", (f"conversations: turn 2's prompt a byte prefix of turn 3's in "
+                      f"{sum(c['prefix_whole'] for c in talks) / len(talks):.1%} of cases; mean share of turn 2 "
+                      f"that is a prefix of turn 3: {statistics.mean(c['prefix_share'] for c in talks):.1%}")]
+    parsing = [c for c in cases if c["class"] == "parsing"]
+    wrong = [c for c in parsing if c["layout"] == "unfenced" and c["detected"] != c["language"]]
+    rows.append(f"unfenced pastes detected as another language: {len(wrong)} of "
+                f"{sum(c['layout'] == 'unfenced' for c in parsing)}")
+    rows.append(f"optimiser time per case: median {statistics.median(c['ms'] for c in cases):.0f} ms (with refits)")
+    for case in [c for c in cases if not (c["whole"] and c["question_kept"] and c["reports_kept"])][:14]:
+        rows.append(f"  miss: {case['class']} {case['language']} {case['layout']} {Path(case['file']).name}:"
+                    f"{case['target']} share={case['share']:.0%} question={case['question_kept']} "
+                    f"report={case['reports_kept']} {case['warnings'][:1]}")
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--per-file", type=int, default=3, help="target functions per source file")
     parser.add_argument("--json", help="write per-case results here")
+    parser.add_argument("--suite", choices=("named", "classes", "all"), default="all",
+                        help="named: one named function per case (the first suite); classes: the "
+                             "harder classes of issue #14 (run bench/fetch_sources.sh first for Go, "
+                             "Rust and Java)")
+    parser.add_argument("--per-language", type=int, default=6, help="cases per class and language")
     args = parser.parse_args()
-    report = run(args.per_file)
-    print(summarize(report))
+    out: dict = {}
+    if args.suite in ("named", "all"):
+        report = run(args.per_file)
+        print(summarize(report))
+        out["named"] = report
+    if args.suite in ("classes", "all"):
+        cases = run_classes(args.per_language)
+        print("\n" + summarize_classes(cases))
+        out["classes"] = cases
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1))
+        Path(args.json).write_text(json.dumps(out, indent=1, default=str))
 
 
 if __name__ == "__main__":

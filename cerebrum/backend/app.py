@@ -68,6 +68,7 @@ def create_backend_app(
     app.router.add_post("/v1/completions", views.completions)
     app.router.add_get("/v1/models", views.list_models)
     app.router.add_get("/health", views.health)
+    app.router.add_post("/tokenize", views.tokenize)
     return app
 
 

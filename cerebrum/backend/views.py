@@ -21,7 +21,7 @@ from cerebrum.backend.generation import (
     TextPiece,
 )
 from cerebrum.backend.state import BACKEND_STATE
-from cerebrum.errors import ApiError
+from cerebrum.errors import ApiError, BadRequest, Unavailable
 from cerebrum.metrics import METRICS, HttpMetrics, route_label
 from cerebrum.openai_wire import (
     ChatCompletionRequest,
@@ -79,6 +79,48 @@ async def health(request: web.Request) -> web.Response:
         },
         "uptime_s": round(time.monotonic() - state.started, 1),
     })
+
+
+MAX_TOKENIZE_IDS = 65536
+"""``/tokenize`` returns the token ids of raw ``content`` up to this many (the count is always exact)."""
+
+
+async def tokenize(request: web.Request) -> web.Response:
+    """``POST /tokenize``: count a prompt with the model's own tokenizer; nothing is generated.
+
+    Body: ``{"model"?, "messages": [...]}`` or ``{"model"?, "prompt": "..."}``
+    (counted exactly as a completion would be: chat template, BOS), or
+    ``{"model"?, "content": "..."}`` (raw text, as llama.cpp's server does;
+    the ids come back too). Answer: ``{"model", "count"}`` (+ ``"tokens"``).
+    The orchestrator uses it to fit prompts to the context exactly.
+    """
+    state = request.app[BACKEND_STATE]
+    body = await read_json(request, state.config.max_body_bytes)
+    if not isinstance(body, dict) or sum(key in body for key in ("messages", "prompt", "content")) != 1:
+        raise BadRequest("send one of 'messages' (a list), 'prompt' or 'content' (a string)")
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise BadRequest("'model' must be a string", param="model")
+    job: GenerationJob | None = None
+    if "content" in body:
+        if not isinstance(body["content"], str):
+            raise BadRequest("'content' must be a string", param="content")
+    else:
+        kind: Literal["chat", "text"] = "chat" if "messages" in body else "text"
+        parsed = structure_request({key: body[key] for key in ("messages", "prompt", "model") if key in body},
+                                   kind)
+        job = (GenerationJob(parsed.params, messages=parsed.messages)
+               if isinstance(parsed, ChatCompletionRequest) else GenerationJob(parsed.params, prompt=parsed.prompt))
+    spec = state.models.resolve(model)
+    try:
+        worker = await state.models.ensure_loaded(spec.name)
+        tokens = await worker.tokenize(job, text=body.get("content"))
+    except RuntimeError:  # unloaded between the two calls: rare, and the caller may retry
+        raise Unavailable(f"model {spec.name!r} is being unloaded", retry_after=1) from None
+    answer: dict[str, Any] = {"model": spec.name, "count": len(tokens)}
+    if job is None:
+        answer["tokens"] = tokens[:MAX_TOKENIZE_IDS]
+    return web.json_response(answer)
 
 
 async def _complete(request: web.Request, kind: Literal["chat", "text"]) -> web.StreamResponse:

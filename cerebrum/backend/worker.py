@@ -94,7 +94,24 @@ class ModelWorker:
         self._executor.submit(run)
         return generation
 
+    async def tokenize(self, job: GenerationJob | None = None, *, text: str | None = None) -> list[int]:
+        """The model's tokens for ``job`` (chat formatted as generation formats it, BOS
+        included) or for raw ``text`` (no special tokens added).
+
+        Runs on the worker thread, like every call into the llama object, so it
+        never races a generation or an unload.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._count_sync, job, text)
+
     # -- on the worker thread ------------------------------------------------
+
+    def _count_sync(self, job: GenerationJob | None, text: str | None) -> list[int]:
+        if self._llama is None:
+            raise RuntimeError("model is not loaded")
+        if job is not None:
+            return self._tokenize(job)[0]
+        return list(self._llama.tokenize((text or "").encode("utf-8"), add_bos=False, special=False))
 
     def _load_sync(self) -> None:
         import llama_cpp  # imported here: only the backend host ever needs it

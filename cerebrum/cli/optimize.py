@@ -49,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     out.line(str(result.get("prompt", "")))
     err.line(err.dim(stats_line(result)))
+    for line in reasoning_lines(result.get("stats") or {}):
+        err.line(err.dim(line))
     return EXIT_OK
 
 
@@ -84,3 +86,39 @@ def stats_line(result: dict[str, Any]) -> str:
     if stats.get("skipped_reason"):
         parts.append(f"not optimised: {stats['skipped_reason']}")
     return " · ".join(parts)
+
+
+def _kept_line(kept: dict[str, Any]) -> str:
+    lines = kept.get("lines") or [0, 0]
+    what = f"`{kept['name']}`" if kept.get("name") else str(kept.get("kind", "code"))
+    cut = " (cut to fit)" if kept.get("whole") is False else ""
+    return f"  kept {what}, lines {lines[0]}–{lines[1]}{cut}: {kept.get('why', '')}"
+
+
+def reasoning_lines(stats: dict[str, Any]) -> list[str]:
+    """Why the optimiser kept what it kept, one line each, for a person to read.
+
+    The code it kept per message (which function, which frame of an error
+    report, which words matched), what happened to the other messages of a
+    conversation, the warnings, and the token count against the budget.
+    """
+    lines: list[str] = []
+    messages = [m for m in stats.get("messages") or [] if isinstance(m, dict)]
+    if messages:
+        for message in messages:
+            if message.get("action") == "kept" and not message.get("kept"):
+                continue
+            lines.append(f"message {message.get('index')} ({message.get('role')}): {message.get('action')}, "
+                         f"{message.get('original_chars')} → {message.get('chars')} chars: {message.get('reason')}")
+            lines.extend(_kept_line(k) for k in message.get("kept") or [] if isinstance(k, dict))
+    else:
+        lines.extend(_kept_line(k) for k in stats.get("kept") or [] if isinstance(k, dict))
+    if stats.get("focus"):
+        lines.append("the question points at: " + "; ".join(str(f) for f in stats["focus"]))
+    for warning in stats.get("warnings") or []:
+        lines.append(f"warning: {warning}")
+    if stats.get("budget_tokens"):
+        counted = stats.get("counted_tokens")
+        exact = f", {counted} by the model's own count" if counted is not None else ""
+        lines.append(f"tokens: {stats.get('estimated_tokens')} estimated{exact}, budget {stats['budget_tokens']}")
+    return lines

@@ -11,10 +11,15 @@ default), which also detects the language; route by that language when the
 request asked for ``auto`` (or no model); if the routed model has a different
 context size, optimise again for it. An optimiser failure never costs the
 request: it is logged and the original prompt goes out.
+
+The optimiser counts tokens with an estimate; :mod:`token_count` checks the
+result with the backend's own tokenizer and, when it is over, prepares again
+with ``shrink_tokens`` taken off the context.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Collection, Mapping
 from typing import Any
@@ -25,7 +30,13 @@ from cerebrum.openai_wire import AnyCompletionRequest, ChatCompletionRequest
 from cerebrum.orchestrator.backends import ROUTING_ALIASES
 from cerebrum.prompt import DEFAULT_LANGUAGE_MODELS, optimize_messages, optimize_text, route_model
 from cerebrum.prompt.instruction import message_text
-from cerebrum.prompt.optimizer import SKIP_FITS, SMALL_PROMPT_CHARS, budget_tokens
+from cerebrum.prompt.optimizer import (
+    SKIP_ERROR,
+    SKIP_FITS,
+    SMALL_PROMPT_CHARS,
+    OptimizeStats,
+    budget_tokens,
+)
 from cerebrum.prompt.tokens import estimate_tokens
 from cerebrum.workspace.augment import Retriever, augment_request
 
@@ -52,16 +63,55 @@ class PreparedRequest:
     prompt_chars_before: int
     prompt_chars_after: int
     language: str | None = None
-    stats: Mapping[str, Any] | None = None
-    """The optimiser's figures (``OptimizeStats`` as a dict); None when it did not run."""
+    report: OptimizeStats | None = None
+    """What the optimiser did (typed); None when it did not run."""
     prompt: str | None = None
     """The text that carries the (optimised) code: the prompt, or that chat message."""
     retrieval: Mapping[str, Any] | None = None
     """What a workspace retrieval put in (``Retrieved.as_dict``); None when none was asked for."""
+    context_tokens: int = DEFAULT_CONTEXT_TOKENS
+    """The context the prompt was fitted to (the model's, less any shrink)."""
+    reply_tokens: int = DEFAULT_REPLY_TOKENS
+    """Tokens held back for the answer."""
+
+    @property
+    def stats(self) -> dict[str, Any] | None:
+        """The optimiser's figures as JSON-ready data (for the stats header, /v1/optimize, metrics)."""
+        return wire_stats(self.report) if self.report is not None else None
 
     @property
     def optimized(self) -> bool:
-        return self.stats is not None and self.stats.get("skipped_reason") is None
+        return self.report is not None and self.report.skipped_reason is None
+
+
+MAX_STATS_BYTES = 6000
+"""The stats travel in a response header: aiohttp clients refuse header lines over 8 KB."""
+
+
+def wire_stats(report: OptimizeStats, max_bytes: int = MAX_STATS_BYTES) -> dict[str, Any]:
+    """``report`` as a dict, the per-message and per-chunk detail shed until it fits ``max_bytes``."""
+    data = attrs.asdict(report)
+    if _size(data) <= max_bytes:
+        return data
+    # Messages sent unchanged say nothing the user does not know; then chunk lists go.
+    data["messages"] = [m for m in data["messages"] if m["action"] != "kept" or m["kept"]]
+    for message in data["messages"]:
+        if _size(data) <= max_bytes:
+            break
+        message["kept"] = message["kept"][:2]
+    if _size(data) > max_bytes:
+        data["kept"] = data["kept"][:3]
+        data["focus"] = data["focus"][:3]
+    if _size(data) > max_bytes:
+        data["messages"] = [{key: m[key] for key in ("index", "role", "action", "chars")}
+                            for m in data["messages"]][-8:]
+    if _size(data) > max_bytes:
+        data["kept"], data["focus"], data["messages"] = [], [], []
+    return data
+
+
+def _size(data: Any) -> int:
+    return len(json.dumps(data, separators=(",", ":")))
 
 
 @attrs.frozen
@@ -102,30 +152,36 @@ def prompt_chars(parsed: AnyCompletionRequest) -> int:
 
 
 def prepare_request(body: Mapping[str, Any], parsed: AnyCompletionRequest, *, optimize: bool,
-                    catalogue: Catalogue, retriever: Retriever | None = None) -> PreparedRequest:
+                    catalogue: Catalogue, shrink_tokens: int = 0,
+                    retriever: Retriever | None = None) -> PreparedRequest:
     """The request to forward: options removed, the prompt optimised, the model resolved.
 
-    Never raises on the prompt's content.
+    ``shrink_tokens`` is taken off the model's context: the backend's own
+    tokenizer counted more than the estimate did. Never raises on the
+    prompt's content.
     """
     forwarded = {key: value for key, value in body.items() if key != BODY_OPTIONS}
     before = prompt_chars(parsed)
     wants_route = parsed.model is None or parsed.model.strip().lower() in ROUTING_ALIASES
     model = catalogue.default_model if wants_route else parsed.model
     reply_tokens = parsed.params.max_tokens or DEFAULT_REPLY_TOKENS
+
+    def context(name: str | None) -> int:
+        return max(1, catalogue.context_of(name) - shrink_tokens)
+
     retrieved = None
     if retriever is not None:  # workspace retrieval (cerebrum.workspace): code in, then optimise
         forwarded, parsed, retrieved = augment_request(
-            forwarded, parsed, retriever, context_tokens=catalogue.context_of(model),
+            forwarded, parsed, retriever, context_tokens=context(model),
             reply_tokens=reply_tokens, optimize=optimize)
     result: _Optimized | None = None
-    if optimize and not wants_route and _fits(parsed, before, catalogue.context_of(model),
-                                              reply_tokens):
+    if optimize and not wants_route and not shrink_tokens and _fits(
+            parsed, before, context(model), reply_tokens):
         # The optimiser would only say "fits", after detecting the language,
         # which nothing needs here: skip it, it is most of a small request's cost.
-        result = _Optimized({}, "", "", {"original_chars": before, "optimized_chars": before,
-                                          "reduction": 0.0, "skipped_reason": SKIP_FITS})
+        result = _Optimized({}, "", "", _fits_report(before, context(model), reply_tokens))
     elif optimize:
-        result = _optimize(forwarded, parsed, catalogue.context_of(model), reply_tokens)
+        result = _optimize(forwarded, parsed, context(model), reply_tokens)
     if wants_route:
         language = result.language if result is not None else "text"
         routed = route_model(None, language, catalogue.available,
@@ -133,7 +189,7 @@ def prepare_request(body: Mapping[str, Any], parsed: AnyCompletionRequest, *, op
                              default_model=catalogue.default_model or "")
         if routed and routed != model:
             if optimize and catalogue.context_of(routed) != catalogue.context_of(model):
-                result = _optimize(forwarded, parsed, catalogue.context_of(routed), reply_tokens)
+                result = _optimize(forwarded, parsed, context(routed), reply_tokens)
             model = routed
     if result is not None:
         forwarded.update(result.fields)
@@ -144,13 +200,19 @@ def prepare_request(body: Mapping[str, Any], parsed: AnyCompletionRequest, *, op
         forwarded.pop("model", None)
     after = before
     if result is not None:
-        # For chat the figures are for the one message the optimiser worked on.
-        after -= result.stats["original_chars"] - result.stats["optimized_chars"]
+        after -= result.report.original_chars - result.report.optimized_chars
     return PreparedRequest(forwarded, model or None, before, after,
                            language=result.language or None if result else None,
-                           stats=result.stats if result else None,
+                           report=result.report if result else None,
                            prompt=result.text if result else None,
+                           context_tokens=context(model), reply_tokens=reply_tokens,
                            retrieval=retrieved.as_dict() if retrieved is not None else None)
+
+
+def _fits_report(chars: int, context: int, reply_tokens: int) -> OptimizeStats:
+    return OptimizeStats(original_chars=chars, optimized_chars=chars, reduction=0.0, chunks_total=0,
+                         chunks_unique=0, chunks_kept=0, elapsed_ms=0.0, skipped_reason=SKIP_FITS,
+                         budget_tokens=budget_tokens(context, reply_tokens))
 
 
 def _fits(parsed: AnyCompletionRequest, chars: int, context: int, reply_tokens: int) -> bool:
@@ -170,7 +232,7 @@ class _Optimized:
     """Body fields to replace (``messages`` or ``prompt``)."""
     text: str
     language: str
-    stats: dict[str, Any]
+    report: OptimizeStats
 
 
 def _optimize(body: Mapping[str, Any], parsed: AnyCompletionRequest, context: int,
@@ -179,25 +241,26 @@ def _optimize(body: Mapping[str, Any], parsed: AnyCompletionRequest, context: in
         if isinstance(parsed, ChatCompletionRequest):
             messages = optimize_messages(body["messages"], context_tokens=context,
                                          max_tokens=reply_tokens)
-            stats = attrs.asdict(messages.stats)
+            changed = messages.stats.skipped_reason is None
+            if messages.stats.skipped_reason == SKIP_ERROR:
+                return None
             text = _code_text(body["messages"], messages.messages)
-            fields = ({"messages": messages.messages}
-                      if stats["skipped_reason"] is None else {})
-            return _Optimized(fields, text, messages.language, stats)
+            fields: dict[str, Any] = {"messages": messages.messages} if changed else {}
+            return _Optimized(fields, text, messages.language, messages.stats)
         prompt = optimize_text(parsed.prompt, context_tokens=context, max_tokens=reply_tokens)
-        stats = attrs.asdict(prompt.stats)
-        fields = {"prompt": prompt.text} if stats["skipped_reason"] is None else {}
-        return _Optimized(fields, prompt.text, prompt.language, stats)
+        replaced = {"prompt": prompt.text} if prompt.stats.skipped_reason is None else {}
+        return _Optimized(replaced, prompt.text, prompt.language, prompt.stats)
     except Exception:  # the optimiser must never cost the request
         _LOGGER.exception("prompt optimisation failed; forwarding the prompt unchanged")
         return None
 
 
 def _code_text(original: list[Any], optimized: list[dict[str, Any]]) -> str:
-    """The text of the message the optimiser changed, else of the longest user message."""
+    """The text of the last message the optimiser changed, else of the longest user message."""
     texts = [message_text(m.get("content")) for m in optimized]
-    for index, message in enumerate(original):
-        if isinstance(message, Mapping) and message_text(message.get("content")) != texts[index]:
-            return texts[index]
+    changed = [texts[index] for index, message in enumerate(original)
+               if isinstance(message, Mapping) and message_text(message.get("content")) != texts[index]]
+    if changed:
+        return max(changed, key=len)
     users = [text for m, text in zip(optimized, texts) if m.get("role") == "user"]
     return max(users, key=len) if users else ""

@@ -45,6 +45,7 @@ from cerebrum.orchestrator.response_cache import (
 )
 from cerebrum.orchestrator.sse_relay import MalformedStream
 from cerebrum.orchestrator.state import ORCHESTRATOR
+from cerebrum.orchestrator.token_count import counter_for, fit_to_context
 from cerebrum.orchestrator.upstream import (
     UPSTREAM_SESSION,
     Answered,
@@ -212,10 +213,20 @@ async def prepare(request: web.Request, body: Any, parsed: AnyCompletionRequest,
                   else wants_optimization(state.config.optimize, request.headers, body)))
     if prompt_chars(parsed) < _INLINE_PREPARE_CHARS and retriever is None:
         # Small prompts take microseconds; a thread hop would cost more.
-        return call()
-    # A 100 KB prompt takes tens of milliseconds (more on a Pi): keep the loop
-    # free for the streams already running.
-    return await asyncio.get_running_loop().run_in_executor(None, call)
+        prepared = call()
+    else:
+        # A 100 KB prompt takes tens of milliseconds (more on a Pi): keep the loop
+        # free for the streams already running.
+        prepared = await asyncio.get_running_loop().run_in_executor(None, call)
+
+    async def again(shrink: int) -> PreparedRequest:
+        return await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(call, shrink_tokens=shrink))
+
+    # Counted by the model's own tokenizer where the backend can tell (POST /tokenize).
+    return await fit_to_context(counter_for(state.pool), request.app[UPSTREAM_SESSION], state.pool,
+                                prepared, upstream_headers(state.config.api_key, request.get(REQUEST_ID_KEY)),
+                                again)
 
 
 async def _check_model(request: web.Request, model: str | None) -> None:

@@ -24,11 +24,14 @@ from cerebrum.prompt.tokens import estimate_tokens
 
 _LOGGER = logging.getLogger(__name__)
 
-# Room held back per kept chunk for the elision marker that may follow it.
-_MARKER_RESERVE = 10
+# Room held back per kept chunk for the elision marker that may follow it
+# (punctuation and digits: dearer than the same length of words).
+_MARKER_RESERVE = estimate_tokens("// ... (99999 lines omitted) ...") + 1
 _SIGNATURE_CHARS = 120
 # A top chunk too big for the budget is cut rather than dropped when at least this much is left.
 _MIN_TRUNCATED_TOKENS = 48
+# Chunks scoring this much (named in the question, frames of a report) are worth keeping room for.
+_PRIORITY_SCORE = 250.0
 
 _HASH_COMMENT = ("python", "shell")
 
@@ -41,6 +44,8 @@ class Assembly:
     kept: tuple[Chunk, ...]
     signatures: int
     truncated: bool = False
+    cut: frozenset[int] = frozenset()
+    """Indices of chunks cut to fit (the best chunk alone was over the budget)."""
 
 
 def comment_prefix(language: str) -> str:
@@ -98,6 +103,7 @@ def assemble(
     kept: dict[int, Chunk] = {}
     cost_of = {index: estimate_tokens(chunk.text) + 1 + _MARKER_RESERVE for index, chunk in by_index.items()}
     truncated = False
+    cut_indices: set[int] = set()
     for position, item in enumerate(ranked):
         chunk = item.chunk
         if chunk.index in kept:
@@ -112,15 +118,26 @@ def assemble(
                 kept[member.index] = member
             left -= cost
         elif position == 0 and left >= _MIN_TRUNCATED_TOKENS:
-            # The most relevant chunk alone is over budget: its head beats nothing.
+            # The most relevant chunk alone is over budget: its best part beats
+            # nothing, but the other chunks the question names (or the report's
+            # callers) keep their room when they are small.
+            others = [cost_of[i.chunk.index] for i in ranked[1:8] if i.score >= _PRIORITY_SCORE]
+            saved = 0
+            for extra in others:
+                if saved + extra <= left // 2:
+                    saved += extra
+            left -= saved
             for member in group[:-1]:
                 if cost_of[member.index] <= left // 2:
                     kept[member.index] = member
                     left -= cost_of[member.index]
-            cut = _truncate(chunk, language, left)
+            cut = (_window(chunk, language, left, item.focus_line) if item.focus_line is not None
+                   else _truncate(chunk, language, left))
             kept[chunk.index] = cut
             left -= estimate_tokens(cut.text) + 1 + _MARKER_RESERVE
             truncated = True
+            cut_indices.add(chunk.index)
+            left += saved
 
     # Signatures of dropped definitions, best ranked first, while they fit.
     signatures: dict[int, str] = {}
@@ -137,7 +154,8 @@ def assemble(
     code = _render(kept, signatures, total_chunks, total_lines, language)
     parts = [head, opening + code + closing if code else "", tail]
     text = "\n\n".join(part for part in parts if part)
-    return Assembly(text, tuple(kept[i] for i in sorted(kept)), len(signatures), truncated)
+    return Assembly(text, tuple(kept[i] for i in sorted(kept)), len(signatures), truncated,
+                    frozenset(cut_indices))
 
 
 def _truncate(chunk: Chunk, language: str, tokens: int) -> Chunk:
@@ -155,6 +173,40 @@ def _truncate(chunk: Chunk, language: str, tokens: int) -> Chunk:
         kept.append(lines[0][: max(0, room) * 3])
     kept.append(_marker(language, len(lines) - len(kept)))
     return attrs.evolve(chunk, text="\n".join(kept), end_line=chunk.start_line + len(kept) - 1)
+
+
+def _window(chunk: Chunk, language: str, tokens: int, focus_line: int) -> Chunk:
+    """Keep the chunk's first line and as many lines around ``focus_line`` as fit.
+
+    Used when an error report points inside a definition too big to send:
+    the crash line and its surroundings are the best part of it.
+    """
+    lines = chunk.text.split("\n")
+    at = min(max(0, focus_line - chunk.start_line), len(lines) - 1)
+    room = tokens - 3 * _MARKER_RESERVE - estimate_tokens(lines[0]) - 2
+    start = end = at
+    room -= estimate_tokens(lines[at]) + 1
+    # Grow the window, two lines before the crash line for each one after it.
+    step = 0
+    while room > 0 and (start > 1 or end < len(lines) - 1):
+        take_before = step % 3 != 2 and start > 1 or end >= len(lines) - 1
+        candidate = start - 1 if take_before else end + 1
+        cost = estimate_tokens(lines[candidate]) + 1
+        if cost > room:
+            break
+        room -= cost
+        if take_before:
+            start = candidate
+        else:
+            end = candidate
+        step += 1
+    kept = [lines[0]]
+    if start > 1:
+        kept.append(_marker(language, start - 1))
+    kept.extend(lines[max(1, start) : end + 1])
+    if end < len(lines) - 1:
+        kept.append(_marker(language, len(lines) - 1 - end))
+    return attrs.evolve(chunk, text="\n".join(kept), end_line=chunk.end_line)
 
 
 def _render(

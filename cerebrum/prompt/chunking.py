@@ -21,6 +21,7 @@ import functools
 import importlib
 import logging
 import re
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -220,17 +221,36 @@ _TS_NAME_TYPES = frozenset({
 
 
 @functools.cache
+def _grammar(language: str) -> Any:
+    """The tree-sitter ``Language`` for ``language``: immutable, so shared by all threads."""
+    from tree_sitter import Language  # deferred: heavy, and optional per language
+
+    module_name, attribute = _GRAMMARS[language]
+    module = importlib.import_module(module_name)
+    return Language(getattr(module, attribute)())
+
+
+# A tree-sitter Parser holds mutable parse state and is not safe to share: the
+# orchestrator optimises large prompts on the default executor's threads, so
+# each thread gets its own parsers.
+_PARSERS = threading.local()
+
+
 def get_parser(language: str) -> Any:
-    """Return a tree-sitter parser for ``language``, loading its grammar on first use.
+    """Return this thread's tree-sitter parser for ``language``, loading its grammar on first use.
 
     Grammars are imported here, not at module import, so the orchestrator pays
     memory only for the languages it actually sees.
     """
-    from tree_sitter import Language, Parser  # deferred: heavy, and optional per language
+    parsers: dict[str, Any] | None = getattr(_PARSERS, "by_language", None)
+    if parsers is None:
+        parsers = _PARSERS.by_language = {}
+    parser = parsers.get(language)
+    if parser is None:
+        from tree_sitter import Parser
 
-    module_name, attribute = _GRAMMARS[language]
-    module = importlib.import_module(module_name)
-    return Parser(Language(getattr(module, attribute)()))
+        parser = parsers[language] = Parser(_grammar(language))
+    return parser
 
 
 def _node_text(node: Any) -> str:

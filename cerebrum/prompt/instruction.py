@@ -12,13 +12,17 @@ import re
 
 import attrs
 
+from cerebrum.prompt.reports import find_report_blocks, is_report
+
 _LOGGER = logging.getLogger(__name__)
 
 # Only the first and last lines are looked at for prose, so a 5 MB paste costs
 # no more than a small one here.
 _MAX_PROSE_LINES = 60
 
-_FENCE_RE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([\w+#.-]*)[^\n]*$", re.MULTILINE)
+# CommonMark: a fence is indented at most 3 spaces, so a ``` line inside an
+# indented docstring example is code, not the end of the paste.
+_FENCE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*([\w+#.-]*)[^\n`]*$", re.MULTILINE)
 
 _CODE_START_RE = re.compile(
     r"""^\s*(
@@ -78,27 +82,73 @@ def is_prose_line(line: str) -> bool:
     return letters >= 0.7 * len(stripped)
 
 
-def _prose_block(lines: list[str], indices: range) -> int:
+def _prose_block(lines: list[str], indices: range, reports: set[int] | frozenset[int] = frozenset()) -> int:
     """Count how many lines from the walk ``indices`` form a prose block.
 
-    Blank lines inside the block are allowed; the block ends at the first
-    code line. Returns the number of lines consumed, trailing blanks excluded.
+    Blank lines inside the block are allowed, and so are the lines of error
+    reports (``reports``); the block ends at the first code line. Returns the
+    number of lines consumed, trailing blanks excluded.
     """
     consumed = 0
     seen = 0
+    reported = 0
     for count, index in enumerate(indices, start=1):
         line = lines[index]
         if not line.strip():
             continue
-        if count > _MAX_PROSE_LINES or not is_prose_line(line):
+        if index in reports:
+            reported += 1
+            seen = consumed = count
+            continue
+        if count - reported > _MAX_PROSE_LINES or not is_prose_line(line):
             break
         seen = count
         consumed = count
     return consumed if seen else 0
 
 
+def _real_fences(text: str) -> list[re.Match[str]]:
+    """Fence lines, without reST heading underlines (``~~~~`` under a line of text)."""
+    fences: list[re.Match[str]] = []
+    for match in _FENCE_RE.finditer(text):
+        if match.group(1)[0] == "~" and not match.group(2):
+            previous_end = match.start() - 1
+            previous = text[text.rfind("\n", 0, max(0, previous_end)) + 1 : max(0, previous_end)]
+            if previous.strip() and not _FENCE_RE.match(previous):
+                continue  # "Title\n~~~~~": an underline
+        fences.append(match)
+    return fences
+
+
+def _closing_fence(fences: list[re.Match[str]], index: int) -> int | None:
+    """The fence that closes ``fences[index]``.
+
+    The next untagged fence of the same character, at least as long, closes
+    it, except that code which itself holds Markdown (a Rust doc comment, a
+    docstring with an example) opens inner tagged fences: each of those is
+    closed by its own bare fence first.
+    """
+    marker = fences[index].group(1)
+    depth = 0
+    for later in range(index + 1, len(fences)):
+        candidate = fences[later].group(1)
+        if candidate[0] != marker[0]:
+            continue
+        if fences[later].group(2):
+            depth += 1
+        elif len(candidate) >= len(marker):
+            if depth == 0:
+                return later
+            depth -= 1
+    return None
+
+
 def _split_fenced(text: str, fences: list[re.Match[str]]) -> PromptParts:
-    """Prose outside the fences is the instruction; fenced blocks are the code."""
+    """Prose outside the fences is the instruction; fenced blocks are the code.
+
+    A fenced block that is an error report (a traceback in its own fence) is
+    part of the instruction, fence and all.
+    """
     code_parts: list[str] = []
     before_parts: list[str] = []
     after_parts: list[str] = []
@@ -107,30 +157,33 @@ def _split_fenced(text: str, fences: list[re.Match[str]]) -> PromptParts:
     index = 0
     while index < len(fences):
         opening = fences[index]
-        # A closing fence is the next fence of the same character, at least as long.
-        marker = opening.group(1)
-        closing = None
-        for later in range(index + 1, len(fences)):
-            candidate = fences[later].group(1)
-            if candidate[0] == marker[0] and len(candidate) >= len(marker) and not fences[later].group(2):
-                closing = later
-                break
+        closing = _closing_fence(fences, index)
+        body_start = opening.end() + 1
+        body_end = len(text) if closing is None else fences[closing].start()
+        block_end = len(text) if closing is None else fences[closing].end() + 1
+        body = text[body_start:body_end]
+        if is_report(body):
+            # Prose, to be kept verbatim: the cursor does not move.
+            index = len(fences) if closing is None else closing + 1
+            continue
         prose = text[cursor : opening.start()]
         (before_parts if not code_parts else after_parts).append(prose)
-        body_start = opening.end() + 1
-        if closing is None:
-            # An unterminated fence (a paste cut short) runs to the end.
-            code_parts.append(text[body_start:])
-            cursor = len(text)
-            break
-        code_parts.append(text[body_start : fences[closing].start()])
-        cursor = fences[closing].end() + 1
+        code, reports = _pull_reports(body)
+        code_parts.append(code)
+        after_parts.extend(reports)
+        cursor = block_end
         if tag is None:
             tag = opening.group(2) or None
+        if closing is None:
+            # An unterminated fence (a paste cut short) runs to the end.
+            break
         index = closing + 1
     if tag is None and fences:
         tag = fences[0].group(2) or None
     after_parts.append(text[cursor:])
+    if not code_parts:
+        # Every fence held a report: the rest is prose around them.
+        return PromptParts(instruction_before=text.strip(), instruction_after="", code="")
     return PromptParts(
         instruction_before="\n".join(p.strip("\n") for p in before_parts if p.strip()).strip(),
         instruction_after="\n".join(p.strip("\n") for p in after_parts if p.strip()).strip(),
@@ -140,27 +193,72 @@ def _split_fenced(text: str, fences: list[re.Match[str]]) -> PromptParts:
     )
 
 
+def _pull_reports(code: str) -> tuple[str, list[str]]:
+    """Split error reports out of ``code``: they belong to the instruction."""
+    if "\n" not in code and len(code) < 20:
+        return code, []
+    lines = code.split("\n")
+    blocks = find_report_blocks(lines)
+    if not blocks:
+        return code, []
+    kept: list[str] = []
+    reports: list[str] = []
+    cursor = 0
+    for start, end, _ in blocks:
+        kept.extend(lines[cursor:start])
+        reports.append("\n".join(lines[start:end]).strip("\n"))
+        cursor = end
+    kept.extend(lines[cursor:])
+    return "\n".join(kept).strip("\n"), reports
+
+
 def split_prompt(text: str) -> PromptParts:
     """Split ``text`` into instruction and code.
 
     Fenced blocks are code and the prose around them the instruction. Without
-    fences, a prose paragraph at the start and/or the end is the instruction.
-    Text with no code-looking line at all is all "code" (plain text), with the
-    last short paragraph taken as the instruction when the text is long.
+    fences, a prose block at the start and/or the end is the instruction.
+    Error reports (tracebacks, panics, compiler errors) are instruction
+    wherever they are. Text with no code-looking line at all is all "code"
+    (plain text), with the last short paragraph taken as the question when
+    the text is long.
     """
-    fences = list(_FENCE_RE.finditer(text))
+    fences = _real_fences(text)
     if fences:
-        return _split_fenced(text, fences)
+        parts = _split_fenced(text, fences)
+        if not _holds_code(parts.instruction):
+            return parts
+        # Code outside the fences: the fences are inside the code (Markdown in
+        # a doc comment, some files fenced and some not). Split it as unfenced.
     lines = text.split("\n")
-    head = _prose_block(lines, range(0, len(lines)))
-    tail = _prose_block(lines, range(len(lines) - 1, head - 1, -1)) if head < len(lines) else 0
+    reports = find_report_blocks(lines)
+    report_lines = {line for start, end, _ in reports for line in range(start, end)}
+    head = _prose_block(lines, range(0, len(lines)), report_lines)
+    tail = (_prose_block(lines, range(len(lines) - 1, head - 1, -1), report_lines)
+            if head < len(lines) else 0)
     middle = lines[head : len(lines) - tail]
-    if head + tail >= len(lines) or not _has_code_lines(middle):
+    if head + tail >= len(lines) or not _has_code_lines(
+            [line for number, line in enumerate(middle, start=head) if number not in report_lines]):
+        if reports and head + tail < len(lines):
+            # Prose and a report, no code: nothing to cut.
+            return PromptParts(instruction_before=text.strip(), instruction_after="", code="")
         return _split_all_prose(text)
     before = "\n".join(lines[:head]).strip()
     after = "\n".join(lines[len(lines) - tail :]).strip() if tail else ""
-    code = "\n".join(lines[head : len(lines) - tail]).strip("\n")
+    code, pulled = _pull_reports("\n".join(middle).strip("\n"))
+    if pulled:
+        after = "\n\n".join(part for part in (*pulled, after) if part)
     return PromptParts(instruction_before=before, instruction_after=after, code=code)
+
+
+def _holds_code(prose: str) -> bool:
+    """Whether text taken as prose around fences is in fact mostly code (reports aside)."""
+    lines = prose.split("\n")
+    if len(lines) < 6:
+        return False
+    reports = {line for start, end, _ in find_report_blocks(lines) for line in range(start, end)}
+    checked = [line for number, line in enumerate(lines[:400]) if line.strip() and number not in reports]
+    code = sum(1 for line in checked if not is_prose_line(line))
+    return code >= 5 and code >= 0.5 * len(checked)
 
 
 def _has_code_lines(lines: list[str]) -> bool:

@@ -21,10 +21,11 @@ import attrs
 from cerebrum.prompt.assembly import assemble
 from cerebrum.prompt.chunking import chunk_text
 from cerebrum.prompt.dedup import dedupe
-from cerebrum.prompt.instruction import code_weight, message_text, split_prompt
+from cerebrum.prompt.instruction import PromptParts, code_weight, message_text, split_prompt
 from cerebrum.prompt.language import TEXT, detect_language
-from cerebrum.prompt.ranking import named_identifiers, rank_chunks
-from cerebrum.prompt.tokens import estimate_tokens
+from cerebrum.prompt.ranking import Focus, rank_chunks, read_focus
+from cerebrum.prompt.reports import find_report_blocks, trim_report
+from cerebrum.prompt.tokens import estimate_tokens, tokens_to_chars
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -52,8 +53,46 @@ SKIP_ERROR = "error"
 
 
 @attrs.frozen
+class KeptChunk:
+    """One piece of code that went out, and why (shown to the user in the stats)."""
+
+    name: str | None
+    """The function, method or class it defines, if any."""
+    kind: str
+    """``definition``, ``method``, ``class_header``, ``preamble``, ``block`` ..."""
+    lines: tuple[int, int]
+    """First and last line in the pasted code, 1-based."""
+    why: str
+    """In words: "defines `parse_args`, named in the question", "crash site: ...",
+    "matches the words retry, counter", "`load` is called by `parse`" ..."""
+    whole: bool = True
+    """False when it was cut to fit the budget."""
+
+
+@attrs.frozen
+class MessageStats:
+    """What happened to one chat message."""
+
+    index: int
+    role: str
+    action: str
+    """``kept`` (byte for byte), ``optimized`` (its code trimmed), ``shortened`` (cut to
+    fit: an old answer, an old question) or ``omitted`` (replaced by a short note)."""
+    reason: str
+    original_chars: int
+    chars: int
+    kept: tuple[KeptChunk, ...] = ()
+
+
+@attrs.frozen
 class OptimizeStats:
-    """What optimisation did; ``skipped_reason`` is set when the text went out unchanged."""
+    """What optimisation did; ``skipped_reason`` is set when the text went out unchanged.
+
+    ``kept`` lists the code that went out and why; ``focus`` what the question
+    pointed at (names, frames, file paths); ``warnings`` anything the user
+    should know (the target itself did not fit, the question had to be cut);
+    ``messages`` (chat only) what happened to each message.
+    """
 
     original_chars: int
     optimized_chars: int
@@ -65,6 +104,13 @@ class OptimizeStats:
     skipped_reason: str | None
     budget_tokens: int = 0
     estimated_tokens: int = 0
+    kept: tuple[KeptChunk, ...] = ()
+    focus: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    messages: tuple[MessageStats, ...] = ()
+    counted_tokens: int | None = None
+    """The model's own count of the request, when its backend could tell (else the
+    estimate in ``estimated_tokens`` is all there is)."""
 
 
 @attrs.frozen
@@ -78,7 +124,7 @@ class OptimizedPrompt:
 
 @attrs.frozen
 class OptimizedMessages:
-    """Chat messages with the code-carrying one optimised; ``stats`` are for that message."""
+    """Chat messages fitted to the budget; ``stats`` cover the whole request."""
 
     messages: list[dict]
     language: str
@@ -110,7 +156,11 @@ def optimize_text(
         return _skipped(text if isinstance(text, str) else "", TEXT, SKIP_ERROR, started)
 
 
-def _skipped(text: str, language: str, reason: str, started: float, budget: int = 0, total: int = 0) -> OptimizedPrompt:
+def _skipped(text: str, language: str, reason: str, started: float, budget: int = 0, total: int = 0,
+             focus: tuple[str, ...] = ()) -> OptimizedPrompt:
+    if budget and estimate_tokens(text) > budget and reason != SKIP_EMPTY:
+        # Never over budget: what cannot be optimised is still cut to fit.
+        return _cut_to_fit(text, language, reason, started, budget, total, focus)
     stats = OptimizeStats(
         original_chars=len(text),
         optimized_chars=len(text),
@@ -122,8 +172,48 @@ def _skipped(text: str, language: str, reason: str, started: float, budget: int 
         skipped_reason=reason,
         budget_tokens=budget,
         estimated_tokens=estimate_tokens(text),
+        focus=focus,
     )
     return OptimizedPrompt(text, language, stats)
+
+
+def _cut_to_fit(text: str, language: str, reason: str, started: float, budget: int, total: int,
+                focus: tuple[str, ...]) -> OptimizedPrompt:
+    result = fit_text(text, budget)
+    stats = OptimizeStats(
+        original_chars=len(text),
+        optimized_chars=len(result),
+        reduction=round(1.0 - len(result) / max(1, len(text)), 4),
+        chunks_total=total,
+        chunks_unique=total,
+        chunks_kept=0,
+        elapsed_ms=(time.perf_counter() - started) * 1000.0,
+        skipped_reason=None,
+        budget_tokens=budget,
+        estimated_tokens=estimate_tokens(result),
+        focus=focus,
+        warnings=((f"over_budget: the text ({reason}) was cut in the middle to fit "
+                   f"{max(0, budget)} tokens"),),
+    )
+    return OptimizedPrompt(result, language, stats)
+
+
+def fit_text(text: str, budget: int) -> str:
+    """``text`` cut in the middle to fit ``budget`` tokens (head and tail kept), marked."""
+    if estimate_tokens(text) <= budget:
+        return text
+    if budget <= 8:
+        return ""
+    marker = "\n[... {} characters omitted to fit the model's context ...]\n"
+    room = tokens_to_chars(budget - estimate_tokens(marker.format(10**9)) - 1)
+    while room > 0:
+        head = text[: room * 2 // 3]
+        tail = text[len(text) - room // 3 :] if room // 3 else ""
+        cut = head + marker.format(len(text) - len(head) - len(tail)) + tail
+        if estimate_tokens(cut) <= budget:
+            return cut
+        room = room * 9 // 10
+    return ""
 
 
 def is_binary(text: str) -> bool:
@@ -132,6 +222,58 @@ def is_binary(text: str) -> bool:
     if "\x00" in sample:
         return True
     return len(_CONTROL_RE.findall(sample)) > _MAX_CONTROL_SHARE * max(1, len(sample))
+
+
+def _describe_focus(focus: Focus, defined: set[str] | None = None) -> tuple[str, ...]:
+    """What the question points at, in words, for the stats (names the code defines only)."""
+    names = focus.names if defined is None else focus.names & defined
+    described = [f"name `{name}`" for name in sorted(names)[:8]]
+    described += [f"frame {frame.text[:100]}" for frame in focus.frames[:4]]
+    described += [f"file {path}" for path in focus.files[:4]]
+    return tuple(described)
+
+
+def _fit_instruction(parts: PromptParts, budget: int) -> tuple[PromptParts, list[str]]:
+    """Keep the instruction within the budget: trim huge error reports, then cut its middle.
+
+    The instruction is otherwise never altered; these cuts are reported.
+    """
+    warnings: list[str] = []
+    before, after = parts.instruction_before, parts.instruction_after
+    # Leave at least a quarter of the budget for code.
+    limit = max(budget * 3 // 4, 0)
+    if estimate_tokens(before) + estimate_tokens(after) <= limit:
+        return parts, warnings
+    trimmed = [_trim_reports(before), _trim_reports(after)]
+    if trimmed != [before, after]:
+        warnings.append("report_trimmed: a long error report was cut, keeping its innermost frames")
+        before, after = trimmed
+    if estimate_tokens(before) + estimate_tokens(after) > budget - 16:
+        warnings.append("question_cut: the question alone does not fit the model's context; "
+                        "its middle was cut")
+        share = max(0, budget - 16)
+        if before and after:
+            before, after = fit_text(before, share // 2), fit_text(after, share // 2)
+        else:
+            before, after = fit_text(before, share), fit_text(after, share)
+    return attrs.evolve(parts, instruction_before=before, instruction_after=after), warnings
+
+
+def _trim_reports(text: str) -> str:
+    if not text:
+        return text
+    lines = text.split("\n")
+    blocks = find_report_blocks(lines)
+    if not blocks:
+        return text
+    out: list[str] = []
+    cursor = 0
+    for start, end, kind in blocks:
+        out.extend(lines[cursor:start])
+        out.append(trim_report("\n".join(lines[start:end]), kind))
+        cursor = end
+    out.extend(lines[cursor:])
+    return "\n".join(out)
 
 
 def _optimize(text: str, context_tokens: int, max_tokens: int, query: str, started: float) -> OptimizedPrompt:
@@ -147,22 +289,49 @@ def _optimize(text: str, context_tokens: int, max_tokens: int, query: str, start
     if not parts.code.strip():
         return _skipped(text, language, SKIP_NO_CODE, started, budget)
 
-    instruction = parts.instruction
-    ranking_query = f"{instruction}\n{query}" if query else instruction
-    code = _focus(parts.code, ranking_query)
+    parts, warnings = _fit_instruction(parts, budget)
+    ranking_query = f"{parts.instruction}\n{query}" if query else parts.instruction
+    focus = read_focus(ranking_query)
+    code = _focus(parts.code, focus.names)
     chunks = chunk_text(code, language)
     unique = dedupe(chunks)
-    ranked = rank_chunks(unique, ranking_query)
+    ranked = rank_chunks(unique, focus)
     assembly = assemble(
         parts.instruction_before, parts.instruction_after, ranked, len(chunks), language, budget,
         total_lines=code.count("\n") + 1,
     )
+    for _ in range(2):
+        # Chunk costs are estimated one by one; the joined text may come out a
+        # little dearer. Assemble again for what is left rather than cut it.
+        over = estimate_tokens(assembly.text) - budget
+        if over <= 0:
+            break
+        assembly = assemble(
+            parts.instruction_before, parts.instruction_after, ranked, len(chunks), language,
+            budget - over - 4, total_lines=code.count("\n") + 1,
+        )
     result = assembly.text
     reduction = 1.0 - len(result) / len(text)
+    described = _describe_focus(focus, {n for c in chunks for n in (c.names | ({c.name} if c.name else set()))})
     # Under 10% saved is not worth changing what the user wrote, unless the
     # original does not fit: then sending it unchanged only earns a 400.
     if reduction < MIN_REDUCTION and estimate_tokens(text) <= budget:
-        return _skipped(text, language, SKIP_NO_GAIN, started, budget, len(chunks))
+        return _skipped(text, language, SKIP_NO_GAIN, started, budget, len(chunks), described)
+    if estimate_tokens(result) > budget:
+        # Assembly keeps the instruction whole; a question this long was cut above,
+        # so this is a last guard, never expected.
+        result = fit_text(result, budget)
+        warnings.append("over_budget: the assembled prompt was cut in the middle to fit")
+    why = {item.chunk.index: item.why for item in ranked}
+    kept = tuple(
+        KeptChunk(chunk.name, chunk.kind, (chunk.start_line + 1, max(chunk.start_line + 1, chunk.end_line)),
+                  why.get(chunk.index, "order"), whole=chunk.index not in assembly.cut)
+        for chunk in assembly.kept
+    )
+    if assembly.cut:
+        names = ", ".join(f"`{c.name}`" if c.name else "the best match" for c in assembly.kept
+                          if c.index in assembly.cut)
+        warnings.append(f"target_cut: {names} alone does not fit the budget; its best part was sent")
     stats = OptimizeStats(
         original_chars=len(text),
         optimized_chars=len(result),
@@ -174,11 +343,25 @@ def _optimize(text: str, context_tokens: int, max_tokens: int, query: str, start
         skipped_reason=None,
         budget_tokens=budget,
         estimated_tokens=estimate_tokens(result),
+        kept=_bounded(kept),
+        focus=described,
+        warnings=tuple(warnings),
     )
     return OptimizedPrompt(result, language, stats)
 
 
-def _focus(code: str, instruction: str) -> str:
+_MAX_KEPT_REPORTED = 8
+
+
+def _bounded(kept: tuple[KeptChunk, ...]) -> tuple[KeptChunk, ...]:
+    """The best kept chunks for the stats (a response header carries them)."""
+    if len(kept) <= _MAX_KEPT_REPORTED:
+        return kept
+    rank = {"order": 2, "imports and constants": 1}
+    return tuple(sorted(kept, key=lambda k: (rank.get(k.why, 0), k.lines))[:_MAX_KEPT_REPORTED])
+
+
+def _focus(code: str, names: frozenset[str]) -> str:
     """Cap the code to chunk on huge inputs, keeping the parts the instruction points at.
 
     Chunking is linear but not free; a 5 MB paste cannot fit a small model
@@ -188,7 +371,7 @@ def _focus(code: str, instruction: str) -> str:
     if len(code) <= MAX_CODE_CHARS:
         return code
     spans: list[tuple[int, int]] = [(0, MAX_CODE_CHARS // 2)]
-    for name in sorted(named_identifiers(instruction))[:8]:
+    for name in sorted(names)[:8]:
         pattern = re.compile(rf"(def|class|fn|func|function|struct|impl|interface|type)\s+{re.escape(name)}\b")
         match = pattern.search(code)
         if match is not None:
@@ -206,53 +389,296 @@ def _focus(code: str, instruction: str) -> str:
     return "\n".join(code[start:end] for start, end in merged)
 
 
+# --- conversations ----------------------------------------------------------
+
+# Room kept free after a pasted file in a conversation, so the next turn (one
+# answer of max_tokens plus a short question) still fits without re-trimming
+# it: the leading messages then stay byte-identical and a backend's prompt
+# cache keeps hitting.
+_FOLLOW_UP_QUESTION_TOKENS = 64
+# An old answer that has to give way keeps this much of its head.
+_SHORT_ANSWER_CHARS = 300
+_OMITTED_ANSWER = "[earlier answer omitted to fit the model's context]"
+_MIN_CODE_TOKENS = 48
+
+
+@attrs.define
+class _Message:
+    """One message while a conversation is fitted (mutable working state)."""
+
+    index: int
+    role: str
+    original: str
+    text: str
+    action: str = "kept"
+    reason: str = "fits"
+    kept: tuple[KeptChunk, ...] = ()
+    optimized: OptimizedPrompt | None = None
+    carries_code: bool = False
+
+    @property
+    def cost(self) -> int:
+        return estimate_tokens(self.text) + _PER_MESSAGE_TOKENS
+
+
 def optimize_messages(
     messages: Sequence[dict],
     *,
     context_tokens: int = 2048,
     max_tokens: int = 256,
 ) -> OptimizedMessages:
-    """Optimise the user message that carries the code; leave the others untouched.
+    """Fit a whole chat request (system prompt, history, current question) to the budget.
 
     Messages are in OpenAI chat shape (``content`` a string or a list of
-    ``{"type": "text", "text": ...}`` parts). The budget left for that message
-    is the context minus every other message. New dicts are returned; the
-    input is never mutated.
+    ``{"type": "text", "text": ...}`` parts). The budget is for the whole
+    request: context minus the answer's reserve and the chat template. The
+    current question (the last user message) is kept whole; code pasted in
+    earlier messages is trimmed for the question it was asked with (and for
+    the current one when that names code the trim left out); old assistant
+    answers give way before user code does. A message nothing forces to
+    change goes out byte for byte, so the leading messages of a conversation
+    stay stable from turn to turn. New dicts are returned; the input is never
+    mutated.
     """
     started = time.perf_counter()
     copies = [dict(message) if isinstance(message, dict) else {} for message in messages]
-    texts = [message_text(message.get("content")) for message in copies]
-    target = _code_message(copies, texts)
-    if target is None:
+    try:
+        return _fit_conversation(copies, context_tokens, max_tokens, started)
+    except Exception:  # a bug here must cost the request its optimisation, not the request
+        _LOGGER.exception("conversation optimisation failed; sending the messages unchanged")
+        result = _skipped("", TEXT, SKIP_ERROR, started)
+        return OptimizedMessages(copies, TEXT, result.stats)
+
+
+def _fit_conversation(copies: list[dict], context_tokens: int, max_tokens: int,
+                      started: float) -> OptimizedMessages:
+    budget = budget_tokens(context_tokens, max_tokens)
+    work = [
+        _Message(i, str(message.get("role", "")), text, text)
+        for i, message in enumerate(copies)
+        for text in [message_text(message.get("content"))]
+    ]
+    users = [m for m in work if m.role == "user" and m.text.strip()]
+    if not users:
         result = _skipped("", TEXT, SKIP_NO_CODE, started)
         return OptimizedMessages(copies, TEXT, result.stats)
-    others = sum(
-        estimate_tokens(text) + _PER_MESSAGE_TOKENS for i, text in enumerate(texts) if i != target
-    )
-    # Later user messages ("now make it async") say what to look for in the code.
-    later = "\n".join(
-        texts[i] for i in range(target + 1, len(copies)) if copies[i].get("role") == "user"
-    )
-    optimized = optimize_text(
-        texts[target],
-        context_tokens=context_tokens - others - _PER_MESSAGE_TOKENS,
-        max_tokens=max_tokens,
-        query=later or None,
-    )
-    if optimized.stats.skipped_reason is None:
-        copies[target]["content"] = _replace_content(copies[target].get("content"), optimized.text)
-    return OptimizedMessages(copies, optimized.language, optimized.stats)
+    current = users[-1]
+    current.reason = "the current question, kept whole"
+    for message in users:
+        message.carries_code = len(message.text) >= 200 and code_weight(message.text[:MAX_CODE_CHARS]) > 0
+    coders = [m for m in users if m.carries_code]
+    language = TEXT
+    total = sum(m.cost for m in work)
+    if total <= budget and all(len(m.text) < SMALL_PROMPT_CHARS for m in coders):
+        return _conversation_result(copies, work, language, SKIP_FITS, budget, started, [])
+    if not coders and total <= budget:
+        return _conversation_result(copies, work, language, SKIP_NO_CODE, budget, started, [])
+    reserve = min(max(0, budget) * 2 // 5, 2 * (max_tokens + _FOLLOW_UP_QUESTION_TOKENS))
+    warnings: list[str] = []
+
+    # 1. The stable pass: each pasted file trimmed for its own question, with
+    # room left for a follow-up turn; nothing here depends on later turns
+    # except when the current question names code the trim left out.
+    for message in coders:
+        prefix = sum(m.cost for m in work if m.index < message.index)
+        own = _own_query(message, work, current)
+        # The first exchange after the paste (an answer, the next question) is
+        # part of this turn's shape: room is kept for it and, beyond it, for
+        # at least half a follow-up, so the next turn still fits unchanged.
+        next_user = next((m.index for m in users if m.index > message.index), None)
+        follow = sum(m.cost for m in work if next_user is not None and message.index < m.index <= next_user)
+        room = budget - prefix - max(reserve, follow + reserve // 2)
+        _trim(message, room, context_tokens, max_tokens, budget, own, current)
+        if message.optimized is not None and any(
+                w.startswith("target_cut") for w in message.optimized.stats.warnings):
+            # The code the question is about does not fit with room kept for
+            # the next turn: if it fits whole without that room, a whole
+            # function now beats a stable prefix later.
+            kept = attrs.evolve(message)
+            _trim(message, budget - prefix - follow, context_tokens, max_tokens, budget, own, current)
+            if message.optimized is not None and any(
+                    w.startswith("target_cut") for w in message.optimized.stats.warnings):
+                message.text, message.action, message.reason = kept.text, kept.action, kept.reason
+                message.kept, message.optimized = kept.kept, kept.optimized
+        if message.optimized is not None:
+            language = message.optimized.language if language == TEXT else language
+
+    # 2. Forced: over budget. Old answers give way first, then code, then old
+    # questions; the current question last of all.
+    def over() -> int:
+        return sum(m.cost for m in work) - budget
+
+    answers = [m for m in work if m.role == "assistant" and m.index < current.index]
+    older, last_answer = answers[:-1], answers[-1:]
+    # Oldest first, so a cut once made is made again next turn and the
+    # messages before it keep their bytes.
+    for message in older:
+        if over() <= 0:
+            break
+        _shorten_answer(message)
+    for message in older:
+        if over() <= 0:
+            break
+        _omit_answer(message)
+    for message in sorted(coders, key=lambda m: -m.cost):
+        if over() <= 0:
+            break
+        room = message.cost - _PER_MESSAGE_TOKENS - over()
+        query = f"{_own_query(message, work, current)}\n{current.text}" if message is not current else ""
+        _trim(message, max(room, _MIN_CODE_TOKENS), context_tokens, max_tokens, budget, query, None,
+              forced=True)
+    for message in last_answer:
+        if over() > 0:
+            _shorten_answer(message)
+    for message in users:
+        if over() <= 0:
+            break
+        if message is not current and not message.carries_code:
+            _shorten(message, max(16, message.cost - over()), "an earlier question, shortened to fit")
+    for message in [m for m in work if m.role not in ("user", "assistant", "system")]:
+        if over() <= 0:
+            break
+        _shorten(message, max(16, message.cost - over()), "shortened to fit")
+    if over() > 0:
+        for message in coders:
+            if over() <= 0:
+                break
+            if message is not current:
+                _shorten(message, max(16, message.cost - over()), "earlier code, cut to fit")
+    if over() > 0:
+        warnings.append("question_cut: the current question does not fit the model's context "
+                        "with the system prompt; its middle was cut")
+        _shorten(current, max(16, current.cost - over()), "the current question, cut to fit")
+    if over() > 0:
+        for message in [m for m in work if m.role == "system"]:
+            warnings.append("system_cut: the system prompt was cut to fit")
+            _shorten(message, max(16, message.cost - over()), "the system prompt, cut to fit")
+            if over() <= 0:
+                break
+    for message in coders:
+        if message.optimized is not None:
+            warnings.extend(message.optimized.stats.warnings)
+    changed = any(m.text != m.original for m in work)
+    reason = None if changed else (SKIP_FITS if total <= budget else SKIP_NO_GAIN)
+    return _conversation_result(copies, work, language, reason, budget, started, warnings)
 
 
-def _code_message(messages: list[dict], texts: list[str]) -> int | None:
-    """The last user message with code in it, else the longest user message."""
-    users = [i for i, message in enumerate(messages) if message.get("role") == "user" and texts[i].strip()]
-    if not users:
-        return None
-    for index in reversed(users):
-        if len(texts[index]) >= 200 and code_weight(texts[index][:MAX_CODE_CHARS]) > 0:
-            return index
-    return max(users, key=lambda i: len(texts[i]))
+def _own_query(message: _Message, work: list[_Message], current: _Message) -> str:
+    """What a pasted file is trimmed for, besides the prose with it: the next user message.
+
+    Only the question asked right after the code (never a later one), so the
+    trim of a file stays the same as the conversation grows.
+    """
+    following = next((m for m in work if m.index > message.index and m.role == "user"), None)
+    return following.original if following is not None else ""
+
+
+def _trim(message: _Message, room: int, context_tokens: int, max_tokens: int, budget: int,
+          query: str, current: _Message | None, *, forced: bool = False) -> None:
+    """Optimise a code-carrying message to ``room`` tokens for ``query``."""
+    if room < _MIN_CODE_TOKENS:
+        return
+    # optimize_text takes a context; give it the one that leaves ``room``.
+    context = room + max_tokens + TEMPLATE_OVERHEAD_TOKENS
+    result = optimize_text(message.original, context_tokens=context, max_tokens=max_tokens,
+                           query=query or None)
+    if current is not None and current is not message:
+        missing = _missing_names(current.original, message.original, result)
+        if missing:
+            # The current question is about code this trim left out: trim again for it.
+            result = optimize_text(message.original, context_tokens=context, max_tokens=max_tokens,
+                                   query=f"{query}\n{current.original}")
+    message.optimized = result
+    if result.stats.skipped_reason is None:
+        message.text = result.text
+        message.action = "optimized"
+        message.kept = result.stats.kept
+        message.reason = ("code trimmed for the current question, to fit" if forced
+                          else "code trimmed for its question")
+    elif message.reason == "fits":
+        message.reason = f"code kept whole ({result.stats.skipped_reason})"
+
+
+def _missing_names(question: str, original: str, result: OptimizedPrompt) -> list[str]:
+    """Names the question points at that the code has but the trim did not keep the definition of."""
+    if result.stats.skipped_reason is not None:
+        return []
+    focus = read_focus(question)
+    wanted = [name for name in focus.names if len(name) >= 3]
+    wanted += [frame.function for frame in focus.frames if frame.function]
+    kept = {k.name for k in result.stats.kept}
+    return [name for name in wanted if name not in kept and _defines(original, name)]
+
+
+def _defines(code: str, name: str) -> bool:
+    """Whether ``code`` looks like it defines ``name`` (a cheap check, no parse)."""
+    if name not in code:
+        return False
+    escaped = re.escape(name)
+    return re.search(
+        rf"\b(?:def|fn|func|function|class|struct|enum|trait|interface|type|impl)\s+(?:\([^)]*\)\s*)?{escaped}\b"
+        rf"|^[ \t]*(?:[\w<>\[\],*&:]+\s+)*{escaped}\s*\([^;]*$", code, re.MULTILINE) is not None
+
+
+def _shorten_answer(message: _Message) -> None:
+    if len(message.text) <= _SHORT_ANSWER_CHARS + 80:
+        return
+    head = message.text[:_SHORT_ANSWER_CHARS]
+    cut = head.rfind("\n")
+    head = head[:cut] if cut > _SHORT_ANSWER_CHARS // 2 else head
+    message.text = f"{head.rstrip()}\n[... rest of this earlier answer omitted to fit the model's context]"
+    message.action = "shortened"
+    message.reason = "an old answer, shortened to fit"
+
+
+def _omit_answer(message: _Message) -> None:
+    if estimate_tokens(message.text) <= estimate_tokens(_OMITTED_ANSWER):
+        return
+    message.text = _OMITTED_ANSWER
+    message.action = "omitted"
+    message.reason = "an old answer, omitted to fit"
+
+
+def _shorten(message: _Message, tokens: int, reason: str) -> None:
+    cut = fit_text(message.text, max(0, tokens - _PER_MESSAGE_TOKENS))
+    if cut != message.text:
+        message.text = cut
+        message.action = "shortened"
+        message.reason = reason
+
+
+def _conversation_result(copies: list[dict], work: list[_Message], language: str, reason: str | None,
+                         budget: int, started: float, warnings: list[str]) -> OptimizedMessages:
+    for message in work:
+        if message.text != message.original:
+            copies[message.index]["content"] = _replace_content(copies[message.index].get("content"),
+                                                                message.text)
+    coded = [m.optimized for m in work if m.optimized is not None]
+    original = sum(len(m.original) for m in work)
+    now = sum(len(m.text) for m in work)
+    kept = tuple(k for m in work for k in m.kept)
+    stats = OptimizeStats(
+        original_chars=original,
+        optimized_chars=now,
+        reduction=round(1.0 - now / original, 4) if original else 0.0,
+        chunks_total=sum(o.stats.chunks_total for o in coded),
+        chunks_unique=sum(o.stats.chunks_unique for o in coded),
+        chunks_kept=sum(o.stats.chunks_kept for o in coded),
+        elapsed_ms=(time.perf_counter() - started) * 1000.0,
+        skipped_reason=reason,
+        budget_tokens=budget,
+        estimated_tokens=sum(m.cost for m in work),
+        kept=_bounded(kept),
+        focus=next((o.stats.focus for o in reversed(coded) if o.stats.focus), ()),
+        warnings=tuple(dict.fromkeys(warnings)),
+        messages=tuple(
+            MessageStats(m.index, m.role, m.action, m.reason, len(m.original), len(m.text), m.kept[:6])
+            for m in work
+        ),
+    )
+    if language == TEXT and coded:
+        language = coded[-1].language
+    return OptimizedMessages(copies, language, stats)
 
 
 def _replace_content(content: object, text: str) -> object:
@@ -264,10 +690,13 @@ def _replace_content(content: object, text: str) -> object:
 
 
 __all__ = [
+    "KeptChunk",
+    "MessageStats",
     "OptimizeStats",
-    "OptimizedPrompt",
     "OptimizedMessages",
-    "optimize_text",
-    "optimize_messages",
+    "OptimizedPrompt",
     "budget_tokens",
+    "fit_text",
+    "optimize_messages",
+    "optimize_text",
 ]

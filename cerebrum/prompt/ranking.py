@@ -24,12 +24,17 @@ from collections.abc import Sequence
 import attrs
 
 from cerebrum.prompt.chunking import CLASS_HEADER, PREAMBLE, Chunk
+from cerebrum.prompt.reports import Frame, find_reports, strip_reports
 
 _LOGGER = logging.getLogger(__name__)
 
 DEFINES_WEIGHT = 1000.0
 PARENT_WEIGHT = 200.0
 CALLEE_WEIGHT = 50.0
+# The innermost frame of a pasted error report that lies in the code: the crash site.
+CRASH_WEIGHT = 1100.0
+# Its callers in the report, less the deeper they are.
+FRAME_WEIGHT = 300.0
 _K1 = 1.2
 _B = 0.75
 
@@ -47,16 +52,53 @@ code function functions method methods class classes file files line lines help 
 our us so if then else than also just only very like need want get set new old one two so also
 return returns self cls def fn func var let const public private static void int str
 """.split())
+# Words of a request that say what to do, not what the code does: never matched against code.
+_TASK_WORDS = frozenset("""
+misbehave misbehaves misbehaving wrong broken bug bugs buggy fails failing failed fail find found
+something anything part parts off work works working thing things look looks see seems why happen
+happens happening there their them they thanks thank now also again still issue problem problems
+error errors crash crashes right correct correctly properly instead should get gets got run runs
+""".split()) | _STOPWORDS
+# Words that are verbs of a request as names, but say what code does when
+# matched word by word ("where the file is opened", "the write part").
+_CODE_WORDS = frozenset("""
+write writes add adds get set new make use change open close read line lines file files return returns
+""".split())
+_WORD_STOPS = _TASK_WORDS - _CODE_WORDS
 
 
 @attrs.frozen
 class RankedChunk:
-    """A chunk with its relevance score; ``defines_target`` marks a named definition."""
+    """A chunk with its relevance score; ``defines_target`` marks a named definition.
+
+    ``why`` says in words what earned the chunk its place (shown to the user
+    in the prompt stats).
+    """
 
     chunk: Chunk
     score: float
     defines_target: bool = False
     is_callee: bool = False
+    why: str = "order"
+    focus_line: int | None = None
+    """A line of the code (0-based) an error report points at inside this chunk."""
+
+
+@attrs.frozen
+class Focus:
+    """What an instruction points at, read once per prompt.
+
+    ``names``: identifiers it names (backticked words always count, even
+    ``new`` or ``get``); ``files``: file paths it mentions (hints to a file,
+    not identifiers); ``frames``: error-report frames, innermost first;
+    ``words``: the text matched word by word (the instruction without report
+    frames and paths).
+    """
+
+    names: frozenset[str]
+    files: tuple[str, ...] = ()
+    frames: tuple[Frame, ...] = ()
+    words: str = ""
 
 
 def split_identifier(identifier: str) -> list[str]:
@@ -107,26 +149,102 @@ def _document(text: str, query: Sequence[str]) -> tuple[dict[str, int], int]:
     return frequencies, max(1, len(text) // 8)
 
 
+_NAMED_WORD_RE = re.compile(
+    r"(?i:\b(?:refactor|explain|fix|test|tests\s+for|rewrite|document|simplify|debug|review|optimi[sz]e)"
+    r"\s+(?:the\s+)?)([A-Za-z_]\w*)\b(?!\s+(?:part|code|step|logic))|\b([A-Za-z_]\w*)(?=\s*\(\)|\s+(?:function|method)\b)")
+_PRONOUNS = frozenset("""
+it this that these those the a an what where how why which them me my our for if while to of in on with
+and or not is are be so as at by from all any each my your its their
+""".split())
+_BACKTICK_RE = re.compile(r"`([^`\n]{1,80})`")
+_PATH_RE = re.compile(r"(?<![\w/.])((?:[\w.-]+/)*[\w-]+\.(?:py|pyi|js|mjs|cjs|jsx|ts|tsx|rs|c|h|cc|cpp|cxx|hpp|hh|go|java|kt|sh|rb|toml|json|yaml|yml))\b")
+
+
 def named_identifiers(instruction: str) -> set[str]:
-    """Identifiers the instruction names: code-like words, dotted parts, not English stopwords."""
+    """Identifiers the instruction names: code-like words, dotted parts, not English stopwords.
+
+    A word in backticks is an identifier whatever it is (`new`, `get`, Go's
+    `New`); a file path (``src/output/fmt.rs``) names a file, not the
+    identifiers ``output`` and ``fmt``.
+    """
     names: set[str] = set()
-    for identifier in _IDENT_RE.findall(instruction):
+    for quoted in _BACKTICK_RE.findall(instruction):
+        for identifier in _IDENT_RE.findall(_PATH_RE.sub(" ", quoted)):
+            if len(identifier) >= 2 or identifier.isupper():
+                names.add(identifier)
+    for identifier in _IDENT_RE.findall(_PATH_RE.sub(" ", instruction)):
         if identifier.lower() in _STOPWORDS or len(identifier) < 2:
             continue
         names.add(identifier)
     return names
 
 
-def rank_chunks(chunks: Sequence[Chunk], instruction: str) -> list[RankedChunk]:
+def read_focus(instruction: str) -> Focus:
+    """What ``instruction`` points at: names, file paths, error-report frames, words."""
+    reports = find_reports(instruction) if instruction else []
+    frames = tuple(frame for report in reports for frame in report.frames)
+    plain = strip_reports(instruction) if reports else instruction
+    files = tuple(dict.fromkeys(_PATH_RE.findall(plain)))
+    words = _PATH_RE.sub(" ", plain)
+    # A common word placed as a name ("refactor write", "tests for get()",
+    # "the open function") is one.
+    placed = {word for pair in _NAMED_WORD_RE.findall(words) for word in pair
+              if word and word.lower() not in _PRONOUNS}
+    return Focus(frozenset(named_identifiers(plain) | placed), files, frames, words)
+
+
+def _frame_scores(chunks: Sequence[Chunk], frames: Sequence[Frame]) -> dict[int, tuple[float, str, int | None]]:
+    """Chunks the report's frames lie in: the innermost one in the paste scores highest.
+
+    A frame is matched by its function's name, else by its line number (a
+    compiler error or a Rust panic gives only ``file:line``), taken as a line
+    of the pasted code.
+    """
+    by_name: dict[str, list[int]] = {}
+    for position, chunk in enumerate(chunks):
+        for name in ({chunk.name} if chunk.name else set()) | set(chunk.names):
+            by_name.setdefault(name, []).append(position)
+    scores: dict[int, tuple[float, str, int | None]] = {}
+    depth = 0
+    for frame in frames:
+        found: list[int] = []
+        if frame.function and frame.function in by_name:
+            found = by_name[frame.function][:1]
+        elif frame.line is not None:
+            line = frame.line - 1
+            found = [p for p, c in enumerate(chunks) if c.start_line <= line < c.end_line][:1]
+        if not found:
+            continue
+        position = found[0]
+        weight = CRASH_WEIGHT if depth == 0 else max(FRAME_WEIGHT - 20.0 * depth, FRAME_WEIGHT / 2)
+        where = f"`{frame.function}`" if frame.function else f"line {frame.line}"
+        why = (f"crash site: innermost frame of the error report in the code ({where})" if depth == 0
+               else f"caller in the error report ({where})")
+        chunk = chunks[position]
+        at = frame.line - 1 if frame.line is not None else None
+        # The report's line number is the paste's only when the whole file was pasted.
+        inside = at if at is not None and chunk.start_line <= at < chunk.end_line else None
+        if position not in scores:
+            scores[position] = (weight, why, inside)
+        depth += 1
+    return scores
+
+
+def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[RankedChunk]:
     """Return ``chunks`` scored against ``instruction``, best first (ties in original order)."""
     if not chunks:
         return []
-    names = named_identifiers(instruction)
+    focus = instruction if isinstance(instruction, Focus) else read_focus(instruction)
+    names = focus.names
     cache: dict[str, tuple[str, ...]] = {}
     # Terms under 3 letters ("id", "x") would match inside every other word.
-    query = [t for t in dict.fromkeys(_terms(instruction, cache)) if t not in _STOPWORDS and len(t) >= 3]
+    words = " ".join(w for w in _IDENT_RE.findall(focus.words) if w.lower() not in _WORD_STOPS)
+    query = [t for t in dict.fromkeys(_terms(words, cache)) if t not in _WORD_STOPS and len(t) >= 3]
     documents = [_document(chunk.text, query) for chunk in chunks] if query else []
     lexical = _bm25(documents, query) if query else [0.0] * len(chunks)
+    if query:
+        lexical = _adjust_lexical(chunks, documents, lexical, query, cache)
+    frames = _frame_scores(chunks, focus.frames) if focus.frames else {}
 
     defines = [
         bool(chunk.name and chunk.name in names) or bool(chunk.names & names)
@@ -134,36 +252,121 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str) -> list[RankedChunk]:
     ]
     # "Config.load": a method named by its class too beats a same-named method elsewhere.
     parent_named = [bool(chunk.parent and chunk.parent in names) for chunk in chunks]
-    if any(defines):
-        top = [i for i, hit in enumerate(defines) if hit]
+    if any(defines) or frames:
+        top = [i for i, hit in enumerate(defines) if hit] + list(frames)
     else:
         ordered = sorted(range(len(chunks)), key=lambda i: -lexical[i])
         top = [i for i in ordered[:3] if lexical[i] > 0]
     called: set[str] = set()
+    callers: dict[str, str] = {}
     for position in top:
-        called.update(_CALL_RE.findall(chunks[position].text))
+        for callee in _CALL_RE.findall(chunks[position].text):
+            if callee == chunks[position].name:
+                continue  # its own signature (or recursion)
+            called.add(callee)
+            callers.setdefault(callee, chunks[position].name or "the top chunk")
     best_lexical = max(lexical) if lexical else 0.0
 
     ranked: list[RankedChunk] = []
     for position, chunk in enumerate(chunks):
-        is_callee = not defines[position] and bool(
-            (chunk.name and chunk.name in called) or (chunk.kind != PREAMBLE and chunk.names & called)
-        )
+        callee_name = None
+        if not defines[position]:
+            if chunk.name and chunk.name in called:
+                callee_name = chunk.name
+            elif chunk.kind != PREAMBLE and chunk.names & called:
+                callee_name = min(chunk.names & called)
         score = lexical[position]
+        why = _words_why(documents[position], query) if query and lexical[position] > 0 else "order"
+        frame_weight, focus_line = 0.0, None
+        if position in frames:
+            frame_weight, why, focus_line = frames[position]
+        define_weight = DEFINES_WEIGHT * (1.0 if chunk.kind != CLASS_HEADER else 0.9) if defines[position] else 0.0
+        # Named and in the report: one strong reason, not two (the crash site stays first).
+        score += max(frame_weight, define_weight) + 0.1 * min(frame_weight, define_weight)
         if defines[position]:
-            score += DEFINES_WEIGHT * (1.0 if chunk.kind != CLASS_HEADER else 0.9)
+            hit = sorted(({chunk.name} if chunk.name else set()) & names or chunk.names & names)
+            why = f"defines `{hit[0]}`, named in the question" if position not in frames else why
             if chunk.name is None or chunk.name not in names:
                 score -= DEFINES_WEIGHT / 2  # only a constant in it is named
+        if not defines[position] and position not in frames and names and chunk.kind != PREAMBLE:
+            inner = _inner_definition(chunk, names)
+            if inner is not None:
+                # A named function inside an object literal or a big block: the
+                # chunk holds it, and if the chunk is too big, that line is its best part.
+                score += DEFINES_WEIGHT / 2
+                focus_line, why = inner
         if parent_named[position]:
             score += PARENT_WEIGHT
-        if is_callee:
-            score += CALLEE_WEIGHT
+        if callee_name is not None:
+            # Next to a named definition a callee is worth a fixed bonus; next to
+            # chunks found by words only, a share of the best word score.
+            score += CALLEE_WEIGHT if any(defines) or frames else 0.3 * best_lexical
+            if not defines[position] and position not in frames:
+                why = f"`{callee_name}` is called by `{callers.get(callee_name, '?')}`"
         if chunk.kind == PREAMBLE:
             # Imports tell the model which APIs the code uses; worth a mid-rank place.
             score += 0.5 * best_lexical
-        ranked.append(RankedChunk(chunk, score, defines[position], is_callee))
+            if why == "order":
+                why = "imports and constants"
+        ranked.append(RankedChunk(chunk, score, defines[position], callee_name is not None, why, focus_line))
     ranked.sort(key=lambda item: (-item.score, item.chunk.index))
     return ranked
+
+
+def _inner_definition(chunk: Chunk, names: frozenset[str]) -> tuple[int, str] | None:
+    """The line (0-based, in the code) where ``chunk`` defines a named identifier inside itself."""
+    for name in sorted(names):
+        if len(name) < 4 or name not in chunk.text:
+            continue
+        match = re.search(rf"^[ \t]*(?:(?:async|static|public|private|export|function|def|fn|func)\s+)*"
+                          rf"#?{re.escape(name)}\s*(?:\(|=\s*(?:async\s*)?(?:function|\()|:\s*(?:async\s*)?function)",
+                          chunk.text, re.MULTILINE)
+        if match is not None:
+            line = chunk.start_line + chunk.text.count("\n", 0, match.start())
+            return line, f"holds the definition of `{name}`, named in the question"
+    return None
+
+
+def _adjust_lexical(chunks: Sequence[Chunk], documents: Sequence[tuple[dict[str, int], int]],
+                    lexical: list[float], query: Sequence[str],
+                    cache: dict[str, tuple[str, ...]]) -> list[float]:
+    """Word matching tuned for behaviour described in words.
+
+    A definition whose own name carries the words ("the retry loop" →
+    ``retry_loop``) gains half its score again; a class header (mostly a
+    docstring) whose methods are chunks of their own loses half, so a long
+    docstring does not outrank the method that does the thing.
+    """
+    wanted = set(query)
+    parents = {chunk.parent for chunk in chunks if chunk.parent}
+    adjusted = list(lexical)
+    count = len(documents)
+    weight = {term: math.log(1.0 + count / (1 + sum(1 for f, _ in documents if term in f))) for term in query}
+    total = sum(weight.values()) or 1.0
+    for position, chunk in enumerate(chunks):
+        if lexical[position] <= 0:
+            continue
+        # A description is matched by the chunk that has most of its words,
+        # above one that repeats a few of them; words in a definition's head
+        # (signature, docstring, leading comment) count double.
+        frequencies = documents[position][0]
+        coverage = sum(weight[term] for term in frequencies) / total
+        head = chunk.text[:400].lower()
+        in_head = sum(weight[term] for term in frequencies if term in head) / total
+        adjusted[position] *= (0.5 + coverage) ** 2 * (1.0 + (in_head if chunk.name else 0.0))
+        if chunk.name:
+            own = set(_split_terms(chunk.name, cache))
+            if own & wanted:
+                adjusted[position] *= 1.0 + 0.5 * len(own & wanted)
+        if chunk.kind == CLASS_HEADER and chunk.name in parents:
+            adjusted[position] *= 0.35
+    return adjusted
+
+
+def _words_why(document: tuple[dict[str, int], int], query: Sequence[str]) -> str:
+    frequencies = document[0]
+    hits = sorted(frequencies, key=lambda term: (-frequencies[term], query.index(term)))[:4]
+    return "matches the words " + ", ".join(hits) if hits else "order"
 
 
 def _bm25(documents: Sequence[tuple[dict[str, int], int]], query: Sequence[str]) -> list[float]:

@@ -43,8 +43,12 @@ def test_optimize_shows_the_prompt_and_its_figures(home: Path,
                      cwd=home, env=env_for(home, orchestrator.url))
     assert result.returncode == 0, result.stderr
     assert "Refactor double" in result.stdout and len(result.stdout) < len(REPEATED)
+    first, *reasons = result.stderr.splitlines()
     assert re.fullmatch(r"smollm2-135m · python · \d+ → \d+ chars \(-\d+%\) · chunks \d+ → \d+ "
-                        r"unique → \d+ kept · \d+\.\d ms\n", result.stderr), result.stderr
+                        r"unique → \d+ kept · \d+\.\d ms", first), result.stderr
+    # Why: the function the instruction names, and the budget it was fitted to.
+    assert any("`double`" in line and "named in the question" in line for line in reasons), reasons
+    assert reasons[-1].startswith("tokens: ")
     as_json = run_cli("optimize", "Refactor", "-f", "big.py", "--json", cwd=home,
                       env=env_for(home, orchestrator.url))
     assert '"reduction"' in as_json.stdout and not ESCAPE.search(as_json.stdout)

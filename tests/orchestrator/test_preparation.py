@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
@@ -17,7 +17,8 @@ from cerebrum.orchestrator.preparation import (
     wants_optimization,
 )
 from cerebrum.orchestrator.proxy import STATS_HEADER
-from tests.orchestrator.conftest import MakeOrchestrator, MakeStub
+from cerebrum.prompt.tokens import estimate_tokens
+from tests.orchestrator.conftest import BACKEND_KEY, MakeOrchestrator, MakeStub
 
 FUNCTION = ("def fetch_data(url):\n    import requests\n    response = requests.get(url)\n"
             "    response.raise_for_status()\n    return response.json()\n\n\n")
@@ -98,7 +99,10 @@ async def test_the_backend_gets_the_optimised_prompt_and_the_client_the_stats(
     assert stats["skipped_reason"] is None and stats["reduction"] > 0.6
     sent = stub.received[0].body
     assert sent["model"] == "stub-model"  # routed: the only model there is
-    assert len(sent["messages"][1]["content"]) == stats["optimized_chars"]
+    assert sum(len(m["content"]) for m in sent["messages"]) == stats["optimized_chars"]
+    assert [m["action"] for m in stats["messages"]] == ["kept", "optimized"]
+    assert stats["messages"][1]["kept"][0]["name"] == "fetch_data"
+    assert "named in the question" in stats["messages"][1]["kept"][0]["why"]
     off = await client.post("/v1/chat/completions", json=chat_body(BIG_PROMPT),
                             headers={"X-Cerebrum-Optimize": "off"})
     assert off.status == 200 and STATS_HEADER not in off.headers
@@ -124,3 +128,56 @@ async def test_optimize_dry_run(make_stub: MakeStub, make_orchestrator: MakeOrch
         assert (await client.post("/v1/optimize", json=bad)).status == 400
     empty = await (await client.post("/v1/optimize", json={"prompt": ""})).json()
     assert empty["stats"]["skipped_reason"] == "empty"
+
+
+def _gibberish(count: int, seed: int = 7) -> str:
+    """Random lower-case "words": BPE vocabularies split them far finer than English."""
+    import random
+
+    rng = random.Random(seed)
+    return " ".join("".join(rng.choice("bcdfghjkmnpqvwxz") for _ in range(rng.randint(4, 9)))
+                    for _ in range(count))
+
+
+@pytest.mark.model
+async def test_the_models_own_count_keeps_the_request_within_its_context(
+        make_backend: Any, make_orchestrator: MakeOrchestrator) -> None:
+    # Prose the estimate undercounts (made-up words: BPE splits them finely)
+    # and nothing to trim by relevance: by the estimate it fits SmolLM2's
+    # 2048 tokens, by the model's own count it does not, so the orchestrator
+    # prepares it again for a smaller context.
+    words = _gibberish(3000).split()
+    prompt = "Which of these words could be English?\n\n"
+    while estimate_tokens(prompt) < 1850:
+        prompt += " ".join(words[:12]) + ".\n"
+        words = words[12:]
+    backend = await make_backend(api_key=BACKEND_KEY)
+    client = await make_orchestrator(str(backend.make_url("")), read_timeout_s=120.0)
+    body = {"prompt": prompt, "max_tokens": 8}
+    original = await (await backend.post("/tokenize", json=body, headers={"X-API-Key": BACKEND_KEY})).json()
+    assert original["count"] > 2048 - 8  # as sent, the backend would refuse it
+    # A dry run: the same preparation a completion gets, without generating.
+    dry = await (await client.post("/v1/optimize", json=body)).json()
+    stats = dry["stats"]
+    assert stats["skipped_reason"] is None
+    assert stats["counted_tokens"] is not None and stats["counted_tokens"] <= 2048 - 8
+    assert stats["estimated_tokens"] < stats["counted_tokens"]  # the estimate alone is under
+    assert dry["prompt"].startswith("Which of these words could be English?")
+    assert stats["warnings"]  # cut to fit, and said so
+
+
+async def test_a_backend_without_tokenize_keeps_the_estimate(
+        make_stub: MakeStub, make_orchestrator: MakeOrchestrator) -> None:
+    from cerebrum.orchestrator.state import ORCHESTRATOR
+    from cerebrum.orchestrator.token_count import counter_for
+
+    stub, url = await make_stub()
+    client = await make_orchestrator(url)
+    # Prose near the budget: worth an exact count, and nothing to trim.
+    body = {"prompt": "Summarise these notes. " + "The deploy failed because the disk was full. " * 60}
+    first = await (await client.post("/v1/optimize", json=body)).json()
+    assert first["stats"]["counted_tokens"] is None  # the stub has no /tokenize: the estimate stands
+    pool = client.server.app[ORCHESTRATOR].pool
+    assert set(counter_for(pool).unsupported) == {url}  # remembered: not asked again for a while
+    again = await (await client.post("/v1/optimize", json=body)).json()
+    assert again["prompt"] == first["prompt"]

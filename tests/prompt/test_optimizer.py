@@ -105,7 +105,7 @@ def test_prompt_that_fits_but_saves_little_is_skipped() -> None:
 
 @pytest.mark.parametrize(
     ("text", "reason"),
-    [("", "empty"), ("   \n\t ", "empty"), ("abc\x00\x01\x02" * 1000, "binary")],
+    [("", "empty"), ("   \n\t ", "empty"), ("abc\x00\x01\x02" * 200, "binary")],
 )
 def test_bad_input_is_returned_unchanged(text: str, reason: str) -> None:
     result = optimize_text(text)
@@ -113,10 +113,19 @@ def test_bad_input_is_returned_unchanged(text: str, reason: str) -> None:
     assert result.stats.skipped_reason == reason
 
 
+def test_junk_over_the_budget_is_cut_to_fit_and_says_so() -> None:
+    text = "abc\x00\x01\x02" * 2000
+    result = optimize_text(text)
+    assert estimate_tokens(result.text) <= budget_tokens(2048, 256)
+    assert result.text.startswith("abc\x00") and "characters omitted" in result.text
+    assert result.stats.warnings and result.stats.warnings[0].startswith("over_budget")
+
+
 def test_random_bytes_do_not_raise() -> None:
     junk = bytes(range(256)).decode("latin-1") * 40
     result = optimize_text(junk)
-    assert result.stats.skipped_reason == "binary"
+    assert result.stats.warnings == ("over_budget: the text (binary) was cut in the middle to fit 1728 tokens",)
+    assert optimize_text(junk[:1000]).stats.skipped_reason == "binary"
 
 
 def test_huge_input_is_capped_and_keeps_the_named_function() -> None:

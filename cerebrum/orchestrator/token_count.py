@@ -1,0 +1,134 @@
+"""Fit a prepared prompt to the context with the model's own tokenizer.
+
+The optimiser counts tokens with an estimate (the Pi has no tokenizer). A
+Cerebrum backend answers ``POST /tokenize`` with the exact count of the
+request as generation would see it (chat template included); when that is
+over the context, the request is prepared again with the difference taken off
+the context, at most :data:`MAX_REFITS` times. A backend without the
+endpoint (a foreign OpenAI-compatible server) answers 404: it is remembered
+for a while and the estimate stands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import aiohttp
+import attrs
+
+from cerebrum.orchestrator.backends import Backend, BackendPool
+from cerebrum.orchestrator.preparation import PreparedRequest
+
+_LOGGER = logging.getLogger(__name__)
+
+TOKENIZE_PATH = "/tokenize"
+MAX_REFITS = 3
+COUNT_TIMEOUT_S = 5.0
+# Counting costs a round trip: only prompts this close to their budget (by
+# the estimate, which errs high on most text) are counted.
+COUNT_ABOVE_SHARE = 0.3
+# A backend without /tokenize is asked again after this long (it may be upgraded).
+UNSUPPORTED_RETRY_S = 600.0
+_MARGIN_TOKENS = 8
+
+
+@attrs.define
+class TokenCounter:
+    """Asks backends for exact counts; remembers which ones cannot give them."""
+
+    unsupported: dict[str, float] = attrs.field(factory=dict)
+    clock: Callable[[], float] = time.monotonic
+
+    def supports(self, backend: Backend) -> bool:
+        since = self.unsupported.get(backend.url)
+        return since is None or self.clock() - since > UNSUPPORTED_RETRY_S
+
+    async def count(self, session: aiohttp.ClientSession, pool: BackendPool, prepared: PreparedRequest,
+                    headers: Mapping[str, str]) -> int | None:
+        """The model's token count of ``prepared``'s body, or None when no backend can tell."""
+        fields: dict[str, Any] = {key: prepared.body[key] for key in ("messages", "prompt") if key in prepared.body}
+        if len(fields) != 1:
+            return None
+        if prepared.model:
+            fields["model"] = prepared.model
+        for backend in pool.candidates(prepared.model):
+            if not self.supports(backend) or not backend.breaker.would_allow():
+                continue
+            try:
+                async with session.post(backend.url.rstrip("/") + TOKENIZE_PATH, json=fields,
+                                        headers=dict(headers),
+                                        timeout=aiohttp.ClientTimeout(total=COUNT_TIMEOUT_S)) as reply:
+                    if reply.status in (404, 405, 501):
+                        self.unsupported[backend.url] = self.clock()
+                        continue
+                    if reply.status != 200:
+                        continue
+                    answer = await reply.json(content_type=None)
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                _LOGGER.debug("token count from %s failed", backend.name, exc_info=True)
+                continue
+            count = answer.get("count") if isinstance(answer, dict) else None
+            if isinstance(count, int) and count >= 0:
+                return count
+            self.unsupported[backend.url] = self.clock()  # answers, but not in our shape
+        return None
+
+
+_COUNTERS: weakref.WeakKeyDictionary[BackendPool, TokenCounter] = weakref.WeakKeyDictionary()
+
+
+def counter_for(pool: BackendPool) -> TokenCounter:
+    """The counter of one orchestrator (its pool), made on first use."""
+    counter = _COUNTERS.get(pool)
+    if counter is None:
+        counter = _COUNTERS[pool] = TokenCounter()
+    return counter
+
+
+def worth_counting(prepared: PreparedRequest) -> bool:
+    """Whether the estimate is close enough to the budget that an exact count may matter."""
+    report = prepared.report
+    if report is None:
+        return False
+    allowed = prepared.context_tokens - prepared.reply_tokens
+    return report.estimated_tokens >= COUNT_ABOVE_SHARE * allowed or report.budget_tokens <= 0
+
+
+async def fit_to_context(counter: TokenCounter, session: aiohttp.ClientSession, pool: BackendPool,
+                         prepared: PreparedRequest, headers: Mapping[str, str],
+                         prepare_again: Callable[[int], Any]) -> PreparedRequest:
+    """Count ``prepared`` exactly and prepare again while it is over the context.
+
+    ``prepare_again(shrink_tokens)`` returns (or is awaited for) a new
+    PreparedRequest. The result's stats carry the exact count
+    (``counted_tokens``), and a warning when it still does not fit.
+    """
+    if not worth_counting(prepared):
+        return prepared
+    shrink = 0
+    for attempt in range(MAX_REFITS + 1):
+        count = await counter.count(session, pool, prepared, headers)
+        if count is None:
+            return prepared
+        allowed = prepared.context_tokens + shrink - prepared.reply_tokens
+        report = prepared.report
+        assert report is not None
+        if count <= allowed or attempt == MAX_REFITS:
+            warnings = report.warnings
+            if count > allowed:
+                warnings += ((f"over_budget: {count} tokens by the model's count, {count - allowed} "
+                              "over its context"),)
+            return attrs.evolve(prepared, report=attrs.evolve(report, counted_tokens=count,
+                                                              warnings=warnings))
+        # Take the overshoot off the context, scaled to the estimate's units.
+        ratio = report.estimated_tokens / count if count else 1.0
+        shrink += math.ceil((count - allowed) * max(ratio, 1.0)) + _MARGIN_TOKENS
+        again = prepare_again(shrink)
+        prepared = await again if asyncio.iscoroutine(again) else again
+    return prepared
