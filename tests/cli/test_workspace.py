@@ -100,7 +100,7 @@ def test_index_shows_a_progress_bar_on_a_terminal(home: Path, orchestrator: Runn
 def test_index_failures_are_sentences(home: Path) -> None:
     env = clean_env(home, CEREBRUM_URL=f"http://127.0.0.1:{free_port()}")
     down = run_cli("index", str(write_repo(home / "r")), cwd=home, env=env)
-    assert down.returncode == 3 and "Cannot reach the orchestrator" in down.stderr
+    assert down.returncode == 3 and "Cannot reach the service at" in down.stderr
     (home / "file.py").write_text("x = 1\n")
     not_dir = run_cli("index", "file.py", cwd=home, env=env)
     assert not_dir.returncode == 2 and "not a directory" in not_dir.stderr

@@ -52,7 +52,10 @@ def test_fts_queries_cannot_inject_syntax() -> None:
 
 def unit(unit_id: int, name: str, tokens: int = 50, path: str = "m.py", kind: str = "definition",
          parent: str | None = None) -> UnitRow:
-    text = f"def {name}():\n" + "    x = 1\n" * max(0, tokens * 3 // 10 - 1)
+    # About ``tokens`` by the optimiser's own estimate, whatever its per-line rate.
+    text = f"def {name}():\n"
+    while estimate_tokens(text + "    x = 1\n") <= tokens:
+        text += "    x = 1\n"
     return UnitRow(unit_id, path, unit_id * 10, unit_id * 10 + 5, kind, name, parent,
                    f"def {name}():", text, estimate_tokens(text))
 
