@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -209,15 +209,19 @@ def _retry_after(value: str | None) -> float:
 
 async def open_upstream(pool: BackendPool, session: aiohttp.ClientSession, path: str,
                         payload: bytes, headers: Mapping[str, str], model: str | None, *,
-                        stream: bool, max_body: int) -> tuple[Backend, Reply]:
+                        stream: bool, max_body: int,
+                        candidates: Sequence[Backend] | None = None) -> tuple[Backend, Reply]:
     """Get an answer (or the start of one) from the first backend that gives one.
 
-    On return the backend's ``in_flight`` has been incremented: the caller
-    decrements it when it has finished with the reply.
+    ``candidates`` is the order to try them in (default: ``pool.candidates(model)``;
+    the proxy passes that list reordered by prefix affinity). On return the
+    backend's ``in_flight`` has been incremented: the caller decrements it when it
+    has finished with the reply.
     """
     last: tuple[Backend, ApiError] | None = None
     waits: list[float] = []
-    candidates = pool.candidates(model)
+    if candidates is None:
+        candidates = pool.candidates(model)
     if not candidates:
         raise ModelNotFound(f"no backend serves the model '{model}'", param="model")
     for backend in candidates:
