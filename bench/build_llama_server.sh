@@ -14,6 +14,19 @@ if [[ -x "$bin" ]]; then
     exit 0
 fi
 mkdir -p "$cache"
+# One build at a time per cache (the test suite and a benchmark may both ask):
+# a second caller waits for the first, then finds the binary.
+if command -v flock >/dev/null; then
+    exec 9>"$cache/.build.lock"
+    if ! flock -n 9; then
+        echo "build_llama_server: another build is running; waiting for it" >&2
+        flock 9
+    fi
+    if [[ -x "$bin" ]]; then
+        echo "$bin"
+        exit 0
+    fi
+fi
 python="${PYTHON:-$here/../.venv/bin/python}"
 if [[ ! -d "$src/vendor/llama.cpp" ]]; then
     sdist="$(ls "$cache"/llama_cpp_python-"$version".tar.gz 2>/dev/null || true)"
