@@ -113,7 +113,7 @@ async def wait_ready(session: aiohttp.ClientSession, url: str,
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
+            raise RuntimeError(f"{url}: the server exited with {process.returncode}")
         try:
             async with session.get(url + "/health") as response:
                 if response.status == 200:

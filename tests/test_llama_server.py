@@ -146,7 +146,7 @@ def test_llama_server_errors_reach_the_client_in_openai_shape(stack: Stack) -> N
     assert backends[0]["breaker"] == "closed"
 
 
-def conversation_turn(history: list[dict[str, str]], client: openai.OpenAI,
+def conversation_turn(history: list[Any], client: openai.OpenAI,
                       request_id: str, content: str) -> None:
     history.append({"role": "user", "content": content})
     stream = client.chat.completions.create(
@@ -168,7 +168,7 @@ def wait_until_let_through(orchestrator: Service, backend: str) -> None:
 
 def test_conversations_move_between_vps_app_and_llama_server(stack: Stack) -> None:
     vps = f"127.0.0.1:{stack.vps.port}"
-    holders = []
+    holders: list[str] = []
     with sdk(stack.both) as client:
         for n in (1, 2):
             if n == 2:
@@ -177,7 +177,7 @@ def test_conversations_move_between_vps_app_and_llama_server(stack: Stack) -> No
                 # one starts on the other backend and the move goes the other way.
                 wait_until_let_through(stack.both, holders[0])
                 conversation_turn([], client, "filler", "Hello.")
-            history: list[dict[str, str]] = [{"role": "system", "content": "Answer briefly."}]
+            history: list[Any] = [{"role": "system", "content": "Answer briefly."}]
             conversation_turn(history, client, f"c{n}-1", "What is a list in Python?")
             conversation_turn(history, client, f"c{n}-2", "And a tuple?")
             first, second = (stack.both.wait_for_line(request_id=f"c{n}-{t}", event="completion")

@@ -16,6 +16,7 @@ from cerebrum.orchestrator.affinity import (
     Load,
     Outcome,
     PrefixAffinity,
+    PrefixKey,
     prefix_keys,
     session_of,
 )
@@ -37,7 +38,7 @@ def body(messages: list[dict[str, Any]], model: str = "m") -> dict[str, Any]:
     return {"model": model, "messages": messages}
 
 
-def keys(name: str, turns: int, model: str = "m"):  # type: ignore[no-untyped-def]
+def keys(name: str, turns: int, model: str = "m") -> tuple[PrefixKey, ...]:
     return prefix_keys("chat", body(conversation(name, turns), model))
 
 
