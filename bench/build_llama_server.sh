@@ -5,7 +5,10 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 version="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
-cache="$here/.cache"
+# The physical path: bench/.cache may be a symlink shared by several checkouts,
+# and CMake ties a build folder to the path it was configured under.
+mkdir -p "$here/.cache"
+cache="$(cd "$here/.cache" && pwd -P)"
 src="$cache/llama_cpp_python-$version"
 build="$cache/llama-server-build-$version"
 bin="$build/bin/llama-server"
