@@ -313,7 +313,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             gateways[subject] = f"http://127.0.0.1:{port}"
             servers.append((gateways[subject], processes[-1]))
         timeout = aiohttp.ClientTimeout(total=600)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        # A fresh connection per request, for every subject alike: llama-server drops
+        # idle keep-alive connections, and a reused dead one fails the request.
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             for url, process in servers:
                 await wait_ready(session, url, process)
             for url in backends:  # warm-up: first-request costs, not measured
@@ -325,11 +328,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 order = subjects[round_no % len(subjects):] + subjects[:round_no % len(subjects)]
                 for subject in order:
                     t0 = time.monotonic()
-                    results += await run_subject(session, subject, gateways[subject],
-                                                 round_no * 10 + SUBJECTS.index(subject), args,
-                                                 rng)
+                    rows = await run_subject(session, subject, gateways[subject],
+                                             round_no * 10 + SUBJECTS.index(subject), args, rng)
+                    results += rows
+                    later = [r["ttft_ms"] for r in rows if r["turn"] > 1]
                     print(f"round {round_no + 1}/{args.rounds} {subject:12} "
-                          f"{time.monotonic() - t0:6.1f} s", file=sys.stderr)
+                          f"{time.monotonic() - t0:6.1f} s; turns 2-4 TTFT mean "
+                          f"{statistics.fmean(later):8.1f} ms, p50 {statistics.median(later):8.1f}",
+                          file=sys.stderr)
             counters = {s: await affinity_counters(session, u) for s, u in gateways.items()
                         if s != "direct"}
             stability = await prefix_stability(session, gateways.get("affinity")
@@ -402,7 +408,7 @@ def main() -> None:
     args = parser.parse_args()
     data = asyncio.run(run(args))
     if args.json:
-        args.json.write_text(json.dumps(data, indent=2))
+        args.json.write_text(json.dumps(data, indent=2, default=str))
 
 
 if __name__ == "__main__":
