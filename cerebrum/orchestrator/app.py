@@ -11,6 +11,7 @@ from aiohttp import web
 from cerebrum.metrics import setup_metrics
 from cerebrum.middlewares import setup_auth, setup_errors, setup_request_id
 from cerebrum.orchestrator import views
+from cerebrum.orchestrator.affinity import PrefixAffinity
 from cerebrum.orchestrator.backends import BackendPool
 from cerebrum.orchestrator.breaker import BreakerState, TransitionListener
 from cerebrum.orchestrator.config import OrchestratorConfig
@@ -45,8 +46,19 @@ def create_orchestrator_app(
     http_metrics = setup_metrics(app)
     metrics = OrchestratorMetrics(http_metrics.registry)
 
+    affinity = PrefixAffinity(balancing=config.balancing,
+                              max_prefixes=config.affinity_prefixes,
+                              max_sessions=config.affinity_sessions,
+                              max_imbalance=config.affinity_max_imbalance)
+
     def on_transition(name: str, old: BreakerState, new: BreakerState) -> None:
         metrics.breaker_transition(name, old, new)
+        if new is BreakerState.OPEN:
+            # A failing backend has probably lost its cache (restarted, or gone):
+            # its conversations start afresh wherever they go next.
+            for backend in state.pool.backends:
+                if backend.breaker.name == name:
+                    affinity.forget(backend.url)
         if on_breaker_transition is not None:
             on_breaker_transition(name, old, new)
 
@@ -60,6 +72,7 @@ def create_orchestrator_app(
         language_models=config.language_models(),
         cache=(ResponseCache(config.cache_max_bytes, config.cache_ttl_s, clock=clock)
                if config.cache_max_bytes else None),
+        affinity=affinity,
     )
     app[ORCHESTRATOR] = state
     app[ORCHESTRATOR_METRICS] = metrics

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from cerebrum.config import check_keys, env_name, non_negative, positive
+from cerebrum.orchestrator.affinity import Balancing
 from cerebrum.prompt.routing import DEFAULT_LANGUAGE_MODELS
 
 
@@ -88,6 +89,16 @@ class OrchestratorConfig:
     cache_ttl_s: float = attrs.field(default=3600.0, validator=positive)
     """How long a cached answer is served."""
     shutdown_grace_s: float = attrs.field(default=5.0, validator=non_negative)
+    balancing: Balancing = attrs.field(default=Balancing.AFFINITY, converter=Balancing)
+    """How a backend is chosen among the healthy ones: ``affinity`` (the one holding the
+    conversation's prefix), ``least-busy`` or ``round-robin``."""
+    affinity_max_imbalance: int = attrs.field(default=2, validator=positive)
+    """A backend holding the prefix is skipped when it has this many more requests in
+    flight than the least busy one."""
+    affinity_prefixes: int = attrs.field(default=4096, validator=positive)
+    """Prompt fingerprints remembered per backend (LRU; ~150 bytes each)."""
+    affinity_sessions: int = attrs.field(default=4096, validator=positive)
+    """Pinned sessions remembered (LRU)."""
     log_json: bool = False
     log_level: str = "INFO"
     workspace_dir: Path | None = None

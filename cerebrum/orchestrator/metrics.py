@@ -70,6 +70,22 @@ class StateCollector(Collector):
         for backend in state.pool.backends:
             breaker.add_metric([backend.name], BREAKER_STATE_VALUES[backend.breaker.state])
         yield breaker
+        in_flight = GaugeMetricFamily("cerebrum_backend_in_flight",
+                                      "Requests being served by each backend",
+                                      labels=["backend"])
+        for backend in state.pool.backends:
+            in_flight.add_metric([backend.name], backend.in_flight)
+        yield in_flight
+        affinity = state.affinity.stats
+        for name, value, what in (
+            ("hits", affinity.hits, "Requests served by the backend holding their prefix"),
+            ("misses", affinity.misses, "Requests whose prefix no backend held"),
+            ("overrides", affinity.overrides,
+             "Requests sent elsewhere because the backend holding them was too busy"),
+            ("failovers", affinity.failovers,
+             "Requests sent elsewhere because the backend holding them was down"),
+        ):
+            yield CounterMetricFamily(f"cerebrum_affinity_{name}", what, value=value)
         cache = state.cache
         if cache is not None:
             stats = cache.stats

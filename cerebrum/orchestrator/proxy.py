@@ -22,10 +22,11 @@ import attrs
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
-from cerebrum.errors import ApiError, BadGateway, GatewayTimeout, ModelNotFound
+from cerebrum.errors import ApiError, BadGateway, BadRequest, GatewayTimeout, ModelNotFound
 from cerebrum.metrics import METRICS, HttpMetrics, route_label
 from cerebrum.middlewares import REQUEST_ID_KEY, presented_key
 from cerebrum.openai_wire import AnyCompletionRequest, read_json, structure_request
+from cerebrum.orchestrator import affinity
 from cerebrum.orchestrator.backends import ROUTING_ALIASES, Backend
 from cerebrum.orchestrator.preparation import (
     Catalogue,
@@ -84,6 +85,7 @@ class CompletionRecord:
     status: int = 200
     outcome: str = "cancelled"
     cache: str | None = None
+    affinity: str | None = None
 
     def mark_first_byte(self) -> None:
         if self.first_byte is None:
@@ -105,7 +107,7 @@ class CompletionRecord:
                 "ttfb_ms": (round((self.first_byte - self.started) * 1000, 2)
                             if self.first_byte is not None else None),
                 "duration_ms": round((now - self.started) * 1000, 2),
-                "cache": self.cache,
+                "cache": self.cache, "affinity": self.affinity,
             })
 
     def observe(self, metrics: HttpMetrics, route: str) -> None:
@@ -133,6 +135,7 @@ async def complete(request: web.Request, kind: Literal["chat", "text"]) -> web.S
         parsed = structure_request(body, kind)
         record.stream = parsed.stream
         record.model = parsed.model
+        pinned = _pinned_session(request, body)
         session = request.app[UPSTREAM_SESSION]
         prepared = await prepare(request, body, parsed)
         record.model = prepared.model
@@ -152,9 +155,15 @@ async def complete(request: web.Request, kind: Literal["chat", "text"]) -> web.S
         try:
             payload = json.dumps(prepared.body, ensure_ascii=False).encode()
             headers = upstream_headers(config.api_key, request.get(REQUEST_ID_KEY))
+            # Keyed on the body as forwarded: what the backend's cache will hold.
+            candidates, route = affinity.plan(state.affinity, state.pool.candidates(prepared.model),
+                                              kind, prepared.body, pinned)
             backend, reply = await open_upstream(
                 state.pool, session, _PATHS[kind], payload, headers, prepared.model,
-                stream=parsed.stream, limits=UpstreamLimits.from_config(config))
+                stream=parsed.stream, limits=UpstreamLimits.from_config(config),
+                candidates=candidates)
+            outcome = state.affinity.served(route, backend.url)
+            record.affinity = outcome.value if outcome is not None else None
             record.backend = backend.name
             request.app[ORCHESTRATOR_METRICS].backend_requests.labels(backend.name).inc()
             try:
@@ -247,6 +256,14 @@ async def _check_model(request: web.Request, model: str | None) -> None:
                                     models_timeout(state.config))
     if explicit and pool.is_known(model) is False:  # type: ignore[arg-type]
         raise ModelNotFound(f"the model '{model}' is not served by any backend", param="model")
+
+
+def _pinned_session(request: web.Request, body: Any) -> str | None:
+    """The client's ``X-Cerebrum-Session`` (or ``"cerebrum": {"session": ...}``), if any."""
+    try:
+        return affinity.session_of(request.headers, body if isinstance(body, dict) else {})
+    except affinity.InvalidSession as exc:
+        raise BadRequest(str(exc), param=exc.param) from None
 
 
 def _stats_header(prepared: PreparedRequest) -> dict[str, str]:

@@ -7,6 +7,7 @@ import time
 import attrs
 from aiohttp import web
 
+from cerebrum.orchestrator.affinity import PrefixAffinity
 from cerebrum.orchestrator.backends import BackendPool
 from cerebrum.orchestrator.config import OrchestratorConfig
 from cerebrum.orchestrator.response_cache import ResponseCache
@@ -24,6 +25,8 @@ class OrchestratorState:
     started: float = attrs.field(factory=time.monotonic)
     cache: ResponseCache | None = None
     """Deterministic answers (temperature 0 or a seed); None when disabled."""
+    affinity: PrefixAffinity = attrs.field(factory=PrefixAffinity)
+    """Which backend holds which conversation (``CEREBRUM_BALANCING``)."""
 
 
 ORCHESTRATOR = web.AppKey("orchestrator", OrchestratorState)

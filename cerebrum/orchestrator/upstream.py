@@ -21,7 +21,7 @@ import enum
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -341,11 +341,14 @@ def _retry_after(value: str | None, ceiling: float) -> float:
 async def open_upstream(pool: BackendPool, session: aiohttp.ClientSession, path: str,
                         payload: bytes, headers: Mapping[str, str], model: str | None, *,
                         stream: bool, max_body: int | None = None,
-                        limits: UpstreamLimits | None = None) -> tuple[Backend, Reply]:
+                        limits: UpstreamLimits | None = None,
+                        candidates: Sequence[Backend] | None = None) -> tuple[Backend, Reply]:
     """Get an answer (or the start of one) from the first backend that gives one.
 
-    On return the backend's ``in_flight`` has been incremented: the caller
-    decrements it when it has finished with the reply.
+    ``candidates`` is the order to try them in (default: ``pool.candidates(model)``;
+    the proxy passes that list reordered by prefix affinity). On return the
+    backend's ``in_flight`` has been incremented: the caller decrements it when it
+    has finished with the reply.
     """
     if limits is None:
         limits = UpstreamLimits()
@@ -353,7 +356,8 @@ async def open_upstream(pool: BackendPool, session: aiohttp.ClientSession, path:
         limits = attrs.evolve(limits, max_body_bytes=max_body)
     last: tuple[Backend, ApiError] | None = None
     waits: list[float] = []
-    candidates = pool.candidates(model)
+    if candidates is None:
+        candidates = pool.candidates(model)
     if not candidates:
         raise ModelNotFound(f"no backend serves the model '{model}'", param="model")
     for backend in candidates:
