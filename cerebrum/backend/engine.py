@@ -445,13 +445,15 @@ class Engine:
             tail = req.matcher.flush() + req.decoder.decode(b"", final=True)
             if tail:
                 self._emit_text(req, tail)
-        req.emit(Finished(reason, len(req.tokens), req.produced))
         if req.sampler is not None:
             req.sampler.close()
+        # Free the slot before the handler hears of the end: it may start the
+        # next request (or read the slot states) at once.
         slot.request = None
         slot.last_used = self._clock()
         # A sequence left mid-prompt (cancelled) keeps only what it computed:
         # ``cached`` already matches its KV.
+        req.emit(Finished(reason, len(req.tokens), req.produced))
 
     def _fail(self, req: _Request, error: BaseException) -> None:
         try:

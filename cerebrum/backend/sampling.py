@@ -23,6 +23,8 @@ from cerebrum.openai_wire import SamplingParams
 # Sampling defaults shared with llama.cpp's own server, so the two compare fairly.
 TOP_K = 40
 MIN_P = 0.05
+REPEAT_PENALTY = 1.0
+"""No repeat penalty (llama.cpp's default): the chain leaves the penalties sampler out."""
 
 
 class Sampler:

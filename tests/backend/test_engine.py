@@ -172,3 +172,28 @@ async def test_slots_and_prompt_cache_stay_above_the_ram_floor(make_backend, rea
     engine = worker.engine
     assert len(engine.cache) == 0
     assert engine.cache.stats.refused >= 1
+
+
+async def test_metrics_show_prefill_reuse_cache_and_slots(make_backend) -> None:
+    from tests.backend.test_metrics import scrape, value
+
+    client = await make_backend(slots=1, prompt_cache_mb=64)
+    fruits = "Here is a list of fruits, in no particular order: apple, banana, cherry,"
+    first = await _whole(client, fruits, 4)
+    await _whole(client, "Unrelated to fruit: the sky is blue during the day because", 4)
+    await _whole(client, fruits, 4)
+    samples = await scrape(client)
+    model = {"model": MODEL}
+    engine = _engine(client)
+    assert value(samples, "cerebrum_prompt_tokens_computed_total", **model) == \
+        engine.stats.prefill_tokens
+    # The third request reused all of the first one's prompt but its last token.
+    assert value(samples, "cerebrum_prompt_tokens_reused_total", **model) == \
+        first["usage"]["prompt_tokens"] - 1
+    assert value(samples, "cerebrum_prompt_cache_saves_total", **model) == 2
+    assert value(samples, "cerebrum_prompt_cache_hits_total", **model) == 1
+    assert value(samples, "cerebrum_prompt_cache_entries", **model) == 1
+    assert value(samples, "cerebrum_prompt_cache_bytes", **model) > 100_000
+    assert value(samples, "cerebrum_engine_slots", model=MODEL, state="idle") == 1
+    assert value(samples, "cerebrum_engine_threads", **model) >= 1
+    assert value(samples, "cerebrum_engine_steps_total", **model) >= 12
