@@ -46,7 +46,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.backend_throughput import (  # noqa: E402
+from bench.backend_throughput import (
     CACHE,
     MODEL_NAME,
     N_CTX,
@@ -58,7 +58,7 @@ from bench.backend_throughput import (  # noqa: E402
     sampling,
     wait_ready,
 )
-from cerebrum.backend.registry import embedded_model_path  # noqa: E402
+from cerebrum.backend.registry import embedded_model_path
 
 SLOTS = 4
 PROMPTS = [

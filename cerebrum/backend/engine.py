@@ -173,6 +173,23 @@ class Engine:
         self._waiting: deque[_Request] = deque()
         self._arrivals = itertools.count()
         self._running = False
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Decode one token and forget it, so the first request does not pay for
+        llama.cpp's lazy set-up (almost a second on 2 cores), as llama-server does."""
+        llama_cpp = self._llama
+        token = llama_cpp.llama_vocab_bos(self._vocab)
+        token = max(token, 0)
+        batch = self._batch
+        batch.token[0] = token
+        batch.pos[0] = 0
+        batch.n_seq_id[0] = 1
+        batch.seq_id[0][0] = 0
+        batch.logits[0] = 1
+        batch.n_tokens = 1
+        llama_cpp.llama_decode(self._ctx, batch)
+        llama_cpp.llama_memory_clear(self._memory, True)
 
     # -- thread-safe ---------------------------------------------------------
 

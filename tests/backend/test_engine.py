@@ -197,3 +197,24 @@ async def test_metrics_show_prefill_reuse_cache_and_slots(make_backend) -> None:
     assert value(samples, "cerebrum_engine_slots", model=MODEL, state="idle") == 1
     assert value(samples, "cerebrum_engine_threads", **model) >= 1
     assert value(samples, "cerebrum_engine_steps_total", **model) >= 12
+
+
+async def test_a_busy_neighbour_takes_a_decode_thread_away(make_backend, reader) -> None:
+    client = await make_backend(slots=2, threads=2)
+    guard = state_of(client).guard
+
+    async def reading(low: float, high: float) -> None:
+        while not low <= guard.cpu_percent <= high:
+            await asyncio.sleep(0.02)
+
+    quiet = await _whole(client, PROMPTS[0], 8)
+    assert _engine(client).stats.threads == 2
+    reader.cpu = 50.0  # another process keeps one of the two cores busy
+    await asyncio.wait_for(reading(45, 55), timeout=10)
+    busy = await _whole(client, PROMPTS[0], 8)
+    assert _engine(client).stats.threads == 1
+    assert busy == quiet  # fewer threads, same greedy text
+    reader.cpu = 0.0
+    await asyncio.wait_for(reading(0, 5), timeout=10)
+    await _whole(client, PROMPTS[0], 2)
+    assert _engine(client).stats.threads == 2
