@@ -218,3 +218,37 @@ async def test_a_busy_neighbour_takes_a_decode_thread_away(make_backend, reader)
     await asyncio.wait_for(reading(0, 5), timeout=10)
     await _whole(client, PROMPTS[0], 2)
     assert _engine(client).stats.threads == 2
+
+
+async def test_logprobs_ride_on_the_text_pieces_when_asked() -> None:
+    # The hook issue 15 builds the API's `logprobs` on: the engine computes them
+    # from the logits row each token was sampled from.
+    from cerebrum.backend.generation import Finished, GenerationJob, TextPiece
+    from cerebrum.backend.registry import embedded_registry
+    from cerebrum.backend.worker import ModelWorker
+    from cerebrum.openai_wire import SamplingParams
+
+    worker = ModelWorker(embedded_registry().default, threads=2, slots=2)
+    await worker.load()
+    try:
+        plain = worker.start(GenerationJob(SamplingParams(max_tokens=6, temperature=0),
+                                           prompt=PROMPTS[0]))
+        asked = worker.start(GenerationJob(SamplingParams(max_tokens=6, temperature=0),
+                                           prompt=PROMPTS[0], logprobs=3))
+        pieces: dict[str, list[TextPiece]] = {"plain": [], "asked": []}
+        for name, generation in (("plain", plain), ("asked", asked)):
+            while not isinstance(event := await generation.next_event(), Finished):
+                if isinstance(event, TextPiece):
+                    pieces[name].append(event)
+        assert [p.text for p in pieces["plain"]] == [p.text for p in pieces["asked"]]
+        assert all(p.logprobs == () for p in pieces["plain"])
+        tokens = [lp for p in pieces["asked"] for lp in p.logprobs]
+        assert len(tokens) == 6
+        for lp in tokens:
+            assert len(lp.top) == 3
+            assert lp.logprob <= 0.0
+            # Greedy: the sampled token is the most likely one.
+            assert lp.top[0] == (lp.token, lp.logprob)
+            assert lp.top[0][1] >= lp.top[1][1] >= lp.top[2][1]
+    finally:
+        await worker.close()
