@@ -260,6 +260,8 @@ class Engine:
         return any(slot.request is not None for slot in self._slots)
 
     def _admit_waiting(self) -> None:
+        if self._waiting and len(self.cache):
+            self.cache.trim()  # RAM fell below the floor since the last save: give it back
         while self._waiting:
             req = self._waiting[0]
             if req.generation.cancel_event.is_set():

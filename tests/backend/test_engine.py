@@ -128,6 +128,19 @@ async def test_evicted_and_restored_state_gives_the_same_output(make_backend) ->
     assert again == first
 
 
+async def test_saved_state_restores_into_another_slot(make_backend) -> None:
+    client = await make_backend(slots=2, prompt_cache_mb=64)
+    fruits = "Here is a list of fruits, in no particular order: apple, banana,"
+    first = await _whole(client, fruits, 10)                        # slot 0
+    await _whole(client, "Unrelated: the sky is blue because", 10)  # slot 1 (empty)
+    await _whole(client, "Another topic: a good cup of tea", 10)   # slot 0 (LRU): saved
+    engine = _engine(client)
+    assert engine.cache.stats.saves == 1
+    again = await _whole(client, fruits, 10)  # restored into slot 1, the LRU one now
+    assert engine.stats.restores == 1
+    assert again == first
+
+
 async def test_one_of_four_streams_disconnecting_leaves_the_others_intact(
         make_backend) -> None:
     client = await make_backend(slots=4)
@@ -172,6 +185,14 @@ async def test_slots_and_prompt_cache_stay_above_the_ram_floor(make_backend, rea
     engine = worker.engine
     assert len(engine.cache) == 0
     assert engine.cache.stats.refused >= 1
+    # A saved state is given back when RAM later falls below the floor.
+    reader.ram_mb = floor + 200
+    await _whole(client, "Yet another prompt about something else, " * 4, 4)
+    await _whole(client, "And a last one on a different subject, " * 4, 4)
+    assert len(engine.cache) >= 1
+    reader.ram_mb = floor - 1  # (the guard would refuse requests; the engine trims anyway)
+    engine.cache.trim()
+    assert len(engine.cache) == 0
 
 
 async def test_metrics_show_prefill_reuse_cache_and_slots(make_backend) -> None:
