@@ -244,7 +244,10 @@ async def main_async(args: argparse.Namespace) -> int:
     procs: list[subprocess.Popen[bytes]] = []
     bases: dict[str, str] = {}
     timeout = aiohttp.ClientTimeout(total=600)
-    connector = aiohttp.TCPConnector(limit=0)
+    # A connection per request: between one subject's turns the others run
+    # for a while, and a server closing its idle keep-alive connection then
+    # would fail the next request (loopback connects cost ~0.1 ms).
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
     results: dict[str, Any] = {}
     try:
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
