@@ -333,7 +333,7 @@ class Engine:
         del slot.cached[reuse:]
         self.stats.reused_tokens += reuse
         seed = job.params.seed if job.params.seed is not None else random.getrandbits(32)
-        req.sampler = build_sampler(job.params, seed)
+        req.sampler = build_sampler(job.params, seed, self._vocab)
         req.pending = tokens[reuse:]
         req.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         req.matcher = StopMatcher(stops)

@@ -47,12 +47,15 @@ class Sampler:
             self.chain = None
 
 
-def build_sampler(params: SamplingParams, seed: int) -> Sampler:
+def build_sampler(params: SamplingParams, seed: int, vocab: Any = None) -> Sampler:
     """The chain for one request: greedy at temperature 0, else top-k → top-p → min-p → temp → dist.
 
     The order and defaults are llama-cpp-python's ``Llama.generate`` ones
     (without its identity steps), so a given seed gives the text it gave
-    before the engine existed.
+    before the engine existed. ``vocab`` (the model's ``llama_vocab``) is
+    what a grammar sampler, penalties or logit bias need
+    (``llama_sampler_init_grammar(vocab, ...)``, ``llama_vocab_n_tokens(vocab)``):
+    add them to the chain here, before the final selection.
     """
     import llama_cpp
 
