@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cerebrum.backend.registry import embedded_model_path  # noqa: E402
-from cerebrum.backend.worker import MIN_P, REPEAT_PENALTY, TOP_K  # noqa: E402
+from cerebrum.backend.sampling import MIN_P, REPEAT_PENALTY, TOP_K  # noqa: E402
 
 THREADS = 2
 N_CTX = 2048

@@ -14,6 +14,7 @@ from typing import Literal
 
 import attrs
 
+from cerebrum.backend.sampling import TokenLogprob
 from cerebrum.errors import ApiError
 from cerebrum.openai_wire import ChatMessage, SamplingParams
 
@@ -28,6 +29,9 @@ class GenerationJob:
     default_max_tokens: int = 1024
     messages: tuple[ChatMessage, ...] | None = None
     prompt: str | None = None
+    logprobs: int | None = None
+    """When set, each TextPiece carries its tokens' log-probabilities and this many
+    top alternatives (computed from the logits row the token was sampled from)."""
 
 
 @attrs.frozen
@@ -40,6 +44,8 @@ class PromptReady:
 @attrs.frozen
 class TextPiece:
     text: str
+    logprobs: tuple[TokenLogprob, ...] = ()
+    """The tokens behind ``text`` with their log-probabilities, when the job asked."""
 
 
 @attrs.frozen
