@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
 from cerebrum.errors import ApiError
-from cerebrum.openai_wire import ChatMessage, SamplingParams
+from cerebrum.openai_wire import ChatMessage, SamplingParams, ToolSpec
 
 FinishReason = Literal["stop", "length", "cancelled"]
 
@@ -28,6 +28,13 @@ class GenerationJob:
     default_max_tokens: int = 1024
     messages: tuple[ChatMessage, ...] | None = None
     prompt: str | None = None
+    logprobs: int | None = None
+    """When set, each TextPiece carries its tokens' log-probabilities and this many
+    top alternatives (computed from the logits row the token was sampled from)."""
+    tools: ToolSpec | None = None
+    """The chat's tools: rendered into the prompt (``cerebrum.backend.tools``)."""
+    suffix: str | None = None
+    """Text after the insertion point: the prompt becomes fill-in-the-middle."""
 
 
 @attrs.frozen
@@ -40,6 +47,8 @@ class PromptReady:
 @attrs.frozen
 class TextPiece:
     text: str
+    logprobs: tuple[Any, ...] = ()
+    """The tokens behind ``text`` with their log-probabilities, when the job asked."""
 
 
 @attrs.frozen

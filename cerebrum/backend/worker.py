@@ -35,8 +35,9 @@ from cerebrum.backend.generation import (
     StopMatcher,
     TextPiece,
 )
+from cerebrum.backend import tools
 from cerebrum.backend.registry import ModelSpec, RegistryError
-from cerebrum.errors import ContextLengthExceeded
+from cerebrum.errors import ApiError, BadRequest, ContextLengthExceeded
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -108,6 +109,8 @@ class ModelWorker:
             verbose=False,
         )
         self._formatter = _chat_formatter(llama, self.spec.chat_format)
+        self._native_tools = (self.spec.chat_format is None and tools.template_has_native_tools(
+            llama.metadata.get("tokenizer.chat_template")))
         self._llama = llama
 
     def _close_sync(self) -> None:
@@ -120,8 +123,9 @@ class ModelWorker:
         llama = self._llama
         stops = list(job.params.stop)
         if job.messages is not None:
-            messages = [{"role": m.role, "content": m.content} for m in job.messages]
-            formatted = self._formatter(messages=messages)
+            rendered = tools.render_chat(job.messages, job.tools, native=self._native_tools)
+            extras = {"tools": rendered.tools} if rendered.tools else {}
+            formatted = self._formatter(messages=rendered.messages, **extras)
             extra = formatted.stop or []
             stops += [extra] if isinstance(extra, str) else list(extra)
             add_bos = not formatted.added_special and llama._model.add_bos_token()
@@ -129,6 +133,8 @@ class ModelWorker:
         else:
             add_bos = llama._model.add_bos_token()
             text = job.prompt or ""
+            if job.suffix is not None:
+                return fim_tokens(llama, text, job.suffix, add_bos), stops
         return llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True), stops
 
     def _generate_sync(
@@ -139,7 +145,11 @@ class ModelWorker:
         llama = self._llama
         if llama is None:
             raise RuntimeError("model is not loaded")
-        tokens, stops = self._tokenize(job)
+        try:
+            tokens, stops = self._tokenize(job)
+        except ApiError as exc:  # the request asks what this model cannot do
+            emit(Failed(exc))
+            return
         n_ctx = llama.n_ctx()
         prompt_tokens = len(tokens)
         wanted = job.params.max_tokens
@@ -171,13 +181,39 @@ class ModelWorker:
         cancelled = generation.cancel_event
         produced = 0
         reason: FinishReason = "length"
+        params = job.params
+        grammar = params.grammar
+        processors = None
+        if params.logit_bias:
+            n_vocab = llama.n_vocab()
+            for token_id, _ in params.logit_bias:
+                if token_id >= n_vocab:
+                    emit(Failed(BadRequest(f"token {token_id} is not in this model's vocabulary "
+                                           f"of {n_vocab}", param=f"logit_bias.{token_id}")))
+                    return
+            ids = [t for t, _ in params.logit_bias]
+            biases = [b for _, b in params.logit_bias]
+
+            def add_bias(_: Any, scores: Any) -> Any:
+                scores[ids] += biases
+                return scores
+
+            processors = llama_cpp.LogitsProcessorList([add_bias])
         for token in llama.generate(
             tokens,
-            top_k=TOP_K,
-            top_p=job.params.top_p,
-            min_p=MIN_P,
-            temp=job.params.temperature,
-            repeat_penalty=REPEAT_PENALTY,
+            top_k=params.top_k if params.top_k is not None else TOP_K,
+            top_p=params.top_p,
+            min_p=params.min_p if params.min_p is not None else MIN_P,
+            temp=params.temperature,
+            repeat_penalty=(params.repeat_penalty if params.repeat_penalty is not None
+                            else REPEAT_PENALTY),
+            presence_penalty=params.presence_penalty,
+            frequency_penalty=params.frequency_penalty,
+            logits_processor=processors,
+            # Interim, until the slot engine's sampler chain: a lazy grammar
+            # (tool_choice auto) cannot be expressed through Llama.generate.
+            grammar=(llama_cpp.LlamaGrammar.from_string(grammar.gbnf, verbose=False)
+                     if grammar is not None and not grammar.lazy else None),
         ):
             if cancelled.is_set():
                 reason = "cancelled"
@@ -236,3 +272,22 @@ def _chat_formatter(llama: Any, chat_format: str | None) -> Any:
     if formatter is None:
         raise RegistryError(f"unknown chat_format {chat_format!r}")
     return formatter
+
+
+def fim_tokens(llama: Any, prefix: str, suffix: str, add_bos: bool) -> list[int]:
+    """A fill-in-the-middle prompt (prefix, suffix, then the middle to write), or a 400
+    when the model has no FIM tokens."""
+    import llama_cpp
+
+    vocab = llama._model.vocab
+    pre, suf, mid = (llama_cpp.llama_vocab_fim_pre(vocab), llama_cpp.llama_vocab_fim_suf(vocab),
+                     llama_cpp.llama_vocab_fim_mid(vocab))
+    if min(pre, suf, mid) < 0:
+        raise BadRequest("'suffix' needs a model with fill-in-the-middle tokens, which this "
+                         "one does not have", param="suffix", code="fim_not_supported")
+
+    def encode(text: str) -> list[int]:
+        return list(llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    return ([llama.token_bos()] if add_bos else []) + [pre, *encode(prefix), suf,
+                                                       *encode(suffix), mid]
