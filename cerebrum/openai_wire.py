@@ -546,7 +546,7 @@ def _check_fields(body: Mapping[str, Any], kind: Literal["chat", "text"]) -> Non
         raise FieldError("best_of", "only best_of=1 is supported")
     modalities = body.get("modalities")
     if modalities is not None and modalities != ["text"]:
-        raise FieldError("modalities", "only the 'text' modality is supported")
+        raise FieldError("modalities", "'modalities' may only be [\"text\"]")
 
 
 def _structure(body: Mapping[str, Any], kind: Literal["chat", "text"]) -> AnyCompletionRequest:

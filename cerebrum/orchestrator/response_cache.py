@@ -30,6 +30,8 @@ from typing import Any
 
 import attrs
 
+from cerebrum.openai_wire import HARMLESS_FIELDS
+
 # Body fields that change neither the answer nor its shape.
 _NOT_IN_KEY = frozenset({"user", "cerebrum"})
 
@@ -42,8 +44,16 @@ def is_cacheable(body: Mapping[str, Any]) -> bool:
 
 
 def cache_key(kind: str, model: str, body: Mapping[str, Any]) -> str:
-    """A digest of everything that decides the answer."""
-    relevant = {k: v for k, v in body.items() if k not in _NOT_IN_KEY}
+    """A digest of everything that decides the answer.
+
+    Every field the backend honours is in it (tools, tool_choice,
+    response_format, logprobs, penalties, logit_bias, stream_options, echo,
+    suffix, ...), since each changes the answer or its shape; only the fields
+    the API accepts and ignores (``HARMLESS_FIELDS``: user, metadata, ...) are
+    left out, and a field sent as null counts as not sent.
+    """
+    relevant = {k: v for k, v in body.items()
+                if k not in _NOT_IN_KEY and k not in HARMLESS_FIELDS and v is not None}
     relevant["model"] = model
     canonical = json.dumps([kind, relevant], sort_keys=True, separators=(",", ":"),
                            ensure_ascii=False, default=str)
