@@ -16,7 +16,7 @@ from cerebrum.backend.models import ModelManager
 from cerebrum.backend.registry import ModelRegistry, load_registry
 from cerebrum.backend.resources import PsutilReader, ResourceGuard, ResourceReader
 from cerebrum.backend.state import BACKEND_STATE, BackendState
-from cerebrum.backend.metrics import ModelMetrics
+from cerebrum.backend.metrics import EngineCollector, ModelMetrics
 from cerebrum.config import ConfigError
 from cerebrum.metrics import setup_metrics
 from cerebrum.middlewares import setup_auth, setup_errors, setup_request_id
@@ -51,20 +51,35 @@ def create_backend_app(
     http_metrics = setup_metrics(app)
     setup_errors(app)
     setup_auth(app, [config.api_key] if config.api_key else [], public=PUBLIC_PATHS)
-    state = BackendState(
-        config=config,
-        models=ModelManager(
-            registry or load_registry(config.models),
-            threads=config.threads,
-            idle_unload_s=config.idle_unload_s,
-            min_free_ram_mb=config.min_free_ram_mb,
-            max_queue=config.max_queue,
-            reader=reader,
-            metrics=ModelMetrics(http_metrics.registry),
-            **manager_kwargs,
-        ),
-        guard=ResourceGuard(reader, config.max_cpu_percent, config.min_free_ram_mb),
+    guard = ResourceGuard(reader, config.max_cpu_percent, config.min_free_ram_mb)
+
+    def room_mb() -> float:
+        # Read now, not the guard's last sample: a load or a cache save is
+        # about to allocate.
+        return reader.available_mb() - config.min_free_ram_mb
+
+    models = ModelManager(
+        registry or load_registry(config.models),
+        threads=config.threads,
+        idle_unload_s=config.idle_unload_s,
+        min_free_ram_mb=config.min_free_ram_mb,
+        max_queue=config.max_queue,
+        reader=reader,
+        metrics=ModelMetrics(http_metrics.registry),
+        slots=config.slots,
+        worker_kwargs={
+            "slots": config.slots,
+            "prompt_cache_mb": config.prompt_cache_mb,
+            "prefill_chunk": config.prefill_chunk,
+            # The guard's smoothed reading of other processes' CPU sets each
+            # step's thread count (a busy neighbour takes a thread away).
+            "other_cpu_percent": lambda: guard.cpu_percent,
+            "room_mb": room_mb,
+        },
+        **manager_kwargs,
     )
+    http_metrics.registry.register(EngineCollector(models.engines))
+    state = BackendState(config=config, models=models, guard=guard)
     app[BACKEND_STATE] = state
     app.cleanup_ctx.append(_background_tasks(sample_interval_s))
     app.router.add_post("/v1/chat/completions", views.chat_completions)

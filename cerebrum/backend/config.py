@@ -7,6 +7,7 @@ from pathlib import Path
 
 import attrs
 
+from cerebrum.backend.scheduler import default_slots
 from cerebrum.config import non_negative, positive
 
 
@@ -14,6 +15,10 @@ def _default_threads() -> int:
     # llama-cpp-python's own default is half the cores, which on a 2-core VPS
     # costs about a quarter of the speed.
     return max(1, os.cpu_count() or 1)
+
+
+def _default_slots() -> int:
+    return default_slots(os.cpu_count() or 1)
 
 
 @attrs.frozen
@@ -37,5 +42,14 @@ class BackendConfig:
     """Cap on generated tokens when a request sets no ``max_tokens``: a budget VPS
     should not spend minutes on one unbounded answer."""
     max_body_bytes: int = attrs.field(default=4 * 1024 * 1024, validator=positive)
+    slots: int = attrs.field(factory=_default_slots, validator=positive)
+    """Parallel sequences per loaded model, decoded together in one batch (default:
+    two per core, 2 to 4; fewer at load when their KV caches would take RAM below
+    the floor). Each slot holds the model's whole context."""
+    prompt_cache_mb: float = attrs.field(default=256.0, validator=non_negative)
+    """RAM for saved prompt states of idle slots (0: off), per model."""
+    prefill_chunk: int = attrs.field(default=256, validator=positive)
+    """Prompt tokens decoded per step beside the running streams: a long new prompt
+    delays the others' next token by one chunk, not by all of it."""
     log_json: bool = False
     log_level: str = "INFO"

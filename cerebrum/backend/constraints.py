@@ -8,6 +8,8 @@ says which keyword and where (``response_format.json_schema.schema`` or
 
 from __future__ import annotations
 
+import attrs
+
 from cerebrum.backend import grammar, tools
 from cerebrum.backend.grammar import Grammar, SchemaError
 from cerebrum.errors import BadRequest
@@ -20,17 +22,18 @@ def request_grammar(parsed: AnyCompletionRequest) -> Grammar | None:
         return None
     if parsed.tools is not None and parsed.tools.active:
         try:
-            return tools.tool_grammar(parsed.tools)
+            return attrs.evolve(tools.tool_grammar(parsed.tools), param="tools")
         except SchemaError as exc:
             raise _bad_schema(exc, exc.where.split("/", 1)[0]) from None
     fmt = parsed.response_format
     if fmt.type == "json_object":
-        return grammar.json_object_grammar()
+        return attrs.evolve(grammar.json_object_grammar(), param="response_format")
     if fmt.type == "json_schema":
+        param = "response_format.json_schema.schema"
         try:
-            return grammar.schema_grammar(fmt.schema or {})
+            return attrs.evolve(grammar.schema_grammar(fmt.schema or {}), param=param)
         except SchemaError as exc:
-            raise _bad_schema(exc, "response_format.json_schema.schema") from None
+            raise _bad_schema(exc, param) from None
     return None
 
 

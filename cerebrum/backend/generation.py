@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import attrs
 
+from cerebrum.backend.sampling import TokenLogprob
 from cerebrum.errors import ApiError
 from cerebrum.openai_wire import ChatMessage, SamplingParams, ToolSpec
 
@@ -47,7 +48,7 @@ class PromptReady:
 @attrs.frozen
 class TextPiece:
     text: str
-    logprobs: tuple[Any, ...] = ()
+    logprobs: tuple[TokenLogprob, ...] = ()
     """The tokens behind ``text`` with their log-probabilities, when the job asked."""
 
 

@@ -57,6 +57,8 @@ class Grammar:
     root: str = "root"
     lazy_patterns: tuple[str, ...] = ()
     """Regular expressions; empty: the grammar applies from the first token."""
+    param: str | None = None
+    """The request field it comes from, for an error about it."""
 
     @property
     def lazy(self) -> bool:
@@ -72,8 +74,8 @@ class SchemaError(ValueError):
 
 
 JSON_MAX_DEPTH = 4
-JSON_MAX_MEMBERS = 16
-JSON_MAX_STRING = 200
+JSON_MAX_MEMBERS = 10
+JSON_MAX_STRING = 256
 
 
 def json_object_grammar(depth: int = JSON_MAX_DEPTH, members: int = JSON_MAX_MEMBERS,

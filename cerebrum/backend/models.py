@@ -2,8 +2,9 @@
 
 - Loading is single-flight: any number of requests for an unloaded model
   cause one load, and all of them wait for it.
-- Requests for one model run one at a time in arrival order (a FIFO
-  ``asyncio.Lock`` per model), with a bounded number waiting; beyond that, 503.
+- Up to ``slots`` requests per model run at once (batched by its engine);
+  more wait in arrival order (a FIFO ``asyncio.Semaphore`` per model), a
+  bounded number of them (``max_queue``); beyond that, 503 with Retry-After.
 - A model idle for ``idle_unload_s`` is unloaded; when loading one would take
   available RAM below the floor, least recently used idle models are unloaded
   first, and if that is not enough the load is refused with 503.
@@ -16,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
@@ -45,7 +46,8 @@ class _Slot:
     """Per-model bookkeeping that outlives any one load."""
 
     spec: ModelSpec
-    lock: asyncio.Lock = attrs.field(factory=asyncio.Lock)
+    permits: asyncio.Semaphore
+    """One per engine slot: a request holds one while it generates."""
     pending: int = 0
     """Requests admitted and not finished (running + waiting)."""
     worker: ModelWorker | None = None
@@ -70,7 +72,10 @@ class ModelManager:
         clock: Callable[[], float] = time.monotonic,
         worker_factory: Callable[..., ModelWorker] = ModelWorker,
         metrics: ModelMetrics | None = None,
+        slots: int = 1,
+        worker_kwargs: dict[str, Any] | None = None,
     ) -> None:
+        """``slots`` requests per model run at once; ``worker_kwargs`` go to each new worker."""
         self.registry = registry
         self._threads = threads
         self._idle_unload_s = idle_unload_s
@@ -80,7 +85,9 @@ class ModelManager:
         self._clock = clock
         self._worker_factory = worker_factory
         self._metrics = metrics
-        self._slots = {spec.name: _Slot(spec) for spec in registry}
+        self._slot_count = slots
+        self._worker_kwargs = worker_kwargs or {}
+        self._slots = {spec.name: _Slot(spec, asyncio.Semaphore(slots)) for spec in registry}
         if metrics:
             for spec in registry:
                 metrics.loaded.labels(spec.name).set(0)  # present from the first scrape
@@ -113,6 +120,15 @@ class ModelManager:
         """How many times ``name`` has been loaded (for tests and metrics)."""
         return self._slots[name].loads
 
+    def engines(self) -> list[tuple[str, Any]]:
+        """``(name, Engine)`` of every loaded model (for ``/metrics``)."""
+        return [(name, slot.worker.engine) for name, slot in self._slots.items()
+                if slot.worker is not None and getattr(slot.worker, "engine", None) is not None]
+
+    def worker(self, name: str) -> ModelWorker | None:
+        """The loaded worker of ``name``, if any (for tests and metrics)."""
+        return self._slots[name].worker
+
     def busy(self, name: str) -> bool:
         return self._slots[name].pending > 0
 
@@ -122,18 +138,20 @@ class ModelManager:
     async def use(self, name: str) -> AsyncIterator[ModelWorker]:
         """Wait for this model's turn (loading it if needed) and hold it while in the block."""
         slot = self._slots[name]
-        if slot.pending > self._max_queue:
+        waiting = slot.pending - self._slot_count + 1  # counting this request
+        if waiting > self._max_queue:
             raise Unavailable(
-                f"model {name!r} has {slot.pending - 1} requests waiting, the most allowed "
-                f"(CEREBRUM_MAX_QUEUE={self._max_queue}); try again shortly",
-                retry_after=slot.mean_duration_s * slot.pending,
+                f"model {name!r} has all {self._slot_count} slots busy and {waiting - 1} "
+                f"requests waiting, the most allowed (CEREBRUM_MAX_QUEUE={self._max_queue}); "
+                "try again shortly",
+                retry_after=slot.mean_duration_s * waiting / self._slot_count,
                 code="queue_full",
             )
         slot.pending += 1
         started = None
         try:
             await self.ensure_loaded(name)
-            async with slot.lock:
+            async with slot.permits:
                 # Idle unload and eviction skip models with pending requests,
                 # so the worker loaded above is still here.
                 assert slot.worker is not None
@@ -159,7 +177,8 @@ class ModelManager:
     async def _load(self, slot: _Slot) -> ModelWorker:
         try:
             await self._make_room_for(slot.spec)
-            worker = self._worker_factory(slot.spec, threads=self._threads)
+            worker = self._worker_factory(slot.spec, threads=self._threads,
+                                          **self._worker_kwargs)
             started = time.perf_counter()
             _LOGGER.info("loading model", extra={"event": "model_load_start", "model": slot.spec.name})
             try:

@@ -39,25 +39,3 @@ def test_no_stops_passes_through() -> None:
 
 def test_earliest_stop_wins() -> None:
     assert _run(["b", "a"], ["xxab"]) == ("xx", True)
-
-
-def test_model_threads_run_below_the_event_loop() -> None:
-    import os
-    import threading
-
-    from cerebrum.backend.worker import GENERATION_NICE, _lower_this_threads_priority
-
-    seen: dict[str, int] = {}
-
-    def model_thread() -> None:
-        tid = threading.get_native_id()
-        before = os.getpriority(os.PRIO_PROCESS, tid)
-        _lower_this_threads_priority()
-        seen["before"], seen["after"] = before, os.getpriority(os.PRIO_PROCESS, tid)
-
-    thread = threading.Thread(target=model_thread)
-    thread.start()
-    thread.join()
-    assert seen["after"] == min(19, seen["before"] + GENERATION_NICE)
-    # Only that thread: this one keeps its priority.
-    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == seen["before"]

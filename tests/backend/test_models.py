@@ -49,16 +49,21 @@ async def test_idle_model_is_unloaded(make_backend) -> None:
 
 @pytest.mark.model
 async def test_wait_queue_is_bounded(make_backend) -> None:
-    client = await make_backend(max_queue=0)
-    running = await client.post("/v1/chat/completions", headers=AUTH, json=chat_body(
-        "Tell a long story.", stream=True, max_tokens=400))
-    events = iter_events(running)
-    await events.__anext__()  # the first one is generating now
+    # Two slots, nobody may wait: the third request is refused.
+    client = await make_backend(max_queue=0, slots=2)
+    running = []
+    for _ in range(2):
+        response = await client.post("/v1/chat/completions", headers=AUTH, json=chat_body(
+            "Tell a long story.", stream=True, max_tokens=400))
+        events = iter_events(response)
+        await events.__anext__()  # this one is generating now
+        running.append(response)
     response = await client.post("/v1/chat/completions", headers=AUTH, json=chat_body())
     assert response.status == 503
     assert int(response.headers["Retry-After"]) >= 1
     assert (await response.json())["error"]["code"] == "queue_full"
-    running.close()
+    for stream in running:
+        stream.close()
 
 
 @pytest.mark.model

@@ -1,0 +1,485 @@
+"""The batching engine: one llama context, several sequences, one decode per step.
+
+The engine owns a llama.cpp context with ``slots`` parallel sequences (one
+sequence id per slot, each with its own KV stream of the model's context
+size) and runs on the model's single worker thread. Each step it
+
+1. admits new requests: tokenizes them, checks their length, picks a slot by
+   longest common token prefix (saving the slot's old state to the prompt
+   cache, or restoring a better one from it) and drops the slot's KV past
+   the shared prefix;
+2. asks the scheduler for a plan: one token for every generating sequence,
+   then prompt chunks of those still prefilling (chunked prefill);
+3. decodes that one batch with as many threads as the host's free cores
+   allow, samples each sequence that produced logits with its own sampler
+   chain, and emits text through the request's ``emit`` (which crosses to
+   the event loop with ``call_soon_threadsafe``).
+
+A request's cancel flag is checked at the start of every step, so a client
+disconnect frees its slot within one step. Decisions live in
+``cerebrum.backend.scheduler``; this module only carries them out.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import itertools
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from cerebrum.backend import scheduler
+from cerebrum.backend.generation import (
+    Event,
+    Failed,
+    Finished,
+    FinishReason,
+    Generation,
+    GenerationError,
+    GenerationJob,
+    PromptReady,
+    StopMatcher,
+    TextPiece,
+)
+from cerebrum.backend.prompt_cache import PromptCache
+from cerebrum.backend.sampling import (
+    Sampler,
+    TokenLogprob,
+    build_sampler,
+    token_logprobs,
+)
+from cerebrum.errors import ApiError, ContextLengthExceeded
+
+_LOGGER = logging.getLogger(__name__)
+
+Tokenizer = Callable[[GenerationJob], tuple[list[int], list[str]]]
+"""A job's prompt tokens and its stop strings (the request's plus the chat template's)."""
+
+
+@attrs.define
+class EngineStats:
+    """Plain counters, read by ``/metrics`` and the tests (written on the engine thread only)."""
+
+    prefill_tokens: int = 0
+    """Prompt tokens computed (prefilled)."""
+    reused_tokens: int = 0
+    """Prompt tokens not computed because a slot or the prompt cache already held them."""
+    generated_tokens: int = 0
+    steps: int = 0
+    batched_steps: int = 0
+    """Steps that decoded more than one sequence at once."""
+    restores: int = 0
+    threads: int = 0
+    """Threads used by the latest step."""
+
+
+@attrs.define(eq=False)
+class _Request:
+    job: GenerationJob
+    generation: Generation
+    emit: Callable[[Event], None]
+    arrived: int
+    tokens: list[int] = attrs.field(factory=list)
+    stops: list[str] = attrs.field(factory=list)
+    budget: int = 0
+    sampler: Sampler | None = None
+    pending: list[int] = attrs.field(factory=list)
+    """Tokens to feed: the prompt's uncomputed tail, then the last sampled token."""
+    generating: bool = False
+    produced: int = 0
+    decoder: Any = None
+    matcher: StopMatcher | None = None
+    logprobs: list[TokenLogprob] = attrs.field(factory=list)
+
+
+@attrs.define(eq=False)
+class _Slot:
+    seq: int
+    cached: list[int] = attrs.field(factory=list)
+    """Tokens whose KV the sequence holds now, in position order."""
+    request: _Request | None = None
+    last_used: float = 0.0
+
+
+class Engine:
+    """Continuous batching over one llama context; every method runs on the worker thread
+    except ``submit``, ``wake`` and ``active``, which are thread-safe."""
+
+    def __init__(
+        self,
+        model: Any,
+        vocab: Any,
+        tokenize: Tokenizer,
+        *,
+        slots: int,
+        context_size: int,
+        max_threads: int,
+        cores: int,
+        other_cpu_percent: Callable[[], float] = lambda: 0.0,
+        prefill_chunk: int = 256,
+        cache: PromptCache | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        on_step: Callable[[Engine], None] | None = None,
+    ) -> None:
+        import llama_cpp
+
+        self.slots = slots
+        self.context_size = context_size
+        self.max_threads = max_threads
+        self.cores = cores
+        self.batch_size = max(prefill_chunk, slots)
+        self._llama = llama_cpp
+        self._model = model
+        self._vocab = vocab
+        self._tokenize = tokenize
+        self._other_cpu = other_cpu_percent
+        self._clock = clock
+        self._on_step = on_step
+        self.cache = cache if cache is not None else PromptCache(0)
+        self.stats = EngineStats()
+        self._n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
+
+        params = llama_cpp.llama_context_default_params()
+        # One KV stream per sequence (kv_unified off): each slot gets the
+        # model's whole context, so a request's limit does not depend on
+        # what the other slots hold.
+        params.n_ctx = context_size * slots
+        params.n_seq_max = slots
+        params.kv_unified = False
+        params.n_batch = self.batch_size
+        params.n_ubatch = self.batch_size
+        params.n_threads = max_threads
+        params.n_threads_batch = max_threads
+        params.no_perf = True
+        ctx = llama_cpp.llama_init_from_model(model, params)
+        if ctx is None:
+            raise RuntimeError("llama.cpp could not create a context")
+        self._ctx = ctx
+        self._memory = llama_cpp.llama_get_memory(ctx)
+        self._batch = llama_cpp.llama_batch_init(self.batch_size, 0, 1)
+        self._threads_set = max_threads
+        self.stats.threads = max_threads
+        self._slots = [_Slot(seq) for seq in range(slots)]
+        self._piece = ctypes.create_string_buffer(64)
+        self._lock = threading.Lock()
+        self._inbox: deque[_Request] = deque()
+        self._waiting: deque[_Request] = deque()
+        self._arrivals = itertools.count()
+        self._running = False
+
+    # -- thread-safe ---------------------------------------------------------
+
+    def submit(self, job: GenerationJob, generation: Generation,
+               emit: Callable[[Event], None]) -> bool:
+        """Queue ``job``; True when the caller must start ``run`` on the worker thread."""
+        with self._lock:
+            self._inbox.append(_Request(job, generation, emit, next(self._arrivals)))
+            if self._running:
+                return False
+            self._running = True
+            return True
+
+    def slot_states(self) -> dict[str, int]:
+        """How many slots are idle, prefilling, generating (approximate: read off-thread)."""
+        counts = {"idle": 0, "prefilling": 0, "generating": 0}
+        for slot in list(self._slots):
+            req = slot.request
+            if req is None:
+                counts["idle"] += 1
+            elif req.generating:
+                counts["generating"] += 1
+            else:
+                counts["prefilling"] += 1
+        return counts
+
+    # -- on the worker thread ----------------------------------------------------
+
+    def run(self) -> None:
+        """Step until no request is left; then return (``submit`` starts it again)."""
+        try:
+            while True:
+                with self._lock:
+                    new = list(self._inbox)
+                    self._inbox.clear()
+                    if not new and not self._waiting and not self._busy():
+                        self._running = False
+                        return
+                self._waiting.extend(new)
+                self._admit_waiting()
+                if self._busy():
+                    self.step()
+                elif self._waiting:
+                    # Cannot happen while the manager admits at most ``slots``
+                    # requests; if it does, fail rather than spin.
+                    self._fail(self._waiting.popleft(),
+                               GenerationError("no free slot in the engine"))
+        except BaseException as exc:
+            _LOGGER.exception("engine step failed")
+            self._fail_everything(exc)
+
+    def close(self) -> None:
+        """Free the context and the batch (after ``run`` has returned)."""
+        llama_cpp = self._llama
+        for slot in self._slots:
+            if slot.request is not None and slot.request.sampler is not None:
+                slot.request.sampler.close()
+            slot.request = None
+        if self._batch is not None:
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
+        if self._ctx is not None:
+            llama_cpp.llama_free(self._ctx)
+            self._ctx = None
+        self.cache.clear()
+
+    def _busy(self) -> bool:
+        return any(slot.request is not None for slot in self._slots)
+
+    def _admit_waiting(self) -> None:
+        while self._waiting:
+            req = self._waiting[0]
+            if req.generation.cancel_event.is_set():
+                self._waiting.popleft()
+                req.emit(Finished("cancelled", 0, 0))
+                continue
+            if not any(slot.request is None for slot in self._slots):
+                return
+            self._waiting.popleft()
+            try:
+                self._admit(req)
+            except ApiError as exc:  # the request asks what this model cannot do
+                self._fail(req, exc)
+            except Exception as exc:  # a bad template or tokenizer error fails this request only
+                _LOGGER.exception("admitting a request failed")
+                self._fail(req, exc)
+
+    def _admit(self, req: _Request) -> None:
+        llama_cpp = self._llama
+        job = req.job
+        tokens, stops = self._tokenize(job)
+        n_ctx = self.context_size
+        prompt_tokens = len(tokens)
+        wanted = job.params.max_tokens
+        if prompt_tokens >= n_ctx:
+            req.emit(Failed(ContextLengthExceeded(
+                f"the prompt is {prompt_tokens} tokens, {prompt_tokens - n_ctx + 1} over "
+                f"this model's context of {n_ctx} tokens (which must also leave room "
+                "for at least one generated token)",
+                param="messages" if job.messages is not None else "prompt",
+            )))
+            return
+        if wanted is not None and prompt_tokens + wanted > n_ctx:
+            req.emit(Failed(ContextLengthExceeded(
+                f"the prompt ({prompt_tokens} tokens) plus max_tokens ({wanted}) is "
+                f"{prompt_tokens + wanted - n_ctx} tokens over this model's context of "
+                f"{n_ctx} tokens",
+                param="max_tokens",
+            )))
+            return
+        req.tokens, req.stops = tokens, stops
+        req.budget = wanted if wanted is not None else min(job.default_max_tokens,
+                                                           n_ctx - prompt_tokens)
+        choice = scheduler.choose_slot(
+            tokens,
+            [scheduler.SlotInfo(s.seq, tuple(s.cached), s.request is None, s.last_used)
+             for s in self._slots],
+            self.cache.infos(),
+        )
+        assert choice is not None  # _admit_waiting checked for a free slot
+        slot = self._slots[choice.slot]
+        if choice.save_first:
+            self._save(slot)
+        if choice.restore is not None:
+            entry = self.cache.take(choice.restore)
+            llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
+            data = (ctypes.c_uint8 * len(entry.data)).from_buffer_copy(entry.data)
+            if llama_cpp.llama_state_seq_set_data(self._ctx, data, len(entry.data), slot.seq):
+                slot.cached = list(entry.tokens)
+                self.stats.restores += 1
+            else:
+                _LOGGER.warning("restoring a cached prompt state failed; prefilling instead")
+                llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
+                slot.cached = []
+        elif len(self.cache):
+            self.cache.miss()
+        reuse = min(choice.reuse, len(slot.cached))
+        if not llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, reuse, -1):
+            llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
+            reuse = 0
+        del slot.cached[reuse:]
+        self.stats.reused_tokens += reuse
+        seed = job.params.seed if job.params.seed is not None else random.getrandbits(32)
+        req.sampler = build_sampler(job.params, seed, self._vocab, self._n_vocab)
+        req.pending = tokens[reuse:]
+        req.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        req.matcher = StopMatcher(stops)
+        slot.request = req
+        req.emit(PromptReady(prompt_tokens))
+
+    def _save(self, slot: _Slot) -> None:
+        """Copy the slot's KV state into the prompt cache before it is overwritten."""
+        llama_cpp = self._llama
+        if self.cache.capacity <= 0 or not slot.cached:
+            return
+        size = llama_cpp.llama_state_seq_get_size(self._ctx, slot.seq)
+        if size <= 0 or size > self.cache.capacity:
+            return
+        buffer = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(self._ctx, buffer, size, slot.seq)
+        if written:
+            self.cache.put(tuple(slot.cached), bytes(memoryview(buffer)[:written]))
+
+    def step(self) -> None:
+        """One decode of every running sequence (and prompt chunks), then sampling."""
+        llama_cpp = self._llama
+        for slot in self._slots:
+            req = slot.request
+            if req is not None and req.generation.cancel_event.is_set():
+                self._finish(slot, "cancelled")
+        demands = [
+            scheduler.SeqDemand(slot.seq, 0 if slot.request.generating
+                                else len(slot.request.pending), slot.request.arrived)
+            for slot in self._slots if slot.request is not None
+        ]
+        if not demands:
+            return
+        plan = scheduler.plan_batch(demands, self.batch_size)
+        batch = self._batch
+        n = 0
+        outputs: list[tuple[_Slot, int]] = []
+        for seq, count in plan:
+            slot = self._slots[seq]
+            req = slot.request
+            assert req is not None
+            start = len(slot.cached)
+            chunk = req.pending[:count]
+            for j, token in enumerate(chunk):
+                batch.token[n] = token
+                batch.pos[n] = start + j
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = seq
+                batch.logits[n] = 0
+                n += 1
+            if count == len(req.pending):
+                # The last prompt token (or the last sampled one): its logits
+                # give the next token.
+                batch.logits[n - 1] = 1
+                outputs.append((slot, n - 1))
+            if not req.generating:
+                self.stats.prefill_tokens += len(chunk)
+        batch.n_tokens = n
+        threads = scheduler.decode_threads(self.max_threads, self.cores, self._other_cpu())
+        if threads != self._threads_set:
+            llama_cpp.llama_set_n_threads(self._ctx, threads, threads)
+            self._threads_set = threads
+        self.stats.threads = threads
+        rc = llama_cpp.llama_decode(self._ctx, batch)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode returned {rc}")
+        self.stats.steps += 1
+        if len(plan) > 1:
+            self.stats.batched_steps += 1
+        for seq, count in plan:
+            slot = self._slots[seq]
+            req = slot.request
+            assert req is not None
+            slot.cached.extend(req.pending[:count])
+            del req.pending[:count]
+        now = self._clock()
+        for slot, index in outputs:
+            slot.last_used = now
+            self._sampled(slot, index)
+        if self._on_step is not None:
+            self._on_step(self)
+
+    def _sampled(self, slot: _Slot, index: int) -> None:
+        llama_cpp = self._llama
+        req = slot.request
+        assert req is not None and req.sampler is not None and req.matcher is not None
+        token = req.sampler.sample(self._ctx, index)
+        req.generating = True
+        if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+            self._finish(slot, "stop")
+            return
+        req.produced += 1
+        self.stats.generated_tokens += 1
+        if req.job.logprobs is not None:
+            req.logprobs.append(token_logprobs(llama_cpp.llama_get_logits_ith(self._ctx, index),
+                                               self._n_vocab, token, req.job.logprobs,
+                                               self._token_bytes))
+        text, hit_stop = req.matcher.feed(req.decoder.decode(self._token_bytes(token)))
+        if text:
+            self._emit_text(req, text)
+        if hit_stop:
+            self._finish(slot, "stop")
+        elif req.produced >= req.budget:
+            self._finish(slot, "length")
+        else:
+            req.pending = [token]
+
+    def _emit_text(self, req: _Request, text: str) -> None:
+        if req.logprobs:
+            req.emit(TextPiece(text, tuple(req.logprobs)))
+            req.logprobs = []
+        else:
+            req.emit(TextPiece(text))
+
+    def _token_bytes(self, token: int) -> bytes:
+        llama_cpp = self._llama
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, self._piece, len(self._piece), 0,
+                                           False)
+        if n < 0:
+            self._piece = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, self._piece,
+                                               len(self._piece), 0, False)
+        return self._piece.raw[:n]
+
+    def _finish(self, slot: _Slot, reason: FinishReason) -> None:
+        req = slot.request
+        assert req is not None and req.matcher is not None
+        if reason != "stop":
+            tail = req.matcher.flush() + req.decoder.decode(b"", final=True)
+            if tail:
+                self._emit_text(req, tail)
+        req.emit(Finished(reason, len(req.tokens), req.produced))
+        if req.sampler is not None:
+            req.sampler.close()
+        slot.request = None
+        slot.last_used = self._clock()
+        # A sequence left mid-prompt (cancelled) keeps only what it computed:
+        # ``cached`` already matches its KV.
+
+    def _fail(self, req: _Request, error: BaseException) -> None:
+        try:
+            req.emit(Failed(error))
+        except RuntimeError:
+            pass  # the loop is closed: the service is shutting down
+
+    def _fail_everything(self, error: BaseException) -> None:
+        llama_cpp = self._llama
+        for slot in self._slots:
+            req = slot.request
+            if req is not None:
+                if req.sampler is not None:
+                    req.sampler.close()
+                slot.request = None
+                self._fail(req, error)
+            # The KV state is unknown after a failed decode: start the slot afresh.
+            if self._memory is not None:
+                llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
+            slot.cached = []
+        for req in self._waiting:
+            self._fail(req, error)
+        self._waiting.clear()
+        with self._lock:
+            for req in self._inbox:
+                self._fail(req, error)
+            self._inbox.clear()
+            self._running = False

@@ -1,0 +1,187 @@
+"""The engine's decisions, pure: slot choice, the next batch, threads per step, cache eviction.
+
+Everything here works on plain values (token lists, counts, readings) so it
+is tested without a model; ``cerebrum.backend.engine`` carries the decisions
+out on the llama context.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import attrs
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two token sequences."""
+    n = min(len(a), len(b))
+    i = 0
+    # Compare in blocks first: histories of thousands of tokens are compared
+    # on every arrival, and list slices compare in C.
+    block = 256
+    while i + block <= n and a[i:i + block] == b[i:i + block]:
+        i += block
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+@attrs.frozen
+class SlotInfo:
+    """What the scheduler needs to know about one slot (one llama sequence id)."""
+
+    slot: int
+    cached: tuple[int, ...]
+    """Tokens whose KV state the slot holds now."""
+    free: bool
+    last_used: float
+
+
+@attrs.frozen
+class CacheInfo:
+    """One saved sequence state in the RAM prompt cache."""
+
+    key: int
+    tokens: tuple[int, ...]
+
+
+@attrs.frozen
+class SlotChoice:
+    """Where a new request goes and what it can reuse."""
+
+    slot: int
+    reuse: int
+    """Prompt tokens already in the slot's KV (after a restore, if any): not prefilled again."""
+    restore: int | None = None
+    """Cache entry to load into the slot before reuse (its prefix beats the slot's own)."""
+    save_first: bool = False
+    """Save the slot's current state to the cache first: the new request overwrites it."""
+
+
+MIN_SAVE_TOKENS = 16
+"""Below this a saved state is not worth its bytes: prefilling it again is cheap."""
+
+
+def choose_slot(prompt: Sequence[int], slots: Sequence[SlotInfo],
+                cache: Sequence[CacheInfo] = ()) -> SlotChoice | None:
+    """Pick the free slot for ``prompt``: the longest common prefix wins, then the LRU slot.
+
+    A cache entry is restored when its prefix with the prompt is longer than
+    the best free slot's. The slot that is overwritten is the one that loses
+    the least: the best prefix match, else the least recently used; its state
+    is saved first unless the new prompt keeps most of it anyway.
+    Returns None when no slot is free. At least one prompt token is always
+    left to compute: the logits of the last prompt token start generation.
+    """
+    free = [s for s in slots if s.free]
+    if not free:
+        return None
+    limit = max(0, len(prompt) - 1)
+    scored = [(min(common_prefix(prompt, s.cached), limit), s) for s in free]
+    best_len, best = max(scored, key=lambda item: (item[0], -item[1].last_used))
+    if best_len == 0:
+        # Nothing shared: take the emptiest, else least recently used slot.
+        best = min(free, key=lambda s: (len(s.cached) > 0, s.last_used))
+    restore: int | None = None
+    restore_len = best_len
+    for entry in cache:
+        length = min(common_prefix(prompt, entry.tokens), limit)
+        if length > restore_len:
+            restore, restore_len = entry.key, length
+    if restore is not None:
+        # Restore into the slot that loses least, not into the best match.
+        best = min(free, key=lambda s: (len(s.cached) > 0, s.last_used))
+    reuse = restore_len if restore is not None else best_len
+    # The slot's own tokens beyond what this request keeps would be lost.
+    kept = best_len if restore is None else 0
+    save_first = len(best.cached) - kept >= MIN_SAVE_TOKENS and kept < len(best.cached) // 2
+    return SlotChoice(best.slot, reuse, restore, save_first)
+
+
+@attrs.frozen
+class SeqDemand:
+    """One running sequence's wish for the next step."""
+
+    seq: int
+    prompt_left: int
+    """Prompt tokens still to prefill; 0 once generating (then it wants one token)."""
+    arrived: int
+    """Arrival order (smaller is older): older prompts prefill first, so none starves."""
+
+
+def plan_batch(demands: Sequence[SeqDemand], budget: int) -> list[tuple[int, int]]:
+    """The next decode step: ``(seq, n_tokens)`` pairs within ``budget`` tokens.
+
+    Every generating sequence gets its one token first (a long new prompt never
+    freezes running streams); the rest of the budget goes to prompt chunks,
+    oldest arrival first (chunked prefill). If the generating sequences alone
+    exceed the budget, the oldest are served and the rest wait one step.
+    """
+    plan: list[tuple[int, int]] = []
+    left = budget
+    for d in sorted((d for d in demands if d.prompt_left == 0), key=lambda d: d.arrived):
+        if left == 0:
+            break
+        plan.append((d.seq, 1))
+        left -= 1
+    for d in sorted((d for d in demands if d.prompt_left > 0), key=lambda d: d.arrived):
+        if left == 0:
+            break
+        take = min(d.prompt_left, left)
+        plan.append((d.seq, take))
+        left -= take
+    return plan
+
+
+def decode_threads(max_threads: int, cores: int, other_cpu_percent: float) -> int:
+    """Threads for the next step: the cores other processes leave free, at most ``max_threads``.
+
+    llama.cpp's threads wait for each other at every step, so one thread on a
+    core that a neighbour holds stalls them all: at a busy core's cost of
+    half the speed it is better to leave that core to the neighbour.
+    ``other_cpu_percent`` is the other processes' use of the whole machine.
+    A core counts as taken once a neighbour uses more than 40% of it.
+    """
+    busy = max(0.0, other_cpu_percent) / 100.0 * cores
+    free = cores - math.floor(busy + 0.6)
+    return max(1, min(max_threads, free))
+
+
+def choose_evictions(entries: Sequence[tuple[int, int, float]], capacity: int,
+                     incoming: int) -> list[int]:
+    """Keys to drop, least recently used first, so ``incoming`` bytes fit under ``capacity``.
+
+    ``entries`` are ``(key, size_bytes, last_used)``. An incoming entry larger
+    than the whole capacity evicts nothing (the caller refuses it).
+    """
+    if incoming > capacity:
+        return []
+    used = sum(size for _, size, _ in entries)
+    drop: list[int] = []
+    for key, size, _ in sorted(entries, key=lambda e: e[2]):
+        if used + incoming <= capacity:
+            break
+        drop.append(key)
+        used -= size
+    return drop
+
+
+def default_slots(cores: int) -> int:
+    """CEREBRUM_SLOTS when unset: two sequences per core, between 2 and 4.
+
+    Batched decode of a small model is bound by memory bandwidth, so a few
+    parallel sequences cost little per token; past four on a small VPS each
+    stream slows more than the batching gains. RAM may lower it further at
+    load time (see ``slots_for_ram``).
+    """
+    return max(2, min(4, 2 * cores))
+
+
+def slots_for_ram(wanted: int, kv_mb_per_slot: float, available_mb: float,
+                  model_mb: float, floor_mb: float) -> int:
+    """How many of ``wanted`` slots' KV caches fit above the RAM floor (at least one)."""
+    room = available_mb - model_mb - floor_mb
+    if kv_mb_per_slot <= 0 or room == float("inf"):
+        return wanted
+    return max(1, min(wanted, int(room // kv_mb_per_slot)))

@@ -1,0 +1,174 @@
+"""The engine's pure decisions: slot choice, batch plans, threads, eviction, the prompt cache."""
+
+from __future__ import annotations
+
+from cerebrum.backend.prompt_cache import PromptCache
+from cerebrum.backend.scheduler import (
+    MIN_SAVE_TOKENS,
+    CacheInfo,
+    SeqDemand,
+    SlotInfo,
+    choose_evictions,
+    choose_slot,
+    common_prefix,
+    decode_threads,
+    default_slots,
+    plan_batch,
+    slots_for_ram,
+)
+
+HISTORY_A = tuple(range(100, 400))
+HISTORY_B = tuple(range(1000, 1300))
+
+
+def test_common_prefix_across_block_boundaries() -> None:
+    long = list(range(1000))
+    assert common_prefix(long, long) == 1000
+    assert common_prefix(long, long[:600] + [-1] + long[601:]) == 600
+    assert common_prefix([], long) == 0
+    assert common_prefix([1, 2, 3], [1, 2]) == 2
+
+
+def test_request_goes_to_the_slot_with_the_longest_common_prefix() -> None:
+    slots = [
+        SlotInfo(0, HISTORY_B, free=True, last_used=1),
+        SlotInfo(1, HISTORY_A, free=True, last_used=0),
+        SlotInfo(2, (), free=True, last_used=2),
+    ]
+    choice = choose_slot(HISTORY_A + (7, 8, 9), slots)
+    assert choice is not None
+    assert (choice.slot, choice.reuse, choice.restore, choice.save_first) == (1, 300, None, False)
+
+
+def test_unrelated_prompt_takes_an_empty_slot_before_overwriting_a_conversation() -> None:
+    slots = [
+        SlotInfo(0, HISTORY_A, free=True, last_used=0),
+        SlotInfo(1, (), free=True, last_used=5),
+    ]
+    choice = choose_slot((1, 2, 3), slots)
+    assert choice is not None and choice.slot == 1 and not choice.save_first
+
+
+def test_overwriting_a_conversation_saves_it_first_and_busy_slots_are_never_chosen() -> None:
+    slots = [
+        SlotInfo(0, HISTORY_A, free=True, last_used=0),
+        SlotInfo(1, HISTORY_B, free=False, last_used=9),
+    ]
+    choice = choose_slot((1, 2, 3), slots)
+    assert choice is not None
+    assert (choice.slot, choice.reuse, choice.save_first) == (0, 0, True)
+    assert choose_slot((1, 2, 3), [SlotInfo(0, (), free=False, last_used=0)]) is None
+
+
+def test_least_recently_used_slot_is_overwritten() -> None:
+    slots = [
+        SlotInfo(0, HISTORY_A, free=True, last_used=5),
+        SlotInfo(1, HISTORY_B, free=True, last_used=1),
+    ]
+    choice = choose_slot((1, 2, 3), slots)
+    assert choice is not None and choice.slot == 1
+
+
+def test_saved_state_with_a_longer_prefix_is_restored() -> None:
+    slots = [SlotInfo(0, HISTORY_B, free=True, last_used=0)]
+    cache = [CacheInfo(7, HISTORY_A), CacheInfo(8, HISTORY_A[:50])]
+    choice = choose_slot(HISTORY_A + (1,), slots, cache)
+    assert choice is not None
+    assert (choice.slot, choice.restore, choice.reuse) == (0, 7, 300)
+    assert choice.save_first  # slot 0's own conversation goes to the cache meanwhile
+
+
+def test_one_prompt_token_is_always_left_to_compute() -> None:
+    slots = [SlotInfo(0, HISTORY_A, free=True, last_used=0)]
+    choice = choose_slot(HISTORY_A, slots)
+    assert choice is not None and choice.reuse == len(HISTORY_A) - 1
+    choice = choose_slot(HISTORY_A[:10], slots)
+    assert choice is not None and choice.reuse == 9
+    assert choice.save_first  # the rest of that conversation would be lost otherwise
+
+
+def test_small_leftovers_are_not_worth_saving() -> None:
+    short = tuple(range(MIN_SAVE_TOKENS - 1))
+    choice = choose_slot((999,), [SlotInfo(0, short, free=True, last_used=0)])
+    assert choice is not None and not choice.save_first
+
+
+def test_generating_sequences_get_one_token_before_any_prompt_chunk() -> None:
+    demands = [
+        SeqDemand(0, prompt_left=1000, arrived=0),
+        SeqDemand(1, prompt_left=0, arrived=1),
+        SeqDemand(2, prompt_left=0, arrived=2),
+    ]
+    assert plan_batch(demands, 256) == [(1, 1), (2, 1), (0, 254)]
+
+
+def test_prompt_chunks_go_oldest_first_within_the_budget() -> None:
+    demands = [
+        SeqDemand(3, prompt_left=100, arrived=5),
+        SeqDemand(1, prompt_left=300, arrived=2),
+    ]
+    assert plan_batch(demands, 256) == [(1, 256)]
+    assert plan_batch(demands, 400) == [(1, 300), (3, 100)]
+
+
+def test_no_sequence_starves_when_the_budget_is_tiny() -> None:
+    demands = [SeqDemand(i, prompt_left=0, arrived=i) for i in range(4)]
+    assert plan_batch(demands, 2) == [(0, 1), (1, 1)]
+
+
+def test_decode_threads_leave_a_busy_core_to_the_neighbour() -> None:
+    assert decode_threads(2, cores=2, other_cpu_percent=0) == 2
+    assert decode_threads(2, cores=2, other_cpu_percent=10) == 2   # light background noise
+    assert decode_threads(2, cores=2, other_cpu_percent=33) == 1   # a neighbour sharing a core
+    assert decode_threads(2, cores=2, other_cpu_percent=50) == 1   # one core fully taken
+    assert decode_threads(2, cores=2, other_cpu_percent=100) == 1  # never zero
+    assert decode_threads(4, cores=8, other_cpu_percent=50) == 4   # capped by the setting
+
+
+def test_evictions_are_least_recently_used_first() -> None:
+    entries = [(1, 40, 5.0), (2, 40, 1.0), (3, 40, 3.0)]
+    assert choose_evictions(entries, capacity=100, incoming=30) == [2, 3]
+    assert choose_evictions(entries, capacity=200, incoming=30) == []
+    assert choose_evictions(entries, capacity=100, incoming=101) == []
+
+
+def test_default_slots_and_the_ram_limit() -> None:
+    assert [default_slots(c) for c in (1, 2, 4, 16)] == [2, 4, 4, 4]
+    assert slots_for_ram(4, kv_mb_per_slot=100, available_mb=1500, model_mb=0,
+                         floor_mb=1024) == 4
+    assert slots_for_ram(4, kv_mb_per_slot=100, available_mb=1250, model_mb=0,
+                         floor_mb=1024) == 2
+    assert slots_for_ram(4, kv_mb_per_slot=100, available_mb=900, model_mb=0,
+                         floor_mb=1024) == 1
+
+
+def test_prompt_cache_is_lru_and_bounded() -> None:
+    cache = PromptCache(capacity_bytes=250)
+    assert cache.put((1, 2), b"a" * 100)
+    assert cache.put((3, 4), b"b" * 100)
+    assert cache.put((5, 6), b"c" * 100)  # evicts (1, 2)
+    assert [info.tokens for info in cache.infos()] == [(3, 4), (5, 6)]
+    assert cache.stats.evictions == 1 and cache.size_bytes == 200
+    assert not cache.put((7,), b"x" * 300)  # larger than the whole cache
+    assert cache.stats.refused == 1
+    key = cache.infos()[0].key
+    assert cache.take(key).data == b"b" * 100
+    assert len(cache) == 1 and cache.stats.hits == 1
+
+
+def test_prompt_cache_drops_entries_that_a_longer_one_contains() -> None:
+    cache = PromptCache(capacity_bytes=1000)
+    cache.put((1, 2), b"a")
+    cache.put((1, 2, 3, 4), b"bb")
+    assert [info.tokens for info in cache.infos()] == [(1, 2, 3, 4)]
+
+
+def test_prompt_cache_stays_above_the_ram_floor() -> None:
+    room = [150.0]
+    cache = PromptCache(capacity_bytes=10_000, room_bytes=lambda: room[0])
+    assert cache.put((1,), b"a" * 100)
+    room[0] = 50.0  # the cache's 100 bytes + 50 free above the floor
+    assert cache.put((2,), b"b" * 120)  # fits only by dropping the first
+    assert [info.tokens for info in cache.infos()] == [(2,)]
+    room[0] = -10.0  # RAM fell below the floor: the cache gives its memory back
+    assert cache.trim() == 1 and len(cache) == 0
