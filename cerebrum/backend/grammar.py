@@ -31,6 +31,13 @@ JSON_STRING_CHAR = (r'[^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] 
                     r'[0-9a-fA-F] [0-9a-fA-F])')
 """A character inside a JSON string, as RFC 8259 allows it (no raw control characters)."""
 
+JSON_SPACE = '| " " | "\\n" [ \\t]{0,20}'
+"""Whitespace between JSON tokens: none, a space, or a newline and some indent.
+
+Bounded (a model cannot run away in whitespace) but wide enough for the
+pretty-printed JSON small models like to write: a grammar that refuses the
+token the model wanted costs a check of the whole vocabulary (see sampling.py)."""
+
 MAX_SCHEMA_BYTES = 64 * 1024
 MAX_SCHEMA_DEPTH = 32
 
@@ -73,9 +80,9 @@ class SchemaError(ValueError):
         self.where = where
 
 
-JSON_MAX_DEPTH = 4
-JSON_MAX_MEMBERS = 10
-JSON_MAX_STRING = 256
+JSON_MAX_DEPTH = 3
+JSON_MAX_MEMBERS = 8
+JSON_MAX_STRING = 96
 
 
 def json_object_grammar(depth: int = JSON_MAX_DEPTH, members: int = JSON_MAX_MEMBERS,
@@ -90,7 +97,7 @@ def json_object_grammar(depth: int = JSON_MAX_DEPTH, members: int = JSON_MAX_MEM
     more = f"{{0,{members - 1}}}"
     rules = {
         "root": "object-0",
-        "space": '" "?',
+        "space": JSON_SPACE,
         "char": JSON_STRING_CHAR,
         "string": f'"\\"" char{{0,{string_chars}}} "\\"" space',
         "number": '"-"? ([0-9] | [1-9] [0-9]{1,15}) ("." [0-9]{1,15})? ([eE] [-+]? [0-9]{1,3})? '
@@ -228,5 +235,7 @@ def _format(converter: Any, extra: Mapping[str, str] = {}) -> str:
     rules = dict(converter._rules)
     if "char" in rules:
         rules["char"] = JSON_STRING_CHAR
+    if "space" in rules:
+        rules["space"] = JSON_SPACE
     rules.update(extra)
     return "\n".join(f"{name} ::= {rule}" for name, rule in sorted(rules.items()))
