@@ -294,3 +294,7 @@ async def test_through_the_orchestrator_tools_and_json_mode_pass_unchanged(
             model=MODEL, messages=[{"role": "user", "content": "x"}],
             extra_body={"mirostat": 2})
     assert caught.value.body["param"] == "mirostat"
+    relayed = await via_orchestrator.embeddings.create(model=MODEL, input="same text")
+    own = await sdk.embeddings.create(model=MODEL, input="same text")
+    assert relayed.data[0].embedding == own.data[0].embedding
+    assert (await via_orchestrator.models.retrieve(MODEL)).id == MODEL
