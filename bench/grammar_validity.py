@@ -42,10 +42,10 @@ from aiohttp.test_utils import TestServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cerebrum.backend import tools as tool_format  # noqa: E402
-from cerebrum.backend.app import create_backend_app  # noqa: E402
-from cerebrum.backend.config import BackendConfig  # noqa: E402
-from cerebrum.openai_wire import structure_request  # noqa: E402
+from cerebrum.backend import tools as tool_format
+from cerebrum.backend.app import create_backend_app
+from cerebrum.backend.config import BackendConfig
+from cerebrum.openai_wire import structure_request
 
 KEY = "bench-grammar-key-0123"
 MODEL = "smollm2-135m"

@@ -635,7 +635,7 @@ def structure_embedding_request(body: Any) -> EmbeddingRequest:
         return EmbeddingRequest(
             tuple(texts),
             model=_expect_str(body["model"], "model") if body.get("model") is not None else None,
-            encoding_format=encoding,
+            encoding_format="base64" if encoding == "base64" else "float",
             dimensions=(_expect_int(dimensions, "dimensions", 1) if dimensions is not None
                         else None),
         )

@@ -26,7 +26,6 @@ from typing import Any
 
 import attrs
 
-
 JSON_STRING_CHAR = (r'[^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] '
                     r'[0-9a-fA-F] [0-9a-fA-F])')
 """A character inside a JSON string, as RFC 8259 allows it (no raw control characters)."""

@@ -12,6 +12,8 @@ import attrs
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
+from cerebrum.backend.constraints import request_grammar
+from cerebrum.backend.embeddings import EMBEDDINGS, encode_vector
 from cerebrum.backend.generation import (
     Failed,
     Finished,
@@ -21,9 +23,13 @@ from cerebrum.backend.generation import (
     PromptReady,
     TextPiece,
 )
-from cerebrum.backend.constraints import request_grammar
-from cerebrum.backend.output import AnswerShaper, Content, Part, empty_logprobs, merge_logprobs
-from cerebrum.backend.embeddings import EMBEDDINGS, encode_vector
+from cerebrum.backend.output import (
+    AnswerShaper,
+    Content,
+    Part,
+    empty_logprobs,
+    merge_logprobs,
+)
 from cerebrum.backend.registry import ModelSpec
 from cerebrum.backend.state import BACKEND_STATE, BackendState
 from cerebrum.errors import ApiError, BadRequest, ModelNotFound

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 from aiohttp import web
-
-import json
 
 from cerebrum.errors import BadRequest, ModelNotFound
 from cerebrum.middlewares import REQUEST_ID_KEY
@@ -18,7 +17,6 @@ from cerebrum.openai_wire import (
     structure_embedding_request,
     structure_request,
 )
-
 from cerebrum.orchestrator import proxy
 from cerebrum.orchestrator.backends import ROUTING_ALIASES
 from cerebrum.orchestrator.breaker import BreakerState

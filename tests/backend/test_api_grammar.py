@@ -11,9 +11,7 @@ from cerebrum.backend import grammar
 from cerebrum.backend.constraints import request_grammar
 from cerebrum.errors import BadRequest
 from cerebrum.openai_wire import structure_request
-
 from tests.backend.vocab import compiles, vocab  # noqa: F401 (a fixture)
-
 
 SCHEMAS = [
     {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
@@ -32,11 +30,12 @@ SCHEMAS = [
 
 
 @pytest.mark.parametrize("schema", SCHEMAS)
-def test_supported_schemas_compile(vocab: Any, schema: dict[str, Any]) -> None:
+def test_supported_schemas_compile(vocab: Any, schema: dict[str, Any]) -> None:  # noqa: F811
     assert compiles(vocab, grammar.schema_grammar(schema))
 
 
-def test_json_mode_grammar_compiles_and_strings_refuse_raw_control_characters(vocab) -> None:
+def test_json_mode_grammar_compiles_and_strings_refuse_raw_control_characters(
+        vocab: Any) -> None:  # noqa: F811
     compiled = grammar.json_object_grammar()
     assert compiles(vocab, compiled)
     assert "\\x00-\\x1F" in compiled.gbnf

@@ -22,7 +22,6 @@ from aiohttp.test_utils import TestClient
 from cerebrum.backend.registry import embedded_model_path
 from cerebrum.orchestrator.app import create_orchestrator_app
 from cerebrum.orchestrator.config import OrchestratorConfig
-
 from tests.backend_fixtures import API_KEY, AUTH
 
 pytestmark = pytest.mark.model

@@ -11,7 +11,6 @@ import pytest
 from cerebrum.backend import tools
 from cerebrum.backend.output import AnswerShaper
 from cerebrum.openai_wire import ChatCompletionRequest, ToolSpec, structure_request
-
 from tests.backend.vocab import compiles, vocab  # noqa: F401 (a fixture)
 
 WEATHER = {"type": "function", "function": {

@@ -18,7 +18,6 @@ from cerebrum.openai_wire import (
     structure_embedding_request,
     structure_request,
 )
-
 from tests.backend_fixtures import AUTH
 
 MESSAGES = [{"role": "user", "content": "hi"}]
