@@ -172,3 +172,38 @@ def test_shaper_reports_tool_calls_and_only_content_logprobs() -> None:
     assert shaper.finish_reason("stop") == "tool_calls"
     assert shaper.finish_reason("length") == "length"
     assert AnswerShaper("chat").finish_reason("stop") == "stop"
+
+
+def test_the_lazy_grammar_is_free_until_the_call_opens_then_enforces_it(
+        vocab: Any) -> None:  # noqa: F811
+    import ctypes
+    import math
+
+    import llama_cpp
+
+    from cerebrum.backend.sampling import _grammar_sampler
+    from cerebrum.openai_wire import SamplingParams
+
+    sampler = _grammar_sampler(SamplingParams(grammar=tools.tool_grammar(spec())), vocab)
+
+    def tokens(text: str) -> list[int]:
+        out = (llama_cpp.llama_token * 64)()
+        n = llama_cpp.llama_tokenize(vocab, text.encode(), len(text.encode()), out, 64, False,
+                                     False)
+        return list(out[:n])
+
+    def allowed(text: str) -> bool:
+        (token,) = tokens(text)
+        single = (llama_cpp.llama_token_data * 1)(llama_cpp.llama_token_data(token, 1.0, 0.0))
+        array = llama_cpp.llama_token_data_array(data=single, size=1, selected=-1, sorted=False)
+        llama_cpp.llama_sampler_apply(sampler, ctypes.byref(array))
+        return math.isfinite(single[0].logit)
+
+    try:
+        assert allowed(" banana")  # free text before the trigger
+        for token in tokens('Let me look. <tool_call>\n{"name": "'):
+            llama_cpp.llama_sampler_accept(sampler, token)
+        assert not allowed(" banana")  # inside the call only a tool's name may follow
+        assert allowed("get")
+    finally:
+        llama_cpp.llama_sampler_free(sampler)
