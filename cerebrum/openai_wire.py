@@ -499,7 +499,7 @@ def _sampling(body: Mapping[str, Any], kind: Literal["chat", "text"]) -> Samplin
     if kind == "chat":
         if get("logprobs") is not None:
             fields["logprobs"] = _expect_bool(get("logprobs"), "logprobs")
-        if get("top_logprobs") is not None:
+        if get("top_logprobs") not in (None, 0):
             if not fields.get("logprobs"):
                 raise FieldError("top_logprobs", "'top_logprobs' needs 'logprobs': true")
             fields["top_logprobs"] = _expect_int(get("top_logprobs"), "top_logprobs", 0,
