@@ -1,6 +1,6 @@
 """Grammar-constrained output on the embedded model: validity on vs off, and what it costs.
 
-    .venv/bin/python bench/grammar_validity.py [--prompts 50] [--speed-rounds 6]
+    .venv/bin/python bench/grammar_validity.py [--prompts 50] [--speed-rounds 4] [--sections json,tool,speed]
 
 Runs the real backend app in-process (embedded SmolLM2-135M, 2 threads) and
 drives it with the openai SDK over loopback, at temperature 0:
@@ -188,14 +188,17 @@ async def main(args: argparse.Namespace) -> None:
                 for i in range(args.prompts)]
         started = time.perf_counter()
         print(f"{args.prompts} prompts each, temperature 0, embedded {MODEL}")
-        for label, case, items in (("JSON object", json_case, subjects),
-                                   ("tool call", tool_case, asks)):
+        sections = [(label, case, items) for label, case, items in (
+            ("JSON object", json_case, subjects), ("tool call", tool_case, asks))
+            if label.split()[0].lower() in args.sections]
+        for label, case, items in sections:
             for grammar in (True, False):
                 valid, total = await rate([case(sdk, item, grammar) for item in items])
                 print(f"  {label:11s} grammar {'on ' if grammar else 'off'}: {valid}/{total} "
                       f"valid ({100 * valid / total:.0f}%)")
         print(f"  (validity runs took {time.perf_counter() - started:.0f} s)")
-        with_grammar, without = await speed(sdk, args.speed_rounds)
+        with_grammar, without = (await speed(sdk, args.speed_rounds) if "speed" in args.sections
+                                 else ([], []))
         if with_grammar and without:
             on, off = statistics.median(with_grammar), statistics.median(without)
             print(f"decode speed, median of {len(with_grammar)}/{len(without)} streamed answers: "
@@ -210,4 +213,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=50)
     parser.add_argument("--speed-rounds", type=int, default=4)
+    parser.add_argument("--sections", default="json,tool,speed",
+                        help="comma-separated: json, tool, speed")
     asyncio.run(main(parser.parse_args()))

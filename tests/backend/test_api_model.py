@@ -44,7 +44,7 @@ TOPICS = ["a cat", "a city", "a book", "a car", "a planet", "a recipe", "a user 
 
 def sdk_for(client: TestClient) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=str(client.make_url("/v1")), api_key=API_KEY,
-                              max_retries=0, timeout=120)
+                              max_retries=0, timeout=600)
 
 
 @pytest.fixture
@@ -59,10 +59,10 @@ async def via_orchestrator(backend: TestClient,
                            aiohttp_client: Any) -> AsyncIterator[openai.AsyncOpenAI]:
     """The real orchestrator (cache off, so every request reaches the model) in front."""
     config = OrchestratorConfig(backend_url=(str(backend.make_url("")).rstrip("/"),),
-                                api_key=API_KEY, read_timeout_s=120.0, cache_max_bytes=0)
+                                api_key=API_KEY, read_timeout_s=600.0, cache_max_bytes=0)
     orchestrator = await aiohttp_client(create_orchestrator_app(config))
     client = openai.AsyncOpenAI(base_url=str(orchestrator.make_url("/v1")), api_key="unused",
-                                max_retries=0, timeout=120)
+                                max_retries=0, timeout=600)
     yield client
     await client.close()
 
