@@ -11,6 +11,7 @@ from aiohttp import web
 
 from cerebrum.backend import views
 from cerebrum.backend.config import BackendConfig
+from cerebrum.backend.embeddings import EmbeddingService, setup_embeddings
 from cerebrum.backend.models import ModelManager
 from cerebrum.backend.registry import ModelRegistry, load_registry
 from cerebrum.backend.resources import PsutilReader, ResourceGuard, ResourceReader
@@ -82,6 +83,11 @@ def create_backend_app(
     app.router.add_post("/v1/chat/completions", views.chat_completions)
     app.router.add_post("/v1/completions", views.completions)
     app.router.add_get("/v1/models", views.list_models)
+    app.router.add_get("/v1/models/{model:.+}", views.get_model)
+    app.router.add_post("/v1/embeddings", views.embeddings)
+    setup_embeddings(app, EmbeddingService(
+        state.models.registry, threads=config.threads, max_queue=config.max_queue,
+        idle_unload_s=config.idle_unload_s))
     app.router.add_get("/health", views.health)
     app.router.add_post("/tokenize", views.tokenize)
     return app

@@ -55,7 +55,7 @@ from cerebrum.backend.sampling import (
     build_sampler,
     token_logprobs,
 )
-from cerebrum.errors import ContextLengthExceeded
+from cerebrum.errors import ApiError, ContextLengthExceeded
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -273,6 +273,8 @@ class Engine:
             self._waiting.popleft()
             try:
                 self._admit(req)
+            except ApiError as exc:  # the request asks what this model cannot do
+                self._fail(req, exc)
             except Exception as exc:  # a bad template or tokenizer error fails this request only
                 _LOGGER.exception("admitting a request failed")
                 self._fail(req, exc)
@@ -333,7 +335,7 @@ class Engine:
         del slot.cached[reuse:]
         self.stats.reused_tokens += reuse
         seed = job.params.seed if job.params.seed is not None else random.getrandbits(32)
-        req.sampler = build_sampler(job.params, seed, self._vocab)
+        req.sampler = build_sampler(job.params, seed, self._vocab, self._n_vocab)
         req.pending = tokens[reuse:]
         req.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         req.matcher = StopMatcher(stops)
@@ -429,7 +431,8 @@ class Engine:
         self.stats.generated_tokens += 1
         if req.job.logprobs is not None:
             req.logprobs.append(token_logprobs(llama_cpp.llama_get_logits_ith(self._ctx, index),
-                                               self._n_vocab, token, req.job.logprobs))
+                                               self._n_vocab, token, req.job.logprobs,
+                                               self._token_bytes))
         text, hit_stop = req.matcher.feed(req.decoder.decode(self._token_bytes(token)))
         if text:
             self._emit_text(req, text)

@@ -16,7 +16,7 @@ import attrs
 
 from cerebrum.backend.sampling import TokenLogprob
 from cerebrum.errors import ApiError
-from cerebrum.openai_wire import ChatMessage, SamplingParams
+from cerebrum.openai_wire import ChatMessage, SamplingParams, ToolSpec
 
 FinishReason = Literal["stop", "length", "cancelled"]
 
@@ -32,6 +32,10 @@ class GenerationJob:
     logprobs: int | None = None
     """When set, each TextPiece carries its tokens' log-probabilities and this many
     top alternatives (computed from the logits row the token was sampled from)."""
+    tools: ToolSpec | None = None
+    """The chat's tools: rendered into the prompt (``cerebrum.backend.tools``)."""
+    suffix: str | None = None
+    """Text after the insertion point: the prompt becomes fill-in-the-middle."""
 
 
 @attrs.frozen

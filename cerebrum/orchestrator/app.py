@@ -85,6 +85,8 @@ def create_orchestrator_app(
     app.router.add_post("/v1/completions", views.completions)
     app.router.add_post("/v1/optimize", views.optimize)
     app.router.add_get("/v1/models", views.list_models)
+    app.router.add_get("/v1/models/{model:.+}", views.get_model)
+    app.router.add_post("/v1/embeddings", views.embeddings)
     app.router.add_get("/health", views.health)
     setup_workspaces(app, config)
     return app

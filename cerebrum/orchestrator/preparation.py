@@ -215,8 +215,25 @@ def _fits_report(chars: int, context: int, reply_tokens: int) -> OptimizeStats:
                          budget_tokens=budget_tokens(context, reply_tokens))
 
 
+def _tool_tokens(parsed: AnyCompletionRequest) -> int:
+    """Context the tool definitions and the assistant's earlier calls take in the prompt.
+
+    The optimiser only ever rewrites the user message that carries the code; tool
+    definitions, tool calls and tool results pass through untouched, so their
+    room is simply taken off the budget it works with.
+    """
+    if not isinstance(parsed, ChatCompletionRequest):
+        return 0
+    texts = [json.dumps(dict(f.parameters)) + f.name + f.description
+             for f in (parsed.tools.functions if parsed.tools is not None else ())]
+    texts += [call.function.name + call.function.arguments
+              for message in parsed.messages for call in message.tool_calls]
+    return estimate_tokens("\n".join(texts)) if texts else 0
+
+
 def _fits(parsed: AnyCompletionRequest, chars: int, context: int, reply_tokens: int) -> bool:
     """The optimiser's own "already fits" rule, without the work before it."""
+    context -= _tool_tokens(parsed)
     if chars >= SMALL_PROMPT_CHARS:
         return False
     if isinstance(parsed, ChatCompletionRequest):
@@ -237,6 +254,7 @@ class _Optimized:
 
 def _optimize(body: Mapping[str, Any], parsed: AnyCompletionRequest, context: int,
               reply_tokens: int) -> _Optimized | None:
+    context = max(1, context - _tool_tokens(parsed))
     try:
         if isinstance(parsed, ChatCompletionRequest):
             messages = optimize_messages(body["messages"], context_tokens=context,

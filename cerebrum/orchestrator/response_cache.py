@@ -35,6 +35,7 @@ from typing import Any
 import attrs
 
 from cerebrum.orchestrator.sse_relay import validate_events
+from cerebrum.openai_wire import HARMLESS_FIELDS
 
 # Body fields that change neither the answer nor its shape.
 _NOT_IN_KEY = frozenset({"user", "cerebrum"})
@@ -67,8 +68,16 @@ def client_identity(presented_key: str | None, *, shared: bool) -> str:
 
 
 def cache_key(kind: str, model: str, body: Mapping[str, Any], *, client: str = "") -> str:
-    """A digest of everything that decides the answer, and of whose answer it is."""
-    relevant = {k: v for k, v in body.items() if k not in _NOT_IN_KEY}
+    """A digest of everything that decides the answer, and of whose answer it is.
+
+    Every field the backend honours is in it (tools, tool_choice,
+    response_format, logprobs, penalties, logit_bias, stream_options, echo,
+    suffix, ...), since each changes the answer or its shape; only the fields
+    the API accepts and ignores (``HARMLESS_FIELDS``: user, metadata, ...) are
+    left out, and a field sent as null counts as not sent.
+    """
+    relevant = {k: v for k, v in body.items()
+                if k not in _NOT_IN_KEY and k not in HARMLESS_FIELDS and v is not None}
     relevant["model"] = model
     canonical = json.dumps([kind, client, relevant], sort_keys=True, separators=(",", ":"),
                            ensure_ascii=False, default=str)

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 from aiohttp import web
 
-from cerebrum.errors import BadRequest
+from cerebrum.errors import BadRequest, ModelNotFound
+from cerebrum.middlewares import REQUEST_ID_KEY
 from cerebrum.openai_wire import (
     AnyCompletionRequest,
     ChatCompletionRequest,
     read_json,
+    structure_embedding_request,
     structure_request,
 )
-
 from cerebrum.orchestrator import proxy
 from cerebrum.orchestrator.backends import ROUTING_ALIASES
 from cerebrum.orchestrator.breaker import BreakerState
 from cerebrum.orchestrator.state import ORCHESTRATOR
-from cerebrum.orchestrator.upstream import UPSTREAM_SESSION, models_timeout, upstream_headers
+from cerebrum.orchestrator.upstream import (
+    UPSTREAM_SESSION,
+    Answered,
+    models_timeout,
+    open_upstream,
+    upstream_headers,
+)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -93,3 +101,33 @@ async def health(request: web.Request) -> web.Response:
         "uptime_s": round(time.monotonic() - state.started, 1),
         "backends": backends,
     })
+
+
+async def get_model(request: web.Request) -> web.Response:
+    """``GET /v1/models/{id}``: one entry of the list (a backend's model or an alias)."""
+    listed = json.loads((await list_models(request)).body)  # type: ignore[arg-type]
+    name = request.match_info["model"]
+    for entry in listed["data"]:
+        if entry.get("id") == name:
+            return web.json_response(entry)
+    raise ModelNotFound(f"the model {name!r} is not served by any backend", param="model")
+
+
+async def embeddings(request: web.Request) -> web.Response:
+    """``POST /v1/embeddings``: checked as the backend would, then forwarded unchanged."""
+    state = request.app[ORCHESTRATOR]
+    config = state.config
+    body = await read_json(request, config.max_body_bytes)
+    parsed = structure_embedding_request(body)
+    model = parsed.model
+    if model is not None and model.strip().lower() in ROUTING_ALIASES:
+        model = None
+    backend, reply = await open_upstream(
+        state.pool, request.app[UPSTREAM_SESSION], "/v1/embeddings",
+        json.dumps(body, ensure_ascii=False).encode(),
+        upstream_headers(config.api_key, request.get(REQUEST_ID_KEY)), model,
+        stream=False, max_body=config.max_upstream_body_bytes)
+    backend.in_flight -= 1
+    assert isinstance(reply, Answered)  # stream=False: always a whole answer
+    return web.Response(body=reply.body, status=reply.status,
+                        headers={"Content-Type": reply.content_type})
