@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -78,6 +79,8 @@ class ModelWorker:
         self._on_step = on_step
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{spec.name}")
         self._model: Any = None
+        self._model_lock = threading.Lock()
+        """Held while tokenizing off the worker thread, and while the model is freed."""
         self._formatter: Any = None
         self._native_tools = False
         self.engine: Engine | None = None
@@ -124,20 +127,23 @@ class ModelWorker:
         """The model's tokens for ``job`` (chat formatted as generation formats it, BOS
         included) or for raw ``text`` (no special tokens added).
 
-        Runs on the worker thread, like every call into the llama object, so it
-        never races a generation or an unload.
+        Tokenizing only reads the vocabulary, so it runs on the default executor
+        beside the engine's thread (never queued behind a running generation);
+        ``_model_lock`` keeps an unload from freeing the model meanwhile.
         """
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._count_sync, job, text)
+        return await loop.run_in_executor(None, self._count_sync, job, text)
 
     # -- on the worker thread ------------------------------------------------
 
     def _count_sync(self, job: GenerationJob | None, text: str | None) -> list[int]:
-        if self._llama is None:
-            raise RuntimeError("model is not loaded")
-        if job is not None:
-            return self._tokenize(job)[0]
-        return list(self._llama.tokenize((text or "").encode("utf-8"), add_bos=False, special=False))
+        with self._model_lock:
+            if self._model is None:
+                raise RuntimeError("model is not loaded")
+            if job is not None:
+                return self._tokenize(job)[0]
+            return list(self._model.tokenize((text or "").encode("utf-8"), add_bos=False,
+                                             special=False))
 
     def _load_sync(self) -> None:
         import llama_cpp  # imported here: only the backend host ever needs it
@@ -183,10 +189,11 @@ class ModelWorker:
         if self.engine is not None:
             self.engine.close()
             self.engine = None
-        if self._model is not None:
-            self._model.close()
-        self._model = None
-        self._formatter = None
+        with self._model_lock:
+            if self._model is not None:
+                self._model.close()
+            self._model = None
+            self._formatter = None
 
     def _tokenize(self, job: GenerationJob) -> tuple[list[int], list[str]]:
         model = self._model

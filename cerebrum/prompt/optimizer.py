@@ -508,7 +508,12 @@ def _fit_conversation(copies: list[dict], context_tokens: int, max_tokens: int,
     def over() -> int:
         return sum(m.cost for m in work) - budget
 
-    answers = [m for m in work if m.role == "assistant" and m.index < current.index]
+    # Tool results and the assistant turns that called tools are a tool loop's
+    # state: the optimiser never edits them (issue 15).
+    tool_loop = {m.index for m in work
+                 if m.role == "tool" or copies[m.index].get("tool_calls")}
+    answers = [m for m in work if m.role == "assistant" and m.index < current.index
+               and m.index not in tool_loop]
     older, last_answer = answers[:-1], answers[-1:]
     # Oldest first, so a cut once made is made again next turn and the
     # messages before it keep their bytes.
@@ -535,7 +540,8 @@ def _fit_conversation(copies: list[dict], context_tokens: int, max_tokens: int,
             break
         if message is not current and not message.carries_code:
             _shorten(message, max(16, message.cost - over()), "an earlier question, shortened to fit")
-    for message in [m for m in work if m.role not in ("user", "assistant", "system")]:
+    for message in [m for m in work if m.role not in ("user", "assistant", "system")
+                    and m.index not in tool_loop]:
         if over() <= 0:
             break
         _shorten(message, max(16, message.cost - over()), "shortened to fit")
