@@ -24,7 +24,7 @@ from cerebrum.prompt.dedup import dedupe
 from cerebrum.prompt.instruction import PromptParts, code_weight, message_text, split_prompt
 from cerebrum.prompt.language import TEXT, detect_language
 from cerebrum.prompt.ranking import Focus, rank_chunks, read_focus
-from cerebrum.prompt.reports import find_report_blocks, trim_report
+from cerebrum.prompt.reports import map_reports, trim_report
 from cerebrum.prompt.tokens import estimate_tokens, tokens_to_chars
 
 _LOGGER = logging.getLogger(__name__)
@@ -260,20 +260,7 @@ def _fit_instruction(parts: PromptParts, budget: int) -> tuple[PromptParts, list
 
 
 def _trim_reports(text: str) -> str:
-    if not text:
-        return text
-    lines = text.split("\n")
-    blocks = find_report_blocks(lines)
-    if not blocks:
-        return text
-    out: list[str] = []
-    cursor = 0
-    for start, end, kind in blocks:
-        out.extend(lines[cursor:start])
-        out.append(trim_report("\n".join(lines[start:end]), kind))
-        cursor = end
-    out.extend(lines[cursor:])
-    return "\n".join(out)
+    return map_reports(text, trim_report) if text else text
 
 
 def _optimize(text: str, context_tokens: int, max_tokens: int, query: str, started: float) -> OptimizedPrompt:

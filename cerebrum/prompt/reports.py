@@ -13,6 +13,7 @@ Pure functions over text; every scan is line by line and bounded.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import attrs
 
@@ -314,8 +315,8 @@ def trim_report(text: str, kind: str, max_chars: int = MAX_REPORT_CHARS) -> str:
     return "\n".join([*head, *body, f"  ... ({omitted} lines of the report omitted) ..."])
 
 
-def strip_reports(text: str) -> str:
-    """``text`` without its report lines, except each report's message (for word matching)."""
+def map_reports(text: str, replace: Callable[[str, str], str]) -> str:
+    """``text`` with each error report in it replaced by ``replace(report, kind)``."""
     lines = text.split("\n")
     blocks = find_report_blocks(lines)
     if not blocks:
@@ -324,7 +325,12 @@ def strip_reports(text: str) -> str:
     cursor = 0
     for start, end, kind in blocks:
         out.extend(lines[cursor:start])
-        out.append(parse_report("\n".join(lines[start:end]), kind).message)
+        out.append(replace("\n".join(lines[start:end]), kind))
         cursor = end
     out.extend(lines[cursor:])
     return "\n".join(out)
+
+
+def strip_reports(text: str) -> str:
+    """``text`` without its report lines, except each report's message (for word matching)."""
+    return map_reports(text, lambda report, kind: parse_report(report, kind).message)
