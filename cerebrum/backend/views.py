@@ -226,7 +226,10 @@ async def _generate(request: web.Request, generation: Generation, parsed: AnyCom
         first = await generation.next_event()
         if isinstance(first, Failed):
             raise _as_api_error(first.error)
-        assert isinstance(first, PromptReady)
+        if not isinstance(first, PromptReady):
+            # The engine always announces the prompt first; anything else is a bug
+            # there, answered as a generation failure rather than skipped under -O.
+            raise _as_api_error(RuntimeError(f"unexpected first event {type(first).__name__}"))
         echo = parsed.prompt if isinstance(parsed, CompletionRequest) and parsed.echo else ""
         if parsed.stream:
             return await _stream(request, generation, envelope, _shaper(parsed), echo,
