@@ -27,18 +27,22 @@ install: $(VENV)/.bootstrapped-dev
 run: $(VENV)/.bootstrapped-local
 	$(VENV)/bin/cerebrum up $(ARGS)
 
-test: $(VENV)/.bootstrapped-dev
+test: $(VENV)/.bootstrapped-dev lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The files that are clean so far; the rest join as they are cleaned (then
-# `make test` runs this too). `make lint LINT_PATHS=.` shows what is left.
-LINT_PATHS ?= cerebrum/cli cerebrum/config.py cerebrum/backend/__main__.py \
-	cerebrum/orchestrator/__main__.py cm4_app.py vps_app.py tests/cli tests/test_setup.py
+# The gate: ruff (lint) and mypy (types) over every tracked Python file but
+# those still listed in .lint-pending (they were written before the gate and
+# leave it as they are cleaned: delete a line once `make lint` passes with it).
+# `make test` runs it first, so CI enforces it; `make lint LINT_PATHS=.` shows
+# everything that is left.
+LINT_PENDING := $(shell grep -v '^#' .lint-pending 2>/dev/null)
+LINT_PATHS ?= $(filter-out $(LINT_PENDING),$(shell git ls-files '*.py'))
 lint: $(VENV)/.bootstrapped-dev
-	$(VENV)/bin/ruff check $(LINT_PATHS)
-	# silent: modules imported from outside LINT_PATHS are read for their types,
-	# their own findings are not reported.
-	$(VENV)/bin/mypy --follow-imports=silent $(LINT_PATHS)
+	@echo "lint: ruff and mypy over $(words $(LINT_PATHS)) files ($(words $(LINT_PENDING)) pending in .lint-pending)"
+	@$(VENV)/bin/ruff check -q $(LINT_PATHS)
+	@# silent: modules imported from outside LINT_PATHS are read for their types,
+	@# their own findings are not reported.
+	@$(VENV)/bin/mypy --follow-imports=silent $(LINT_PATHS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

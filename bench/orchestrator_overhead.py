@@ -39,6 +39,7 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from tests.reliability.standin import CHUNKS, standin_app  # noqa: E402
+
 BODY = {"model": "bench", "stream": True,
         "messages": [{"role": "user", "content": "Write a haiku about proxies."}]}
 

@@ -12,11 +12,11 @@ from aiohttp import web
 from cerebrum.backend import views
 from cerebrum.backend.config import BackendConfig
 from cerebrum.backend.embeddings import EmbeddingService, setup_embeddings
+from cerebrum.backend.metrics import EngineCollector, ModelMetrics
 from cerebrum.backend.models import ModelManager
 from cerebrum.backend.registry import ModelRegistry, load_registry
 from cerebrum.backend.resources import PsutilReader, ResourceGuard, ResourceReader
 from cerebrum.backend.state import BACKEND_STATE, BackendState
-from cerebrum.backend.metrics import EngineCollector, ModelMetrics
 from cerebrum.metrics import setup_metrics
 from cerebrum.middlewares import setup_auth, setup_errors, setup_request_id
 

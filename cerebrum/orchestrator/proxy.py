@@ -28,6 +28,7 @@ from cerebrum.middlewares import REQUEST_ID_KEY, presented_key
 from cerebrum.openai_wire import AnyCompletionRequest, read_json, structure_request
 from cerebrum.orchestrator import affinity
 from cerebrum.orchestrator.backends import ROUTING_ALIASES, Backend
+from cerebrum.orchestrator.metrics import ORCHESTRATOR_METRICS
 from cerebrum.orchestrator.preparation import (
     Catalogue,
     PreparedRequest,
@@ -35,7 +36,6 @@ from cerebrum.orchestrator.preparation import (
     prompt_chars,
     wants_optimization,
 )
-from cerebrum.orchestrator.metrics import ORCHESTRATOR_METRICS
 from cerebrum.orchestrator.response_cache import (
     CachedCompletion,
     Capture,

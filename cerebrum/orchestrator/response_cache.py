@@ -34,8 +34,8 @@ from typing import Any
 
 import attrs
 
-from cerebrum.orchestrator.sse_relay import validate_events
 from cerebrum.openai_wire import HARMLESS_FIELDS
+from cerebrum.orchestrator.sse_relay import validate_events
 
 # Body fields that change neither the answer nor its shape.
 _NOT_IN_KEY = frozenset({"user", "cerebrum"})

@@ -8,7 +8,6 @@ import json
 import pytest
 
 from cerebrum import openai_wire
-
 from tests.backend_fixtures import AUTH, chat_body
 
 CHAT = "/v1/chat/completions"

@@ -9,8 +9,8 @@ import logging
 import pytest
 
 from cerebrum.backend.registry import embedded_model_path
-from tests.backend_fixtures import AUTH, chat_body, state_of
 from tests.backend.sse import chunks, iter_events, read_events
+from tests.backend_fixtures import AUTH, chat_body, state_of
 
 pytestmark = pytest.mark.model
 

@@ -10,8 +10,8 @@ import pytest
 from cerebrum.backend.models import ModelManager, estimated_ram_mb
 from cerebrum.backend.registry import ModelRegistry, ModelSpec
 from cerebrum.errors import Unavailable
-from tests.backend_fixtures import AUTH, FakeReader, chat_body, state_of
 from tests.backend.sse import iter_events
+from tests.backend_fixtures import AUTH, FakeReader, chat_body, state_of
 
 
 @pytest.mark.model

@@ -13,8 +13,15 @@ from cerebrum.backend.config import BackendConfig
 from cerebrum.config import env_name
 from cerebrum.orchestrator.config import OrchestratorConfig
 
-from .units import DEPLOY, UNITS, env_file_names, environment_defaults, exec_start_variables, \
-    parse_unit, values
+from .units import (
+    DEPLOY,
+    UNITS,
+    env_file_names,
+    environment_defaults,
+    exec_start_variables,
+    parse_unit,
+    values,
+)
 
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")
 

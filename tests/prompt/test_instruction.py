@@ -4,7 +4,7 @@ import pytest
 
 from cerebrum.prompt.instruction import code_weight, is_prose_line, message_text, split_prompt
 
-from .snippets import C, PYTHON, RUST
+from .snippets import PYTHON, RUST, C
 
 
 def test_instruction_after_unfenced_code() -> None:
