@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.services import ROOT, clean_env, free_port, wait_healthy
+from tests.services import ROOT, clean_env, free_port, stop_process, wait_healthy
 
 BUILD_SCRIPT = ROOT / "bench" / "build_llama_server.sh"
 BUILD_TIMEOUT_S = 60 * 60  # a cold build on a slow CI runner, with margin
@@ -80,11 +79,5 @@ class LlamaServer:
         wait_healthy(self.url, self.process, self.log)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.process = None

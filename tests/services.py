@@ -47,6 +47,17 @@ def wait_healthy(url: str, process: subprocess.Popen, log: Path | None = None,
             time.sleep(0.1)
 
 
+def stop_process(process: subprocess.Popen | None) -> None:
+    """Stop a service as Ctrl-C would (SIGINT), killing it after 30 s."""
+    if process is not None and process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class Service:
     """One service in a subprocess, JSON log lines going to a file."""
 
@@ -65,13 +76,7 @@ class Service:
         wait_healthy(f"http://127.0.0.1:{self.port}", self.process, self.log)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.process = None
 
     def wait_for_line(self, **fields: Any) -> dict[str, Any]:
