@@ -70,7 +70,8 @@ def create_orchestrator_app(
                                    on_transition=on_transition),
         in_flight=in_flight,
         language_models=config.language_models(),
-        cache=(ResponseCache(config.cache_max_bytes, config.cache_ttl_s, clock=clock)
+        cache=(ResponseCache(config.cache_max_bytes, config.cache_ttl_s, clock=clock,
+                             max_entry_bytes=config.cache_max_entry_bytes)
                if config.cache_max_bytes else None),
         affinity=affinity,
     )

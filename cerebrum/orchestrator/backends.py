@@ -17,10 +17,11 @@ never completes would cost every request waiting for the list its timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -178,6 +179,16 @@ class BackendPool:
         found = [b for b in self.backends if model is None or b.has_model(model) is not False]
         # Stable sort: configuration order breaks ties, so the first URL is preferred.
         return sorted(found, key=lambda b: (not b.breaker.would_allow(), b.in_flight))
+
+    @contextlib.asynccontextmanager
+    async def lease(self, backend: Backend) -> AsyncIterator[Backend]:
+        """Hold ``backend`` for one request: counted in its ``in_flight`` (which orders
+        ``candidates``) until the block ends, however it ends."""
+        backend.in_flight += 1
+        try:
+            yield backend
+        finally:
+            backend.in_flight -= 1
 
     def default_model(self) -> str | None:
         """The model to use when a request names none: the first healthy backend's default."""

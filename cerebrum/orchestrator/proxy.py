@@ -1,8 +1,15 @@
-"""Forwarding one completion: prepare, pick a backend, relay the answer, log one line.
+"""Forwarding one completion, as one pipeline in ``complete``: parse → prepare → cache →
+relay → record.
+
+Each step is one call out, and nothing it calls calls back: ``preparation``
+(optimise and route, pure), ``response_cache.lookup`` (a hit, or the lead
+on the key), ``Upstream.open`` (a backend leased from the pool for the
+block), ``sse_relay`` (the stream's events, checked), and one
+``CompletionRecord`` written as the request's log line.
 
 Streams are relayed event by event as they arrive (batched only when several
 arrived together), never buffered whole. Before the first byte reaches the
-client a failing backend is skipped for the next (``open_upstream``); after
+client a failing backend is skipped for the next (``Upstream.open``); after
 it, a failure ends the stream with an SSE ``error`` event in OpenAI's error
 shape and a clean close. When the client leaves, aiohttp cancels the handler
 and the backend connection is closed, so the backend stops generating.
@@ -26,7 +33,8 @@ from cerebrum.errors import ApiError, BadGateway, BadRequest, GatewayTimeout, Mo
 from cerebrum.metrics import METRICS, HttpMetrics, route_label
 from cerebrum.middlewares import REQUEST_ID_KEY, presented_key
 from cerebrum.openai_wire import AnyCompletionRequest, read_json, structure_request
-from cerebrum.orchestrator import affinity
+from cerebrum.orchestrator import affinity, response_cache
+from cerebrum.orchestrator.affinity import Outcome
 from cerebrum.orchestrator.backends import ROUTING_ALIASES, Backend
 from cerebrum.orchestrator.metrics import ORCHESTRATOR_METRICS
 from cerebrum.orchestrator.preparation import (
@@ -36,26 +44,11 @@ from cerebrum.orchestrator.preparation import (
     prompt_chars,
     wants_optimization,
 )
-from cerebrum.orchestrator.response_cache import (
-    CachedCompletion,
-    Capture,
-    ResponseCache,
-    cache_key,
-    client_identity,
-    is_cacheable,
-)
+from cerebrum.orchestrator.response_cache import CachedCompletion, Capture, client_identity
 from cerebrum.orchestrator.sse_relay import MalformedStream
 from cerebrum.orchestrator.state import ORCHESTRATOR
 from cerebrum.orchestrator.token_count import counter_for, fit_to_context
-from cerebrum.orchestrator.upstream import (
-    UPSTREAM_SESSION,
-    Answered,
-    Opened,
-    UpstreamLimits,
-    models_timeout,
-    open_upstream,
-    upstream_headers,
-)
+from cerebrum.orchestrator.upstream import UPSTREAM, Answered, Opened, Upstream
 from cerebrum.orchestrator.workspace_views import retriever_for
 
 _LOGGER = logging.getLogger(__name__)
@@ -86,6 +79,23 @@ class CompletionRecord:
     outcome: str = "cancelled"
     cache: str | None = None
     affinity: str | None = None
+
+    def requested(self, parsed: AnyCompletionRequest) -> None:
+        """What the client asked for."""
+        self.stream = parsed.stream
+        self.model = parsed.model
+
+    def prepared(self, prepared: PreparedRequest) -> None:
+        """What preparation made of it."""
+        self.model = prepared.model
+        self.prompt_chars_before = prepared.prompt_chars_before
+        self.prompt_chars_after = prepared.prompt_chars_after
+        self.optimized = prepared.optimized
+
+    def served_by(self, backend: str, outcome: Outcome | None) -> None:
+        """The backend that answered, and what that was for its conversation."""
+        self.backend = backend
+        self.affinity = outcome.value if outcome is not None else None
 
     def mark_first_byte(self) -> None:
         if self.first_byte is None:
@@ -126,68 +136,48 @@ class CompletionRecord:
 
 
 async def complete(request: web.Request, kind: Literal["chat", "text"]) -> web.StreamResponse:
-    """Serve one chat or text completion through a backend."""
+    """Serve one chat or text completion: parse → prepare → cache → relay → record."""
     state = request.app[ORCHESTRATOR]
-    config = state.config
+    upstream = request.app[UPSTREAM]
     record = CompletionRecord(kind)
     try:
-        body = await read_json(request, config.max_body_bytes)
+        body = await read_json(request, state.config.max_body_bytes)
         parsed = structure_request(body, kind)
-        record.stream = parsed.stream
-        record.model = parsed.model
+        record.requested(parsed)
         pinned = _pinned_session(request, body)
-        session = request.app[UPSTREAM_SESSION]
         prepared = await prepare(request, body, parsed)
-        record.model = prepared.model
-        record.prompt_chars_before = prepared.prompt_chars_before
-        record.prompt_chars_after = prepared.prompt_chars_after
-        record.optimized = prepared.optimized
+        record.prepared(prepared)
         request.app[ORCHESTRATOR_METRICS].optimized(prepared.stats)
-        response_headers = _stats_header(prepared)
-        lookup = _CacheLookup.start(state.cache, request, kind, prepared)
-        if lookup is not None:
-            response_headers[CACHE_HEADER] = lookup.verdict
-            hit = await lookup.find(config.read_timeout_s)
-            if hit is not None:
-                response_headers[CACHE_HEADER] = record.cache = "hit"
-                return await _replay(request, hit, record, response_headers)
-            record.cache = lookup.verdict
-        try:
-            payload = json.dumps(prepared.body, ensure_ascii=False).encode()
-            headers = upstream_headers(config.api_key, request.get(REQUEST_ID_KEY))
+        headers = _stats_header(prepared)
+        async with response_cache.lookup(
+                state.cache, kind, prepared.model or "", prepared.body,
+                client=client_identity(presented_key(request), shared=state.config.cache_shared),
+                cache_control=request.headers.get("Cache-Control", ""),
+                wait_s=state.config.read_timeout_s) as cached:
+            if cached.verdict is not None:
+                headers[CACHE_HEADER] = record.cache = cached.verdict
+            if cached.hit is not None:
+                return await _replay(request, cached.hit, record, headers)
             # Keyed on the body as forwarded: what the backend's cache will hold.
             candidates, route = affinity.plan(state.affinity, state.pool.candidates(prepared.model),
                                               kind, prepared.body, pinned)
-            backend, reply = await open_upstream(
-                state.pool, session, _PATHS[kind], payload, headers, prepared.model,
-                stream=parsed.stream, limits=UpstreamLimits.from_config(config),
-                candidates=candidates)
-            outcome = state.affinity.served(route, backend.url)
-            record.affinity = outcome.value if outcome is not None else None
-            record.backend = backend.name
-            request.app[ORCHESTRATOR_METRICS].backend_requests.labels(backend.name).inc()
-            try:
+            payload = json.dumps(prepared.body, ensure_ascii=False).encode()
+            async with upstream.open(_PATHS[kind], payload, prepared.model, stream=parsed.stream,
+                                     request_id=request.get(REQUEST_ID_KEY),
+                                     candidates=candidates) as (backend, reply):
+                record.served_by(backend.name, state.affinity.served(route, backend.url))
+                request.app[ORCHESTRATOR_METRICS].backend_requests.labels(backend.name).inc()
                 if isinstance(reply, Answered):
-                    response = _pass_through(reply, record, response_headers)
-                    if (lookup is not None and reply.status == 200
-                            and len(reply.body) <= config.cache_max_entry_bytes):
-                        lookup.store(CachedCompletion(reply.body, stream=False,
+                    if reply.status == 200:
+                        cached.store(CachedCompletion(reply.body, stream=False,
                                                       content_type=reply.content_type,
                                                       usage=reply.usage))
-                    return response
-                capture = (Capture(config.cache_max_entry_bytes)
-                           if lookup is not None and lookup.storing else None)
-                sse = await _relay(request, backend, reply, record, response_headers, capture)
-                if capture is not None and record.outcome == "ok" and capture.complete():
-                    lookup.store(CachedCompletion(bytes(capture.data), stream=True,  # type: ignore[union-attr]
-                                                  content_type="text/event-stream",
-                                                  usage=reply.parser.usage))
+                    return _pass_through(reply, record, headers)
+                capture = cached.capture()
+                sse = await _relay(request, backend, reply, record, headers, capture)
+                if record.outcome == "ok":
+                    cached.store_stream(capture, reply.parser.usage)
                 return sse
-            finally:
-                backend.in_flight -= 1
-        finally:
-            if lookup is not None:
-                lookup.done()
     except ApiError as exc:
         record.status = exc.status
         record.outcome = exc.code or exc.error_type
@@ -212,7 +202,8 @@ async def prepare(request: web.Request, body: Any, parsed: AnyCompletionRequest,
     ``optimize`` overrides the configured default and the request's opt-out.
     """
     state = request.app[ORCHESTRATOR]
-    await _check_model(request, parsed.model)
+    upstream = request.app[UPSTREAM]
+    await _check_model(upstream, parsed.model)
     catalogue = Catalogue(state.pool.contexts(), state.pool.default_model(),
                           state.language_models)
     retriever = retriever_for(request, body)
@@ -233,29 +224,24 @@ async def prepare(request: web.Request, body: Any, parsed: AnyCompletionRequest,
             None, functools.partial(call, shrink_tokens=shrink))
 
     # Counted by the model's own tokenizer where the backend can tell (POST /tokenize).
-    return await fit_to_context(counter_for(state.pool), request.app[UPSTREAM_SESSION], state.pool,
-                                prepared, upstream_headers(state.config.api_key, request.get(REQUEST_ID_KEY)),
-                                again)
+    return await fit_to_context(counter_for(state.pool), upstream, prepared,
+                                request.get(REQUEST_ID_KEY), again)
 
 
-async def _check_model(request: web.Request, model: str | None) -> None:
+async def _check_model(upstream: Upstream, model: str | None) -> None:
     """Raise ModelNotFound for a model no backend serves, reading the lists again first
     when they may be out of date."""
-    state = request.app[ORCHESTRATOR]
-    pool = state.pool
-    explicit = model is not None and model.strip().lower() not in ROUTING_ALIASES
-    if explicit:
-        stale = pool.is_known(model) is not True  # type: ignore[arg-type]
-    else:
+    pool = upstream.pool
+    if model is not None and model.strip().lower() not in ROUTING_ALIASES:
+        if pool.is_known(model) is not True:
+            await upstream.refresh_models()
+        if pool.is_known(model) is False:
+            raise ModelNotFound(f"the model '{model}' is not served by any backend",
+                                param="model")
+    elif all(backend.models is None for backend in pool.backends):
         # Routing needs some list; wait only when none is known at all (just
         # started), not on every request while one backend stays down.
-        stale = all(backend.models is None for backend in pool.backends)
-    if stale:
-        await pool.refresh_if_stale(request.app[UPSTREAM_SESSION],
-                                    upstream_headers(state.config.api_key, None),
-                                    models_timeout(state.config))
-    if explicit and pool.is_known(model) is False:  # type: ignore[arg-type]
-        raise ModelNotFound(f"the model '{model}' is not served by any backend", param="model")
+        await upstream.refresh_models()
 
 
 def _pinned_session(request: web.Request, body: Any) -> str | None:
@@ -345,52 +331,6 @@ async def _relay_events(sse: EventSourceResponse, backend: Backend, opened: Open
         record.outcome = "backend_error_event"
     else:
         record.outcome = "ok"
-
-
-@attrs.define
-class _CacheLookup:
-    """One cacheable request's dealings with the response cache."""
-
-    cache: ResponseCache
-    key: str
-    verdict: str
-    """``miss`` or ``bypass`` (``Cache-Control: no-cache`` / ``no-store``)."""
-    storing: bool
-    """False under ``no-store``: the answer is not kept either."""
-    leading: bool = False
-
-    @classmethod
-    def start(cls, cache: ResponseCache | None, request: web.Request, kind: str,
-              prepared: PreparedRequest) -> _CacheLookup | None:
-        """A lookup for deterministic requests when the cache is on; None otherwise."""
-        if cache is None or not is_cacheable(prepared.body):
-            return None
-        directives = request.headers.get("Cache-Control", "").lower()
-        no_store = "no-store" in directives
-        bypass = no_store or "no-cache" in directives
-        key = cache_key(kind, prepared.model or "", prepared.body,
-                        client=client_identity(presented_key(request),
-                                               shared=request.app[ORCHESTRATOR].config.cache_shared))
-        return cls(cache, key, "bypass" if bypass else "miss", storing=not no_store)
-
-    async def find(self, wait_s: float) -> CachedCompletion | None:
-        """The cached answer; waits first for an identical request still generating."""
-        if self.verdict == "bypass":
-            self.leading = self.cache.lead(self.key)
-            return None
-        await self.cache.wait_for_leader(self.key, wait_s)
-        hit = self.cache.get(self.key)
-        if hit is None:
-            self.leading = self.cache.lead(self.key)
-        return hit
-
-    def store(self, entry: CachedCompletion) -> None:
-        if self.storing:
-            self.cache.put(self.key, entry)
-
-    def done(self) -> None:
-        if self.leading:
-            self.cache.release(self.key)
 
 
 async def _replay(request: web.Request, hit: CachedCompletion, record: CompletionRecord,

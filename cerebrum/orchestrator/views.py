@@ -21,13 +21,7 @@ from cerebrum.orchestrator import proxy
 from cerebrum.orchestrator.backends import ROUTING_ALIASES
 from cerebrum.orchestrator.breaker import BreakerState
 from cerebrum.orchestrator.state import ORCHESTRATOR
-from cerebrum.orchestrator.upstream import (
-    UPSTREAM_SESSION,
-    Answered,
-    models_timeout,
-    open_upstream,
-    upstream_headers,
-)
+from cerebrum.orchestrator.upstream import UPSTREAM
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -74,13 +68,10 @@ def _original_text(parsed: AnyCompletionRequest) -> str:
 
 async def list_models(request: web.Request) -> web.Response:
     """``GET /v1/models``: the union of the backends' models, then the routing aliases."""
-    state = request.app[ORCHESTRATOR]
-    pool = state.pool
+    pool = request.app[ORCHESTRATOR].pool
     if pool.lists_pending():
         # Just started, or a backend never answered: ask now rather than show a partial list.
-        await pool.refresh_if_stale(request.app[UPSTREAM_SESSION],
-                                    upstream_headers(state.config.api_key, None),
-                                    models_timeout(state.config))
+        await request.app[UPSTREAM].refresh_models()
     data = pool.models()
     for alias in ROUTING_ALIASES:
         data.append({"id": alias, "object": "model", "created": 0, "owned_by": "cerebrum",
@@ -115,19 +106,13 @@ async def get_model(request: web.Request) -> web.Response:
 
 async def embeddings(request: web.Request) -> web.Response:
     """``POST /v1/embeddings``: checked as the backend would, then forwarded unchanged."""
-    state = request.app[ORCHESTRATOR]
-    config = state.config
-    body = await read_json(request, config.max_body_bytes)
+    body = await read_json(request, request.app[ORCHESTRATOR].config.max_body_bytes)
     parsed = structure_embedding_request(body)
     model = parsed.model
     if model is not None and model.strip().lower() in ROUTING_ALIASES:
         model = None
-    backend, reply = await open_upstream(
-        state.pool, request.app[UPSTREAM_SESSION], "/v1/embeddings",
-        json.dumps(body, ensure_ascii=False).encode(),
-        upstream_headers(config.api_key, request.get(REQUEST_ID_KEY)), model,
-        stream=False, max_body=config.max_upstream_body_bytes)
-    backend.in_flight -= 1
-    assert isinstance(reply, Answered)  # stream=False: always a whole answer
+    reply = await request.app[UPSTREAM].fetch(
+        "/v1/embeddings", json.dumps(body, ensure_ascii=False).encode(), model,
+        request_id=request.get(REQUEST_ID_KEY))
     return web.Response(body=reply.body, status=reply.status,
                         headers={"Content-Type": reply.content_type})
