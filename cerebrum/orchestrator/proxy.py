@@ -21,20 +21,18 @@ import asyncio
 import functools
 import json
 import logging
-import time
 from typing import Any, Literal
 
 import aiohttp
-import attrs
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
+from cerebrum.completion_log import CompletionRecord
 from cerebrum.errors import ApiError, BadGateway, BadRequest, GatewayTimeout, ModelNotFound
-from cerebrum.metrics import METRICS, HttpMetrics, route_label
+from cerebrum.metrics import METRICS, route_label
 from cerebrum.middlewares import REQUEST_ID_KEY, presented_key
 from cerebrum.openai_wire import AnyCompletionRequest, read_json, structure_request
 from cerebrum.orchestrator import affinity, response_cache
-from cerebrum.orchestrator.affinity import Outcome
 from cerebrum.orchestrator.backends import ROUTING_ALIASES, Backend
 from cerebrum.orchestrator.metrics import ORCHESTRATOR_METRICS
 from cerebrum.orchestrator.preparation import (
@@ -61,92 +59,28 @@ CACHE_HEADER = "X-Cerebrum-Cache"
 """On cacheable (deterministic) requests: ``hit``, ``miss`` or ``bypass``."""
 
 
-@attrs.define
-class CompletionRecord:
-    """One request's figures, written as its single completion log line."""
-
-    kind: str
-    started: float = attrs.field(factory=time.perf_counter)
-    model: str | None = None
-    backend: str | None = None
-    stream: bool = False
-    prompt_chars_before: int | None = None
-    prompt_chars_after: int | None = None
-    optimized: bool = False
-    usage: dict[str, Any] | None = None
-    first_byte: float | None = None
-    status: int = 200
-    outcome: str = "cancelled"
-    cache: str | None = None
-    affinity: str | None = None
-
-    def requested(self, parsed: AnyCompletionRequest) -> None:
-        """What the client asked for."""
-        self.stream = parsed.stream
-        self.model = parsed.model
-
-    def prepared(self, prepared: PreparedRequest) -> None:
-        """What preparation made of it."""
-        self.model = prepared.model
-        self.prompt_chars_before = prepared.prompt_chars_before
-        self.prompt_chars_after = prepared.prompt_chars_after
-        self.optimized = prepared.optimized
-
-    def served_by(self, backend: str, outcome: Outcome | None) -> None:
-        """The backend that answered, and what that was for its conversation."""
-        self.backend = backend
-        self.affinity = outcome.value if outcome is not None else None
-
-    def mark_first_byte(self) -> None:
-        if self.first_byte is None:
-            self.first_byte = time.perf_counter()
-
-    def write(self) -> None:
-        now = time.perf_counter()
-        usage = self.usage or {}
-        _LOGGER.info(
-            "completion %s", self.outcome,
-            extra={
-                "event": "completion", "kind": self.kind, "model": self.model,
-                "backend": self.backend, "stream": self.stream,
-                "status": self.status, "outcome": self.outcome,
-                "prompt_chars_before": self.prompt_chars_before,
-                "prompt_chars_after": self.prompt_chars_after, "optimized": self.optimized,
-                "prompt_tokens": usage.get("prompt_tokens"),
-                "completion_tokens": usage.get("completion_tokens"),
-                "ttfb_ms": (round((self.first_byte - self.started) * 1000, 2)
-                            if self.first_byte is not None else None),
-                "duration_ms": round((now - self.started) * 1000, 2),
-                "cache": self.cache, "affinity": self.affinity,
-            })
-
-    def observe(self, metrics: HttpMetrics, route: str) -> None:
-        """Add this request's tokens (a backend's, not a cache hit's) and time to first
-        byte to the metrics."""
-        usage = (self.usage or {}) if self.backend != "cache" else {}
-        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        if isinstance(prompt, int) and isinstance(completion, int):
-            metrics.count_tokens(prompt, completion)
-        if self.first_byte is not None:
-            metrics.ttfb.labels(route).observe(self.first_byte - self.started)
-
-    def finished(self, metrics: HttpMetrics, route: str) -> None:
-        self.observe(metrics, route)
-        self.write()
+def _new_record(kind: str) -> CompletionRecord:
+    """The completion record of one request, with the orchestrator's own fields."""
+    return CompletionRecord(kind, logger=_LOGGER, extra={
+        "backend": None, "prompt_chars_before": None, "prompt_chars_after": None,
+        "optimized": False, "cache": None, "affinity": None})
 
 
 async def complete(request: web.Request, kind: Literal["chat", "text"]) -> web.StreamResponse:
     """Serve one chat or text completion: parse → prepare → cache → relay → record."""
     state = request.app[ORCHESTRATOR]
     upstream = request.app[UPSTREAM]
-    record = CompletionRecord(kind)
+    record = _new_record(kind)
     try:
         body = await read_json(request, state.config.max_body_bytes)
         parsed = structure_request(body, kind)
-        record.requested(parsed)
+        record.requested(parsed.model, parsed.stream)
         pinned = _pinned_session(request, body)
         prepared = await prepare(request, body, parsed)
-        record.prepared(prepared)
+        record.model = prepared.model
+        record.note(prompt_chars_before=prepared.prompt_chars_before,
+                    prompt_chars_after=prepared.prompt_chars_after,
+                    optimized=prepared.optimized)
         request.app[ORCHESTRATOR_METRICS].optimized(prepared.stats)
         headers = _stats_header(prepared)
         async with response_cache.lookup(
@@ -155,7 +89,8 @@ async def complete(request: web.Request, kind: Literal["chat", "text"]) -> web.S
                 cache_control=request.headers.get("Cache-Control", ""),
                 wait_s=state.config.read_timeout_s) as cached:
             if cached.verdict is not None:
-                headers[CACHE_HEADER] = record.cache = cached.verdict
+                headers[CACHE_HEADER] = cached.verdict
+                record.note(cache=cached.verdict)
             if cached.hit is not None:
                 return await _replay(request, cached.hit, record, headers)
             # Keyed on the body as forwarded: what the backend's cache will hold.
@@ -165,7 +100,9 @@ async def complete(request: web.Request, kind: Literal["chat", "text"]) -> web.S
             async with upstream.open(_PATHS[kind], payload, prepared.model, stream=parsed.stream,
                                      request_id=request.get(REQUEST_ID_KEY),
                                      candidates=candidates) as (backend, reply):
-                record.served_by(backend.name, state.affinity.served(route, backend.url))
+                outcome = state.affinity.served(route, backend.url)
+                record.note(backend=backend.name,
+                            affinity=outcome.value if outcome is not None else None)
                 request.app[ORCHESTRATOR_METRICS].backend_requests.labels(backend.name).inc()
                 if isinstance(reply, Answered):
                     if reply.status == 200:
@@ -191,7 +128,7 @@ async def complete(request: web.Request, kind: Literal["chat", "text"]) -> web.S
         # last bytes leave: formatting a log line costs as much as the rest of
         # a short request. call_soon copies the context, so the line still
         # carries the request id.
-        asyncio.get_running_loop().call_soon(record.finished, request.app[METRICS],
+        asyncio.get_running_loop().call_soon(record.write, request.app[METRICS],
                                              route_label(request))
 
 
@@ -261,7 +198,7 @@ def _stats_header(prepared: PreparedRequest) -> dict[str, str]:
 def _pass_through(reply: Answered, record: CompletionRecord,
                   headers: dict[str, str]) -> web.Response:
     record.status = reply.status
-    record.usage = reply.usage
+    record.take_usage(reply.usage)
     record.outcome = "ok" if reply.status < 400 else f"backend_{reply.status}"
     record.mark_first_byte()
     return web.Response(body=reply.body, status=reply.status,
@@ -283,7 +220,7 @@ async def _relay(request: web.Request, backend: Backend, opened: Opened,
     finally:
         # Closing (not releasing) an unfinished response drops the connection,
         # which is how the backend learns the client is gone.
-        record.usage = parser.usage
+        record.take_usage(parser.usage)
         if record.outcome == "ok":
             response.release()
         else:
@@ -336,8 +273,9 @@ async def _relay_events(sse: EventSourceResponse, backend: Backend, opened: Open
 async def _replay(request: web.Request, hit: CachedCompletion, record: CompletionRecord,
                   headers: dict[str, str]) -> web.StreamResponse:
     """Answer from the cache exactly as the backend answered the first time."""
-    record.backend = "cache"
-    record.usage = dict(hit.usage) if hit.usage else None
+    record.note(backend="cache")
+    record.take_usage(hit.usage)
+    record.count_tokens = False  # generated once already, and counted then
     record.mark_first_byte()
     record.outcome = "ok"
     if not hit.stream:
