@@ -26,10 +26,10 @@ from cerebrum.errors import (
     Unauthorized,
 )
 from cerebrum.log import install_request_id_factory, request_id_var
+from cerebrum.protocol import API_KEY_HEADER, REQUEST_ID_HEADER
 
 _LOGGER = logging.getLogger(__name__)
 
-REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
 # An incoming id is trusted only if it is short and plain: it ends up in logs.
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -111,7 +111,7 @@ def setup_errors(app: web.Application) -> None:
 
 def presented_key(request: web.Request) -> str | None:
     """The key a client presented: ``X-API-Key`` or ``Authorization: Bearer``."""
-    key = request.headers.get("X-API-Key")
+    key = request.headers.get(API_KEY_HEADER)
     if key:
         return key
     auth = request.headers.get("Authorization", "")

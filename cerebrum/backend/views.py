@@ -45,6 +45,7 @@ from cerebrum.openai_wire import (
     structure_request,
     usage,
 )
+from cerebrum.protocol import ROUTING_ALIASES
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ async def embeddings(request: web.Request) -> web.Response:
     body = await read_json(request, state.config.max_body_bytes)
     parsed = structure_embedding_request(body)
     spec = service.resolve(state.models.resolve(parsed.model),
-                           named=parsed.model not in (None, "auto"))
+                           named=parsed.model not in (None, *ROUTING_ALIASES))
     state.guard.check()
     async with service.use(spec.name) as embedder:
         if parsed.dimensions is not None and parsed.dimensions != embedder.dimension:

@@ -27,13 +27,11 @@ from cerebrum.cli.errors import (
     RequestFailed,
     Unreachable,
 )
+from cerebrum.protocol import REQUEST_ID_HEADER
 
 Service = Literal["orchestrator", "backend"]
 
 _HEALTH_PROBE_BYTES = 64 * 1024
-
-OPTIMIZE_HEADER = "X-Cerebrum-Optimize"
-"""Per-request opt-out of prompt optimisation (``off``); other servers ignore it."""
 
 _HOW_TO_START: dict[Service | None, str] = {
     "orchestrator": "Start it with `cerebrum up` (both services on this machine) or "
@@ -266,14 +264,14 @@ class Client:
         started = time.perf_counter()
         response = await self._request(
             "POST", "/v1/chat/completions", json={**body, "stream": True},
-            headers={"X-Request-ID": request_id, "Accept": "text/event-stream",
+            headers={REQUEST_ID_HEADER: request_id, "Accept": "text/event-stream",
                      **(headers or {})})
         if response.status >= 400:
             async with response:
                 raw = await response.read()
             raise error_from_response(response.status, raw, response.headers, self.url,
                                       await self.identify())
-        return ChatStream(response, response.headers.get("X-Request-ID", request_id), started)
+        return ChatStream(response, response.headers.get(REQUEST_ID_HEADER, request_id), started)
 
     async def identify(self) -> Service | None:
         """Which service ``url`` is: as given, else from its public ``/health`` (read once,

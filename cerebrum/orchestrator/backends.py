@@ -36,9 +36,6 @@ from cerebrum.orchestrator.breaker import (
 
 _LOGGER = logging.getLogger(__name__)
 
-ROUTING_ALIASES = ("auto",)
-"""Model names that mean "let the orchestrator choose"."""
-
 _MAX_MODEL_ID = 256
 """Longer model ids are dropped: no real one is, and each appears on ``/health``."""
 

@@ -27,7 +27,6 @@ from typing import Any
 import attrs
 
 from cerebrum.openai_wire import AnyCompletionRequest, ChatCompletionRequest
-from cerebrum.orchestrator.backends import ROUTING_ALIASES
 from cerebrum.prompt import DEFAULT_LANGUAGE_MODELS, optimize_messages, optimize_text, route_model
 from cerebrum.prompt.instruction import message_text
 from cerebrum.prompt.optimizer import (
@@ -38,15 +37,10 @@ from cerebrum.prompt.optimizer import (
     budget_tokens,
 )
 from cerebrum.prompt.tokens import estimate_tokens
+from cerebrum.protocol import OPTIMIZE_HEADER, OPTIONS_FIELD, named_model
 from cerebrum.workspace.augment import Retriever, augment_request
 
 _LOGGER = logging.getLogger(__name__)
-
-OPT_OUT_HEADER = "X-Cerebrum-Optimize"
-"""``X-Cerebrum-Optimize: off`` skips optimisation for one request."""
-BODY_OPTIONS = "cerebrum"
-"""Body field for orchestrator options, e.g. ``"cerebrum": {"optimize": false}``;
-never forwarded."""
 
 DEFAULT_CONTEXT_TOKENS = 2048
 """Assumed when the backend does not report a model's ``context_length``."""
@@ -133,12 +127,12 @@ class Catalogue:
 
 def wants_optimization(default: bool, headers: Mapping[str, str], body: Mapping[str, Any]) -> bool:
     """The configured default, unless the request opts out (or in)."""
-    header = headers.get(OPT_OUT_HEADER, "").strip().lower()
+    header = headers.get(OPTIMIZE_HEADER, "").strip().lower()
     if header in ("off", "0", "false", "no"):
         return False
     if header in ("on", "1", "true", "yes"):
         return True
-    options = body.get(BODY_OPTIONS)
+    options = body.get(OPTIONS_FIELD)
     if isinstance(options, Mapping) and isinstance(options.get("optimize"), bool):
         return bool(options["optimize"])
     return default
@@ -160,9 +154,9 @@ def prepare_request(body: Mapping[str, Any], parsed: AnyCompletionRequest, *, op
     tokenizer counted more than the estimate did. Never raises on the
     prompt's content.
     """
-    forwarded = {key: value for key, value in body.items() if key != BODY_OPTIONS}
+    forwarded = {key: value for key, value in body.items() if key != OPTIONS_FIELD}
     before = prompt_chars(parsed)
-    wants_route = parsed.model is None or parsed.model.strip().lower() in ROUTING_ALIASES
+    wants_route = named_model(parsed.model) is None
     model = catalogue.default_model if wants_route else parsed.model
     reply_tokens = parsed.params.max_tokens or DEFAULT_REPLY_TOKENS
 

@@ -33,7 +33,7 @@ from cerebrum.metrics import METRICS, route_label
 from cerebrum.middlewares import REQUEST_ID_KEY, presented_key
 from cerebrum.openai_wire import AnyCompletionRequest, read_json, structure_request
 from cerebrum.orchestrator import affinity, response_cache
-from cerebrum.orchestrator.backends import ROUTING_ALIASES, Backend
+from cerebrum.orchestrator.backends import Backend
 from cerebrum.orchestrator.metrics import ORCHESTRATOR_METRICS
 from cerebrum.orchestrator.preparation import (
     Catalogue,
@@ -48,15 +48,12 @@ from cerebrum.orchestrator.state import ORCHESTRATOR
 from cerebrum.orchestrator.token_count import counter_for, fit_to_context
 from cerebrum.orchestrator.upstream import UPSTREAM, Answered, Opened, Upstream
 from cerebrum.orchestrator.workspace_views import retriever_for
+from cerebrum.protocol import CACHE_HEADER, PROMPT_STATS_HEADER, named_model
 
 _LOGGER = logging.getLogger(__name__)
 
 _PATHS = {"chat": "/v1/chat/completions", "text": "/v1/completions"}
 _INLINE_PREPARE_CHARS = 16_000
-STATS_HEADER = "X-Cerebrum-Prompt-Stats"
-"""The optimiser's figures for this request, as compact JSON (when it ran)."""
-CACHE_HEADER = "X-Cerebrum-Cache"
-"""On cacheable (deterministic) requests: ``hit``, ``miss`` or ``bypass``."""
 
 
 def _new_record(kind: str) -> CompletionRecord:
@@ -169,10 +166,11 @@ async def _check_model(upstream: Upstream, model: str | None) -> None:
     """Raise ModelNotFound for a model no backend serves, reading the lists again first
     when they may be out of date."""
     pool = upstream.pool
-    if model is not None and model.strip().lower() not in ROUTING_ALIASES:
-        if pool.is_known(model) is not True:
+    named = named_model(model)
+    if named is not None:
+        if pool.is_known(named) is not True:
             await upstream.refresh_models()
-        if pool.is_known(model) is False:
+        if pool.is_known(named) is False:
             raise ModelNotFound(f"the model '{model}' is not served by any backend",
                                 param="model")
     elif all(backend.models is None for backend in pool.backends):
@@ -192,7 +190,7 @@ def _pinned_session(request: web.Request, body: Any) -> str | None:
 def _stats_header(prepared: PreparedRequest) -> dict[str, str]:
     if prepared.stats is None:
         return {}
-    return {STATS_HEADER: json.dumps(prepared.stats, separators=(",", ":"))}
+    return {PROMPT_STATS_HEADER: json.dumps(prepared.stats, separators=(",", ":"))}
 
 
 def _pass_through(reply: Answered, record: CompletionRecord,

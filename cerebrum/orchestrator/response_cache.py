@@ -40,9 +40,10 @@ import attrs
 
 from cerebrum.openai_wire import HARMLESS_FIELDS
 from cerebrum.orchestrator.sse_relay import validate_events
+from cerebrum.protocol import OPTIONS_FIELD
 
 # Body fields that change neither the answer nor its shape.
-_NOT_IN_KEY = frozenset({"user", "cerebrum"})
+_NOT_IN_KEY = frozenset({"user", OPTIONS_FIELD})
 
 
 # llama.cpp reads these seeds as "pick one at random" (-1 in llama-cpp-python,

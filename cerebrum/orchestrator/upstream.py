@@ -36,12 +36,12 @@ from cerebrum.errors import (
     ModelNotFound,
     Unavailable,
 )
-from cerebrum.middlewares import REQUEST_ID_HEADER
 from cerebrum.orchestrator.backends import Backend, BackendPool, ModelListLimits
 from cerebrum.orchestrator.breaker import CircuitOpenError
 from cerebrum.orchestrator.config import OrchestratorConfig
 from cerebrum.orchestrator.sse_relay import MalformedStream, SseRelayParser
 from cerebrum.orchestrator.state import ORCHESTRATOR
+from cerebrum.protocol import API_KEY_HEADER, REQUEST_ID_HEADER
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class Upstream:
         if request_id:
             headers[REQUEST_ID_HEADER] = request_id
         if self.api_key:
-            headers["X-API-Key"] = self.api_key
+            headers[API_KEY_HEADER] = self.api_key
             headers["Authorization"] = f"Bearer {self.api_key}"
         return headers
 

@@ -18,10 +18,10 @@ from cerebrum.openai_wire import (
     structure_request,
 )
 from cerebrum.orchestrator import proxy
-from cerebrum.orchestrator.backends import ROUTING_ALIASES
 from cerebrum.orchestrator.breaker import BreakerState
 from cerebrum.orchestrator.state import ORCHESTRATOR
 from cerebrum.orchestrator.upstream import UPSTREAM
+from cerebrum.protocol import ROUTING_ALIASES, named_model
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -108,11 +108,8 @@ async def embeddings(request: web.Request) -> web.Response:
     """``POST /v1/embeddings``: checked as the backend would, then forwarded unchanged."""
     body = await read_json(request, request.app[ORCHESTRATOR].config.max_body_bytes)
     parsed = structure_embedding_request(body)
-    model = parsed.model
-    if model is not None and model.strip().lower() in ROUTING_ALIASES:
-        model = None
     reply = await request.app[UPSTREAM].fetch(
-        "/v1/embeddings", json.dumps(body, ensure_ascii=False).encode(), model,
+        "/v1/embeddings", json.dumps(body, ensure_ascii=False).encode(), named_model(parsed.model),
         request_id=request.get(REQUEST_ID_KEY))
     return web.Response(body=reply.body, status=reply.status,
                         headers={"Content-Type": reply.content_type})

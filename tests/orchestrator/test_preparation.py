@@ -16,7 +16,7 @@ from cerebrum.orchestrator.preparation import (
     prepare_request,
     wants_optimization,
 )
-from cerebrum.orchestrator.proxy import STATS_HEADER
+from cerebrum.protocol import PROMPT_STATS_HEADER as STATS_HEADER
 from cerebrum.prompt.tokens import estimate_tokens
 from tests.orchestrator.conftest import BACKEND_KEY, MakeOrchestrator, MakeStub
 
