@@ -1,11 +1,14 @@
 """Cerebrum's own wire names, shared by both services and the CLI.
 
 Headers, body fields and model aliases that Cerebrum adds to the OpenAI API,
-defined once. This module imports nothing, so the CLI (which never loads the
+defined once, and the reading of an OpenAI-style error body. This module
+imports only the standard library, so the CLI (which never loads the
 services) and the services agree on every spelling.
 """
 
 from __future__ import annotations
+
+import json
 
 REQUEST_ID_HEADER = "X-Request-ID"
 """Correlation id: kept when a client sends a safe one, else made; echoed on every
@@ -40,3 +43,19 @@ def named_model(model: str | None) -> str | None:
     if model is None or model.strip().lower() in ROUTING_ALIASES:
         return None
     return model
+
+
+def error_message(body: bytes, limit: int = 300) -> str:
+    """What an error body says, at most ``limit`` characters: the ``message`` of
+    OpenAI's ``{"error": {"message": ...}}`` (or ``{"error": "..."}``, as some servers
+    send), else the body's own text; "" for an empty body."""
+    try:
+        decoded = json.loads(body)
+    except (ValueError, RecursionError):
+        decoded = None
+    error = decoded.get("error") if isinstance(decoded, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str) and error["message"]:
+        return str(error["message"])[:limit]
+    if isinstance(error, str) and error:
+        return error[:limit]
+    return body[:limit * 4].decode("utf-8", "replace").strip()[:limit]

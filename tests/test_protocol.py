@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from cerebrum.protocol import named_model
+from cerebrum.protocol import error_message, named_model
 
 
 def test_a_routing_alias_or_no_model_names_none() -> None:
@@ -21,3 +21,15 @@ def test_it_imports_nothing_heavy() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_an_error_body_is_read_once_for_every_shape() -> None:
+
+
+    assert error_message(b'{"error": {"message": "no such model", "type": "x"}}') == "no such model"
+    assert error_message(b'{"error": "busy"}') == "busy"  # some servers send a string
+    assert error_message(b"<html>Bad Gateway</html>\n") == "<html>Bad Gateway</html>"
+    assert error_message(b'{"detail": "Not Found"}') == '{"detail": "Not Found"}'
+    assert error_message(b"") == ""
+    assert len(error_message(b'{"error": {"message": "' + b"x" * 999 + b'"}}', limit=50)) == 50
+    assert error_message(b"[" * 100_000) == ("[" * 300)  # nested too deep for json: raw text

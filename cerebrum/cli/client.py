@@ -27,7 +27,7 @@ from cerebrum.cli.errors import (
     RequestFailed,
     Unreachable,
 )
-from cerebrum.protocol import REQUEST_ID_HEADER
+from cerebrum.protocol import REQUEST_ID_HEADER, error_message
 
 Service = Literal["orchestrator", "backend"]
 
@@ -92,17 +92,8 @@ def service_from_health(health: object) -> Service | None:
 
 
 def _server_message(body: bytes) -> str:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return body.decode("utf-8", "replace").strip()[:200]
-    if isinstance(data, dict):
-        error = data.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"]).rstrip(".")
-        if isinstance(error, str):
-            return error.rstrip(".")
-    return ""
+    # The CLI ends its sentences itself.
+    return error_message(body, limit=200).rstrip(".")
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -41,7 +41,7 @@ from cerebrum.orchestrator.breaker import CircuitOpenError
 from cerebrum.orchestrator.config import OrchestratorConfig
 from cerebrum.orchestrator.sse_relay import MalformedStream, SseRelayParser
 from cerebrum.orchestrator.state import ORCHESTRATOR
-from cerebrum.protocol import API_KEY_HEADER, REQUEST_ID_HEADER
+from cerebrum.protocol import API_KEY_HEADER, REQUEST_ID_HEADER, error_message
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -396,14 +396,7 @@ def _json_or_none(body: bytes) -> Any:
 
 
 def _error_message(body: bytes) -> str:
-    try:
-        decoded = json.loads(body)
-        message = decoded["error"]["message"]
-        if isinstance(message, str):
-            return message[:300]
-    except (ValueError, KeyError, TypeError, RecursionError):
-        pass
-    return body[:300].decode("utf-8", "replace") or "no details"
+    return error_message(body) or "no details"
 
 
 def _retry_after(value: str | None, ceiling: float) -> float:
