@@ -78,7 +78,7 @@ async def complete(request: web.Request, kind: Literal["chat", "text"]) -> web.S
         record.note(prompt_chars_before=prepared.prompt_chars_before,
                     prompt_chars_after=prepared.prompt_chars_after,
                     optimized=prepared.optimized)
-        request.app[ORCHESTRATOR_METRICS].optimized(prepared.stats)
+        request.app[ORCHESTRATOR_METRICS].optimized(prepared.report)
         headers = _stats_header(prepared)
         async with response_cache.lookup(
                 state.cache, kind, prepared.model or "", prepared.body,

@@ -51,7 +51,7 @@ async def optimize(request: web.Request) -> web.Response:
         "prompt": prepared.prompt if prepared.prompt is not None else _original_text(parsed),
         "language": prepared.language or "text",
         "model": prepared.model,
-        "stats": prepared.stats or {"skipped_reason": "error"},
+        "stats": prepared.stats,  # optimize=True: always a report, also on a failure
     }
     if isinstance(parsed, ChatCompletionRequest):
         answer["messages"] = prepared.body["messages"]
