@@ -14,6 +14,7 @@ from aiohttp_sse import EventSourceResponse, sse_response
 
 from cerebrum.backend.constraints import request_grammar
 from cerebrum.backend.embeddings import EMBEDDINGS, encode_vector
+from cerebrum.backend.envelope import CompletionEnvelope, usage
 from cerebrum.backend.generation import (
     Failed,
     Finished,
@@ -32,18 +33,16 @@ from cerebrum.backend.output import (
 )
 from cerebrum.backend.registry import ModelSpec
 from cerebrum.backend.state import BACKEND_STATE, BackendState
+from cerebrum.bodies import read_json
 from cerebrum.completion_log import CompletionRecord
 from cerebrum.errors import ApiError, BadRequest, ModelNotFound, Unavailable
 from cerebrum.metrics import METRICS, route_label
 from cerebrum.openai_wire import (
     AnyCompletionRequest,
     ChatCompletionRequest,
-    CompletionEnvelope,
     CompletionRequest,
-    read_json,
     structure_embedding_request,
     structure_request,
-    usage,
 )
 from cerebrum.protocol import ROUTING_ALIASES
 

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import attrs
 
+from cerebrum.bodies import read_at_most
 from cerebrum.orchestrator.breaker import (
     BreakerState,
     CircuitBreaker,
@@ -286,13 +287,5 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes | 
     """The whole body, or None past ``limit`` bytes (read no further: the connection closes)."""
     if response.content_length is not None and response.content_length > limit:
         return None
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        data = await response.content.read(64 * 1024)
-        if not data:
-            return b"".join(chunks)
-        size += len(data)
-        if size > limit:
-            return None
-        chunks.append(data)
+    body = await read_at_most(response.content, limit + 1)
+    return body if len(body) <= limit else None

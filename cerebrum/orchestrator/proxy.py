@@ -27,11 +27,12 @@ import aiohttp
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
+from cerebrum.bodies import read_json
 from cerebrum.completion_log import CompletionRecord
 from cerebrum.errors import ApiError, BadGateway, BadRequest, GatewayTimeout, ModelNotFound
 from cerebrum.metrics import METRICS, route_label
 from cerebrum.middlewares import REQUEST_ID_KEY, presented_key
-from cerebrum.openai_wire import AnyCompletionRequest, read_json, structure_request
+from cerebrum.openai_wire import AnyCompletionRequest, structure_request
 from cerebrum.orchestrator import affinity, response_cache
 from cerebrum.orchestrator.backends import Backend
 from cerebrum.orchestrator.metrics import ORCHESTRATOR_METRICS

@@ -28,6 +28,7 @@ import aiohttp
 import attrs
 from aiohttp import web
 
+from cerebrum.bodies import read_at_most
 from cerebrum.errors import (
     ApiError,
     BadGateway,
@@ -47,7 +48,6 @@ _LOGGER = logging.getLogger(__name__)
 
 # An error body from a failing backend is read only this far: enough to log it.
 _ERROR_BODY_LIMIT = 64 * 1024
-_READ_SIZE = 64 * 1024
 # /v1/models is small and cheap; do not let a hung backend hold the refresher.
 _MODELS_TIMEOUT_S = 10.0
 
@@ -286,37 +286,19 @@ class BodyTooLarge(Exception):
 
 
 async def read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The whole body, however it is framed and however many reads it takes; at most
-    ``limit`` bytes (BodyTooLarge past it). A body the network cut short raises
-    ``aiohttp.ClientPayloadError``."""
-    declared = response.content_length
-    if declared is not None and declared > limit:
+    """The whole body, at most ``limit`` bytes (BodyTooLarge past it). A body the
+    network cut short raises ``aiohttp.ClientPayloadError``."""
+    if response.content_length is not None and response.content_length > limit:
         raise BodyTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        # One read returns what one TCP segment brought: loop to the end.
-        data = await response.content.read(_READ_SIZE)
-        if not data:
-            return b"".join(chunks)
-        size += len(data)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(data)
+    body = await read_at_most(response.content, limit + 1)
+    if len(body) > limit:
+        raise BodyTooLarge
+    return body
 
 
 async def _error_body(response: aiohttp.ClientResponse) -> bytes:
     """As much of an error body as is worth logging; a cut or large one is no further error."""
-    chunks: list[bytes] = []
-    size = 0
-    with contextlib.suppress(aiohttp.ClientPayloadError):
-        while size < _ERROR_BODY_LIMIT:
-            data = await response.content.read(_ERROR_BODY_LIMIT - size)
-            if not data:
-                break
-            chunks.append(data)
-            size += len(data)
-    return b"".join(chunks)
+    return await read_at_most(response.content, _ERROR_BODY_LIMIT, keep_cut=True)
 
 
 def _is_json(content_type: str) -> bool:

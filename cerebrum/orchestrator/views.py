@@ -8,12 +8,12 @@ from typing import Any
 
 from aiohttp import web
 
+from cerebrum.bodies import read_json
 from cerebrum.errors import BadRequest, ModelNotFound
 from cerebrum.middlewares import REQUEST_ID_KEY
 from cerebrum.openai_wire import (
     AnyCompletionRequest,
     ChatCompletionRequest,
-    read_json,
     structure_embedding_request,
     structure_request,
 )
