@@ -1,8 +1,8 @@
 """Middlewares shared by both services, each installed by its own ``setup_*``.
 
-Order matters and is written once, in each app factory: request id outermost
-(so every later log line and error carries it), then error rendering, then
-auth, then load shedding (orchestrator only).
+Order matters and is written once, with its reasons, in each app factory
+(``create_backend_app``, ``create_orchestrator_app``); this module only
+provides the pieces.
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         error_cls = _HTTP_EXCEPTION_ERRORS.get(exc.status, ApiError)
-        message = exc.reason if exc.status != 404 else f"no route for {request.method} {request.path}"
+        message = (exc.reason if exc.status != 404
+                   else f"no route for {request.method} {request.path}")
         error = error_cls(message)
         response = error.to_response()
         response.set_status(exc.status)

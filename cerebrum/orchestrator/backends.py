@@ -65,6 +65,7 @@ class Backend:
         self.models: dict[str, dict[str, Any]] | None = None
         """Model id → the backend's ``/v1/models`` entry; None until first read."""
         self.in_flight = 0
+        """Requests this backend holds now (``BackendPool.lease``): its load, for routing."""
         self.last_contact: float | None = None
         """Wall-clock time of the last answer from this backend (any status below 500)."""
         self._wall_clock = wall_clock

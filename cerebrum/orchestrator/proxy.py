@@ -74,7 +74,7 @@ async def complete(request: web.Request, kind: Literal["chat", "text"]) -> web.S
         parsed = structure_request(body, kind)
         record.requested(parsed.model, parsed.stream)
         pinned = _pinned_session(request, body)
-        prepared = await prepare(request, body, parsed)
+        prepared = await prepare_and_fit(request, body, parsed)
         record.model = prepared.model
         record.note(prompt_chars_before=prepared.prompt_chars_before,
                     prompt_chars_after=prepared.prompt_chars_after,
@@ -130,9 +130,11 @@ async def complete(request: web.Request, kind: Literal["chat", "text"]) -> web.S
                                              route_label(request))
 
 
-async def prepare(request: web.Request, body: Any, parsed: AnyCompletionRequest, *,
-                  optimize: bool | None = None) -> PreparedRequest:
-    """Optimise and route, off the event loop when the prompt is large.
+async def prepare_and_fit(request: web.Request, body: Any, parsed: AnyCompletionRequest, *,
+                          optimize: bool | None = None) -> PreparedRequest:
+    """``preparation.prepare_request`` for this request (the model checked first; off the
+    event loop when the prompt is large), then fitted to the context by the backend's
+    own token count.
 
     ``optimize`` overrides the configured default and the request's opt-out.
     """

@@ -152,7 +152,7 @@ class ResponseCache:
         self._clock = clock
         self._entries: OrderedDict[str, tuple[float, CachedCompletion]] = OrderedDict()
         self._bytes = 0
-        self._in_flight: dict[str, asyncio.Event] = {}
+        self._leaders: dict[str, asyncio.Event] = {}
         self.stats = CacheStats()
 
     @property
@@ -198,20 +198,20 @@ class ResponseCache:
 
     def lead(self, key: str) -> bool:
         """Claim ``key`` for generation; False if another request already leads it."""
-        if key in self._in_flight:
+        if key in self._leaders:
             return False
-        self._in_flight[key] = asyncio.Event()
+        self._leaders[key] = asyncio.Event()
         return True
 
     def release(self, key: str) -> None:
         """The leader finished (stored or not): wake its followers."""
-        event = self._in_flight.pop(key, None)
+        event = self._leaders.pop(key, None)
         if event is not None:
             event.set()
 
     async def wait_for_leader(self, key: str, timeout: float) -> None:
         """Wait (bounded) until the request leading ``key`` is done."""
-        event = self._in_flight.get(key)
+        event = self._leaders.get(key)
         if event is None:
             return
         try:

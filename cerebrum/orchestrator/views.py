@@ -46,7 +46,7 @@ async def optimize(request: web.Request) -> web.Response:
     if not isinstance(body, dict) or ("prompt" in body) == ("messages" in body):
         raise BadRequest("send either 'prompt' (a string) or 'messages' (a list)")
     parsed = structure_request(body, "chat" if "messages" in body else "text")
-    prepared = await proxy.prepare(request, body, parsed, optimize=True)
+    prepared = await proxy.prepare_and_fit(request, body, parsed, optimize=True)
     answer: dict[str, Any] = {
         "prompt": prepared.prompt if prepared.prompt is not None else _original_text(parsed),
         "language": prepared.language or "text",
@@ -87,8 +87,8 @@ async def health(request: web.Request) -> web.Response:
     status = "ok" if closed == len(backends) else "degraded" if closed else "unavailable"
     return web.json_response({
         "status": status,
-        "in_flight": state.in_flight.count,
-        "max_concurrent": state.in_flight.limit,
+        "in_flight": state.concurrency.count,
+        "max_concurrent": state.concurrency.limit,
         "uptime_s": round(time.monotonic() - state.started, 1),
         "backends": backends,
     })
