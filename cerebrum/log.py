@@ -91,7 +91,7 @@ class TextFormatter(logging.Formatter):
     strings from clients and backends. A traceback stays multi-line (our code's).
     """
 
-    converter = time.gmtime
+    converter = time.gmtime  # type: ignore[assignment]  # logging's own documented use
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")

@@ -74,7 +74,8 @@ async def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 3
 
 async def one_request(session: aiohttp.ClientSession, url: str, big: bool) -> int:
     content = ("Explain this code.\n```python\n" + CODE + "\n```") if big else "Say hi."
-    body = {"model": "stub-model", "stream": True, "messages": [{"role": "user", "content": content}]}
+    body = {"model": "stub-model", "stream": True,
+            "messages": [{"role": "user", "content": content}]}
     async with session.post(url + "/v1/chat/completions", json=body) as response:
         await response.read()
         return response.status
@@ -93,8 +94,8 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
            "CEREBRUM_API_KEY": "rss-measurement-key", "CEREBRUM_LOG_LEVEL": "ERROR"}
     if args.max_concurrent:
         env["CEREBRUM_MAX_CONCURRENT"] = str(args.max_concurrent)
-    proc = subprocess.Popen([sys.executable, "cm4_app.py", "--host", "127.0.0.1", "--port", str(port),
-                             "--env-file", os.devnull], cwd=REPO, env=env)
+    proc = subprocess.Popen([sys.executable, "cm4_app.py", "--host", "127.0.0.1",
+                             "--port", str(port), "--env-file", os.devnull], cwd=REPO, env=env)
     url = f"http://127.0.0.1:{port}"
     result: dict[str, object] = {
         "python": platform.python_version(), "machine": platform.machine(),

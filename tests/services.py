@@ -28,7 +28,8 @@ def clean_env(**extra: str) -> dict[str, str]:
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def wait_healthy(url: str, process: subprocess.Popen, log: Path | None = None,

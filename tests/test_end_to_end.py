@@ -102,8 +102,8 @@ def test_breaker_opens_when_the_backend_stops_and_recovers(
         time.sleep(0.2)
     health = json.load(urllib.request.urlopen(f"http://127.0.0.1:{orchestrator.port}/health"))
     assert health["backends"][0]["breaker"] == "closed"
-    transitions = [(l["breaker_from"], l["breaker_to"]) for l in orchestrator.lines()
-                   if "breaker_to" in l]
+    transitions = [(line["breaker_from"], line["breaker_to"]) for line in orchestrator.lines()
+                   if "breaker_to" in line]
     assert transitions[:3] == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -53,12 +54,16 @@ def _check_routes(_: Any, attribute: attrs.Attribute, value: tuple[str, ...]) ->
             raise ValueError(f"{env_name(attribute.name)}: {pair!r} is not language=model")
 
 
+def _normalise_urls(urls: Iterable[str]) -> tuple[str, ...]:
+    return tuple(_normalise_url(url) for url in urls)
+
+
 @attrs.frozen
 class OrchestratorConfig:
     """Everything ``create_orchestrator_app`` needs; built once at start-up."""
 
     backend_url: tuple[str, ...] = attrs.field(
-        default=(), converter=lambda urls: tuple(_normalise_url(u) for u in urls),
+        default=(), converter=_normalise_urls,
         validator=_check_urls)
     """Backend base URLs, comma-separated; any OpenAI-compatible server."""
     api_key: str | None = attrs.field(default=None, validator=check_keys)

@@ -72,7 +72,8 @@ def make_orchestrator(aiohttp_client: Any, clock: FakeClock) -> MakeOrchestrator
                                     "connect_timeout_s": 2.0, "read_timeout_s": 2.0}
         settings.update(overrides)
         app = create_orchestrator_app(OrchestratorConfig(**settings), clock=clock)
-        return await aiohttp_client(app)
+        client: TestClient = await aiohttp_client(app)
+        return client
 
     return make
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -10,7 +11,7 @@ from tests.backend.sse import read_events
 from tests.orchestrator.conftest import MakeOrchestrator, MakeStub, chat
 from tests.orchestrator.stub_upstream import Behaviour
 
-DETERMINISTIC = {"temperature": 0, "max_tokens": 16}
+DETERMINISTIC: dict[str, Any] = {"temperature": 0, "max_tokens": 16}
 
 
 async def _stream(client, body, headers=None) -> tuple[str | None, bytes]:

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
+from aiohttp import ClientResponse
 
 from tests.backend.sse import chunks, read_events
 from tests.orchestrator.conftest import FakeClock, MakeOrchestrator, MakeStub, chat
 from tests.orchestrator.stub_upstream import Behaviour
 
 
-async def error_of(response) -> dict:  # type: ignore[no-untyped-def]
+async def error_of(response: ClientResponse) -> dict[str, Any]:
     body = await response.json()
     assert set(body["error"]) == {"message", "type", "param", "code"}
-    return body["error"]
+    error: dict[str, Any] = body["error"]
+    return error
 
 
 async def test_refused_backend_is_a_fast_503(refused_url: str,

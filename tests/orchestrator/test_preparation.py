@@ -16,8 +16,8 @@ from cerebrum.orchestrator.preparation import (
     prepare_request,
     wants_optimization,
 )
-from cerebrum.protocol import PROMPT_STATS_HEADER as STATS_HEADER
 from cerebrum.prompt.tokens import estimate_tokens
+from cerebrum.protocol import PROMPT_STATS_HEADER as STATS_HEADER
 from tests.orchestrator.conftest import BACKEND_KEY, MakeOrchestrator, MakeStub
 
 FUNCTION = ("def fetch_data(url):\n    import requests\n    response = requests.get(url)\n"
@@ -175,7 +175,8 @@ async def test_the_models_own_count_keeps_the_request_within_its_context(
     backend = await make_backend(api_key=BACKEND_KEY)
     client = await make_orchestrator(str(backend.make_url("")), read_timeout_s=120.0)
     body = {"prompt": prompt, "max_tokens": 8}
-    original = await (await backend.post("/tokenize", json=body, headers={"X-API-Key": BACKEND_KEY})).json()
+    original = await (await backend.post("/tokenize", json=body,
+                                         headers={"X-API-Key": BACKEND_KEY})).json()
     assert original["count"] > 2048 - 8  # as sent, the backend would refuse it
     # A dry run: the same preparation a completion gets, without generating.
     dry = await (await client.post("/v1/optimize", json=body)).json()
@@ -195,10 +196,12 @@ async def test_a_backend_without_tokenize_keeps_the_estimate(
     stub, url = await make_stub()
     client = await make_orchestrator(url)
     # Prose near the budget: worth an exact count, and nothing to trim.
-    body = {"prompt": "Summarise these notes. " + "The deploy failed because the disk was full. " * 60}
+    body = {"prompt": "Summarise these notes. "
+            + "The deploy failed because the disk was full. " * 60}
     first = await (await client.post("/v1/optimize", json=body)).json()
-    assert first["stats"]["counted_tokens"] is None  # the stub has no /tokenize: the estimate stands
-    pool = client.server.app[ORCHESTRATOR].pool
+    # The stub has no /tokenize: the estimate stands.
+    assert first["stats"]["counted_tokens"] is None
+    pool = client.app[ORCHESTRATOR].pool
     assert set(counter_for(pool).unsupported) == {url}  # remembered: not asked again for a while
     again = await (await client.post("/v1/optimize", json=body)).json()
     assert again["prompt"] == first["prompt"]

@@ -44,7 +44,8 @@ def make_orchestrator(aiohttp_client: Any) -> MakeOrchestrator:
                                     "read_timeout_s": 5.0, "breaker_failure_threshold": 3,
                                     "client_api_keys": (CLIENT_KEY,)}
         settings.update(overrides)
-        client = await aiohttp_client(create_orchestrator_app(OrchestratorConfig(**settings)))
+        client: TestClient = await aiohttp_client(
+            create_orchestrator_app(OrchestratorConfig(**settings)))
         client.session.headers["X-API-Key"] = CLIENT_KEY
         return client
 

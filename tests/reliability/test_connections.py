@@ -98,7 +98,7 @@ def test_the_units_raise_the_descriptor_limit_above_max_connections() -> None:
     from cerebrum.backend.config import BackendConfig
     from cerebrum.orchestrator.config import OrchestratorConfig
 
-    defaults = {"cerebrum-orchestrator.service": OrchestratorConfig(backend_url=("http://a:1",)),
+    defaults: dict[str, OrchestratorConfig | BackendConfig] = {"cerebrum-orchestrator.service": OrchestratorConfig(backend_url=("http://a:1",)),
                 "cerebrum-backend.service": BackendConfig(api_key="k" * 20)}
     for name, config in defaults.items():
         (limit,) = values(parse_unit(UNITS[name]), "Service", "LimitNOFILE")

@@ -89,9 +89,9 @@ async def test_clients_leaving_at_random_points(services) -> None:
 
     stopped = _disconnects(backend)
     assert len(stopped) == LEAVERS
-    for line in stopped:
-        assert line["finish_reason"] == "cancelled"
-        assert line["completion_tokens"] < BODY["max_tokens"]
+    for entry in stopped:
+        assert entry["finish_reason"] == "cancelled"
+        assert entry["completion_tokens"] < BODY["max_tokens"]
     cut = _disconnects(orchestrator)
     assert len(cut) == LEAVERS
     # The model was free at once for the next request: its first token comes as fast

@@ -23,7 +23,8 @@ BOUND_S = 20  # a request must end well within this; before the fixes some never
 
 async def _stream_text(response) -> str:
     async with asyncio.timeout(BOUND_S):
-        return (await response.read()).decode()
+        body: bytes = await response.read()
+        return body.decode()
 
 
 async def _post(client, body):
