@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
+from cerebrum.backend.envelope import CompletionEnvelope
 from cerebrum.errors import BadRequest
 from cerebrum.openai_wire import (
     CHAT_FIELDS,
     HARMLESS_FIELDS,
     TEXT_FIELDS,
     ChatCompletionRequest,
-    CompletionEnvelope,
     CompletionRequest,
     NamedTool,
     structure_embedding_request,
