@@ -10,10 +10,11 @@ size) and runs on the model's single worker thread. Each step it
    the shared prefix;
 2. asks the scheduler for a plan: one token for every generating sequence,
    then prompt chunks of those still prefilling (chunked prefill);
-3. decodes that one batch with as many threads as the host's free cores
-   allow, samples each sequence that produced logits with its own sampler
-   chain, and emits text through the request's ``emit`` (which crosses to
-   the event loop with ``call_soon_threadsafe``).
+3. decodes that one batch with the thread count the ``ThreadTuner`` measured
+   fastest (fewer when a busy neighbour holds a core), samples each
+   sequence that produced logits with its own sampler chain, and emits
+   text through the request's ``emit`` (which crosses to the event loop
+   with ``call_soon_threadsafe``).
 
 A request's cancel flag is checked at the start of every step, so a client
 disconnect frees its slot within one step. Decisions live in
@@ -121,8 +122,6 @@ class Engine:
         slots: int,
         context_size: int,
         max_threads: int,
-        cores: int,
-        other_cpu_percent: Callable[[], float] = lambda: 0.0,
         prefill_chunk: int = 256,
         cache: PromptCache | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -133,13 +132,12 @@ class Engine:
         self.slots = slots
         self.context_size = context_size
         self.max_threads = max_threads
-        self.cores = cores
+        self.threads = scheduler.ThreadTuner(max_threads)
         self.batch_size = max(prefill_chunk, slots)
         self._llama = llama_cpp
         self._model = model
         self._vocab = vocab
         self._tokenize = tokenize
-        self._other_cpu = other_cpu_percent
         self._clock = clock
         self._on_step = on_step
         self.cache = cache if cache is not None else PromptCache(0)
@@ -394,14 +392,19 @@ class Engine:
             if not req.generating:
                 self.stats.prefill_tokens += len(chunk)
         batch.n_tokens = n
-        threads = scheduler.decode_threads(self.max_threads, self.cores, self._other_cpu())
+        # Only a step of single tokens (every sequence generating) is a fair
+        # sample of decode speed for the tuner; prompt chunks vary too much.
+        key = n if n == len(plan) else None
+        threads = self.threads.choose(key)
         if threads != self._threads_set:
             llama_cpp.llama_set_n_threads(self._ctx, threads, threads)
             self._threads_set = threads
         self.stats.threads = threads
+        started = time.perf_counter()
         rc = llama_cpp.llama_decode(self._ctx, batch)
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
+        self.threads.observe(key, threads, time.perf_counter() - started)
         self.stats.steps += 1
         if len(plan) > 1:
             self.stats.batched_steps += 1

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -60,22 +59,18 @@ class ModelWorker:
         slots: int = 1,
         prompt_cache_mb: float = 0.0,
         prefill_chunk: int = 256,
-        other_cpu_percent: Callable[[], float] = lambda: 0.0,
         room_mb: Callable[[], float] = lambda: float("inf"),
-        cores: int | None = None,
         on_step: Callable[[Engine], None] | None = None,
     ) -> None:
         """``room_mb`` is RAM available above the floor now (it bounds the slots' KV
-        at load and the prompt cache); ``other_cpu_percent`` is other processes'
-        CPU use, which sets each step's thread count."""
+        at load and the prompt cache). Each step's thread count is the engine's
+        to choose (``scheduler.ThreadTuner``), at most ``threads``."""
         self.spec = spec
         self.threads = spec.threads or threads
         self.slots = slots
         self._prompt_cache_mb = prompt_cache_mb
         self._prefill_chunk = prefill_chunk
-        self._other_cpu = other_cpu_percent
         self._room_mb = room_mb
-        self._cores = cores or os.cpu_count() or 1
         self._on_step = on_step
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{spec.name}")
         self._model: Any = None
@@ -176,7 +171,6 @@ class ModelWorker:
             self.engine = Engine(
                 model.model, model.vocab, self._tokenize,
                 slots=slots, context_size=self.spec.context_size, max_threads=self.threads,
-                cores=self._cores, other_cpu_percent=self._other_cpu,
                 prefill_chunk=self._prefill_chunk, cache=cache, on_step=self._on_step,
             )
             self.slots = slots

@@ -8,10 +8,10 @@ from cerebrum.backend.scheduler import (
     CacheInfo,
     SeqDemand,
     SlotInfo,
+    ThreadTuner,
     choose_evictions,
     choose_slot,
     common_prefix,
-    decode_threads,
     default_slots,
     plan_batch,
     slots_for_ram,
@@ -116,13 +116,56 @@ def test_no_sequence_starves_when_the_budget_is_tiny() -> None:
     assert plan_batch(demands, 2) == [(0, 1), (1, 1)]
 
 
-def test_decode_threads_leave_a_busy_core_to_the_neighbour() -> None:
-    assert decode_threads(2, cores=2, other_cpu_percent=0) == 2
-    assert decode_threads(2, cores=2, other_cpu_percent=10) == 2   # light background noise
-    assert decode_threads(2, cores=2, other_cpu_percent=33) == 1   # a neighbour sharing a core
-    assert decode_threads(2, cores=2, other_cpu_percent=50) == 1   # one core fully taken
-    assert decode_threads(2, cores=2, other_cpu_percent=100) == 1  # never zero
-    assert decode_threads(4, cores=8, other_cpu_percent=50) == 4   # capped by the setting
+def _run_tuner(tuner: ThreadTuner, cost: dict[int, float], steps: int, key: int = 1) -> list[int]:
+    """Drive ``tuner`` as the engine does, each thread count taking ``cost[t]`` s a step."""
+    chosen = []
+    for _ in range(steps):
+        threads = tuner.choose(key)
+        tuner.observe(key, threads, cost[threads])
+        chosen.append(threads)
+    return chosen
+
+
+def test_tuner_stays_on_all_threads_when_they_are_fastest() -> None:
+    tuner = ThreadTuner(2)
+    chosen = _run_tuner(tuner, {1: 0.014, 2: 0.008}, 500)
+    assert tuner.current == 2
+    # Probes back off while the choice holds: a handful in 500 steps.
+    assert 1 <= chosen.count(1) <= 8
+
+
+def test_tuner_drops_a_thread_when_a_neighbour_arrives_and_returns_after() -> None:
+    tuner = ThreadTuner(2)
+    _run_tuner(tuner, {1: 0.014, 2: 0.008}, 400)
+    # A neighbour takes a core: two threads stall each other.
+    busy = _run_tuner(tuner, {1: 0.018, 2: 0.060}, 60)
+    assert tuner.current == 1
+    assert busy[-20:].count(1) >= 19  # an occasional probe of two threads
+    assert busy.index(1) < 10  # the slowdown triggers a probe at once
+    # The neighbour leaves: a later probe finds two threads fast again.
+    quiet = _run_tuner(tuner, {1: 0.014, 2: 0.008}, 300)
+    assert tuner.current == 2
+    assert quiet[-100:].count(2) >= 98
+
+
+def test_tuner_keeps_each_batch_size_apart_and_ignores_prompt_chunks() -> None:
+    tuner = ThreadTuner(2)
+    _run_tuner(tuner, {1: 0.014, 2: 0.008}, 100, key=1)
+    # A prompt chunk (key None) is neither a probe nor a sample.
+    assert tuner.choose(None) == 2
+    tuner.observe(None, 2, 5.0)
+    assert tuner.current == 2
+    # A batch of 4 is slower per step, but that is not a reason to change.
+    _run_tuner(tuner, {1: 0.030, 2: 0.016}, 100, key=4)
+    assert tuner.current == 2
+
+
+def test_tuner_probes_both_ways_with_more_threads() -> None:
+    tuner = ThreadTuner(4)
+    cost = {1: 0.05, 2: 0.02, 3: 0.025, 4: 0.03}
+    _run_tuner(tuner, cost, 600)
+    assert tuner.current == 2
+    assert ThreadTuner(1).choose(1) == 1
 
 
 def test_evictions_are_least_recently_used_first() -> None:
