@@ -74,6 +74,10 @@ class EngineCollector(Collector):
                                   labels=["model", "state"])
         threads = GaugeMetricFamily("cerebrum_engine_threads",
                                     "Threads used by the latest decode step", labels=["model"])
+        switches = counter("cerebrum_engine_thread_switches",
+                           "Changes of the decode thread count, made by measured speed")
+        probes = counter("cerebrum_engine_thread_probes",
+                         "Decode steps run on another thread count to measure it")
         for model, engine in self._engines():
             stats, cache = engine.stats, engine.cache.stats
             prefill.add_metric([model], stats.prefill_tokens)
@@ -90,5 +94,7 @@ class EngineCollector(Collector):
             for state, count in engine.slot_states().items():
                 slots.add_metric([model, state], count)
             threads.add_metric([model], stats.threads)
+            switches.add_metric([model], engine.threads.switches)
+            probes.add_metric([model], engine.threads.probes)
         yield from (prefill, reused, generated, steps, batched, hits, misses, saves, evictions,
-                    cache_bytes, cache_entries, slots, threads)
+                    cache_bytes, cache_entries, slots, threads, switches, probes)

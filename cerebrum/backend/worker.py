@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -72,7 +73,8 @@ class ModelWorker:
         self._prefill_chunk = prefill_chunk
         self._room_mb = room_mb
         self._on_step = on_step
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{spec.name}")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{spec.name}",
+                                            initializer=run_at_normal_priority)
         self._model: Any = None
         self._model_lock = threading.Lock()
         """Held while tokenizing off the worker thread, and while the model is freed."""
@@ -206,6 +208,25 @@ class ModelWorker:
             if job.suffix is not None:
                 return fim_tokens(model, text, job.suffix, add_bos), stops
         return model.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True), stops
+
+
+def run_at_normal_priority() -> None:
+    """Put this thread (and the llama.cpp threads it will start) back at nice 0.
+
+    The service may run above normal priority (``Nice=-5`` in the systemd
+    unit) so that its event loop stays prompt while the model computes; the
+    model itself must then compete as an equal with other processes, neither
+    above them (it would starve the host) nor below (a busy neighbour would
+    starve it). Threads inherit their creator's nice value, so setting it on
+    the worker thread covers llama.cpp's compute threads too. Raising one's
+    own nice value needs no privilege.
+    """
+    try:
+        tid = threading.get_native_id()
+        if os.getpriority(os.PRIO_PROCESS, tid) < 0:
+            os.setpriority(os.PRIO_PROCESS, tid, 0)
+    except OSError:
+        _LOGGER.warning("could not set the model thread's priority", exc_info=True)
 
 
 def _chat_formatter(model: Any, chat_format: str | None) -> Any:

@@ -217,6 +217,10 @@ async def test_metrics_show_prefill_reuse_cache_and_slots(make_backend) -> None:
     assert value(samples, "cerebrum_prompt_cache_bytes", **model) > 100_000
     assert value(samples, "cerebrum_engine_slots", model=MODEL, state="idle") == 1
     assert value(samples, "cerebrum_engine_threads", **model) >= 1
+    assert value(samples, "cerebrum_engine_thread_switches_total", **model) == \
+        engine.threads.switches
+    assert value(samples, "cerebrum_engine_thread_probes_total", **model) == \
+        engine.threads.probes
     assert value(samples, "cerebrum_engine_steps_total", **model) >= 12
 
 
