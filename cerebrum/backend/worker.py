@@ -106,19 +106,26 @@ class ModelWorker:
 
     def start(self, job: GenerationJob) -> Generation:
         """Hand ``job`` to the engine; events arrive on the returned handle."""
-        loop = asyncio.get_running_loop()
-        generation = Generation()
+        return self.start_choices(job, 1)[0]
 
-        def emit(event: Event) -> None:
-            loop.call_soon_threadsafe(generation.events.put_nowait, event)
+    def start_choices(self, job: GenerationJob, n: int) -> list[Generation]:
+        """``n`` answers to ``job`` sharing one prefill; a handle for each."""
+        loop = asyncio.get_running_loop()
+        generations = [Generation() for _ in range(n)]
+
+        def emitter(generation: Generation) -> Callable[[Event], None]:
+            def emit(event: Event) -> None:
+                loop.call_soon_threadsafe(generation.events.put_nowait, event)
+            return emit
 
         engine = self.engine
         if engine is None:
-            generation.events.put_nowait(Failed(RuntimeError("model is not loaded")))
-            return generation
-        if engine.submit(job, generation, emit):
+            for generation in generations:
+                generation.events.put_nowait(Failed(RuntimeError("model is not loaded")))
+            return generations
+        if engine.submit_choices(job, [(g, emitter(g)) for g in generations]):
             self._executor.submit(engine.run)
-        return generation
+        return generations
 
     async def tokenize(self, job: GenerationJob | None = None, *, text: str | None = None) -> list[int]:
         """The model's tokens for ``job`` (chat formatted as generation formats it, BOS
