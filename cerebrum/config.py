@@ -121,17 +121,18 @@ def load_config(cls: type[_T], environ: Mapping[str, str], **overrides: Any) -> 
         return _converter.structure(raw, cls)
     except cattrs.BaseValidationError as exc:
         problems = []
-        for error, note in _walk(exc):
-            name = env_name(note) if note else "?"
+        for field, error in validation_problems(exc):
+            name = env_name(field) if field else "?"
             problems.append(f"{name}: {error}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid configuration: {exc}") from None
 
 
-def _walk(exc: BaseException) -> list[tuple[BaseException, str | None]]:
-    """Flatten a cattrs exception group into (error, field name) pairs."""
-    found: list[tuple[BaseException, str | None]] = []
+def validation_problems(exc: BaseException) -> list[tuple[str | None, BaseException]]:
+    """Flatten a cattrs exception group into (field name, error) pairs (the name None
+    where cattrs does not say, e.g. for extra keys)."""
+    found: list[tuple[str | None, BaseException]] = []
     for sub in getattr(exc, "exceptions", ()):
         notes = getattr(sub, "__notes__", [])
         field = None
@@ -140,9 +141,9 @@ def _walk(exc: BaseException) -> list[tuple[BaseException, str | None]]:
             if "@ attribute " in note:
                 field = note.rsplit("@ attribute ", 1)[1].strip()
         if isinstance(sub, cattrs.BaseValidationError):
-            found.extend(_walk(sub))
+            found.extend(validation_problems(sub))
         else:
-            found.append((sub, field))
+            found.append((field, sub))
     return found
 
 

@@ -41,7 +41,7 @@ class HttpMetrics:
         self.registry = registry
         self.requests = Counter("cerebrum_http_requests", "HTTP requests by route and status",
                                 ["route", "method", "status"], registry=registry)
-        self.in_flight = Gauge("cerebrum_http_requests_in_flight", "Requests being served",
+        self.requests_in_flight = Gauge("cerebrum_http_requests_in_flight", "Requests being served",
                                registry=registry)
         self.duration = Histogram("cerebrum_http_request_duration_seconds",
                                   "Request duration, to the last byte", ["route"],
@@ -78,7 +78,7 @@ def setup_metrics(app: web.Application, registry: CollectorRegistry | None = Non
     async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         """Count and time every request."""
         started = time.perf_counter()
-        metrics.in_flight.inc()
+        metrics.requests_in_flight.inc()
         status = 500
         try:
             response = await handler(request)
@@ -91,7 +91,7 @@ def setup_metrics(app: web.Application, registry: CollectorRegistry | None = Non
             status = 499  # the client closed the connection (nginx's convention)
             raise
         finally:
-            metrics.in_flight.dec()
+            metrics.requests_in_flight.dec()
             route = route_label(request)
             metrics.requests.labels(route, request.method, str(status)).inc()
             metrics.duration.labels(route).observe(time.perf_counter() - started)

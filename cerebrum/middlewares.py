@@ -1,8 +1,8 @@
 """Middlewares shared by both services, each installed by its own ``setup_*``.
 
-Order matters and is written once, in each app factory: request id outermost
-(so every later log line and error carries it), then error rendering, then
-auth, then load shedding (orchestrator only).
+Order matters and is written once, with its reasons, in each app factory
+(``create_backend_app``, ``create_orchestrator_app``); this module only
+provides the pieces.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from cerebrum.errors import (
     Unauthorized,
 )
 from cerebrum.log import install_request_id_factory, request_id_var
+from cerebrum.protocol import API_KEY_HEADER, REQUEST_ID_HEADER
 
 _LOGGER = logging.getLogger(__name__)
 
-REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
 # An incoming id is trusted only if it is short and plain: it ends up in logs.
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -88,7 +88,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         error_cls = _HTTP_EXCEPTION_ERRORS.get(exc.status, ApiError)
-        message = exc.reason if exc.status != 404 else f"no route for {request.method} {request.path}"
+        message = (exc.reason if exc.status != 404
+                   else f"no route for {request.method} {request.path}")
         error = error_cls(message)
         response = error.to_response()
         response.set_status(exc.status)
@@ -111,7 +112,7 @@ def setup_errors(app: web.Application) -> None:
 
 def presented_key(request: web.Request) -> str | None:
     """The key a client presented: ``X-API-Key`` or ``Authorization: Bearer``."""
-    key = request.headers.get("X-API-Key")
+    key = request.headers.get(API_KEY_HEADER)
     if key:
         return key
     auth = request.headers.get("Authorization", "")

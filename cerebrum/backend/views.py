@@ -14,6 +14,7 @@ from aiohttp_sse import EventSourceResponse, sse_response
 
 from cerebrum.backend.constraints import request_grammar
 from cerebrum.backend.embeddings import EMBEDDINGS, encode_vector
+from cerebrum.backend.envelope import CompletionEnvelope, usage
 from cerebrum.backend.generation import (
     Failed,
     Finished,
@@ -32,18 +33,18 @@ from cerebrum.backend.output import (
 )
 from cerebrum.backend.registry import ModelSpec
 from cerebrum.backend.state import BACKEND_STATE, BackendState
+from cerebrum.bodies import read_json
+from cerebrum.completion_log import CompletionRecord
 from cerebrum.errors import ApiError, BadRequest, ModelNotFound, Unavailable
-from cerebrum.metrics import METRICS, HttpMetrics, route_label
+from cerebrum.metrics import METRICS, route_label
 from cerebrum.openai_wire import (
     AnyCompletionRequest,
     ChatCompletionRequest,
-    CompletionEnvelope,
     CompletionRequest,
-    read_json,
     structure_embedding_request,
     structure_request,
-    usage,
 )
+from cerebrum.protocol import ROUTING_ALIASES
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ async def embeddings(request: web.Request) -> web.Response:
     body = await read_json(request, state.config.max_body_bytes)
     parsed = structure_embedding_request(body)
     spec = service.resolve(state.models.resolve(parsed.model),
-                           named=parsed.model not in (None, "auto"))
+                           named=parsed.model not in (None, *ROUTING_ALIASES))
     state.guard.check()
     async with service.use(spec.name) as embedder:
         if parsed.dimensions is not None and parsed.dimensions != embedder.dimension:
@@ -175,13 +176,12 @@ async def tokenize(request: web.Request) -> web.Response:
 
 async def _complete(request: web.Request, kind: Literal["chat", "text"]) -> web.StreamResponse:
     state = request.app[BACKEND_STATE]
-    log = _CompletionLog(kind, request.app[METRICS], route_label(request))
+    log = CompletionRecord(kind, generates=True, logger=_LOGGER, extra={"finish_reason": None})
     try:
         body = await read_json(request, state.config.max_body_bytes)
         parsed = structure_request(body, kind)
-        log.stream = parsed.stream
         spec = state.models.resolve(parsed.model)
-        log.model = spec.name
+        log.requested(spec.name, parsed.stream)
         job = _job(parsed, state.config.default_max_tokens)
         state.guard.check()
         envelope = CompletionEnvelope(kind, spec.name, usage_null=parsed.include_usage is True)
@@ -200,7 +200,7 @@ async def _complete(request: web.Request, kind: Literal["chat", "text"]) -> web.
         log.outcome = "client_disconnected"
         raise
     finally:
-        log.write()
+        log.write(request.app[METRICS], route_label(request))
 
 
 def _job(parsed: AnyCompletionRequest, default_max_tokens: int) -> GenerationJob:
@@ -226,7 +226,7 @@ def _shaper(parsed: AnyCompletionRequest) -> AnswerShaper:
 
 async def _generate(request: web.Request, generations: list[Generation],
                     parsed: AnyCompletionRequest, envelope: CompletionEnvelope,
-                    log: _CompletionLog) -> web.StreamResponse:
+                    log: CompletionRecord) -> web.StreamResponse:
     try:
         for generation in generations:
             first = await generation.next_event()
@@ -254,7 +254,7 @@ async def _generate(request: web.Request, generations: list[Generation],
                 # the model is idle before the next request gets its turn.
                 stopped = await generation.stop()
                 if stopped is not None:
-                    log.finish(stopped, outcome="client_disconnected")
+                    _finished(log, stopped, outcome="client_disconnected")
 
 
 class _ChunkTemplate:
@@ -310,7 +310,7 @@ def _sse(obj: dict[str, Any]) -> bytes:
 
 async def _stream(
     request: web.Request, generation: Generation, envelope: CompletionEnvelope,
-    shaper: AnswerShaper, echo: str, include_usage: bool, log: _CompletionLog,
+    shaper: AnswerShaper, echo: str, include_usage: bool, log: CompletionRecord,
 ) -> EventSourceResponse:
     template = _ChunkTemplate(envelope)
     async with sse_response(request, allow_all_methods=True) as sse:
@@ -323,14 +323,14 @@ async def _stream(
             while True:
                 event = await generation.next_event()
                 if isinstance(event, TextPiece):
-                    log.token()
+                    log.mark_first_token()
                     # A stalled client is still cut off: aiohttp-sse sets the
                     # socket's TCP_USER_TIMEOUT to its send timeout.
                     for data in _events(envelope, template,
                                         shaper.piece(event.text, event.logprobs)):
                         await sse.write(data)
                 elif isinstance(event, Finished):
-                    log.finish(event)
+                    _finished(log, event)
                     for data in _events(envelope, template, shaper.end()):
                         await sse.write(data)
                     used = usage(event.prompt_tokens, event.completion_tokens)
@@ -353,7 +353,7 @@ async def _stream(
 
 async def _stream_choices(
     request: web.Request, generations: list[Generation], envelope: CompletionEnvelope,
-    parsed: AnyCompletionRequest, echo: str, include_usage: bool, log: _CompletionLog,
+    parsed: AnyCompletionRequest, echo: str, include_usage: bool, log: CompletionRecord,
 ) -> EventSourceResponse:
     """Several answers (``n`` > 1) in one stream: each chunk names its choice's index,
     in the order the tokens come; the usage rides on the last finish (or its own chunk)."""
@@ -383,7 +383,7 @@ async def _stream_choices(
                     index, event = await merged.get()
                     shaper = shapers[index]
                     if isinstance(event, TextPiece):
-                        log.token()
+                        log.mark_first_token()
                         for data in _events(envelope, templates[index],
                                             shaper.piece(event.text, event.logprobs), index):
                             await sse.write(data)
@@ -398,7 +398,7 @@ async def _stream_choices(
                             None, finish_reason=shaper.finish_reason(event.reason),
                             usage_=used if last and not include_usage else None), index)))
                         if last:
-                            log.finish(total)
+                            _finished(log, total)
                             if include_usage:
                                 await sse.send(json.dumps(envelope.usage_chunk(used)))
                             await sse.send("[DONE]")
@@ -423,12 +423,12 @@ def _total(finishes: list[Finished]) -> Finished:
 
 async def _collect(
     generations: list[Generation], envelope: CompletionEnvelope,
-    parsed: AnyCompletionRequest, echo: str, log: _CompletionLog,
+    parsed: AnyCompletionRequest, echo: str, log: CompletionRecord,
 ) -> web.Response:
     answers = await asyncio.gather(*[_collect_choice(g, envelope, _shaper(parsed), echo, log)
                                      for g in generations])
     total = _total([finished for _, finished in answers])
-    log.finish(total)
+    _finished(log, total)
     body = envelope.whole("", "stop", usage(total.prompt_tokens, total.completion_tokens))
     body["choices"] = [dict(choice, index=i) for i, (choice, _) in enumerate(answers)]
     log.mark_first_byte()
@@ -437,14 +437,14 @@ async def _collect(
 
 async def _collect_choice(
     generation: Generation, envelope: CompletionEnvelope, shaper: AnswerShaper, echo: str,
-    log: _CompletionLog,
+    log: CompletionRecord,
 ) -> tuple[dict[str, Any], Finished]:
     """One whole answer: its choice object and its figures."""
     parts: list[Part] = []
     while True:
         event = await generation.next_event()
         if isinstance(event, TextPiece):
-            log.token()
+            log.mark_first_token()
             parts.extend(shaper.piece(event.text, event.logprobs))
         elif isinstance(event, Finished):
             parts.extend(shaper.end())
@@ -470,66 +470,9 @@ def _as_api_error(error: BaseException) -> ApiError:
     return GenerationError("the model failed while generating")
 
 
-class _CompletionLog:
-    """Collects one request's figures and writes its single completion log line.
-
-    The fields match the orchestrator's line (``cerebrum.orchestrator.proxy``):
-    event, kind, model, stream, status, outcome, tokens, ttfb_ms, duration_ms,
-    and ``ttfb_ms`` means the same in both (docs/metrics.md): request to the
-    first byte of the answer's body. The backend adds ``ttft_ms``, request to
-    the first generated token.
-    """
-
-    def __init__(self, kind: str, metrics: HttpMetrics, route: str) -> None:
-        self.kind = kind
-        self.metrics = metrics
-        self.route = route
-        self.model: str | None = None
-        self.stream = False
-        self.status = 200
-        self.started = time.perf_counter()
-        self.first_token: float | None = None
-        self.first_byte: float | None = None
-        self.prompt_tokens: int | None = None
-        self.completion_tokens: int | None = None
-        self.finish_reason: str | None = None
-        self.outcome = "cancelled"
-
-    def token(self) -> None:
-        if self.first_token is None:
-            self.first_token = time.perf_counter()
-
-    def mark_first_byte(self) -> None:
-        """The answer's body starts now (a stream's first event, or the whole answer)."""
-        if self.first_byte is None:
-            self.first_byte = time.perf_counter()
-
-    def _ms(self, moment: float | None) -> float | None:
-        return None if moment is None else round((moment - self.started) * 1000, 2)
-
-    def finish(self, event: Finished, outcome: str = "ok") -> None:
-        self.prompt_tokens = event.prompt_tokens
-        self.completion_tokens = event.completion_tokens
-        self.finish_reason = event.reason
-        self.outcome = outcome
-
-    def write(self) -> None:
-        now = time.perf_counter()
-        fields: dict[str, Any] = {
-            "event": "completion",
-            "kind": self.kind,
-            "model": self.model,
-            "stream": self.stream,
-            "status": self.status,
-            "outcome": self.outcome,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "finish_reason": self.finish_reason,
-            "ttfb_ms": self._ms(self.first_byte),
-            "ttft_ms": self._ms(self.first_token),
-            "duration_ms": round((now - self.started) * 1000, 1),
-        }
-        _LOGGER.info("completion %s", self.outcome, extra=fields)
-        self.metrics.count_tokens(self.prompt_tokens or 0, self.completion_tokens or 0)
-        if self.first_token is not None:
-            self.metrics.ttfb.labels(self.route).observe(self.first_token - self.started)
+def _finished(log: CompletionRecord, event: Finished, outcome: str = "ok") -> None:
+    """Note the end of a generation on the request's completion line."""
+    log.prompt_tokens = event.prompt_tokens
+    log.completion_tokens = event.completion_tokens
+    log.note(finish_reason=event.reason)
+    log.outcome = outcome

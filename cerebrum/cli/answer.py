@@ -6,11 +6,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from cerebrum.cli.client import OPTIMIZE_HEADER, ChatStream, Client
+from cerebrum.cli.client import ChatStream, Client
 from cerebrum.cli.render import Output
-
-STATS_HEADER = "X-Cerebrum-Prompt-Stats"
-"""Optimiser figures the orchestrator reports on an answer, when it does."""
+from cerebrum.protocol import OPTIMIZE_HEADER, PROMPT_STATS_HEADER
 
 
 def request_headers(optimize: bool) -> dict[str, str]:
@@ -57,7 +55,7 @@ def prompt_reduction(headers: Mapping[str, str], optimize: bool = True) -> str:
     """The prompt reduction the orchestrator reported, as ``-62%``; ``n/a`` when it did not."""
     if not optimize:
         return "off"
-    raw = headers.get(STATS_HEADER)
+    raw = headers.get(PROMPT_STATS_HEADER)
     if not raw:
         return "n/a"
     try:

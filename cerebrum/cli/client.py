@@ -27,13 +27,11 @@ from cerebrum.cli.errors import (
     RequestFailed,
     Unreachable,
 )
+from cerebrum.protocol import REQUEST_ID_HEADER, error_message
 
 Service = Literal["orchestrator", "backend"]
 
 _HEALTH_PROBE_BYTES = 64 * 1024
-
-OPTIMIZE_HEADER = "X-Cerebrum-Optimize"
-"""Per-request opt-out of prompt optimisation (``off``); other servers ignore it."""
 
 _HOW_TO_START: dict[Service | None, str] = {
     "orchestrator": "Start it with `cerebrum up` (both services on this machine) or "
@@ -94,17 +92,8 @@ def service_from_health(health: object) -> Service | None:
 
 
 def _server_message(body: bytes) -> str:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return body.decode("utf-8", "replace").strip()[:200]
-    if isinstance(data, dict):
-        error = data.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"]).rstrip(".")
-        if isinstance(error, str):
-            return error.rstrip(".")
-    return ""
+    # The CLI ends its sentences itself.
+    return error_message(body, limit=200).rstrip(".")
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -266,14 +255,14 @@ class Client:
         started = time.perf_counter()
         response = await self._request(
             "POST", "/v1/chat/completions", json={**body, "stream": True},
-            headers={"X-Request-ID": request_id, "Accept": "text/event-stream",
+            headers={REQUEST_ID_HEADER: request_id, "Accept": "text/event-stream",
                      **(headers or {})})
         if response.status >= 400:
             async with response:
                 raw = await response.read()
             raise error_from_response(response.status, raw, response.headers, self.url,
                                       await self.identify())
-        return ChatStream(response, response.headers.get("X-Request-ID", request_id), started)
+        return ChatStream(response, response.headers.get(REQUEST_ID_HEADER, request_id), started)
 
     async def identify(self) -> Service | None:
         """Which service ``url`` is: as given, else from its public ``/health`` (read once,

@@ -77,7 +77,7 @@ def ensure_key(env_file: Path) -> tuple[str, bool]:
 
 
 @attrs.define
-class Service:
+class ServiceProcess:
     """One child process and where its log goes."""
 
     name: str
@@ -161,7 +161,8 @@ def _port_taken(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def wait_ready(services: list[Service], err: Output, timeout: float = READY_TIMEOUT_S) -> None:
+def wait_ready(services: list[ServiceProcess], err: Output,
+               timeout: float = READY_TIMEOUT_S) -> None:
     """Poll each ``/health`` until 200; fail with the log's tail if a child dies or time
     runs out."""
     deadline = time.monotonic() + timeout
@@ -226,8 +227,8 @@ def run(args: argparse.Namespace) -> int:
         # user's own programs would all count as "other" CPU and turn questions
         # away. The guard is for a shared VPS; here it is off unless configured.
         env["CEREBRUM_MAX_CPU_PERCENT"] = "100"
-    backend = Service("backend", backend_url, args.log_dir / "backend.log")
-    orchestrator = Service("orchestrator", url, args.log_dir / "orchestrator.log")
+    backend = ServiceProcess("backend", backend_url, args.log_dir / "backend.log")
+    orchestrator = ServiceProcess("orchestrator", url, args.log_dir / "orchestrator.log")
     cwd = Path.cwd()
     env_file = str(args.env_file.resolve())
     # The terminal closing (SIGHUP) or a plain `kill` (SIGTERM) stops both cleanly.
@@ -279,7 +280,7 @@ def _repl(url: str, key: str, args: argparse.Namespace) -> int:
                             history=args.history or default_history_path(), banner=banner))
 
 
-def _serve_until_interrupted(url: str, services: list[Service], err: Output) -> int:
+def _serve_until_interrupted(url: str, services: list[ServiceProcess], err: Output) -> int:
     err.line(f"Cerebrum is up at {url} (key in .env). Press Ctrl-C to stop.")
     stop = False
 

@@ -57,10 +57,8 @@ from typing import Any
 import attrs
 
 from cerebrum.orchestrator.backends import Backend
+from cerebrum.protocol import SESSION_HEADER
 
-SESSION_HEADER = "X-Cerebrum-Session"
-"""Pins a conversation to one backend: every request with the same value goes to the same
-backend while it is healthy and not much busier than the others."""
 SESSION_FIELD = "session"
 """The same, as the body field ``"cerebrum": {"session": "..."}`` (never forwarded)."""
 MAX_SESSION_CHARS = 128

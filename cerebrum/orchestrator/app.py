@@ -17,7 +17,7 @@ from cerebrum.orchestrator.breaker import BreakerState, TransitionListener
 from cerebrum.orchestrator.config import OrchestratorConfig
 from cerebrum.orchestrator.metrics import ORCHESTRATOR_METRICS, OrchestratorMetrics, StateCollector
 from cerebrum.orchestrator.response_cache import ResponseCache
-from cerebrum.orchestrator.shedding import InFlight, setup_load_shedding
+from cerebrum.orchestrator.shedding import Concurrency, setup_load_shedding
 from cerebrum.orchestrator.state import ORCHESTRATOR, OrchestratorState
 from cerebrum.orchestrator.upstream import upstream_session
 from cerebrum.orchestrator.workspace_views import setup_workspaces
@@ -36,7 +36,7 @@ def create_orchestrator_app(
     """Build the orchestrator app. ``clock`` drives the breakers (tests inject one)."""
     # client_max_size is a second line: read_json refuses large bodies first.
     app = web.Application(client_max_size=config.max_body_bytes)
-    in_flight = InFlight(config.max_concurrent)
+    concurrency = Concurrency(config.max_concurrent)
     # Order, outermost first: the request id, so every later log line and
     # error carries it; metrics, so they see every final status, refusals
     # included; error rendering, so refusals below render as OpenAI JSON;
@@ -68,9 +68,10 @@ def create_orchestrator_app(
                                    failure_threshold=config.breaker_failure_threshold,
                                    cooldown_s=config.breaker_cooldown_s, clock=clock,
                                    on_transition=on_transition),
-        in_flight=in_flight,
+        concurrency=concurrency,
         language_models=config.language_models(),
-        cache=(ResponseCache(config.cache_max_bytes, config.cache_ttl_s, clock=clock)
+        cache=(ResponseCache(config.cache_max_bytes, config.cache_ttl_s, clock=clock,
+                             max_entry_bytes=config.cache_max_entry_bytes)
                if config.cache_max_bytes else None),
         affinity=affinity,
     )
@@ -79,7 +80,7 @@ def create_orchestrator_app(
     http_metrics.registry.register(StateCollector(state))
     setup_errors(app)
     setup_auth(app, config.client_api_keys, public=PUBLIC_PATHS)
-    setup_load_shedding(app, in_flight)
+    setup_load_shedding(app, concurrency)
     app.cleanup_ctx.append(upstream_session)
     app.router.add_post("/v1/chat/completions", views.chat_completions)
     app.router.add_post("/v1/completions", views.completions)

@@ -17,16 +17,18 @@ never completes would cost every request waiting for the list its timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
 
+from cerebrum.bodies import read_at_most
 from cerebrum.orchestrator.breaker import (
     BreakerState,
     CircuitBreaker,
@@ -34,9 +36,6 @@ from cerebrum.orchestrator.breaker import (
 )
 
 _LOGGER = logging.getLogger(__name__)
-
-ROUTING_ALIASES = ("auto",)
-"""Model names that mean "let the orchestrator choose"."""
 
 _MAX_MODEL_ID = 256
 """Longer model ids are dropped: no real one is, and each appears on ``/health``."""
@@ -66,6 +65,7 @@ class Backend:
         self.models: dict[str, dict[str, Any]] | None = None
         """Model id → the backend's ``/v1/models`` entry; None until first read."""
         self.in_flight = 0
+        """Requests this backend holds now (``BackendPool.lease``): its load, for routing."""
         self.last_contact: float | None = None
         """Wall-clock time of the last answer from this backend (any status below 500)."""
         self._wall_clock = wall_clock
@@ -179,6 +179,16 @@ class BackendPool:
         # Stable sort: configuration order breaks ties, so the first URL is preferred.
         return sorted(found, key=lambda b: (not b.breaker.would_allow(), b.in_flight))
 
+    @contextlib.asynccontextmanager
+    async def lease(self, backend: Backend) -> AsyncIterator[Backend]:
+        """Hold ``backend`` for one request: counted in its ``in_flight`` (which orders
+        ``candidates``) until the block ends, however it ends."""
+        backend.in_flight += 1
+        try:
+            yield backend
+        finally:
+            backend.in_flight -= 1
+
     def default_model(self) -> str | None:
         """The model to use when a request names none: the first healthy backend's default."""
         for backend in self.candidates(None):
@@ -278,13 +288,5 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes | 
     """The whole body, or None past ``limit`` bytes (read no further: the connection closes)."""
     if response.content_length is not None and response.content_length > limit:
         return None
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        data = await response.content.read(64 * 1024)
-        if not data:
-            return b"".join(chunks)
-        size += len(data)
-        if size > limit:
-            return None
-        chunks.append(data)
+    body = await read_at_most(response.content, limit + 1)
+    return body if len(body) <= limit else None

@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 
 from cerebrum.orchestrator.breaker import BreakerState
 from cerebrum.orchestrator.state import OrchestratorState
+from cerebrum.prompt.optimizer import OptimizeStats
 
 BREAKER_STATE_VALUES = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
 
@@ -44,13 +45,13 @@ class OrchestratorMetrics:
     def breaker_transition(self, name: str, old: BreakerState, new: BreakerState) -> None:
         self.breaker_transitions.labels(name, old.value, new.value).inc()
 
-    def optimized(self, stats: dict | None) -> None:  # type: ignore[type-arg]
-        if not stats:
+    def optimized(self, report: OptimizeStats | None) -> None:
+        """Count one request's optimisation (None: it was not asked for)."""
+        if report is None:
             return
-        if stats.get("skipped_reason") is None:
-            self.optimizer_reduction.observe(float(stats.get("reduction", 0.0)))
-        if stats.get("elapsed_ms") is not None:
-            self.optimizer_seconds.observe(float(stats["elapsed_ms"]) / 1000)
+        if report.skipped_reason is None:
+            self.optimizer_reduction.observe(report.reduction)
+        self.optimizer_seconds.observe(report.elapsed_ms / 1000)
 
 
 ORCHESTRATOR_METRICS = web.AppKey("orchestrator_metrics", OrchestratorMetrics)

@@ -27,7 +27,6 @@ from typing import Any
 import attrs
 
 from cerebrum.openai_wire import AnyCompletionRequest, ChatCompletionRequest
-from cerebrum.orchestrator.backends import ROUTING_ALIASES
 from cerebrum.prompt import DEFAULT_LANGUAGE_MODELS, optimize_messages, optimize_text, route_model
 from cerebrum.prompt.instruction import message_text
 from cerebrum.prompt.optimizer import (
@@ -38,15 +37,10 @@ from cerebrum.prompt.optimizer import (
     budget_tokens,
 )
 from cerebrum.prompt.tokens import estimate_tokens
+from cerebrum.protocol import OPTIMIZE_HEADER, OPTIONS_FIELD, named_model
 from cerebrum.workspace.augment import Retriever, augment_request
 
 _LOGGER = logging.getLogger(__name__)
-
-OPT_OUT_HEADER = "X-Cerebrum-Optimize"
-"""``X-Cerebrum-Optimize: off`` skips optimisation for one request."""
-BODY_OPTIONS = "cerebrum"
-"""Body field for orchestrator options, e.g. ``"cerebrum": {"optimize": false}``;
-never forwarded."""
 
 DEFAULT_CONTEXT_TOKENS = 2048
 """Assumed when the backend does not report a model's ``context_length``."""
@@ -64,7 +58,8 @@ class PreparedRequest:
     prompt_chars_after: int
     language: str | None = None
     report: OptimizeStats | None = None
-    """What the optimiser did (typed); None when it did not run."""
+    """What the optimiser did (typed); None only when it was not asked to run (an
+    optimiser failure is a report too, ``skipped_reason`` ``error``)."""
     prompt: str | None = None
     """The text that carries the (optimised) code: the prompt, or that chat message."""
     retrieval: Mapping[str, Any] | None = None
@@ -76,7 +71,8 @@ class PreparedRequest:
 
     @property
     def stats(self) -> dict[str, Any] | None:
-        """The optimiser's figures as JSON-ready data (for the stats header, /v1/optimize, metrics)."""
+        """The optimiser's figures for the wire (the stats header, /v1/optimize); None when
+        it was not asked to run."""
         return wire_stats(self.report) if self.report is not None else None
 
     @property
@@ -89,10 +85,19 @@ MAX_STATS_BYTES = 6000
 
 
 def wire_stats(report: OptimizeStats, max_bytes: int = MAX_STATS_BYTES) -> dict[str, Any]:
-    """``report`` as a dict, the per-message and per-chunk detail shed until it fits ``max_bytes``."""
+    """``report`` as JSON-ready data, within ``max_bytes``: every field of OptimizeStats
+    and ``detail_shed``, always the same set (docs/orchestrator.md), so a reader never
+    meets a field that is sometimes absent.
+
+    To fit, detail is shed (``detail_shed`` is then true) in this order: unchanged
+    messages, chunk lists per message, the top-level chunk and focus lists, message
+    reasons, the earliest messages; last, every list.
+    """
     data = attrs.asdict(report)
+    data["detail_shed"] = False
     if _size(data) <= max_bytes:
         return data
+    data["detail_shed"] = True
     # Messages sent unchanged say nothing the user does not know; then chunk lists go.
     data["messages"] = [m for m in data["messages"] if m["action"] != "kept" or m["kept"]]
     for message in data["messages"]:
@@ -103,10 +108,12 @@ def wire_stats(report: OptimizeStats, max_bytes: int = MAX_STATS_BYTES) -> dict[
         data["kept"] = data["kept"][:3]
         data["focus"] = data["focus"][:3]
     if _size(data) > max_bytes:
-        data["messages"] = [{key: m[key] for key in ("index", "role", "action", "chars")}
-                            for m in data["messages"]][-8:]
+        for message in data["messages"]:
+            message["kept"], message["reason"] = [], message["reason"][:60]
+        data["messages"] = data["messages"][-8:]
     if _size(data) > max_bytes:
         data["kept"], data["focus"], data["messages"] = [], [], []
+        data["warnings"] = [warning[:200] for warning in data["warnings"][:4]]
     return data
 
 
@@ -133,12 +140,12 @@ class Catalogue:
 
 def wants_optimization(default: bool, headers: Mapping[str, str], body: Mapping[str, Any]) -> bool:
     """The configured default, unless the request opts out (or in)."""
-    header = headers.get(OPT_OUT_HEADER, "").strip().lower()
+    header = headers.get(OPTIMIZE_HEADER, "").strip().lower()
     if header in ("off", "0", "false", "no"):
         return False
     if header in ("on", "1", "true", "yes"):
         return True
-    options = body.get(BODY_OPTIONS)
+    options = body.get(OPTIONS_FIELD)
     if isinstance(options, Mapping) and isinstance(options.get("optimize"), bool):
         return bool(options["optimize"])
     return default
@@ -160,9 +167,9 @@ def prepare_request(body: Mapping[str, Any], parsed: AnyCompletionRequest, *, op
     tokenizer counted more than the estimate did. Never raises on the
     prompt's content.
     """
-    forwarded = {key: value for key, value in body.items() if key != BODY_OPTIONS}
+    forwarded = {key: value for key, value in body.items() if key != OPTIONS_FIELD}
     before = prompt_chars(parsed)
-    wants_route = parsed.model is None or parsed.model.strip().lower() in ROUTING_ALIASES
+    wants_route = named_model(parsed.model) is None
     model = catalogue.default_model if wants_route else parsed.model
     reply_tokens = parsed.params.max_tokens or DEFAULT_REPLY_TOKENS
 
@@ -179,11 +186,13 @@ def prepare_request(body: Mapping[str, Any], parsed: AnyCompletionRequest, *, op
             parsed, before, context(model), reply_tokens):
         # The optimiser would only say "fits", after detecting the language,
         # which nothing needs here: skip it, it is most of a small request's cost.
-        result = _Optimized({}, "", "", _fits_report(before, context(model), reply_tokens))
+        result = _Optimized({}, "", "",
+                            _unchanged_report(before, context(model), reply_tokens, SKIP_FITS))
     elif optimize:
         result = _optimize(forwarded, parsed, context(model), reply_tokens)
     if wants_route:
-        language = result.language if result is not None else "text"
+        # Unknown (not optimised, or the optimiser failed): plain text.
+        language = result.language if result is not None and result.language else "text"
         routed = route_model(None, language, catalogue.available,
                              language_models=catalogue.language_models,
                              default_model=catalogue.default_model or "")
@@ -204,15 +213,17 @@ def prepare_request(body: Mapping[str, Any], parsed: AnyCompletionRequest, *, op
     return PreparedRequest(forwarded, model or None, before, after,
                            language=result.language or None if result else None,
                            report=result.report if result else None,
-                           prompt=result.text if result else None,
+                           # "" when nothing was rewritten: the client's text stands.
+                           prompt=(result.text or None) if result else None,
                            context_tokens=context(model), reply_tokens=reply_tokens,
                            retrieval=retrieved.as_dict() if retrieved is not None else None)
 
 
-def _fits_report(chars: int, context: int, reply_tokens: int) -> OptimizeStats:
-    return OptimizeStats(original_chars=chars, optimized_chars=chars, reduction=0.0, chunks_total=0,
-                         chunks_unique=0, chunks_kept=0, elapsed_ms=0.0, skipped_reason=SKIP_FITS,
-                         budget_tokens=budget_tokens(context, reply_tokens))
+def _unchanged_report(chars: int, context: int, reply_tokens: int, reason: str) -> OptimizeStats:
+    """The stats of a prompt sent as it came, for ``reason``, without the optimiser's work."""
+    return OptimizeStats(original_chars=chars, optimized_chars=chars, reduction=0.0,
+                         chunks_total=0, chunks_unique=0, chunks_kept=0, elapsed_ms=0.0,
+                         skipped_reason=reason, budget_tokens=budget_tokens(context, reply_tokens))
 
 
 def _tool_tokens(parsed: AnyCompletionRequest) -> int:
@@ -253,7 +264,7 @@ class _Optimized:
 
 
 def _optimize(body: Mapping[str, Any], parsed: AnyCompletionRequest, context: int,
-              reply_tokens: int) -> _Optimized | None:
+              reply_tokens: int) -> _Optimized:
     context = max(1, context - _tool_tokens(parsed))
     try:
         if isinstance(parsed, ChatCompletionRequest):
@@ -261,7 +272,7 @@ def _optimize(body: Mapping[str, Any], parsed: AnyCompletionRequest, context: in
                                          max_tokens=reply_tokens)
             changed = messages.stats.skipped_reason is None
             if messages.stats.skipped_reason == SKIP_ERROR:
-                return None
+                return _failed(parsed, context, reply_tokens)
             text = _code_text(body["messages"], messages.messages)
             fields: dict[str, Any] = {"messages": messages.messages} if changed else {}
             return _Optimized(fields, text, messages.language, messages.stats)
@@ -270,15 +281,22 @@ def _optimize(body: Mapping[str, Any], parsed: AnyCompletionRequest, context: in
         return _Optimized(replaced, prompt.text, prompt.language, prompt.stats)
     except Exception:  # the optimiser must never cost the request
         _LOGGER.exception("prompt optimisation failed; forwarding the prompt unchanged")
-        return None
+        return _failed(parsed, context, reply_tokens)
+
+
+def _failed(parsed: AnyCompletionRequest, context: int, reply_tokens: int) -> _Optimized:
+    """The prompt goes out unchanged, and the stats say the optimiser failed."""
+    return _Optimized({}, "", "", _unchanged_report(prompt_chars(parsed), context, reply_tokens,
+                                                    SKIP_ERROR))
 
 
 def _code_text(original: list[Any], optimized: list[dict[str, Any]]) -> str:
     """The text of the last message the optimiser changed, else of the longest user message."""
     texts = [message_text(m.get("content")) for m in optimized]
     changed = [texts[index] for index, message in enumerate(original)
-               if isinstance(message, Mapping) and message_text(message.get("content")) != texts[index]]
+               if isinstance(message, Mapping)
+               and message_text(message.get("content")) != texts[index]]
     if changed:
         return max(changed, key=len)
-    users = [text for m, text in zip(optimized, texts) if m.get("role") == "user"]
+    users = [text for m, text in zip(optimized, texts, strict=True) if m.get("role") == "user"]
     return max(users, key=len) if users else ""

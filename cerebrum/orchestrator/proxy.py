@@ -1,8 +1,15 @@
-"""Forwarding one completion: prepare, pick a backend, relay the answer, log one line.
+"""Forwarding one completion, as one pipeline in ``complete``: parse → prepare → cache →
+relay → record.
+
+Each step is one call out, and nothing it calls calls back: ``preparation``
+(optimise and route, pure), ``response_cache.lookup`` (a hit, or the lead
+on the key), ``Upstream.open`` (a backend leased from the pool for the
+block), ``sse_relay`` (the stream's events, checked), and one
+``CompletionRecord`` written as the request's log line.
 
 Streams are relayed event by event as they arrive (batched only when several
 arrived together), never buffered whole. Before the first byte reaches the
-client a failing backend is skipped for the next (``open_upstream``); after
+client a failing backend is skipped for the next (``Upstream.open``); after
 it, a failure ends the stream with an SSE ``error`` event in OpenAI's error
 shape and a clean close. When the client leaves, aiohttp cancels the handler
 and the backend connection is closed, so the backend stops generating.
@@ -14,20 +21,20 @@ import asyncio
 import functools
 import json
 import logging
-import time
 from typing import Any, Literal
 
 import aiohttp
-import attrs
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
+from cerebrum.bodies import read_json
+from cerebrum.completion_log import CompletionRecord
 from cerebrum.errors import ApiError, BadGateway, BadRequest, GatewayTimeout, ModelNotFound
-from cerebrum.metrics import METRICS, HttpMetrics, route_label
+from cerebrum.metrics import METRICS, route_label
 from cerebrum.middlewares import REQUEST_ID_KEY, presented_key
-from cerebrum.openai_wire import AnyCompletionRequest, read_json, structure_request
-from cerebrum.orchestrator import affinity
-from cerebrum.orchestrator.backends import ROUTING_ALIASES, Backend
+from cerebrum.openai_wire import AnyCompletionRequest, structure_request
+from cerebrum.orchestrator import affinity, response_cache
+from cerebrum.orchestrator.backends import Backend
 from cerebrum.orchestrator.metrics import ORCHESTRATOR_METRICS
 from cerebrum.orchestrator.preparation import (
     Catalogue,
@@ -36,158 +43,76 @@ from cerebrum.orchestrator.preparation import (
     prompt_chars,
     wants_optimization,
 )
-from cerebrum.orchestrator.response_cache import (
-    CachedCompletion,
-    Capture,
-    ResponseCache,
-    cache_key,
-    client_identity,
-    is_cacheable,
-)
+from cerebrum.orchestrator.response_cache import CachedCompletion, Capture, client_identity
 from cerebrum.orchestrator.sse_relay import MalformedStream
 from cerebrum.orchestrator.state import ORCHESTRATOR
 from cerebrum.orchestrator.token_count import counter_for, fit_to_context
-from cerebrum.orchestrator.upstream import (
-    UPSTREAM_SESSION,
-    Answered,
-    Opened,
-    UpstreamLimits,
-    models_timeout,
-    open_upstream,
-    upstream_headers,
-)
+from cerebrum.orchestrator.upstream import UPSTREAM, Answered, Opened, Upstream
 from cerebrum.orchestrator.workspace_views import retriever_for
+from cerebrum.protocol import CACHE_HEADER, PROMPT_STATS_HEADER, named_model
 
 _LOGGER = logging.getLogger(__name__)
 
 _PATHS = {"chat": "/v1/chat/completions", "text": "/v1/completions"}
 _INLINE_PREPARE_CHARS = 16_000
-STATS_HEADER = "X-Cerebrum-Prompt-Stats"
-"""The optimiser's figures for this request, as compact JSON (when it ran)."""
-CACHE_HEADER = "X-Cerebrum-Cache"
-"""On cacheable (deterministic) requests: ``hit``, ``miss`` or ``bypass``."""
 
 
-@attrs.define
-class CompletionRecord:
-    """One request's figures, written as its single completion log line."""
-
-    kind: str
-    started: float = attrs.field(factory=time.perf_counter)
-    model: str | None = None
-    backend: str | None = None
-    stream: bool = False
-    prompt_chars_before: int | None = None
-    prompt_chars_after: int | None = None
-    optimized: bool = False
-    usage: dict[str, Any] | None = None
-    first_byte: float | None = None
-    status: int = 200
-    outcome: str = "cancelled"
-    cache: str | None = None
-    affinity: str | None = None
-
-    def mark_first_byte(self) -> None:
-        if self.first_byte is None:
-            self.first_byte = time.perf_counter()
-
-    def write(self) -> None:
-        now = time.perf_counter()
-        usage = self.usage or {}
-        _LOGGER.info(
-            "completion %s", self.outcome,
-            extra={
-                "event": "completion", "kind": self.kind, "model": self.model,
-                "backend": self.backend, "stream": self.stream,
-                "status": self.status, "outcome": self.outcome,
-                "prompt_chars_before": self.prompt_chars_before,
-                "prompt_chars_after": self.prompt_chars_after, "optimized": self.optimized,
-                "prompt_tokens": usage.get("prompt_tokens"),
-                "completion_tokens": usage.get("completion_tokens"),
-                "ttfb_ms": (round((self.first_byte - self.started) * 1000, 2)
-                            if self.first_byte is not None else None),
-                "duration_ms": round((now - self.started) * 1000, 2),
-                "cache": self.cache, "affinity": self.affinity,
-            })
-
-    def observe(self, metrics: HttpMetrics, route: str) -> None:
-        """Add this request's tokens (a backend's, not a cache hit's) and time to first
-        byte to the metrics."""
-        usage = (self.usage or {}) if self.backend != "cache" else {}
-        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        if isinstance(prompt, int) and isinstance(completion, int):
-            metrics.count_tokens(prompt, completion)
-        if self.first_byte is not None:
-            metrics.ttfb.labels(route).observe(self.first_byte - self.started)
-
-    def finished(self, metrics: HttpMetrics, route: str) -> None:
-        self.observe(metrics, route)
-        self.write()
+def _new_record(kind: str) -> CompletionRecord:
+    """The completion record of one request, with the orchestrator's own fields."""
+    return CompletionRecord(kind, logger=_LOGGER, extra={
+        "backend": None, "prompt_chars_before": None, "prompt_chars_after": None,
+        "optimized": False, "cache": None, "affinity": None})
 
 
 async def complete(request: web.Request, kind: Literal["chat", "text"]) -> web.StreamResponse:
-    """Serve one chat or text completion through a backend."""
+    """Serve one chat or text completion: parse → prepare → cache → relay → record."""
     state = request.app[ORCHESTRATOR]
-    config = state.config
-    record = CompletionRecord(kind)
+    upstream = request.app[UPSTREAM]
+    record = _new_record(kind)
     try:
-        body = await read_json(request, config.max_body_bytes)
+        body = await read_json(request, state.config.max_body_bytes)
         parsed = structure_request(body, kind)
-        record.stream = parsed.stream
-        record.model = parsed.model
+        record.requested(parsed.model, parsed.stream)
         pinned = _pinned_session(request, body)
-        session = request.app[UPSTREAM_SESSION]
-        prepared = await prepare(request, body, parsed)
+        prepared = await prepare_and_fit(request, body, parsed)
         record.model = prepared.model
-        record.prompt_chars_before = prepared.prompt_chars_before
-        record.prompt_chars_after = prepared.prompt_chars_after
-        record.optimized = prepared.optimized
-        request.app[ORCHESTRATOR_METRICS].optimized(prepared.stats)
-        response_headers = _stats_header(prepared)
-        lookup = _CacheLookup.start(state.cache, request, kind, prepared)
-        if lookup is not None:
-            response_headers[CACHE_HEADER] = lookup.verdict
-            hit = await lookup.find(config.read_timeout_s)
-            if hit is not None:
-                response_headers[CACHE_HEADER] = record.cache = "hit"
-                return await _replay(request, hit, record, response_headers)
-            record.cache = lookup.verdict
-        try:
-            payload = json.dumps(prepared.body, ensure_ascii=False).encode()
-            headers = upstream_headers(config.api_key, request.get(REQUEST_ID_KEY))
+        record.note(prompt_chars_before=prepared.prompt_chars_before,
+                    prompt_chars_after=prepared.prompt_chars_after,
+                    optimized=prepared.optimized)
+        request.app[ORCHESTRATOR_METRICS].optimized(prepared.report)
+        headers = _stats_header(prepared)
+        async with response_cache.lookup(
+                state.cache, kind, prepared.model or "", prepared.body,
+                client=client_identity(presented_key(request), shared=state.config.cache_shared),
+                cache_control=request.headers.get("Cache-Control", ""),
+                wait_s=state.config.read_timeout_s) as cached:
+            if cached.verdict is not None:
+                headers[CACHE_HEADER] = cached.verdict
+                record.note(cache=cached.verdict)
+            if cached.hit is not None:
+                return await _replay(request, cached.hit, record, headers)
             # Keyed on the body as forwarded: what the backend's cache will hold.
             candidates, route = affinity.plan(state.affinity, state.pool.candidates(prepared.model),
                                               kind, prepared.body, pinned)
-            backend, reply = await open_upstream(
-                state.pool, session, _PATHS[kind], payload, headers, prepared.model,
-                stream=parsed.stream, limits=UpstreamLimits.from_config(config),
-                candidates=candidates)
-            outcome = state.affinity.served(route, backend.url)
-            record.affinity = outcome.value if outcome is not None else None
-            record.backend = backend.name
-            request.app[ORCHESTRATOR_METRICS].backend_requests.labels(backend.name).inc()
-            try:
+            payload = json.dumps(prepared.body, ensure_ascii=False).encode()
+            async with upstream.open(_PATHS[kind], payload, prepared.model, stream=parsed.stream,
+                                     request_id=request.get(REQUEST_ID_KEY),
+                                     candidates=candidates) as (backend, reply):
+                outcome = state.affinity.served(route, backend.url)
+                record.note(backend=backend.name,
+                            affinity=outcome.value if outcome is not None else None)
+                request.app[ORCHESTRATOR_METRICS].backend_requests.labels(backend.name).inc()
                 if isinstance(reply, Answered):
-                    response = _pass_through(reply, record, response_headers)
-                    if (lookup is not None and reply.status == 200
-                            and len(reply.body) <= config.cache_max_entry_bytes):
-                        lookup.store(CachedCompletion(reply.body, stream=False,
+                    if reply.status == 200:
+                        cached.store(CachedCompletion(reply.body, stream=False,
                                                       content_type=reply.content_type,
                                                       usage=reply.usage))
-                    return response
-                capture = (Capture(config.cache_max_entry_bytes)
-                           if lookup is not None and lookup.storing else None)
-                sse = await _relay(request, backend, reply, record, response_headers, capture)
-                if capture is not None and record.outcome == "ok" and capture.complete():
-                    lookup.store(CachedCompletion(bytes(capture.data), stream=True,  # type: ignore[union-attr]
-                                                  content_type="text/event-stream",
-                                                  usage=reply.parser.usage))
+                    return _pass_through(reply, record, headers)
+                capture = cached.capture()
+                sse = await _relay(request, backend, reply, record, headers, capture)
+                if record.outcome == "ok":
+                    cached.store_stream(capture, reply.parser.usage)
                 return sse
-            finally:
-                backend.in_flight -= 1
-        finally:
-            if lookup is not None:
-                lookup.done()
     except ApiError as exc:
         record.status = exc.status
         record.outcome = exc.code or exc.error_type
@@ -201,18 +126,21 @@ async def complete(request: web.Request, kind: Literal["chat", "text"]) -> web.S
         # last bytes leave: formatting a log line costs as much as the rest of
         # a short request. call_soon copies the context, so the line still
         # carries the request id.
-        asyncio.get_running_loop().call_soon(record.finished, request.app[METRICS],
+        asyncio.get_running_loop().call_soon(record.write, request.app[METRICS],
                                              route_label(request))
 
 
-async def prepare(request: web.Request, body: Any, parsed: AnyCompletionRequest, *,
-                  optimize: bool | None = None) -> PreparedRequest:
-    """Optimise and route, off the event loop when the prompt is large.
+async def prepare_and_fit(request: web.Request, body: Any, parsed: AnyCompletionRequest, *,
+                          optimize: bool | None = None) -> PreparedRequest:
+    """``preparation.prepare_request`` for this request (the model checked first; off the
+    event loop when the prompt is large), then fitted to the context by the backend's
+    own token count.
 
     ``optimize`` overrides the configured default and the request's opt-out.
     """
     state = request.app[ORCHESTRATOR]
-    await _check_model(request, parsed.model)
+    upstream = request.app[UPSTREAM]
+    await _check_model(upstream, parsed.model)
     catalogue = Catalogue(state.pool.contexts(), state.pool.default_model(),
                           state.language_models)
     retriever = retriever_for(request, body)
@@ -233,29 +161,25 @@ async def prepare(request: web.Request, body: Any, parsed: AnyCompletionRequest,
             None, functools.partial(call, shrink_tokens=shrink))
 
     # Counted by the model's own tokenizer where the backend can tell (POST /tokenize).
-    return await fit_to_context(counter_for(state.pool), request.app[UPSTREAM_SESSION], state.pool,
-                                prepared, upstream_headers(state.config.api_key, request.get(REQUEST_ID_KEY)),
-                                again)
+    return await fit_to_context(counter_for(state.pool), upstream, prepared,
+                                request.get(REQUEST_ID_KEY), again)
 
 
-async def _check_model(request: web.Request, model: str | None) -> None:
+async def _check_model(upstream: Upstream, model: str | None) -> None:
     """Raise ModelNotFound for a model no backend serves, reading the lists again first
     when they may be out of date."""
-    state = request.app[ORCHESTRATOR]
-    pool = state.pool
-    explicit = model is not None and model.strip().lower() not in ROUTING_ALIASES
-    if explicit:
-        stale = pool.is_known(model) is not True  # type: ignore[arg-type]
-    else:
+    pool = upstream.pool
+    named = named_model(model)
+    if named is not None:
+        if pool.is_known(named) is not True:
+            await upstream.refresh_models()
+        if pool.is_known(named) is False:
+            raise ModelNotFound(f"the model '{model}' is not served by any backend",
+                                param="model")
+    elif all(backend.models is None for backend in pool.backends):
         # Routing needs some list; wait only when none is known at all (just
         # started), not on every request while one backend stays down.
-        stale = all(backend.models is None for backend in pool.backends)
-    if stale:
-        await pool.refresh_if_stale(request.app[UPSTREAM_SESSION],
-                                    upstream_headers(state.config.api_key, None),
-                                    models_timeout(state.config))
-    if explicit and pool.is_known(model) is False:  # type: ignore[arg-type]
-        raise ModelNotFound(f"the model '{model}' is not served by any backend", param="model")
+        await upstream.refresh_models()
 
 
 def _pinned_session(request: web.Request, body: Any) -> str | None:
@@ -269,13 +193,13 @@ def _pinned_session(request: web.Request, body: Any) -> str | None:
 def _stats_header(prepared: PreparedRequest) -> dict[str, str]:
     if prepared.stats is None:
         return {}
-    return {STATS_HEADER: json.dumps(prepared.stats, separators=(",", ":"))}
+    return {PROMPT_STATS_HEADER: json.dumps(prepared.stats, separators=(",", ":"))}
 
 
 def _pass_through(reply: Answered, record: CompletionRecord,
                   headers: dict[str, str]) -> web.Response:
     record.status = reply.status
-    record.usage = reply.usage
+    record.take_usage(reply.usage)
     record.outcome = "ok" if reply.status < 400 else f"backend_{reply.status}"
     record.mark_first_byte()
     return web.Response(body=reply.body, status=reply.status,
@@ -297,7 +221,7 @@ async def _relay(request: web.Request, backend: Backend, opened: Opened,
     finally:
         # Closing (not releasing) an unfinished response drops the connection,
         # which is how the backend learns the client is gone.
-        record.usage = parser.usage
+        record.take_usage(parser.usage)
         if record.outcome == "ok":
             response.release()
         else:
@@ -347,57 +271,12 @@ async def _relay_events(sse: EventSourceResponse, backend: Backend, opened: Open
         record.outcome = "ok"
 
 
-@attrs.define
-class _CacheLookup:
-    """One cacheable request's dealings with the response cache."""
-
-    cache: ResponseCache
-    key: str
-    verdict: str
-    """``miss`` or ``bypass`` (``Cache-Control: no-cache`` / ``no-store``)."""
-    storing: bool
-    """False under ``no-store``: the answer is not kept either."""
-    leading: bool = False
-
-    @classmethod
-    def start(cls, cache: ResponseCache | None, request: web.Request, kind: str,
-              prepared: PreparedRequest) -> _CacheLookup | None:
-        """A lookup for deterministic requests when the cache is on; None otherwise."""
-        if cache is None or not is_cacheable(prepared.body):
-            return None
-        directives = request.headers.get("Cache-Control", "").lower()
-        no_store = "no-store" in directives
-        bypass = no_store or "no-cache" in directives
-        key = cache_key(kind, prepared.model or "", prepared.body,
-                        client=client_identity(presented_key(request),
-                                               shared=request.app[ORCHESTRATOR].config.cache_shared))
-        return cls(cache, key, "bypass" if bypass else "miss", storing=not no_store)
-
-    async def find(self, wait_s: float) -> CachedCompletion | None:
-        """The cached answer; waits first for an identical request still generating."""
-        if self.verdict == "bypass":
-            self.leading = self.cache.lead(self.key)
-            return None
-        await self.cache.wait_for_leader(self.key, wait_s)
-        hit = self.cache.get(self.key)
-        if hit is None:
-            self.leading = self.cache.lead(self.key)
-        return hit
-
-    def store(self, entry: CachedCompletion) -> None:
-        if self.storing:
-            self.cache.put(self.key, entry)
-
-    def done(self) -> None:
-        if self.leading:
-            self.cache.release(self.key)
-
-
 async def _replay(request: web.Request, hit: CachedCompletion, record: CompletionRecord,
                   headers: dict[str, str]) -> web.StreamResponse:
     """Answer from the cache exactly as the backend answered the first time."""
-    record.backend = "cache"
-    record.usage = dict(hit.usage) if hit.usage else None
+    record.note(backend="cache")
+    record.take_usage(hit.usage)
+    record.count_tokens = False  # generated once already, and counted then
     record.mark_first_byte()
     record.outcome = "ok"
     if not hit.stream:

@@ -20,25 +20,30 @@ never for a stream cut by a disconnect or a backend failure.
 Identical requests arriving while the first is still generating wait for it
 (``wait_for_leader``) and are then served from the cache, instead of asking a
 backend that would only queue them behind the first.
+
+``lookup`` is one request's whole dealing with the cache, as a block: the
+verdict, the hit or the lead, and storing the answer it relays.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import attrs
 
 from cerebrum.openai_wire import HARMLESS_FIELDS
 from cerebrum.orchestrator.sse_relay import validate_events
+from cerebrum.protocol import OPTIONS_FIELD
 
 # Body fields that change neither the answer nor its shape.
-_NOT_IN_KEY = frozenset({"user", "cerebrum"})
+_NOT_IN_KEY = frozenset({"user", OPTIONS_FIELD})
 
 
 # llama.cpp reads these seeds as "pick one at random" (-1 in llama-cpp-python,
@@ -138,13 +143,16 @@ class ResponseCache:
     """LRU by bytes with a TTL."""
 
     def __init__(self, max_bytes: int, ttl_s: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, *,
+                 max_entry_bytes: int | None = None) -> None:
         self.max_bytes = max_bytes
         self.ttl_s = ttl_s
+        self.max_entry_bytes = max_bytes if max_entry_bytes is None else max_entry_bytes
+        """Largest answer worth keeping (``CEREBRUM_CACHE_MAX_ENTRY_BYTES``)."""
         self._clock = clock
         self._entries: OrderedDict[str, tuple[float, CachedCompletion]] = OrderedDict()
         self._bytes = 0
-        self._in_flight: dict[str, asyncio.Event] = {}
+        self._leaders: dict[str, asyncio.Event] = {}
         self.stats = CacheStats()
 
     @property
@@ -170,7 +178,7 @@ class ResponseCache:
 
     def put(self, key: str, entry: CachedCompletion) -> None:
         """Store a complete answer, evicting least recently used entries to fit."""
-        if entry.size > self.max_bytes:
+        if entry.size > self.max_bytes or len(entry.body) > self.max_entry_bytes:
             return
         if key in self._entries:
             self._remove(key)
@@ -190,23 +198,90 @@ class ResponseCache:
 
     def lead(self, key: str) -> bool:
         """Claim ``key`` for generation; False if another request already leads it."""
-        if key in self._in_flight:
+        if key in self._leaders:
             return False
-        self._in_flight[key] = asyncio.Event()
+        self._leaders[key] = asyncio.Event()
         return True
 
     def release(self, key: str) -> None:
         """The leader finished (stored or not): wake its followers."""
-        event = self._in_flight.pop(key, None)
+        event = self._leaders.pop(key, None)
         if event is not None:
             event.set()
 
     async def wait_for_leader(self, key: str, timeout: float) -> None:
         """Wait (bounded) until the request leading ``key`` is done."""
-        event = self._in_flight.get(key)
+        event = self._leaders.get(key)
         if event is None:
             return
         try:
             await asyncio.wait_for(event.wait(), timeout)
         except TimeoutError:
             pass
+
+
+# -- one request's dealings with the cache ------------------------------------
+
+@attrs.define
+class Lookup:
+    """What the cache said to one request, and where its answer goes."""
+
+    cache: ResponseCache | None = None
+    """None: the cache is off, or the request is not deterministic."""
+    key: str = ""
+    verdict: str | None = None
+    """``hit``, ``miss`` or ``bypass`` (``Cache-Control: no-cache`` / ``no-store``);
+    None when the request is not cacheable (no ``X-Cerebrum-Cache`` header)."""
+    storing: bool = False
+    """False under ``no-store``: the answer is not kept either."""
+    hit: CachedCompletion | None = None
+    leading: bool = False
+
+    def capture(self) -> Capture | None:
+        """A capture for a stream about to be relayed, if its answer is to be kept."""
+        if self.cache is None or not self.storing:
+            return None
+        return Capture(self.cache.max_entry_bytes)
+
+    def store(self, entry: CachedCompletion) -> None:
+        """Keep a complete answer (the caller has checked it is one)."""
+        if self.cache is not None and self.storing:
+            self.cache.put(self.key, entry)
+
+    def store_stream(self, capture: Capture | None, usage: Mapping[str, Any] | None) -> None:
+        """Keep a relayed stream, if it was captured whole and valid."""
+        if capture is not None and capture.complete():
+            self.store(CachedCompletion(bytes(capture.data), stream=True,
+                                        content_type="text/event-stream", usage=usage))
+
+
+@contextlib.asynccontextmanager
+async def lookup(cache: ResponseCache | None, kind: str, model: str, body: Mapping[str, Any], *,
+                 client: str, cache_control: str, wait_s: float) -> AsyncIterator[Lookup]:
+    """One request's lookup, held for the block: a hit to replay, or the lead on its key
+    (so identical requests wait for this one's answer) until the block ends.
+
+    ``client`` is ``client_identity(...)``; ``cache_control`` the request's
+    ``Cache-Control``; ``wait_s`` how long to wait for an identical request
+    still generating.
+    """
+    if cache is None or not is_cacheable(body):
+        yield Lookup()
+        return
+    directives = cache_control.lower()
+    no_store = "no-store" in directives
+    found = Lookup(cache, cache_key(kind, model, body, client=client),
+                   "bypass" if no_store or "no-cache" in directives else "miss",
+                   storing=not no_store)
+    if found.verdict == "miss":
+        await cache.wait_for_leader(found.key, wait_s)
+        found.hit = cache.get(found.key)
+        if found.hit is not None:
+            found.verdict = "hit"
+    if found.hit is None:
+        found.leading = cache.lead(found.key)
+    try:
+        yield found
+    finally:
+        if found.leading:
+            cache.release(found.key)

@@ -22,34 +22,36 @@ NEVER_SHED = ("/health", "/metrics")
 RETRY_AFTER_S = 1.0
 
 
-class InFlight:
-    """The count of requests being served, shared by the middleware and ``/health``."""
+class Concurrency:
+    """How many requests are being served (``count``) and may be (``limit``), shared by the
+    middleware and ``/health``."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.count = 0
 
 
-def setup_load_shedding(app: web.Application, in_flight: InFlight, *,
+def setup_load_shedding(app: web.Application, concurrency: Concurrency, *,
                         exempt: Iterable[str] = NEVER_SHED) -> None:
-    """Install the shedding middleware, counting into ``in_flight``."""
+    """Install the shedding middleware, counting into ``concurrency``."""
     exempt_paths = frozenset(exempt)
 
     @web.middleware
     async def shed_load(request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Refuse with 503 + Retry-After when ``in_flight.limit`` requests are already served."""
+        """Refuse with 503 + Retry-After when ``concurrency.limit`` requests are already
+        served."""
         if request.path in exempt_paths:
             return await handler(request)
-        if in_flight.count >= in_flight.limit:
+        if concurrency.count >= concurrency.limit:
             _LOGGER.warning("shedding %s %s: %d requests in flight", request.method,
-                            request.path, in_flight.count)
-            raise Unavailable(f"the orchestrator is busy ({in_flight.count} requests in "
+                            request.path, concurrency.count)
+            raise Unavailable(f"the orchestrator is busy ({concurrency.count} requests in "
                               "flight); retry shortly", retry_after=RETRY_AFTER_S,
                               code="overloaded")
-        in_flight.count += 1
+        concurrency.count += 1
         try:
             return await handler(request)
         finally:
-            in_flight.count -= 1
+            concurrency.count -= 1
 
     app.middlewares.append(shed_load)

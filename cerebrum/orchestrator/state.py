@@ -11,15 +11,15 @@ from cerebrum.orchestrator.affinity import PrefixAffinity
 from cerebrum.orchestrator.backends import BackendPool
 from cerebrum.orchestrator.config import OrchestratorConfig
 from cerebrum.orchestrator.response_cache import ResponseCache
-from cerebrum.orchestrator.shedding import InFlight
+from cerebrum.orchestrator.shedding import Concurrency
 
 
 @attrs.define
 class OrchestratorState:
     config: OrchestratorConfig
     pool: BackendPool
-    in_flight: InFlight
-    """Requests being served (maintained by the load-shedding middleware)."""
+    concurrency: Concurrency
+    """Requests being served (counted by the load-shedding middleware)."""
     language_models: dict[str, str] = attrs.field(factory=dict)
     """The routing map, language → model."""
     started: float = attrs.field(factory=time.monotonic)

@@ -16,7 +16,7 @@ import logging
 import math
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -24,6 +24,7 @@ import attrs
 
 from cerebrum.orchestrator.backends import Backend, BackendPool
 from cerebrum.orchestrator.preparation import PreparedRequest
+from cerebrum.orchestrator.upstream import Upstream
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -49,21 +50,23 @@ class TokenCounter:
         since = self.unsupported.get(backend.url)
         return since is None or self.clock() - since > UNSUPPORTED_RETRY_S
 
-    async def count(self, session: aiohttp.ClientSession, pool: BackendPool, prepared: PreparedRequest,
-                    headers: Mapping[str, str]) -> int | None:
+    async def count(self, upstream: Upstream, prepared: PreparedRequest,
+                    request_id: str | None = None) -> int | None:
         """The model's token count of ``prepared``'s body, or None when no backend can tell."""
-        fields: dict[str, Any] = {key: prepared.body[key] for key in ("messages", "prompt") if key in prepared.body}
+        fields: dict[str, Any] = {key: prepared.body[key] for key in ("messages", "prompt")
+                                  if key in prepared.body}
         if len(fields) != 1:
             return None
         if prepared.model:
             fields["model"] = prepared.model
-        for backend in pool.candidates(prepared.model):
+        headers = upstream.headers(request_id)
+        for backend in upstream.pool.candidates(prepared.model):
             if not self.supports(backend) or not backend.breaker.would_allow():
                 continue
             try:
-                async with session.post(backend.url.rstrip("/") + TOKENIZE_PATH, json=fields,
-                                        headers=dict(headers),
-                                        timeout=aiohttp.ClientTimeout(total=COUNT_TIMEOUT_S)) as reply:
+                async with upstream.session.post(
+                        backend.url.rstrip("/") + TOKENIZE_PATH, json=fields, headers=headers,
+                        timeout=aiohttp.ClientTimeout(total=COUNT_TIMEOUT_S)) as reply:
                     if reply.status in (404, 405, 501):
                         self.unsupported[backend.url] = self.clock()
                         continue
@@ -100,8 +103,8 @@ def worth_counting(prepared: PreparedRequest) -> bool:
     return report.estimated_tokens >= COUNT_ABOVE_SHARE * allowed or report.budget_tokens <= 0
 
 
-async def fit_to_context(counter: TokenCounter, session: aiohttp.ClientSession, pool: BackendPool,
-                         prepared: PreparedRequest, headers: Mapping[str, str],
+async def fit_to_context(counter: TokenCounter, upstream: Upstream, prepared: PreparedRequest,
+                         request_id: str | None,
                          prepare_again: Callable[[int], Any]) -> PreparedRequest:
     """Count ``prepared`` exactly and prepare again while it is over the context.
 
@@ -113,7 +116,7 @@ async def fit_to_context(counter: TokenCounter, session: aiohttp.ClientSession, 
         return prepared
     shrink = 0
     for attempt in range(MAX_REFITS + 1):
-        count = await counter.count(session, pool, prepared, headers)
+        count = await counter.count(upstream, prepared, request_id)
         if count is None:
             return prepared
         allowed = prepared.context_tokens + shrink - prepared.reply_tokens
@@ -122,8 +125,8 @@ async def fit_to_context(counter: TokenCounter, session: aiohttp.ClientSession, 
         if count <= allowed or attempt == MAX_REFITS:
             warnings = report.warnings
             if count > allowed:
-                warnings += ((f"over_budget: {count} tokens by the model's count, {count - allowed} "
-                              "over its context"),)
+                warnings += ((f"over_budget: {count} tokens by the model's count, "
+                              f"{count - allowed} over its context"),)
             return attrs.evolve(prepared, report=attrs.evolve(report, counted_tokens=count,
                                                               warnings=warnings))
         # Take the overshoot off the context, scaled to the estimate's units.

@@ -1,6 +1,6 @@
-"""Talking to the backends: the one shared client session, and one attempt at a backend.
+"""Talking to the backends: ``Upstream``, the one shared client, and one attempt at a backend.
 
-``open_upstream`` walks the pool's candidates for a model, best first. An
+``Upstream.open`` walks the pool's candidates for a model, best first. An
 attempt has failed (and the next backend is tried) if it could not connect,
 timed out, got a 5xx, or, for a stream, ended or garbled before its first
 event: up to that point nothing has reached the client, so failing over is
@@ -28,6 +28,7 @@ import aiohttp
 import attrs
 from aiohttp import web
 
+from cerebrum.bodies import read_at_most
 from cerebrum.errors import (
     ApiError,
     BadGateway,
@@ -36,19 +37,19 @@ from cerebrum.errors import (
     ModelNotFound,
     Unavailable,
 )
-from cerebrum.middlewares import REQUEST_ID_HEADER
 from cerebrum.orchestrator.backends import Backend, BackendPool, ModelListLimits
 from cerebrum.orchestrator.breaker import CircuitOpenError
+from cerebrum.orchestrator.config import OrchestratorConfig
 from cerebrum.orchestrator.sse_relay import MalformedStream, SseRelayParser
 from cerebrum.orchestrator.state import ORCHESTRATOR
+from cerebrum.protocol import API_KEY_HEADER, REQUEST_ID_HEADER, error_message
 
 _LOGGER = logging.getLogger(__name__)
 
-UPSTREAM_SESSION = web.AppKey("upstream_session", aiohttp.ClientSession)
-
 # An error body from a failing backend is read only this far: enough to log it.
 _ERROR_BODY_LIMIT = 64 * 1024
-_READ_SIZE = 64 * 1024
+# /v1/models is small and cheap; do not let a hung backend hold the refresher.
+_MODELS_TIMEOUT_S = 10.0
 
 
 @attrs.frozen
@@ -65,30 +66,118 @@ class UpstreamLimits:
     """A backend's ``Retry-After`` is clamped to this before it reaches a client."""
 
     @classmethod
-    def from_config(cls, config: Any) -> UpstreamLimits:
+    def from_config(cls, config: OrchestratorConfig) -> UpstreamLimits:
         return cls(max_body_bytes=config.max_upstream_body_bytes,
                    max_event_bytes=config.max_sse_event_bytes,
                    event_timeout_s=config.sse_event_timeout_s,
                    max_retry_after_s=config.max_retry_after_s)
-# /v1/models is small and cheap; do not let a hung backend hold the refresher.
-_MODELS_TIMEOUT_S = 10.0
 
 
-def upstream_headers(api_key: str | None, request_id: str | None) -> dict[str, str]:
-    """Headers for a backend request: JSON, correlation, and the key in both common spellings
-    (``X-API-Key`` for this project's backend, ``Authorization: Bearer`` for llama-server,
-    vLLM and Ollama)."""
-    headers = {"Content-Type": "application/json"}
-    if request_id:
-        headers[REQUEST_ID_HEADER] = request_id
-    if api_key:
-        headers["X-API-Key"] = api_key
-        headers["Authorization"] = f"Bearer {api_key}"
-    return headers
+@attrs.define
+class Upstream:
+    """The backends as one client: the pooled session, with the key, limits and timeouts
+    of the configuration bound once at start-up (``UPSTREAM``)."""
+
+    pool: BackendPool
+    session: aiohttp.ClientSession
+    api_key: str | None = None
+    limits: UpstreamLimits = UpstreamLimits()
+    models_timeout: aiohttp.ClientTimeout = aiohttp.ClientTimeout(total=_MODELS_TIMEOUT_S)
+    """The timeout of one ``/v1/models`` read."""
+
+    @classmethod
+    def from_config(cls, pool: BackendPool, session: aiohttp.ClientSession,
+                    config: OrchestratorConfig) -> Upstream:
+        return cls(pool, session, config.api_key, UpstreamLimits.from_config(config),
+                   aiohttp.ClientTimeout(total=_MODELS_TIMEOUT_S,
+                                         sock_connect=config.connect_timeout_s))
+
+    def headers(self, request_id: str | None = None) -> dict[str, str]:
+        """Headers for one backend request: JSON, correlation (``request_id``: the client's),
+        and the key in both common spellings (``X-API-Key`` for this project's backend,
+        ``Authorization: Bearer`` for llama-server, vLLM and Ollama)."""
+        headers = {"Content-Type": "application/json"}
+        if request_id:
+            headers[REQUEST_ID_HEADER] = request_id
+        if self.api_key:
+            headers[API_KEY_HEADER] = self.api_key
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        return headers
+
+    async def refresh_models(self) -> None:
+        """Read the backends' model lists now, unless that was just done."""
+        await self.pool.refresh_if_stale(self.session, self.headers(), self.models_timeout)
+
+    async def run_refresher(self, interval_s: float) -> None:
+        """Keep the model lists fresh (a background task, cancelled at shutdown)."""
+        await self.pool.run_refresher(self.session, self.headers(), self.models_timeout,
+                                      interval_s)
+
+    @contextlib.asynccontextmanager
+    async def open(self, path: str, payload: bytes, model: str | None, *, stream: bool,
+                   request_id: str | None = None,
+                   candidates: Sequence[Backend] | None = None,
+                   ) -> AsyncIterator[tuple[Backend, Reply]]:
+        """The answer (or the start of one) from the first backend that gives one, with
+        that backend leased from the pool until the block ends.
+
+        ``candidates`` is the order to try them in (default: ``pool.candidates(model)``;
+        the proxy passes that list reordered by prefix affinity).
+        """
+        headers = self.headers(request_id)
+        last: tuple[Backend, ApiError] | None = None
+        waits: list[float] = []
+        if candidates is None:
+            candidates = self.pool.candidates(model)
+        if not candidates:
+            raise ModelNotFound(f"no backend serves the model '{model}'", param="model")
+        for backend in candidates:
+            try:
+                backend.breaker.before_request()
+            except CircuitOpenError as exc:
+                waits.append(exc.retry_after)
+                continue
+            # Leased during the attempt too, so concurrent requests see it busy.
+            async with self.pool.lease(backend):
+                try:
+                    reply = await _attempt(self.session, backend, path, payload, headers,
+                                           stream=stream, limits=self.limits)
+                except UpstreamFailure as failure:
+                    _judge(backend, failure)
+                    last = (backend, failure.error)
+                    continue
+                except BaseException:
+                    backend.breaker.record_abandoned()
+                    raise
+                backend.breaker.record_success()
+                backend.touch()
+                try:
+                    yield backend, reply
+                finally:
+                    if isinstance(reply, Opened):
+                        # Whoever relayed it released it when complete; else the
+                        # connection must drop, so the backend stops generating.
+                        reply.response.close()
+                return
+        raise _no_backend(model, last, waits)
+
+    async def fetch(self, path: str, payload: bytes, model: str | None, *,
+                    request_id: str | None = None) -> Answered:
+        """A whole answer (any status below 500) from the first backend that gives one."""
+        async with self.open(path, payload, model, stream=False,
+                             request_id=request_id) as (_, reply):
+            if isinstance(reply, Answered):
+                return reply
+        # A non-streamed request is always answered whole (see _read_reply).
+        raise BadGateway("the backend answered a whole request with a stream")
+
+
+UPSTREAM = web.AppKey("upstream", Upstream)
 
 
 async def upstream_session(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: the one pooled ClientSession, and the model-list refresher."""
+    """cleanup_ctx: the one pooled ClientSession (as ``UPSTREAM``), and the model-list
+    refresher."""
     state = app[ORCHESTRATOR]
     config = state.config
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout_s,
@@ -99,22 +188,15 @@ async def upstream_session(app: web.Application) -> AsyncIterator[None]:
     state.pool.model_limits = ModelListLimits(config.max_models, config.max_models_bytes)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout,
                                      auto_decompress=False) as session:
-        app[UPSTREAM_SESSION] = session
-        refresher = asyncio.create_task(
-            state.pool.run_refresher(session, upstream_headers(config.api_key, None),
-                                     models_timeout(config), config.models_refresh_s),
-            name="models-refresher")
+        upstream = app[UPSTREAM] = Upstream.from_config(state.pool, session, config)
+        refresher = asyncio.create_task(upstream.run_refresher(config.models_refresh_s),
+                                        name="models-refresher")
         try:
             yield
         finally:
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
-
-
-def models_timeout(config: Any) -> aiohttp.ClientTimeout:
-    """The timeout of one ``/v1/models`` read."""
-    return aiohttp.ClientTimeout(total=_MODELS_TIMEOUT_S, sock_connect=config.connect_timeout_s)
 
 
 # -- one attempt ---------------------------------------------------------------
@@ -204,37 +286,19 @@ class BodyTooLarge(Exception):
 
 
 async def read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The whole body, however it is framed and however many reads it takes; at most
-    ``limit`` bytes (BodyTooLarge past it). A body the network cut short raises
-    ``aiohttp.ClientPayloadError``."""
-    declared = response.content_length
-    if declared is not None and declared > limit:
+    """The whole body, at most ``limit`` bytes (BodyTooLarge past it). A body the
+    network cut short raises ``aiohttp.ClientPayloadError``."""
+    if response.content_length is not None and response.content_length > limit:
         raise BodyTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        # One read returns what one TCP segment brought: loop to the end.
-        data = await response.content.read(_READ_SIZE)
-        if not data:
-            return b"".join(chunks)
-        size += len(data)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(data)
+    body = await read_at_most(response.content, limit + 1)
+    if len(body) > limit:
+        raise BodyTooLarge
+    return body
 
 
 async def _error_body(response: aiohttp.ClientResponse) -> bytes:
     """As much of an error body as is worth logging; a cut or large one is no further error."""
-    chunks: list[bytes] = []
-    size = 0
-    with contextlib.suppress(aiohttp.ClientPayloadError):
-        while size < _ERROR_BODY_LIMIT:
-            data = await response.content.read(_ERROR_BODY_LIMIT - size)
-            if not data:
-                break
-            chunks.append(data)
-            size += len(data)
-    return b"".join(chunks)
+    return await read_at_most(response.content, _ERROR_BODY_LIMIT, keep_cut=True)
 
 
 def _is_json(content_type: str) -> bool:
@@ -314,14 +378,7 @@ def _json_or_none(body: bytes) -> Any:
 
 
 def _error_message(body: bytes) -> str:
-    try:
-        decoded = json.loads(body)
-        message = decoded["error"]["message"]
-        if isinstance(message, str):
-            return message[:300]
-    except (ValueError, KeyError, TypeError, RecursionError):
-        pass
-    return body[:300].decode("utf-8", "replace") or "no details"
+    return error_message(body) or "no details"
 
 
 def _retry_after(value: str | None, ceiling: float) -> float:
@@ -338,67 +395,31 @@ def _retry_after(value: str | None, ceiling: float) -> float:
 
 # -- walking the candidates --------------------------------------------------------
 
-async def open_upstream(pool: BackendPool, session: aiohttp.ClientSession, path: str,
-                        payload: bytes, headers: Mapping[str, str], model: str | None, *,
-                        stream: bool, max_body: int | None = None,
-                        limits: UpstreamLimits | None = None,
-                        candidates: Sequence[Backend] | None = None) -> tuple[Backend, Reply]:
-    """Get an answer (or the start of one) from the first backend that gives one.
-
-    ``candidates`` is the order to try them in (default: ``pool.candidates(model)``;
-    the proxy passes that list reordered by prefix affinity). On return the
-    backend's ``in_flight`` has been incremented: the caller decrements it when it
-    has finished with the reply.
-    """
-    if limits is None:
-        limits = UpstreamLimits()
-    if max_body is not None:
-        limits = attrs.evolve(limits, max_body_bytes=max_body)
-    last: tuple[Backend, ApiError] | None = None
-    waits: list[float] = []
-    if candidates is None:
-        candidates = pool.candidates(model)
-    if not candidates:
-        raise ModelNotFound(f"no backend serves the model '{model}'", param="model")
-    for backend in candidates:
-        try:
-            backend.breaker.before_request()
-        except CircuitOpenError as exc:
-            waits.append(exc.retry_after)
-            continue
-        backend.in_flight += 1
-        try:
-            reply = await _attempt(session, backend, path, payload, headers, stream=stream,
-                                   limits=limits)
-        except UpstreamFailure as failure:
-            backend.in_flight -= 1
-            if failure.verdict is Verdict.DOWN:
-                backend.breaker.record_failure()
-            elif failure.verdict is Verdict.ALIVE:
-                backend.breaker.record_success()
-                backend.touch()
-            else:
-                backend.breaker.record_abandoned()
-                backend.touch()
-            _LOGGER.warning("backend %s failed: %s", backend.name, failure.error.message,
-                            extra={"backend": backend.name})
-            last = (backend, failure.error)
-            continue
-        except BaseException:
-            backend.in_flight -= 1
-            backend.breaker.record_abandoned()
-            raise
+def _judge(backend: Backend, failure: UpstreamFailure) -> None:
+    """Tell the backend's breaker what a failed attempt says about it, and log it."""
+    if failure.verdict is Verdict.DOWN:
+        backend.breaker.record_failure()
+    elif failure.verdict is Verdict.ALIVE:
         backend.breaker.record_success()
         backend.touch()
-        return backend, reply
+    else:
+        backend.breaker.record_abandoned()
+        backend.touch()
+    _LOGGER.warning("backend %s failed: %s", backend.name, failure.error.message,
+                    extra={"backend": backend.name})
+
+
+def _no_backend(model: str | None, last: tuple[Backend, ApiError] | None,
+                waits: list[float]) -> ApiError:
+    """The error for a request no candidate answered: the last failure, or open circuits."""
     if last is None:
-        raise Unavailable(
+        return Unavailable(
             f"every backend for '{model or 'the default model'}' is failing; "
             "its circuit is open", retry_after=min(waits), code="circuit_open")
     backend, error = last
     if isinstance(error, Unavailable) and error.code == "backend_unreachable":
         # Tell the client when trying again can help: after the cooldown if
         # this failure has just opened the circuit.
-        error = Unavailable(error.message, retry_after=max(1.0, backend.breaker.retry_after()),
-                            code=error.code)
-    raise error
+        return Unavailable(error.message, retry_after=max(1.0, backend.breaker.retry_after()),
+                           code=error.code)
+    return error

@@ -8,26 +8,20 @@ from typing import Any
 
 from aiohttp import web
 
+from cerebrum.bodies import read_json
 from cerebrum.errors import BadRequest, ModelNotFound
 from cerebrum.middlewares import REQUEST_ID_KEY
 from cerebrum.openai_wire import (
     AnyCompletionRequest,
     ChatCompletionRequest,
-    read_json,
     structure_embedding_request,
     structure_request,
 )
 from cerebrum.orchestrator import proxy
-from cerebrum.orchestrator.backends import ROUTING_ALIASES
 from cerebrum.orchestrator.breaker import BreakerState
 from cerebrum.orchestrator.state import ORCHESTRATOR
-from cerebrum.orchestrator.upstream import (
-    UPSTREAM_SESSION,
-    Answered,
-    models_timeout,
-    open_upstream,
-    upstream_headers,
-)
+from cerebrum.orchestrator.upstream import UPSTREAM
+from cerebrum.protocol import ROUTING_ALIASES, named_model
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -52,12 +46,12 @@ async def optimize(request: web.Request) -> web.Response:
     if not isinstance(body, dict) or ("prompt" in body) == ("messages" in body):
         raise BadRequest("send either 'prompt' (a string) or 'messages' (a list)")
     parsed = structure_request(body, "chat" if "messages" in body else "text")
-    prepared = await proxy.prepare(request, body, parsed, optimize=True)
+    prepared = await proxy.prepare_and_fit(request, body, parsed, optimize=True)
     answer: dict[str, Any] = {
         "prompt": prepared.prompt if prepared.prompt is not None else _original_text(parsed),
         "language": prepared.language or "text",
         "model": prepared.model,
-        "stats": prepared.stats or {"skipped_reason": "error"},
+        "stats": prepared.stats,  # optimize=True: always a report, also on a failure
     }
     if isinstance(parsed, ChatCompletionRequest):
         answer["messages"] = prepared.body["messages"]
@@ -74,13 +68,10 @@ def _original_text(parsed: AnyCompletionRequest) -> str:
 
 async def list_models(request: web.Request) -> web.Response:
     """``GET /v1/models``: the union of the backends' models, then the routing aliases."""
-    state = request.app[ORCHESTRATOR]
-    pool = state.pool
+    pool = request.app[ORCHESTRATOR].pool
     if pool.lists_pending():
         # Just started, or a backend never answered: ask now rather than show a partial list.
-        await pool.refresh_if_stale(request.app[UPSTREAM_SESSION],
-                                    upstream_headers(state.config.api_key, None),
-                                    models_timeout(state.config))
+        await request.app[UPSTREAM].refresh_models()
     data = pool.models()
     for alias in ROUTING_ALIASES:
         data.append({"id": alias, "object": "model", "created": 0, "owned_by": "cerebrum",
@@ -96,8 +87,8 @@ async def health(request: web.Request) -> web.Response:
     status = "ok" if closed == len(backends) else "degraded" if closed else "unavailable"
     return web.json_response({
         "status": status,
-        "in_flight": state.in_flight.count,
-        "max_concurrent": state.in_flight.limit,
+        "in_flight": state.concurrency.count,
+        "max_concurrent": state.concurrency.limit,
         "uptime_s": round(time.monotonic() - state.started, 1),
         "backends": backends,
     })
@@ -115,19 +106,10 @@ async def get_model(request: web.Request) -> web.Response:
 
 async def embeddings(request: web.Request) -> web.Response:
     """``POST /v1/embeddings``: checked as the backend would, then forwarded unchanged."""
-    state = request.app[ORCHESTRATOR]
-    config = state.config
-    body = await read_json(request, config.max_body_bytes)
+    body = await read_json(request, request.app[ORCHESTRATOR].config.max_body_bytes)
     parsed = structure_embedding_request(body)
-    model = parsed.model
-    if model is not None and model.strip().lower() in ROUTING_ALIASES:
-        model = None
-    backend, reply = await open_upstream(
-        state.pool, request.app[UPSTREAM_SESSION], "/v1/embeddings",
-        json.dumps(body, ensure_ascii=False).encode(),
-        upstream_headers(config.api_key, request.get(REQUEST_ID_KEY)), model,
-        stream=False, max_body=config.max_upstream_body_bytes)
-    backend.in_flight -= 1
-    assert isinstance(reply, Answered)  # stream=False: always a whole answer
+    reply = await request.app[UPSTREAM].fetch(
+        "/v1/embeddings", json.dumps(body, ensure_ascii=False).encode(), named_model(parsed.model),
+        request_id=request.get(REQUEST_ID_KEY))
     return web.Response(body=reply.body, status=reply.status,
                         headers={"Content-Type": reply.content_type})

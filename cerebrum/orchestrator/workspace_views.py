@@ -32,7 +32,7 @@ from aiohttp import web
 
 from cerebrum.errors import ApiError, BadRequest, NotFound
 from cerebrum.middlewares import presented_key
-from cerebrum.openai_wire import read_json
+from cerebrum.bodies import read_json
 from cerebrum.orchestrator.config import OrchestratorConfig
 from cerebrum.orchestrator.state import ORCHESTRATOR
 from cerebrum.workspace.augment import Retriever, requested_workspace

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from cerebrum import openai_wire
+from cerebrum import bodies
 from tests.backend_fixtures import AUTH, chat_body
 
 CHAT = "/v1/chat/completions"
@@ -130,7 +130,7 @@ async def test_large_body_arriving_in_pieces_is_read_whole(backend) -> None:
 
 
 async def test_a_body_that_trickles_in_is_cut_off(backend, monkeypatch) -> None:
-    monkeypatch.setattr(openai_wire, "BODY_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(bodies, "BODY_TIMEOUT_S", 0.3)
 
     async def trickle():
         yield b'{"messages": '

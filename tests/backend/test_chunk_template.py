@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from cerebrum.backend.envelope import CompletionEnvelope
 from cerebrum.backend.views import _ChunkTemplate
-from cerebrum.openai_wire import CompletionEnvelope
 
 
 @pytest.mark.parametrize("kind", ["chat", "text"])

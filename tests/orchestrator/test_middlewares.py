@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from cerebrum.middlewares import setup_errors, setup_request_id
-from cerebrum.orchestrator.shedding import InFlight, setup_load_shedding
+from cerebrum.orchestrator.shedding import Concurrency, setup_load_shedding
 
 _LOGGER = logging.getLogger("tests.orchestrator.handler")
 
@@ -34,7 +34,7 @@ async def test_request_id_echoed_and_bound_to_log_lines(aiohttp_client: Any,
     assert unsafe.headers["X-Request-ID"] not in ("bad id\twith spaces",
                                                   made.headers["X-Request-ID"])
     lines = [r for r in caplog.records if r.getMessage() == "inside the handler"]
-    assert [r.request_id for r in lines] == [given.headers["X-Request-ID"],
+    assert [r.__dict__["request_id"] for r in lines] == [given.headers["X-Request-ID"],
                                              made.headers["X-Request-ID"],
                                              unsafe.headers["X-Request-ID"]]
 
@@ -54,7 +54,7 @@ async def shedding_app(aiohttp_client: Any) -> tuple[Any, asyncio.Event, list[as
 
     app = web.Application()
     setup_errors(app)
-    setup_load_shedding(app, InFlight(2))
+    setup_load_shedding(app, Concurrency(2))
     app.router.add_get("/slow", slow)
     app.router.add_get("/health", fast)
     app.router.add_get("/metrics", fast)
@@ -82,12 +82,12 @@ async def test_a_failing_handler_gives_its_slot_back(aiohttp_client: Any) -> Non
     async def boom(request: web.Request) -> web.Response:
         raise RuntimeError("boom")
 
-    in_flight = InFlight(1)
+    concurrency = Concurrency(1)
     app = web.Application()
     setup_errors(app)
-    setup_load_shedding(app, in_flight)
+    setup_load_shedding(app, concurrency)
     app.router.add_get("/", boom)
     client = await aiohttp_client(app)
     for _ in range(3):
         assert (await client.get("/")).status == 500
-    assert in_flight.count == 0
+    assert concurrency.count == 0

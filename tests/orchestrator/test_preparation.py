@@ -16,7 +16,7 @@ from cerebrum.orchestrator.preparation import (
     prepare_request,
     wants_optimization,
 )
-from cerebrum.orchestrator.proxy import STATS_HEADER
+from cerebrum.protocol import PROMPT_STATS_HEADER as STATS_HEADER
 from cerebrum.prompt.tokens import estimate_tokens
 from tests.orchestrator.conftest import BACKEND_KEY, MakeOrchestrator, MakeStub
 
@@ -86,6 +86,27 @@ def test_an_optimiser_crash_falls_back_to_the_original(monkeypatch: pytest.Monke
     assert prepared.prompt_chars_after == prepared.prompt_chars_before
     assert any("optimisation failed" in r.getMessage() and r.levelno == logging.ERROR
                for r in caplog.records)
+    assert prepared.stats is not None and prepared.stats["skipped_reason"] == "error"
+
+
+def test_the_stats_always_carry_the_same_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    """X-Cerebrum-Prompt-Stats has one field set whatever happened (docs/orchestrator.md)."""
+    optimised = prepare(chat_body(BIG_PROMPT, model="small")).report
+    fits = prepare(chat_body("hello", model="small")).report  # the "already fits" shortcut
+    assert optimised is not None and fits is not None and fits.skipped_reason == "fits"
+    many = [{"role": "user", "content": f"question {i}: " + "why? " * 40} for i in range(60)]
+    conversation = prepare({"model": "small", "messages": many}).report
+    assert conversation is not None
+    shed = preparation.wire_stats(conversation)  # 60 messages: over the header's 6 KB
+    monkeypatch.setattr(preparation, "optimize_messages", lambda *a, **k: 1 / 0)
+    failed = prepare(chat_body(BIG_PROMPT, model="small")).stats
+    whole = [preparation.wire_stats(report) for report in (optimised, fits)]
+    assert shed["detail_shed"] and shed["messages"]
+    assert not any(stats["detail_shed"] for stats in whole)
+    assert failed is not None
+    assert len({frozenset(stats) for stats in [*whole, shed, failed]}) == 1
+    message_fields = {frozenset(m) for stats in [*whole, shed] for m in stats["messages"]}
+    assert len(message_fields) == 1  # shedding shortens lists, never drops a field
 
 
 async def test_the_backend_gets_the_optimised_prompt_and_the_client_the_stats(

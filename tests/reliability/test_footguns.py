@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cerebrum.backend.config import BackendConfig
-from cerebrum.cli.up import Service
+from cerebrum.cli.up import ServiceProcess
 from cerebrum.config import ConfigError, load_config
 from cerebrum.orchestrator.app import create_orchestrator_app
 from cerebrum.orchestrator.backends import Backend
@@ -92,7 +92,7 @@ def test_a_readable_env_file_holding_a_key_is_made_private(tmp_path: Path) -> No
 # -- item 8 (files): cerebrum up's logs --------------------------------------------------
 
 def test_up_creates_its_log_files_private(tmp_path: Path) -> None:
-    service = Service("backend", "http://127.0.0.1:9", tmp_path / "logs" / "backend.log")
+    service = ServiceProcess("backend", "http://127.0.0.1:9", tmp_path / "logs" / "backend.log")
     service.start([sys.executable, "-c", "print('started')"], clean_env(), tmp_path)
     service.process.wait(30)  # type: ignore[union-attr]
     service.stop()

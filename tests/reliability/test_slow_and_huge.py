@@ -74,9 +74,9 @@ async def test_headers_that_never_finish_are_cut_off(server) -> None:
 
 
 async def test_a_trickling_body_is_cut_off(server, monkeypatch) -> None:
-    from cerebrum import openai_wire
+    from cerebrum import bodies
 
-    monkeypatch.setattr(openai_wire, "BODY_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(bodies, "BODY_TIMEOUT_S", 0.5)
     reader, writer = await asyncio.open_connection(server.host, server.port)
     writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
                  b"Content-Type: application/json\r\nX-API-Key: " + KEY.encode() + b"\r\n"
