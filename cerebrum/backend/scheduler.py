@@ -208,8 +208,10 @@ class ThreadTuner:
             self._decide(key)
         elif threads == self.current:
             confirmed = self._confirmed.setdefault(key, self._costs[cell])
-            if self._costs[cell] > confirmed * self.slowdown:
-                self._countdown = 1  # much slower than it was: look around now
+            # Much slower than it was (on average, or one step twice as slow):
+            # look around now, a neighbour may have started.
+            if self._costs[cell] > confirmed * self.slowdown or seconds > 2 * confirmed:
+                self._countdown = 1
 
     def _decide(self, key: int) -> None:
         known = {t: cost for (k, t), cost in self._costs.items() if k == key}
