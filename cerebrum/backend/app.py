@@ -68,6 +68,8 @@ def create_backend_app(
         worker_kwargs={
             "slots": config.slots,
             "prompt_cache_mb": config.prompt_cache_mb,
+            "prompt_cache_disk_mb": config.prompt_cache_disk_mb,
+            "prompt_cache_dir": config.prompt_cache_dir,
             "prefill_chunk": config.prefill_chunk,
             "room_mb": room_mb,
         },

@@ -343,8 +343,10 @@ class Engine:
         if choice.restore is not None:
             entry = self.cache.take(choice.restore)
             llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
-            data = (ctypes.c_uint8 * len(entry.data)).from_buffer_copy(entry.data)
-            if llama_cpp.llama_state_seq_set_data(self._ctx, data, len(entry.data), slot.seq):
+            data = (ctypes.c_uint8 * len(entry.data)).from_buffer_copy(entry.data) \
+                if entry is not None else None
+            if entry is not None and llama_cpp.llama_state_seq_set_data(
+                    self._ctx, data, len(entry.data), slot.seq):
                 slot.cached = list(entry.tokens)
                 self.stats.restores += 1
             else:
@@ -395,10 +397,10 @@ class Engine:
     def _save(self, slot: _Slot) -> None:
         """Copy the slot's KV state into the prompt cache before it is overwritten."""
         llama_cpp = self._llama
-        if self.cache.capacity <= 0 or not slot.cached:
+        if self.cache.largest_entry <= 0 or not slot.cached:
             return
         size = llama_cpp.llama_state_seq_get_size(self._ctx, slot.seq)
-        if size <= 0 or size > self.cache.capacity:
+        if size <= 0 or size > self.cache.largest_entry:
             return
         buffer = (ctypes.c_uint8 * size)()
         written = llama_cpp.llama_state_seq_get_data(self._ctx, buffer, size, slot.seq)

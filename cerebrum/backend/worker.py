@@ -18,9 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from cerebrum.backend import scheduler, tools
@@ -31,7 +33,7 @@ from cerebrum.backend.generation import (
     Generation,
     GenerationJob,
 )
-from cerebrum.backend.prompt_cache import PromptCache
+from cerebrum.backend.prompt_cache import DiskTier, PromptCache
 from cerebrum.backend.registry import ModelSpec, RegistryError
 from cerebrum.errors import BadRequest
 
@@ -59,6 +61,8 @@ class ModelWorker:
         threads: int,
         slots: int = 1,
         prompt_cache_mb: float = 0.0,
+        prompt_cache_disk_mb: float = 0.0,
+        prompt_cache_dir: Path | None = None,
         prefill_chunk: int = 256,
         room_mb: Callable[[], float] = lambda: float("inf"),
         on_step: Callable[[Engine], None] | None = None,
@@ -70,6 +74,8 @@ class ModelWorker:
         self.threads = spec.threads or threads
         self.slots = slots
         self._prompt_cache_mb = prompt_cache_mb
+        self._prompt_cache_disk_mb = prompt_cache_disk_mb
+        self._prompt_cache_dir = prompt_cache_dir
         self._prefill_chunk = prefill_chunk
         self._room_mb = room_mb
         self._on_step = on_step
@@ -176,6 +182,7 @@ class ModelWorker:
             cache = PromptCache(
                 int(self._prompt_cache_mb * 1024 * 1024),
                 room_bytes=lambda: self._room_mb() * 1024 * 1024,
+                disk=self._disk_tier(),
             )
             self.engine = Engine(
                 model.model, model.vocab, self._tokenize,
@@ -187,6 +194,18 @@ class ModelWorker:
             model.close()
             raise
         self._model = model
+
+    def _disk_tier(self) -> DiskTier | None:
+        if self._prompt_cache_disk_mb <= 0 or self._prompt_cache_dir is None:
+            return None
+        folder = re.sub(r"[^A-Za-z0-9._-]", "_", self.spec.name)
+        try:
+            return DiskTier(self._prompt_cache_dir / folder,
+                            int(self._prompt_cache_disk_mb * 1024 * 1024))
+        except OSError as exc:
+            # A cache is an optimisation: serve without it rather than not at all.
+            _LOGGER.warning("prompt cache on disk is off: %s", exc)
+            return None
 
     def _close_sync(self) -> None:
         if self.engine is not None:

@@ -128,6 +128,28 @@ async def test_evicted_and_restored_state_gives_the_same_output(make_backend) ->
     assert again == first
 
 
+async def test_a_state_spilled_to_disk_restores_the_same_output(make_backend, tmp_path) -> None:
+    # No RAM for saved states at all: the displaced conversation goes to a
+    # file, and comes back from it.
+    client = await make_backend(slots=1, prompt_cache_mb=0, prompt_cache_disk_mb=256,
+                                prompt_cache_dir=tmp_path)
+    fruits = "Here is a list of fruits: apple, banana, cherry, grape,"
+    first = await _whole(client, fruits, 10)
+    await _whole(client, "Unrelated: the sky is blue because", 10)
+    engine = _engine(client)
+    assert engine.cache.size_bytes == 0 and engine.cache.disk_bytes > 100_000
+    assert len(list((tmp_path / MODEL).glob("*.kv"))) == 1
+    prefilled = engine.stats.prefill_tokens
+    again = await _whole(client, fruits, 10)
+    assert again == first
+    assert engine.stats.restores == 1 and engine.cache.stats.disk_hits == 1
+    assert engine.stats.prefill_tokens - prefilled == 1  # only the last prompt token
+    from tests.backend.test_metrics import scrape, value
+
+    samples = await scrape(client)
+    assert value(samples, "cerebrum_prompt_cache_disk_hits_total", model=MODEL) == 1
+
+
 async def test_saved_state_restores_into_another_slot(make_backend) -> None:
     client = await make_backend(slots=2, prompt_cache_mb=64)
     fruits = "Here is a list of fruits, in no particular order: apple, banana,"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from cerebrum.backend.prompt_cache import PromptCache
+from pathlib import Path
+
+from cerebrum.backend.prompt_cache import DiskTier, PromptCache
 from cerebrum.backend.scheduler import (
     MIN_SAVE_TOKENS,
     CacheInfo,
@@ -195,7 +197,8 @@ def test_prompt_cache_is_lru_and_bounded() -> None:
     assert not cache.put((7,), b"x" * 300)  # larger than the whole cache
     assert cache.stats.refused == 1
     key = cache.infos()[0].key
-    assert cache.take(key).data == b"b" * 100
+    entry = cache.take(key)
+    assert entry is not None and entry.data == b"b" * 100
     assert len(cache) == 1 and cache.stats.hits == 1
 
 
@@ -215,3 +218,44 @@ def test_prompt_cache_stays_above_the_ram_floor() -> None:
     assert [info.tokens for info in cache.infos()] == [(2,)]
     room[0] = -10.0  # RAM fell below the floor: the cache gives its memory back
     assert cache.trim() == 1 and len(cache) == 0
+
+
+def test_states_pushed_out_of_ram_go_to_disk_and_come_back(tmp_path: Path) -> None:
+    disk = DiskTier(tmp_path / "model", capacity_bytes=250)
+    cache = PromptCache(capacity_bytes=150, disk=disk)
+    assert cache.put((1, 2), b"a" * 100)
+    assert cache.put((3, 4), b"b" * 100)  # (1, 2) leaves RAM for a file
+    assert cache.stats.spilled == 1 and cache.stats.evictions == 0
+    assert len(cache) == 2 and cache.size_bytes == 100 and cache.disk_bytes == 100
+    (spilled,) = [i.key for i in cache.infos() if i.tokens == (1, 2)]
+    assert (tmp_path / "model" / f"{spilled}.kv").stat().st_mode & 0o777 == 0o600
+    entry = cache.take(spilled)
+    assert entry is not None and entry.tokens == (1, 2) and entry.data == b"a" * 100
+    assert cache.stats.disk_hits == 1 and cache.stats.hits == 1
+    assert list((tmp_path / "model").iterdir()) == []  # it lives in a slot now
+    # Too big for RAM, not for the disk: written straight there.
+    assert cache.put((9,), b"z" * 200)
+    assert cache.disk_bytes == 200 and cache.stats.spilled == 1
+    # The disk tier is LRU under its own cap; what falls off it is gone.
+    assert cache.put((5, 6), b"c" * 100)  # (3, 4) to disk, (9,) off it
+    assert sorted(i.tokens for i in cache.infos()) == [(3, 4), (5, 6)]
+    assert cache.stats.evictions == 1
+    # A newer state that extends a spilled one makes the file redundant.
+    assert cache.put((3, 4, 7), b"d" * 100)
+    assert sorted(i.tokens for i in cache.infos()) == [(3, 4, 7), (5, 6)]
+    cache.clear()
+    assert len(cache) == 0 and list((tmp_path / "model").iterdir()) == []
+
+
+def test_a_disk_tier_starts_empty_and_survives_a_lost_file(tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "3.kv").write_bytes(b"a state from an earlier load")
+    disk = DiskTier(folder, capacity_bytes=1000)
+    assert list(folder.iterdir()) == []  # another context's states are not valid here
+    cache = PromptCache(capacity_bytes=0, disk=disk)
+    assert cache.put((1, 2), b"a" * 10)
+    (key,) = [i.key for i in cache.infos()]
+    (folder / f"{key}.kv").unlink()  # someone cleaned the cache folder
+    assert cache.take(key) is None  # the engine prefills instead
+    assert len(cache) == 0
