@@ -7,7 +7,9 @@ Same model (the embedded SmolLM2-135M), 2 threads, per-sequence context 2048,
 temperature 0 and the same sampling for three subjects, started once each
 and alternated round by round so machine noise falls on all alike:
 
-* ``api``: ``vps_app.py --dev`` (CEREBRUM_SLOTS=4, CEREBRUM_THREADS=2);
+* ``api``: ``vps_app.py --dev`` (CEREBRUM_SLOTS=4, CEREBRUM_THREADS=2), at the
+  systemd unit's ``Nice=-5`` when run as root (the model's threads step back
+  to nice 0 themselves, as in production);
 * ``ls-np1``: llama.cpp's ``llama-server -np 1`` (built by bench/build_llama_server.sh);
 * ``ls-np4``: ``llama-server -np 4 --cont-batching`` (context 4 × 2048).
 
@@ -21,7 +23,7 @@ Workloads (each a few rounds, so the whole run stays within minutes):
   alone: TTFT of each turn (turns 2–4 are the ones a prompt cache helps);
 * ``busy``: decode tok/s of one stream with one busy process (a Python spin
   loop) beside it, ÷ the same without it (quiet and busy runs alternate;
-  the busy process starts 4 s before, so the backend's CPU sampling sees it);
+  the busy process starts 4 s before, so every subject has met it);
 * ``health``: ``/health`` latency polled every 10 ms while 4 streams run (api only).
 
 Targets from issue 12 are printed beside the figures.
@@ -61,6 +63,8 @@ from bench.backend_throughput import (
 from cerebrum.backend.registry import embedded_model_path
 
 SLOTS = 4
+UNIT_NICE = -5
+"""The backend unit's ``Nice=`` (deploy/vps/cerebrum-backend.service)."""
 PROMPTS = [
     "def quicksort(items):\n    \"\"\"Sort a list of numbers.\"\"\"\n",
     "The history of the Roman Empire begins",
@@ -210,8 +214,11 @@ def start_api(port: int) -> subprocess.Popen[bytes]:
         "CEREBRUM_MIN_FREE_RAM_MB": "0",
         "PYTHONPATH": str(ROOT),
     })
+    # As deploy/vps/cerebrum-backend.service runs it: the service at Nice=-5,
+    # the model's threads back at 0 (where we may raise priority at all).
+    nice = ["nice", "-n", str(UNIT_NICE)] if os.geteuid() == 0 else []
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "vps_app.py"), "--dev", "--host", "127.0.0.1",
+        [*nice, sys.executable, str(ROOT / "vps_app.py"), "--dev", "--host", "127.0.0.1",
          "--port", str(port), "--env-file", str(CACHE / "no.env")],
         cwd=ROOT, env=env, stdout=(CACHE / "engine-api.log").open("wb"),
         stderr=subprocess.STDOUT)

@@ -37,6 +37,8 @@ HARMLESS_FIELDS = frozenset({
 MAX_STOP = 4
 MAX_LOGIT_BIAS = 1024
 MAX_TOOLS = 128
+MAX_CHOICES = 8
+"""The most answers one request may ask for (``n``); a backend also caps it at its slots."""
 MAX_TOP_LOGPROBS = 20
 """OpenAI's own limit for chat ``top_logprobs``."""
 MAX_COMPLETION_LOGPROBS = 5
@@ -154,6 +156,8 @@ class SamplingParams:
     repeat_penalty: float | None = None
     logprobs: bool = False
     top_logprobs: int = 0
+    n: int = 1
+    """How many answers (choices) to generate for the prompt."""
     grammar: Any = None
     """A compiled output grammar (``cerebrum.backend.grammar.Grammar``); the backend
     sets it from ``response_format`` or ``tools``, never the client directly."""
@@ -508,6 +512,8 @@ def _sampling(body: Mapping[str, Any], kind: Literal["chat", "text"]) -> Samplin
         fields["logprobs"] = True
         fields["top_logprobs"] = _expect_int(get("logprobs"), "logprobs", 0,
                                              MAX_COMPLETION_LOGPROBS)
+    if get("n") is not None:
+        fields["n"] = _expect_int(get("n"), "n", 1, MAX_CHOICES)
     return SamplingParams(**fields)
 
 
@@ -539,8 +545,6 @@ def _check_fields(body: Mapping[str, Any], kind: Literal["chat", "text"]) -> Non
             continue
         hint = _REFUSED_HINTS.get(key, "this server does not support it")
         raise FieldError(key, f"unsupported field '{key}': {hint}")
-    if body.get("n") is not None and _expect_int(body["n"], "n") != 1:
-        raise FieldError("n", "only n=1 is supported")
     if body.get("best_of") is not None and _expect_int(body["best_of"], "best_of") != 1:
         raise FieldError("best_of", "only best_of=1 is supported")
     modalities = body.get("modalities")

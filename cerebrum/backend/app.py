@@ -68,10 +68,9 @@ def create_backend_app(
         worker_kwargs={
             "slots": config.slots,
             "prompt_cache_mb": config.prompt_cache_mb,
+            "prompt_cache_disk_mb": config.prompt_cache_disk_mb,
+            "prompt_cache_dir": config.prompt_cache_dir,
             "prefill_chunk": config.prefill_chunk,
-            # The guard's smoothed reading of other processes' CPU sets each
-            # step's thread count (a busy neighbour takes a thread away).
-            "other_cpu_percent": lambda: guard.cpu_percent,
             "room_mb": room_mb,
         },
         **manager_kwargs,

@@ -21,6 +21,15 @@ def _default_slots() -> int:
     return default_slots(os.cpu_count() or 1)
 
 
+def _default_prompt_cache_dir() -> Path:
+    # systemd's CacheDirectory= (the unit's /var/cache/cerebrum) names itself in
+    # $CACHE_DIRECTORY; elsewhere the user's cache directory.
+    base = os.environ.get("CACHE_DIRECTORY") or os.environ.get("XDG_CACHE_HOME")
+    root = Path(base) if base else Path.home() / ".cache"
+    return root / ("prompt-cache" if os.environ.get("CACHE_DIRECTORY") else
+                   "cerebrum/prompt-cache")
+
+
 @attrs.frozen
 class BackendConfig:
     """Everything ``create_backend_app`` needs; built once at start-up."""
@@ -49,6 +58,10 @@ class BackendConfig:
     the floor). Each slot holds the model's whole context."""
     prompt_cache_mb: float = attrs.field(default=256.0, validator=non_negative)
     """RAM for saved prompt states of idle slots (0: off), per model."""
+    prompt_cache_disk_mb: float = attrs.field(default=0.0, validator=non_negative)
+    """Disk for saved prompt states pushed out of RAM (0: off), per model."""
+    prompt_cache_dir: Path = attrs.field(factory=_default_prompt_cache_dir)
+    """Where the disk tier keeps its files (a folder per model, emptied at load)."""
     prefill_chunk: int = attrs.field(default=256, validator=positive)
     """Prompt tokens decoded per step beside the running streams: a long new prompt
     delays the others' next token by one chunk, not by all of it."""

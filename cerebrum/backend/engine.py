@@ -10,10 +10,11 @@ size) and runs on the model's single worker thread. Each step it
    the shared prefix;
 2. asks the scheduler for a plan: one token for every generating sequence,
    then prompt chunks of those still prefilling (chunked prefill);
-3. decodes that one batch with as many threads as the host's free cores
-   allow, samples each sequence that produced logits with its own sampler
-   chain, and emits text through the request's ``emit`` (which crosses to
-   the event loop with ``call_soon_threadsafe``).
+3. decodes that one batch with the thread count the ``ThreadTuner`` measured
+   fastest (fewer when a busy neighbour holds a core), samples each
+   sequence that produced logits with its own sampler chain, and emits
+   text through the request's ``emit`` (which crosses to the event loop
+   with ``call_soon_threadsafe``).
 
 A request's cancel flag is checked at the start of every step, so a client
 disconnect frees its slot within one step. Decisions live in
@@ -97,6 +98,15 @@ class _Request:
     decoder: Any = None
     matcher: StopMatcher | None = None
     logprobs: list[TokenLogprob] = attrs.field(factory=list)
+    siblings: list[_Request] = attrs.field(factory=list)
+    """The other choices of an ``n`` > 1 request (on the first one, the leader)."""
+    follows: _Request | None = None
+    """For a sibling: the leader whose prompt KV it will copy instead of prefilling."""
+    index: int = 0
+    """The choice's index (its seed is the request's plus this)."""
+
+    def group(self) -> list[_Request]:
+        return [self, *self.siblings]
 
 
 @attrs.define(eq=False)
@@ -121,8 +131,6 @@ class Engine:
         slots: int,
         context_size: int,
         max_threads: int,
-        cores: int,
-        other_cpu_percent: Callable[[], float] = lambda: 0.0,
         prefill_chunk: int = 256,
         cache: PromptCache | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -133,13 +141,12 @@ class Engine:
         self.slots = slots
         self.context_size = context_size
         self.max_threads = max_threads
-        self.cores = cores
+        self.threads = scheduler.ThreadTuner(max_threads)
         self.batch_size = max(prefill_chunk, slots)
         self._llama = llama_cpp
         self._model = model
         self._vocab = vocab
         self._tokenize = tokenize
-        self._other_cpu = other_cpu_percent
         self._clock = clock
         self._on_step = on_step
         self.cache = cache if cache is not None else PromptCache(0)
@@ -196,8 +203,23 @@ class Engine:
     def submit(self, job: GenerationJob, generation: Generation,
                emit: Callable[[Event], None]) -> bool:
         """Queue ``job``; True when the caller must start ``run`` on the worker thread."""
+        return self.submit_choices(job, [(generation, emit)])
+
+    def submit_choices(self, job: GenerationJob,
+                       choices: list[tuple[Generation, Callable[[Event], None]]]) -> bool:
+        """Queue ``job`` for ``len(choices)`` answers (OpenAI's ``n``), one per handle.
+
+        The choices share the prompt: the first prefills it and the others copy
+        its KV state (``llama_memory_seq_cp``) and sample their first token from
+        the same logits, so ``n`` answers cost one prefill. The group waits
+        until that many slots are free.
+        """
+        arrived = next(self._arrivals)
+        leader, *rest = [_Request(job, generation, emit, arrived, index=i)
+                         for i, (generation, emit) in enumerate(choices)]
+        leader.siblings = rest
         with self._lock:
-            self._inbox.append(_Request(job, generation, emit, next(self._arrivals)))
+            self._inbox.append(leader)
             if self._running:
                 return False
             self._running = True
@@ -266,18 +288,23 @@ class Engine:
             req = self._waiting[0]
             if req.generation.cancel_event.is_set():
                 self._waiting.popleft()
-                req.emit(Finished("cancelled", 0, 0))
+                for member in req.group():
+                    member.emit(Finished("cancelled", 0, 0))
                 continue
-            if not any(slot.request is None for slot in self._slots):
+            if sum(slot.request is None for slot in self._slots) < len(req.group()):
+                if len(req.group()) > len(self._slots):
+                    self._waiting.popleft()  # the manager refuses these; never wait forever
+                    self._fail_group(req, GenerationError("more choices than engine slots"))
+                    continue
                 return
             self._waiting.popleft()
             try:
                 self._admit(req)
             except ApiError as exc:  # the request asks what this model cannot do
-                self._fail(req, exc)
+                self._fail_group(req, exc)
             except Exception as exc:  # a bad template or tokenizer error fails this request only
                 _LOGGER.exception("admitting a request failed")
-                self._fail(req, exc)
+                self._fail_group(req, exc)
 
     def _admit(self, req: _Request) -> None:
         llama_cpp = self._llama
@@ -287,21 +314,19 @@ class Engine:
         prompt_tokens = len(tokens)
         wanted = job.params.max_tokens
         if prompt_tokens >= n_ctx:
-            req.emit(Failed(ContextLengthExceeded(
+            raise ContextLengthExceeded(
                 f"the prompt is {prompt_tokens} tokens, {prompt_tokens - n_ctx + 1} over "
                 f"this model's context of {n_ctx} tokens (which must also leave room "
                 "for at least one generated token)",
                 param="messages" if job.messages is not None else "prompt",
-            )))
-            return
+            )
         if wanted is not None and prompt_tokens + wanted > n_ctx:
-            req.emit(Failed(ContextLengthExceeded(
+            raise ContextLengthExceeded(
                 f"the prompt ({prompt_tokens} tokens) plus max_tokens ({wanted}) is "
                 f"{prompt_tokens + wanted - n_ctx} tokens over this model's context of "
                 f"{n_ctx} tokens",
                 param="max_tokens",
-            )))
-            return
+            )
         req.tokens, req.stops = tokens, stops
         req.budget = wanted if wanted is not None else min(job.default_max_tokens,
                                                            n_ctx - prompt_tokens)
@@ -318,8 +343,10 @@ class Engine:
         if choice.restore is not None:
             entry = self.cache.take(choice.restore)
             llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
-            data = (ctypes.c_uint8 * len(entry.data)).from_buffer_copy(entry.data)
-            if llama_cpp.llama_state_seq_set_data(self._ctx, data, len(entry.data), slot.seq):
+            data = (ctypes.c_uint8 * len(entry.data)).from_buffer_copy(entry.data) \
+                if entry is not None else None
+            if entry is not None and llama_cpp.llama_state_seq_set_data(
+                    self._ctx, data, len(entry.data), slot.seq):
                 slot.cached = list(entry.tokens)
                 self.stats.restores += 1
             else:
@@ -335,20 +362,45 @@ class Engine:
         del slot.cached[reuse:]
         self.stats.reused_tokens += reuse
         seed = job.params.seed if job.params.seed is not None else random.getrandbits(32)
-        req.sampler = build_sampler(job.params, seed, self._vocab, self._n_vocab)
+        # Samplers first: a grammar llama.cpp refuses fails the group before
+        # any slot is taken.
+        for member in req.group():
+            member.sampler = build_sampler(job.params, seed + member.index, self._vocab,
+                                           self._n_vocab)
         req.pending = tokens[reuse:]
+        self._start(slot, req)
+        for sibling in req.siblings:
+            self._admit_sibling(req, sibling)
+
+    def _start(self, slot: _Slot, req: _Request) -> None:
         req.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        req.matcher = StopMatcher(stops)
+        req.matcher = StopMatcher(req.stops)
         slot.request = req
-        req.emit(PromptReady(prompt_tokens))
+        req.emit(PromptReady(len(req.tokens)))
+
+    def _admit_sibling(self, leader: _Request, sibling: _Request) -> None:
+        """Give a further choice a slot of its own; it waits there for the leader's prompt."""
+        llama_cpp = self._llama
+        choice = scheduler.choose_slot(
+            [], [scheduler.SlotInfo(s.seq, tuple(s.cached), s.request is None, s.last_used)
+                 for s in self._slots])
+        assert choice is not None  # _admit_waiting counted a free slot per choice
+        slot = self._slots[choice.slot]
+        if choice.save_first:
+            self._save(slot)
+        llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
+        slot.cached = []
+        sibling.tokens, sibling.stops, sibling.budget = leader.tokens, leader.stops, leader.budget
+        sibling.follows = leader
+        self._start(slot, sibling)
 
     def _save(self, slot: _Slot) -> None:
         """Copy the slot's KV state into the prompt cache before it is overwritten."""
         llama_cpp = self._llama
-        if self.cache.capacity <= 0 or not slot.cached:
+        if self.cache.largest_entry <= 0 or not slot.cached:
             return
         size = llama_cpp.llama_state_seq_get_size(self._ctx, slot.seq)
-        if size <= 0 or size > self.cache.capacity:
+        if size <= 0 or size > self.cache.largest_entry:
             return
         buffer = (ctypes.c_uint8 * size)()
         written = llama_cpp.llama_state_seq_get_data(self._ctx, buffer, size, slot.seq)
@@ -365,7 +417,8 @@ class Engine:
         demands = [
             scheduler.SeqDemand(slot.seq, 0 if slot.request.generating
                                 else len(slot.request.pending), slot.request.arrived)
-            for slot in self._slots if slot.request is not None
+            for slot in self._slots
+            if slot.request is not None and slot.request.follows is None
         ]
         if not demands:
             return
@@ -394,14 +447,19 @@ class Engine:
             if not req.generating:
                 self.stats.prefill_tokens += len(chunk)
         batch.n_tokens = n
-        threads = scheduler.decode_threads(self.max_threads, self.cores, self._other_cpu())
+        # Only a step of single tokens (every sequence generating) is a fair
+        # sample of decode speed for the tuner; prompt chunks vary too much.
+        key = n if n == len(plan) else None
+        threads = self.threads.choose(key)
         if threads != self._threads_set:
             llama_cpp.llama_set_n_threads(self._ctx, threads, threads)
             self._threads_set = threads
         self.stats.threads = threads
+        started = time.perf_counter()
         rc = llama_cpp.llama_decode(self._ctx, batch)
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
+        self.threads.observe(key, threads, time.perf_counter() - started)
         self.stats.steps += 1
         if len(plan) > 1:
             self.stats.batched_steps += 1
@@ -422,6 +480,8 @@ class Engine:
         llama_cpp = self._llama
         req = slot.request
         assert req is not None and req.sampler is not None and req.matcher is not None
+        if not req.generating and req.siblings:
+            self._branch(slot, index)
         token = req.sampler.sample(self._ctx, index)
         req.generating = True
         if llama_cpp.llama_vocab_is_eog(self._vocab, token):
@@ -442,6 +502,25 @@ class Engine:
             self._finish(slot, "length")
         else:
             req.pending = [token]
+
+    def _branch(self, leader_slot: _Slot, index: int) -> None:
+        """The leader's prompt is in: each waiting sibling copies its KV and samples
+        its first token from the same logits row."""
+        llama_cpp = self._llama
+        leader = leader_slot.request
+        assert leader is not None
+        for slot in self._slots:
+            sibling = slot.request
+            if sibling is None or sibling.follows is not leader:
+                continue
+            # Across KV streams only a whole sequence can be copied; llama.cpp
+            # does it at the next decode, before anything reads it.
+            llama_cpp.llama_memory_seq_cp(self._memory, leader_slot.seq, slot.seq, -1, -1)
+            slot.cached = list(leader_slot.cached)
+            sibling.follows = None
+            self.stats.reused_tokens += len(slot.cached)
+            slot.last_used = leader_slot.last_used
+            self._sampled(slot, index)
 
     def _emit_text(self, req: _Request, text: str) -> None:
         if req.logprobs:
@@ -469,6 +548,11 @@ class Engine:
                 self._emit_text(req, tail)
         if req.sampler is not None:
             req.sampler.close()
+        # Siblings still waiting for this prompt must compute it themselves.
+        for other in self._slots:
+            if other.request is not None and other.request.follows is req:
+                other.request.follows = None
+                other.request.pending = list(other.request.tokens)
         # Free the slot before the handler hears of the end: it may start the
         # next request (or read the slot states) at once.
         slot.request = None
@@ -476,6 +560,13 @@ class Engine:
         # A sequence left mid-prompt (cancelled) keeps only what it computed:
         # ``cached`` already matches its KV.
         req.emit(Finished(reason, len(req.tokens), req.produced))
+
+    def _fail_group(self, req: _Request, error: BaseException) -> None:
+        for member in req.group():
+            if member.sampler is not None:
+                member.sampler.close()
+                member.sampler = None
+            self._fail(member, error)
 
     def _fail(self, req: _Request, error: BaseException) -> None:
         try:
@@ -497,10 +588,10 @@ class Engine:
                 llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
             slot.cached = []
         for req in self._waiting:
-            self._fail(req, error)
+            self._fail_group(req, error)
         self._waiting.clear()
         with self._lock:
             for req in self._inbox:
-                self._fail(req, error)
+                self._fail_group(req, error)
             self._inbox.clear()
             self._running = False

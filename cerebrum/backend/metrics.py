@@ -69,11 +69,21 @@ class EngineCollector(Collector):
         cache_bytes = GaugeMetricFamily("cerebrum_prompt_cache_bytes",
                                         "Bytes of saved prompt states", labels=["model"])
         cache_entries = GaugeMetricFamily("cerebrum_prompt_cache_entries",
-                                          "Saved prompt states", labels=["model"])
+                                          "Saved prompt states (RAM and disk)", labels=["model"])
+        disk_bytes = GaugeMetricFamily("cerebrum_prompt_cache_disk_bytes",
+                                       "Bytes of saved prompt states on disk", labels=["model"])
+        spilled = counter("cerebrum_prompt_cache_spills",
+                          "Saved states pushed out of RAM onto disk")
+        disk_hits = counter("cerebrum_prompt_cache_disk_hits",
+                            "Saved prompt states restored from disk (also counted in hits)")
         slots = GaugeMetricFamily("cerebrum_engine_slots", "Engine slots by state",
                                   labels=["model", "state"])
         threads = GaugeMetricFamily("cerebrum_engine_threads",
                                     "Threads used by the latest decode step", labels=["model"])
+        switches = counter("cerebrum_engine_thread_switches",
+                           "Changes of the decode thread count, made by measured speed")
+        probes = counter("cerebrum_engine_thread_probes",
+                         "Decode steps run on another thread count to measure it")
         for model, engine in self._engines():
             stats, cache = engine.stats, engine.cache.stats
             prefill.add_metric([model], stats.prefill_tokens)
@@ -87,8 +97,14 @@ class EngineCollector(Collector):
             evictions.add_metric([model], cache.evictions)
             cache_bytes.add_metric([model], engine.cache.size_bytes)
             cache_entries.add_metric([model], len(engine.cache))
+            disk_bytes.add_metric([model], engine.cache.disk_bytes)
+            spilled.add_metric([model], cache.spilled)
+            disk_hits.add_metric([model], cache.disk_hits)
             for state, count in engine.slot_states().items():
                 slots.add_metric([model, state], count)
             threads.add_metric([model], stats.threads)
+            switches.add_metric([model], engine.threads.switches)
+            probes.add_metric([model], engine.threads.probes)
         yield from (prefill, reused, generated, steps, batched, hits, misses, saves, evictions,
-                    cache_bytes, cache_entries, slots, threads)
+                    cache_bytes, cache_entries, slots, threads, switches, probes, disk_bytes,
+                    spilled, disk_hits)

@@ -47,7 +47,10 @@ class _Slot:
 
     spec: ModelSpec
     permits: asyncio.Semaphore
-    """One per engine slot: a request holds one while it generates."""
+    """One per engine slot: a request holds one per choice while it generates."""
+    admission: asyncio.Lock = attrs.field(factory=asyncio.Lock)
+    """Held while a request takes its permits, so two requests of several choices
+    cannot each hold part of what the other needs."""
     pending: int = 0
     """Requests admitted and not finished (running + waiting)."""
     worker: ModelWorker | None = None
@@ -134,9 +137,17 @@ class ModelManager:
 
     # -- use -----------------------------------------------------------------
 
+    @property
+    def slot_count(self) -> int:
+        """Requests (choices) one model runs at once: CEREBRUM_SLOTS."""
+        return self._slot_count
+
     @contextlib.asynccontextmanager
-    async def use(self, name: str) -> AsyncIterator[ModelWorker]:
-        """Wait for this model's turn (loading it if needed) and hold it while in the block."""
+    async def use(self, name: str, choices: int = 1) -> AsyncIterator[ModelWorker]:
+        """Wait for this model's turn (loading it if needed) and hold it while in the block.
+
+        ``choices`` slots are held (OpenAI's ``n``); the caller keeps it within
+        ``slot_count``."""
         slot = self._slots[name]
         waiting = slot.pending - self._slot_count + 1  # counting this request
         if waiting > self._max_queue:
@@ -151,7 +162,7 @@ class ModelManager:
         started = None
         try:
             await self.ensure_loaded(name)
-            async with slot.permits:
+            async with self._permits(slot, choices):
                 # Idle unload and eviction skip models with pending requests,
                 # so the worker loaded above is still here.
                 assert slot.worker is not None
@@ -163,6 +174,19 @@ class ModelManager:
             slot.last_used = now
             if started is not None:
                 slot.mean_duration_s += 0.2 * ((now - started) - slot.mean_duration_s)
+
+    @contextlib.asynccontextmanager
+    async def _permits(self, slot: _Slot, count: int) -> AsyncIterator[None]:
+        held = 0
+        try:
+            async with slot.admission:
+                for _ in range(count):
+                    await slot.permits.acquire()
+                    held += 1
+            yield
+        finally:
+            for _ in range(held):
+                slot.permits.release()
 
     async def ensure_loaded(self, name: str) -> ModelWorker:
         """Load ``name`` if needed; concurrent callers share one load."""

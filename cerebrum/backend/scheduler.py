@@ -7,7 +7,6 @@ out on the llama context.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import attrs
@@ -134,18 +133,107 @@ def plan_batch(demands: Sequence[SeqDemand], budget: int) -> list[tuple[int, int
     return plan
 
 
-def decode_threads(max_threads: int, cores: int, other_cpu_percent: float) -> int:
-    """Threads for the next step: the cores other processes leave free, at most ``max_threads``.
+@attrs.define
+class ThreadTuner:
+    """Each decode step's thread count, chosen by the speed it is measured to give.
 
-    llama.cpp's threads wait for each other at every step, so one thread on a
-    core that a neighbour holds stalls them all: at a busy core's cost of
-    half the speed it is better to leave that core to the neighbour.
-    ``other_cpu_percent`` is the other processes' use of the whole machine.
-    A core counts as taken once a neighbour uses more than 40% of it.
+    llama.cpp's threads wait for each other at every step, so when another
+    process holds a core, the thread that shares it stalls the rest: with one
+    busy neighbour on 2 cores, 2 threads decode at a fraction of 1 thread's
+    speed; on a quiet host 2 threads are much faster. A CPU reading cannot
+    tell the two apart reliably (our own spinning threads, the client reading
+    the stream and sampling jitter all blur it: the reading once kept a quiet
+    host on one thread, at 0.6x its speed), so the tuner asks the decoder
+    itself. It keeps a moving average of seconds per step for each (batch
+    size, thread count), stays on the fastest, and now and then probes a
+    neighbouring count: often after a change, more rarely while the choice
+    holds, and at once when the current choice turns much slower than when
+    it was confirmed (a neighbour has just started).
+
+    Only decode steps of a known batch size are measured (``key``); prompt
+    chunks vary too much in cost and use the current choice.
     """
-    busy = max(0.0, other_cpu_percent) / 100.0 * cores
-    free = cores - math.floor(busy + 0.6)
-    return max(1, min(max_threads, free))
+
+    max_threads: int
+    probe_every_min: int = 16
+    probe_every_max: int = 256
+    alpha: float = 0.25
+    """Weight of a new sample in a moving average."""
+    slowdown: float = 1.4
+    """Probe at once when the current choice turns this much slower."""
+    current: int = attrs.field(init=False)
+    probes: int = attrs.field(init=False, default=0)
+    switches: int = attrs.field(init=False, default=0)
+    _costs: dict[tuple[int, int], float] = attrs.field(init=False, factory=dict)
+    _confirmed: dict[int, float] = attrs.field(init=False, factory=dict)
+    _interval: int = attrs.field(init=False)
+    _countdown: int = attrs.field(init=False)
+    _probing: int | None = attrs.field(init=False, default=None)
+    _direction: int = attrs.field(init=False, default=-1)
+
+    def __attrs_post_init__(self) -> None:
+        self.max_threads = max(1, self.max_threads)
+        self.current = self.max_threads
+        self._interval = self.probe_every_min
+        self._countdown = self.probe_every_min
+
+    def choose(self, key: int | None) -> int:
+        """Threads for the next step; ``key`` is its batch size, None for a prompt chunk."""
+        if self.max_threads == 1 or key is None:
+            return self.current
+        if (key, self.current) not in self._costs:
+            return self.current  # measure the current choice at this size first
+        self._countdown -= 1
+        if self._countdown > 0:
+            return self.current
+        probe = self._neighbour()
+        self._probing = probe
+        self.probes += 1
+        return probe
+
+    def observe(self, key: int | None, threads: int, seconds: float) -> None:
+        """Record how long a step of batch size ``key`` took on ``threads`` threads."""
+        if self.max_threads == 1 or key is None or seconds <= 0:
+            return
+        cell = (key, threads)
+        old = self._costs.get(cell)
+        if old is None or threads != self.current:
+            # A probe is a rare sample: it replaces the figure, which may date
+            # from before a neighbour came or went.
+            self._costs[cell] = seconds
+        else:
+            self._costs[cell] = old + self.alpha * (seconds - old)
+        if self._probing is not None and threads == self._probing:
+            self._probing = None
+            self._decide(key)
+        elif threads == self.current:
+            confirmed = self._confirmed.setdefault(key, self._costs[cell])
+            # Much slower than it was (on average, or one step twice as slow):
+            # look around now, a neighbour may have started.
+            if self._costs[cell] > confirmed * self.slowdown or seconds > 2 * confirmed:
+                self._countdown = 1
+
+    def _decide(self, key: int) -> None:
+        known = {t: cost for (k, t), cost in self._costs.items() if k == key}
+        best = min(known, key=known.__getitem__)
+        if best != self.current:
+            self.current = best
+            self.switches += 1
+            self._interval = self.probe_every_min
+            self._confirmed = {}
+        else:
+            self._interval = min(self.probe_every_max, self._interval * 2)
+            self._confirmed[key] = known[best]
+        self._countdown = self._interval
+
+    def _neighbour(self) -> int:
+        """Alternate between one thread fewer and one more, within 1..max_threads."""
+        for _ in range(2):
+            self._direction = -self._direction
+            probe = self.current + self._direction
+            if 1 <= probe <= self.max_threads:
+                return probe
+        return self.current
 
 
 def choose_evictions(entries: Sequence[tuple[int, int, float]], capacity: int,

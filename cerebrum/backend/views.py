@@ -185,8 +185,12 @@ async def _complete(request: web.Request, kind: Literal["chat", "text"]) -> web.
         job = _job(parsed, state.config.default_max_tokens)
         state.guard.check()
         envelope = CompletionEnvelope(kind, spec.name, usage_null=parsed.include_usage is True)
-        async with state.models.use(spec.name) as worker:
-            return await _generate(request, worker.start(job), parsed, envelope, log)
+        n = parsed.params.n
+        if n > state.models.slot_count:
+            raise BadRequest(f"'n' may be at most {state.models.slot_count} on this backend "
+                             "(one engine slot per answer, CEREBRUM_SLOTS)", param="n")
+        async with state.models.use(spec.name, n) as worker:
+            return await _generate(request, worker.start_choices(job, n), parsed, envelope, log)
     except ApiError as exc:
         log.status = exc.status
         log.outcome = exc.code or exc.error_type
@@ -220,29 +224,37 @@ def _shaper(parsed: AnyCompletionRequest) -> AnswerShaper:
                         text_offset=len(parsed.prompt) if parsed.echo else 0)
 
 
-async def _generate(request: web.Request, generation: Generation, parsed: AnyCompletionRequest,
-                    envelope: CompletionEnvelope, log: CompletionRecord) -> web.StreamResponse:
+async def _generate(request: web.Request, generations: list[Generation],
+                    parsed: AnyCompletionRequest, envelope: CompletionEnvelope,
+                    log: CompletionRecord) -> web.StreamResponse:
     try:
-        first = await generation.next_event()
-        if isinstance(first, Failed):
-            raise _as_api_error(first.error)
-        if not isinstance(first, PromptReady):
-            # The engine always announces the prompt first; anything else is a bug
-            # there, answered as a generation failure rather than skipped under -O.
-            raise _as_api_error(RuntimeError(f"unexpected first event {type(first).__name__}"))
+        for generation in generations:
+            first = await generation.next_event()
+            if isinstance(first, Failed):
+                raise _as_api_error(first.error)
+            if not isinstance(first, PromptReady):
+                # The engine always announces the prompt first; anything else is a bug
+                # there, answered as a generation failure rather than skipped under -O.
+                raise _as_api_error(RuntimeError(
+                    f"unexpected first event {type(first).__name__}"))
         echo = parsed.prompt if isinstance(parsed, CompletionRequest) and parsed.echo else ""
+        include_usage = parsed.include_usage is True
+        if parsed.stream and len(generations) == 1:
+            return await _stream(request, generations[0], envelope, _shaper(parsed), echo,
+                                 include_usage, log)
         if parsed.stream:
-            return await _stream(request, generation, envelope, _shaper(parsed), echo,
-                                 parsed.include_usage is True, log)
-        return await _collect(generation, envelope, _shaper(parsed), echo, log)
+            return await _stream_choices(request, generations, envelope, parsed, echo,
+                                         include_usage, log)
+        return await _collect(generations, envelope, parsed, echo, log)
     finally:
-        if not generation.done:
-            # We are leaving early (client gone, error): stop the model
-            # thread, which notices within one token, and wait for it so
-            # the model is idle before the next request gets its turn.
-            stopped = await generation.stop()
-            if stopped is not None:
-                _finished(log, stopped, outcome="client_disconnected")
+        for generation in generations:
+            if not generation.done:
+                # We are leaving early (client gone, error): stop the model
+                # thread, which notices within one token, and wait for it so
+                # the model is idle before the next request gets its turn.
+                stopped = await generation.stop()
+                if stopped is not None:
+                    _finished(log, stopped, outcome="client_disconnected")
 
 
 class _ChunkTemplate:
@@ -256,8 +268,8 @@ class _ChunkTemplate:
 
     _MARK = "\x00"
 
-    def __init__(self, envelope: CompletionEnvelope) -> None:
-        text = json.dumps(envelope.chunk(self._MARK))
+    def __init__(self, envelope: CompletionEnvelope, index: int = 0) -> None:
+        text = json.dumps(_indexed(envelope.chunk(self._MARK), index))
         head, tail = text.split(json.dumps(self._MARK), 1)
         self._head = b"data: " + head.encode()
         self._tail = tail.encode() + b"\r\n\r\n"
@@ -268,7 +280,7 @@ class _ChunkTemplate:
 
 
 def _events(envelope: CompletionEnvelope, template: _ChunkTemplate,
-            parts: list[Part]) -> list[bytes]:
+            parts: list[Part], index: int = 0) -> list[bytes]:
     """The SSE events for some answer parts (content through the fast template)."""
     out = []
     for part in parts:
@@ -276,10 +288,20 @@ def _events(envelope: CompletionEnvelope, template: _ChunkTemplate,
             if part.logprobs is None:
                 out.append(template.render(part.text))
             else:
-                out.append(_sse(envelope.chunk(part.text, logprobs=part.logprobs)))
+                out.append(_sse(_indexed(envelope.chunk(part.text, logprobs=part.logprobs),
+                                         index)))
         else:
-            out.extend(_sse(envelope.chunk(None, tool_calls=delta)) for delta in part.deltas())
+            out.extend(_sse(_indexed(envelope.chunk(None, tool_calls=delta), index))
+                       for delta in part.deltas())
     return out
+
+
+def _indexed(chunk: dict[str, Any], index: int) -> dict[str, Any]:
+    """``chunk`` (one choice) as the choice numbered ``index`` (OpenAI's ``n``)."""
+    if index:
+        for choice in chunk["choices"]:
+            choice["index"] = index
+    return chunk
 
 
 def _sse(obj: dict[str, Any]) -> bytes:
@@ -329,10 +351,95 @@ async def _stream(
     return sse
 
 
+async def _stream_choices(
+    request: web.Request, generations: list[Generation], envelope: CompletionEnvelope,
+    parsed: AnyCompletionRequest, echo: str, include_usage: bool, log: CompletionRecord,
+) -> EventSourceResponse:
+    """Several answers (``n`` > 1) in one stream: each chunk names its choice's index,
+    in the order the tokens come; the usage rides on the last finish (or its own chunk)."""
+    merged: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
+
+    async def pump(index: int, generation: Generation) -> None:
+        while True:
+            event = await generation.next_event()
+            merged.put_nowait((index, event))
+            if isinstance(event, Finished | Failed):
+                return
+
+    templates = [_ChunkTemplate(envelope, i) for i in range(len(generations))]
+    shapers = [_shaper(parsed) for _ in generations]
+    pumps = [asyncio.create_task(pump(i, g)) for i, g in enumerate(generations)]
+    try:
+        async with sse_response(request, allow_all_methods=True) as sse:
+            try:
+                for i, template in enumerate(templates):
+                    await sse.send(json.dumps(_indexed(envelope.chunk(
+                        "" if envelope.kind == "chat" else None, first=True), i)))
+                    if echo:
+                        await sse.write(template.render(echo))
+                log.mark_first_byte()
+                finished: dict[int, Finished] = {}
+                while len(finished) < len(generations):
+                    index, event = await merged.get()
+                    shaper = shapers[index]
+                    if isinstance(event, TextPiece):
+                        log.mark_first_token()
+                        for data in _events(envelope, templates[index],
+                                            shaper.piece(event.text, event.logprobs), index):
+                            await sse.write(data)
+                    elif isinstance(event, Finished):
+                        finished[index] = event
+                        for data in _events(envelope, templates[index], shaper.end(), index):
+                            await sse.write(data)
+                        last = len(finished) == len(generations)
+                        total = _total(list(finished.values()))
+                        used = usage(total.prompt_tokens, total.completion_tokens)
+                        await sse.send(json.dumps(_indexed(envelope.chunk(
+                            None, finish_reason=shaper.finish_reason(event.reason),
+                            usage_=used if last and not include_usage else None), index)))
+                        if last:
+                            _finished(log, total)
+                            if include_usage:
+                                await sse.send(json.dumps(envelope.usage_chunk(used)))
+                            await sse.send("[DONE]")
+                    elif isinstance(event, Failed):
+                        error = _as_api_error(event.error)
+                        log.outcome = "error"
+                        await sse.send(json.dumps(error.body()), event="error")
+                        break
+            except ConnectionError:
+                log.outcome = "client_disconnected"
+        return sse
+    finally:
+        for task in pumps:
+            task.cancel()
+
+
+def _total(finishes: list[Finished]) -> Finished:
+    """One request's figures over its choices: the prompt once, every answer's tokens."""
+    return Finished(finishes[0].reason, finishes[0].prompt_tokens,
+                    sum(f.completion_tokens for f in finishes))
+
+
 async def _collect(
+    generations: list[Generation], envelope: CompletionEnvelope,
+    parsed: AnyCompletionRequest, echo: str, log: CompletionRecord,
+) -> web.Response:
+    answers = await asyncio.gather(*[_collect_choice(g, envelope, _shaper(parsed), echo, log)
+                                     for g in generations])
+    total = _total([finished for _, finished in answers])
+    _finished(log, total)
+    body = envelope.whole("", "stop", usage(total.prompt_tokens, total.completion_tokens))
+    body["choices"] = [dict(choice, index=i) for i, (choice, _) in enumerate(answers)]
+    log.mark_first_byte()
+    return web.json_response(body)
+
+
+async def _collect_choice(
     generation: Generation, envelope: CompletionEnvelope, shaper: AnswerShaper, echo: str,
     log: CompletionRecord,
-) -> web.Response:
+) -> tuple[dict[str, Any], Finished]:
+    """One whole answer: its choice object and its figures."""
     parts: list[Part] = []
     while True:
         event = await generation.next_event()
@@ -340,7 +447,6 @@ async def _collect(
             log.mark_first_token()
             parts.extend(shaper.piece(event.text, event.logprobs))
         elif isinstance(event, Finished):
-            _finished(log, event)
             parts.extend(shaper.end())
             contents = [p for p in parts if isinstance(p, Content)]
             logprobs = merge_logprobs(envelope.kind, [p.logprobs for p in contents])
@@ -353,8 +459,7 @@ async def _collect(
                 text, shaper.finish_reason(event.reason),
                 usage(event.prompt_tokens, event.completion_tokens), logprobs=logprobs,
                 tool_calls=[call.wire() for call in shaper.calls] or None)
-            log.mark_first_byte()
-            return web.json_response(body)
+            return body["choices"][0], event
         elif isinstance(event, Failed):
             raise _as_api_error(event.error)
 

@@ -18,9 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from cerebrum.backend import scheduler, tools
@@ -31,7 +33,7 @@ from cerebrum.backend.generation import (
     Generation,
     GenerationJob,
 )
-from cerebrum.backend.prompt_cache import PromptCache
+from cerebrum.backend.prompt_cache import DiskTier, PromptCache
 from cerebrum.backend.registry import ModelSpec, RegistryError
 from cerebrum.errors import BadRequest
 
@@ -59,25 +61,26 @@ class ModelWorker:
         threads: int,
         slots: int = 1,
         prompt_cache_mb: float = 0.0,
+        prompt_cache_disk_mb: float = 0.0,
+        prompt_cache_dir: Path | None = None,
         prefill_chunk: int = 256,
-        other_cpu_percent: Callable[[], float] = lambda: 0.0,
         room_mb: Callable[[], float] = lambda: float("inf"),
-        cores: int | None = None,
         on_step: Callable[[Engine], None] | None = None,
     ) -> None:
         """``room_mb`` is RAM available above the floor now (it bounds the slots' KV
-        at load and the prompt cache); ``other_cpu_percent`` is other processes'
-        CPU use, which sets each step's thread count."""
+        at load and the prompt cache). Each step's thread count is the engine's
+        to choose (``scheduler.ThreadTuner``), at most ``threads``."""
         self.spec = spec
         self.threads = spec.threads or threads
         self.slots = slots
         self._prompt_cache_mb = prompt_cache_mb
+        self._prompt_cache_disk_mb = prompt_cache_disk_mb
+        self._prompt_cache_dir = prompt_cache_dir
         self._prefill_chunk = prefill_chunk
-        self._other_cpu = other_cpu_percent
         self._room_mb = room_mb
-        self._cores = cores or os.cpu_count() or 1
         self._on_step = on_step
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{spec.name}")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{spec.name}",
+                                            initializer=run_at_normal_priority)
         self._model: Any = None
         self._model_lock = threading.Lock()
         """Held while tokenizing off the worker thread, and while the model is freed."""
@@ -109,19 +112,26 @@ class ModelWorker:
 
     def start(self, job: GenerationJob) -> Generation:
         """Hand ``job`` to the engine; events arrive on the returned handle."""
-        loop = asyncio.get_running_loop()
-        generation = Generation()
+        return self.start_choices(job, 1)[0]
 
-        def emit(event: Event) -> None:
-            loop.call_soon_threadsafe(generation.events.put_nowait, event)
+    def start_choices(self, job: GenerationJob, n: int) -> list[Generation]:
+        """``n`` answers to ``job`` sharing one prefill; a handle for each."""
+        loop = asyncio.get_running_loop()
+        generations = [Generation() for _ in range(n)]
+
+        def emitter(generation: Generation) -> Callable[[Event], None]:
+            def emit(event: Event) -> None:
+                loop.call_soon_threadsafe(generation.events.put_nowait, event)
+            return emit
 
         engine = self.engine
         if engine is None:
-            generation.events.put_nowait(Failed(RuntimeError("model is not loaded")))
-            return generation
-        if engine.submit(job, generation, emit):
+            for generation in generations:
+                generation.events.put_nowait(Failed(RuntimeError("model is not loaded")))
+            return generations
+        if engine.submit_choices(job, [(g, emitter(g)) for g in generations]):
             self._executor.submit(engine.run)
-        return generation
+        return generations
 
     async def tokenize(self, job: GenerationJob | None = None, *, text: str | None = None) -> list[int]:
         """The model's tokens for ``job`` (chat formatted as generation formats it, BOS
@@ -172,11 +182,11 @@ class ModelWorker:
             cache = PromptCache(
                 int(self._prompt_cache_mb * 1024 * 1024),
                 room_bytes=lambda: self._room_mb() * 1024 * 1024,
+                disk=self._disk_tier(),
             )
             self.engine = Engine(
                 model.model, model.vocab, self._tokenize,
                 slots=slots, context_size=self.spec.context_size, max_threads=self.threads,
-                cores=self._cores, other_cpu_percent=self._other_cpu,
                 prefill_chunk=self._prefill_chunk, cache=cache, on_step=self._on_step,
             )
             self.slots = slots
@@ -184,6 +194,18 @@ class ModelWorker:
             model.close()
             raise
         self._model = model
+
+    def _disk_tier(self) -> DiskTier | None:
+        if self._prompt_cache_disk_mb <= 0 or self._prompt_cache_dir is None:
+            return None
+        folder = re.sub(r"[^A-Za-z0-9._-]", "_", self.spec.name)
+        try:
+            return DiskTier(self._prompt_cache_dir / folder,
+                            int(self._prompt_cache_disk_mb * 1024 * 1024))
+        except OSError as exc:
+            # A cache is an optimisation: serve without it rather than not at all.
+            _LOGGER.warning("prompt cache on disk is off: %s", exc)
+            return None
 
     def _close_sync(self) -> None:
         if self.engine is not None:
@@ -212,6 +234,25 @@ class ModelWorker:
             if job.suffix is not None:
                 return fim_tokens(model, text, job.suffix, add_bos), stops
         return model.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True), stops
+
+
+def run_at_normal_priority() -> None:
+    """Put this thread (and the llama.cpp threads it will start) back at nice 0.
+
+    The service may run above normal priority (``Nice=-5`` in the systemd
+    unit) so that its event loop stays prompt while the model computes; the
+    model itself must then compete as an equal with other processes, neither
+    above them (it would starve the host) nor below (a busy neighbour would
+    starve it). Threads inherit their creator's nice value, so setting it on
+    the worker thread covers llama.cpp's compute threads too. Raising one's
+    own nice value needs no privilege.
+    """
+    try:
+        tid = threading.get_native_id()
+        if os.getpriority(os.PRIO_PROCESS, tid) < 0:
+            os.setpriority(os.PRIO_PROCESS, tid, 0)
+    except OSError:
+        _LOGGER.warning("could not set the model thread's priority", exc_info=True)
 
 
 def _chat_formatter(model: Any, chat_format: str | None) -> Any:

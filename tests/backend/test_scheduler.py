@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from cerebrum.backend.prompt_cache import PromptCache
+from pathlib import Path
+
+from cerebrum.backend.prompt_cache import DiskTier, PromptCache
 from cerebrum.backend.scheduler import (
     MIN_SAVE_TOKENS,
     CacheInfo,
     SeqDemand,
     SlotInfo,
+    ThreadTuner,
     choose_evictions,
     choose_slot,
     common_prefix,
-    decode_threads,
     default_slots,
     plan_batch,
     slots_for_ram,
@@ -116,13 +118,56 @@ def test_no_sequence_starves_when_the_budget_is_tiny() -> None:
     assert plan_batch(demands, 2) == [(0, 1), (1, 1)]
 
 
-def test_decode_threads_leave_a_busy_core_to_the_neighbour() -> None:
-    assert decode_threads(2, cores=2, other_cpu_percent=0) == 2
-    assert decode_threads(2, cores=2, other_cpu_percent=10) == 2   # light background noise
-    assert decode_threads(2, cores=2, other_cpu_percent=33) == 1   # a neighbour sharing a core
-    assert decode_threads(2, cores=2, other_cpu_percent=50) == 1   # one core fully taken
-    assert decode_threads(2, cores=2, other_cpu_percent=100) == 1  # never zero
-    assert decode_threads(4, cores=8, other_cpu_percent=50) == 4   # capped by the setting
+def _run_tuner(tuner: ThreadTuner, cost: dict[int, float], steps: int, key: int = 1) -> list[int]:
+    """Drive ``tuner`` as the engine does, each thread count taking ``cost[t]`` s a step."""
+    chosen = []
+    for _ in range(steps):
+        threads = tuner.choose(key)
+        tuner.observe(key, threads, cost[threads])
+        chosen.append(threads)
+    return chosen
+
+
+def test_tuner_stays_on_all_threads_when_they_are_fastest() -> None:
+    tuner = ThreadTuner(2)
+    chosen = _run_tuner(tuner, {1: 0.014, 2: 0.008}, 500)
+    assert tuner.current == 2
+    # Probes back off while the choice holds: a handful in 500 steps.
+    assert 1 <= chosen.count(1) <= 8
+
+
+def test_tuner_drops_a_thread_when_a_neighbour_arrives_and_returns_after() -> None:
+    tuner = ThreadTuner(2)
+    _run_tuner(tuner, {1: 0.014, 2: 0.008}, 400)
+    # A neighbour takes a core: two threads stall each other.
+    busy = _run_tuner(tuner, {1: 0.018, 2: 0.060}, 60)
+    assert tuner.current == 1
+    assert busy[-20:].count(1) >= 19  # an occasional probe of two threads
+    assert busy.index(1) <= 2  # the slowdown triggers a probe at once
+    # The neighbour leaves: a later probe finds two threads fast again.
+    quiet = _run_tuner(tuner, {1: 0.014, 2: 0.008}, 300)
+    assert tuner.current == 2
+    assert quiet[-100:].count(2) >= 98
+
+
+def test_tuner_keeps_each_batch_size_apart_and_ignores_prompt_chunks() -> None:
+    tuner = ThreadTuner(2)
+    _run_tuner(tuner, {1: 0.014, 2: 0.008}, 100, key=1)
+    # A prompt chunk (key None) is neither a probe nor a sample.
+    assert tuner.choose(None) == 2
+    tuner.observe(None, 2, 5.0)
+    assert tuner.current == 2
+    # A batch of 4 is slower per step, but that is not a reason to change.
+    _run_tuner(tuner, {1: 0.030, 2: 0.016}, 100, key=4)
+    assert tuner.current == 2
+
+
+def test_tuner_probes_both_ways_with_more_threads() -> None:
+    tuner = ThreadTuner(4)
+    cost = {1: 0.05, 2: 0.02, 3: 0.025, 4: 0.03}
+    _run_tuner(tuner, cost, 600)
+    assert tuner.current == 2
+    assert ThreadTuner(1).choose(1) == 1
 
 
 def test_evictions_are_least_recently_used_first() -> None:
@@ -152,7 +197,8 @@ def test_prompt_cache_is_lru_and_bounded() -> None:
     assert not cache.put((7,), b"x" * 300)  # larger than the whole cache
     assert cache.stats.refused == 1
     key = cache.infos()[0].key
-    assert cache.take(key).data == b"b" * 100
+    entry = cache.take(key)
+    assert entry is not None and entry.data == b"b" * 100
     assert len(cache) == 1 and cache.stats.hits == 1
 
 
@@ -172,3 +218,44 @@ def test_prompt_cache_stays_above_the_ram_floor() -> None:
     assert [info.tokens for info in cache.infos()] == [(2,)]
     room[0] = -10.0  # RAM fell below the floor: the cache gives its memory back
     assert cache.trim() == 1 and len(cache) == 0
+
+
+def test_states_pushed_out_of_ram_go_to_disk_and_come_back(tmp_path: Path) -> None:
+    disk = DiskTier(tmp_path / "model", capacity_bytes=250)
+    cache = PromptCache(capacity_bytes=150, disk=disk)
+    assert cache.put((1, 2), b"a" * 100)
+    assert cache.put((3, 4), b"b" * 100)  # (1, 2) leaves RAM for a file
+    assert cache.stats.spilled == 1 and cache.stats.evictions == 0
+    assert len(cache) == 2 and cache.size_bytes == 100 and cache.disk_bytes == 100
+    (spilled,) = [i.key for i in cache.infos() if i.tokens == (1, 2)]
+    assert (tmp_path / "model" / f"{spilled}.kv").stat().st_mode & 0o777 == 0o600
+    entry = cache.take(spilled)
+    assert entry is not None and entry.tokens == (1, 2) and entry.data == b"a" * 100
+    assert cache.stats.disk_hits == 1 and cache.stats.hits == 1
+    assert list((tmp_path / "model").iterdir()) == []  # it lives in a slot now
+    # Too big for RAM, not for the disk: written straight there.
+    assert cache.put((9,), b"z" * 200)
+    assert cache.disk_bytes == 200 and cache.stats.spilled == 1
+    # The disk tier is LRU under its own cap; what falls off it is gone.
+    assert cache.put((5, 6), b"c" * 100)  # (3, 4) to disk, (9,) off it
+    assert sorted(i.tokens for i in cache.infos()) == [(3, 4), (5, 6)]
+    assert cache.stats.evictions == 1
+    # A newer state that extends a spilled one makes the file redundant.
+    assert cache.put((3, 4, 7), b"d" * 100)
+    assert sorted(i.tokens for i in cache.infos()) == [(3, 4, 7), (5, 6)]
+    cache.clear()
+    assert len(cache) == 0 and list((tmp_path / "model").iterdir()) == []
+
+
+def test_a_disk_tier_starts_empty_and_survives_a_lost_file(tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "3.kv").write_bytes(b"a state from an earlier load")
+    disk = DiskTier(folder, capacity_bytes=1000)
+    assert list(folder.iterdir()) == []  # another context's states are not valid here
+    cache = PromptCache(capacity_bytes=0, disk=disk)
+    assert cache.put((1, 2), b"a" * 10)
+    (key,) = [i.key for i in cache.infos()]
+    (folder / f"{key}.kv").unlink()  # someone cleaned the cache folder
+    assert cache.take(key) is None  # the engine prefills instead
+    assert len(cache) == 0
