@@ -1,4 +1,5 @@
-"""Backend fixtures (a pytest plugin, see tests/conftest.py): the real app on the real embedded model."""
+"""Backend fixtures (a pytest plugin, see tests/conftest.py): the real app on the real
+embedded model."""
 
 from __future__ import annotations
 

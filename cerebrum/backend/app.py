@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -39,7 +40,7 @@ def create_backend_app(
     unless ``allow_no_key`` says so.
     """
     reader = reader or PsutilReader()
-    manager_kwargs = {"clock": clock} if clock else {}
+    manager_kwargs: dict[str, Any] = {"clock": clock} if clock else {}
     # client_max_size is a second line: read_json refuses large bodies first.
     app = web.Application(client_max_size=config.max_body_bytes)
     # Order: the request id first so every later line and error carries it;

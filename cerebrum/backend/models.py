@@ -204,7 +204,8 @@ class ModelManager:
             worker = self._worker_factory(slot.spec, threads=self._threads,
                                           **self._worker_kwargs)
             started = time.perf_counter()
-            _LOGGER.info("loading model", extra={"event": "model_load_start", "model": slot.spec.name})
+            _LOGGER.info("loading model",
+                         extra={"event": "model_load_start", "model": slot.spec.name})
             try:
                 await worker.load()
             except Exception as exc:

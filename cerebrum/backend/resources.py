@@ -44,12 +44,12 @@ class PsutilReader:
         self._process.cpu_percent(interval=None)
 
     def cpu_percent(self) -> float:
-        total = psutil.cpu_percent(interval=None)
-        own = self._process.cpu_percent(interval=None) / self._cores
+        total = float(psutil.cpu_percent(interval=None))
+        own = float(self._process.cpu_percent(interval=None)) / self._cores
         return max(0.0, total - own)
 
     def available_mb(self) -> float:
-        return psutil.virtual_memory().available / (1024 * 1024)
+        return float(psutil.virtual_memory().available) / (1024 * 1024)
 
 
 @attrs.define

@@ -133,7 +133,8 @@ async def health(request: web.Request) -> web.Response:
 
 
 MAX_TOKENIZE_IDS = 65536
-"""``/tokenize`` returns the token ids of raw ``content`` up to this many (the count is always exact)."""
+"""``/tokenize`` returns the token ids of raw ``content`` up to this many (the count
+is always exact)."""
 
 
 async def tokenize(request: web.Request) -> web.Response:
@@ -147,7 +148,8 @@ async def tokenize(request: web.Request) -> web.Response:
     """
     state = request.app[BACKEND_STATE]
     body = await read_json(request, state.config.max_body_bytes)
-    if not isinstance(body, dict) or sum(key in body for key in ("messages", "prompt", "content")) != 1:
+    if not isinstance(body, dict) or \
+            sum(key in body for key in ("messages", "prompt", "content")) != 1:
         raise BadRequest("send one of 'messages' (a list), 'prompt' or 'content' (a string)")
     model = body.get("model")
     if model is not None and not isinstance(model, str):
@@ -158,10 +160,11 @@ async def tokenize(request: web.Request) -> web.Response:
             raise BadRequest("'content' must be a string", param="content")
     else:
         kind: Literal["chat", "text"] = "chat" if "messages" in body else "text"
-        parsed = structure_request({key: body[key] for key in ("messages", "prompt", "model") if key in body},
-                                   kind)
+        parsed = structure_request(
+            {key: body[key] for key in ("messages", "prompt", "model") if key in body}, kind)
         job = (GenerationJob(parsed.params, messages=parsed.messages)
-               if isinstance(parsed, ChatCompletionRequest) else GenerationJob(parsed.params, prompt=parsed.prompt))
+               if isinstance(parsed, ChatCompletionRequest)
+               else GenerationJob(parsed.params, prompt=parsed.prompt))
     spec = state.models.resolve(model)
     try:
         worker = await state.models.ensure_loaded(spec.name)

@@ -48,7 +48,7 @@ def kv_mb_per_slot(model: Any, context_size: int) -> float:
     heads = max(1, llama_cpp.llama_model_n_head(model))
     head_dim = llama_cpp.llama_model_n_embd(model) // heads
     kv_heads = llama_cpp.llama_model_n_head_kv(model)
-    return 2 * layers * kv_heads * head_dim * 2 * context_size / (1024 * 1024)
+    return float(2 * layers * kv_heads * head_dim * 2 * context_size / (1024 * 1024))
 
 
 class ModelWorker:
@@ -133,7 +133,8 @@ class ModelWorker:
             self._executor.submit(engine.run)
         return generations
 
-    async def tokenize(self, job: GenerationJob | None = None, *, text: str | None = None) -> list[int]:
+    async def tokenize(self, job: GenerationJob | None = None, *,
+                       text: str | None = None) -> list[int]:
         """The model's tokens for ``job`` (chat formatted as generation formats it, BOS
         included) or for raw ``text`` (no special tokens added).
 

@@ -92,7 +92,7 @@ async def test_temperature_zero_is_deterministic_and_seed_repeats(backend) -> No
     async def once(**extra) -> str:
         response = await backend.post("/v1/completions", headers=AUTH, json={
             "prompt": "Once upon a time", "max_tokens": 10, **extra})
-        return (await response.json())["choices"][0]["text"]
+        return str((await response.json())["choices"][0]["text"])
 
     assert await once(temperature=0) == await once(temperature=0)
     assert await once(temperature=1.0, seed=42) == await once(temperature=1.0, seed=42)

@@ -52,7 +52,7 @@ async def _chat(client: Any, messages: list[dict[str, str]], max_tokens: int = 8
     response = await client.post("/v1/chat/completions", headers=AUTH, json={
         "model": MODEL, "messages": messages, "max_tokens": max_tokens, "temperature": 0})
     assert response.status == 200, await response.text()
-    return (await response.json())["choices"][0]["message"]["content"]
+    return str((await response.json())["choices"][0]["message"]["content"])
 
 
 @pytest.mark.parametrize("concurrency", [2, 4])

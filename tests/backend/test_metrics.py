@@ -20,7 +20,7 @@ async def scrape(client) -> dict[tuple[str, tuple], float]:
 
 
 def value(samples, name: str, **labels) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+    return float(samples.get((name, tuple(sorted(labels.items()))), 0.0))
 
 
 @pytest.mark.model

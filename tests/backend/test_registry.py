@@ -59,7 +59,8 @@ default = true
     ("[other]\nx = 1", "[models.NAME]"),
     ('[models.m]\npath = "missing.gguf"', "no such file"),
     # The field and the fault are named, not just "while structuring" the entry.
-    ('[models.m]\npath = "a.gguf"\ncolour = "red"', "'m': Extra fields in constructor for _ModelEntry: colour"),
+    ('[models.m]\npath = "a.gguf"\ncolour = "red"',
+     "'m': Extra fields in constructor for _ModelEntry: colour"),
     ('[models.m]\npath = "a.gguf"\ncontext_size = "big"', "'m': context_size: invalid literal"),
     ('[models.m]\npath = "a.gguf"\ncontext_size = 8', "context_size"),
     ('[models.qwen2.5-coder]\npath = "a.gguf"', "must be quoted"),

@@ -39,7 +39,8 @@ def test_low_memory_is_refused_at_once() -> None:
     (99.0, 16_000.0, "cpu_overloaded", "CEREBRUM_MAX_CPU_PERCENT"),
     (5.0, 10.0, "insufficient_memory", "CEREBRUM_MIN_FREE_RAM_MB"),
 ])
-async def test_service_answers_503_naming_the_limit(backend, reader, cpu, ram, code, needle) -> None:
+async def test_service_answers_503_naming_the_limit(backend, reader, cpu, ram, code,
+                                                   needle) -> None:
     reader.cpu, reader.ram_mb = cpu, ram
     guard = state_of(backend).guard
     for _ in range(20):

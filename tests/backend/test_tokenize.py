@@ -24,7 +24,8 @@ async def test_counts_are_the_completions_prompt_tokens(backend) -> None:
     assert answer["count"] == (await done.json())["usage"]["prompt_tokens"]
     # One model load for both: a text prompt, and raw content as llama.cpp's server takes it.
     counted = await (await backend.post("/tokenize", headers=AUTH, json={"prompt": DIGITS})).json()
-    done = await backend.post("/v1/completions", headers=AUTH, json={"prompt": DIGITS, "max_tokens": 1})
+    done = await backend.post("/v1/completions", headers=AUTH,
+                              json={"prompt": DIGITS, "max_tokens": 1})
     assert counted["count"] == (await done.json())["usage"]["prompt_tokens"]
     raw = await (await backend.post("/tokenize", headers=AUTH, json={"content": DIGITS})).json()
     assert raw["count"] == len(raw["tokens"]) > len(DIGITS) // 3  # digits are single tokens here
