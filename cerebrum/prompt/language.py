@@ -51,9 +51,11 @@ _WEIGHTS: dict[str, dict[str, float]] = {
     "javascript": {"function": 3, "const": 1, "let": 1, "var": 2, "=>": 1, "===": 3, "!==": 3,
                    "require": 3, "module": 1, "exports": 2, "console": 3, "undefined": 3, "this": 1,
                    "prototype": 3, "async": 0.5, "await": 0.5, "null": 1},
-    "typescript": {"interface": 3, "readonly": 3, "string": 1, "number": 2, "boolean": 3,
-                   "implements": 2, "keyof": 4, "type": 1, "unknown": 2, "any": 1, "Promise": 1,
-                   "as": 0.5, "enum": 1},
+    # interface and implements are Java's too, and the bare words string, number
+    # and boolean are JavaScript's typeof answers: a type annotation (below) is
+    # TypeScript's real evidence.
+    "typescript": {"interface": 1.5, "readonly": 3, "implements": 1, "keyof": 4,
+                   "unknown": 1, "Promise": 1, "as": 0.5, "enum": 1},
     "rust": {"fn": 3, "mut": 3, "impl": 3, "::": 1, "pub": 1, "Self": 2, "Vec": 2, "Option": 2,
              "Some": 2, "unwrap": 3, "usize": 3, "u32": 2, "u8": 2, "i32": 2, "i64": 2, "crate": 3,
              "derive": 3, "println": 2, "String": 1, "match": 1, "let": 1, "Ok": 1, "Err": 1,
@@ -77,6 +79,43 @@ _WEIGHTS: dict[str, dict[str, float]] = {
 # No single token may count more than this many times: one repeated word
 # (``self`` in a big class) must not outvote everything else.
 _CAP_PER_TOKEN = 12
+
+# Comments are prose: a Javadoc's "interface", "type", "number" and "any" are
+# not TypeScript. They are taken out of the sample before tokens are counted
+# (a ``#`` line is a comment unless it is a C preprocessor line or a shebang).
+_COMMENT_RE = re.compile(
+    r"/\*.*?(?:\*/|\Z)|(?<![:\w\\])//[^\n]*|^[ \t]*#(?!\s*(?:include|define|if|ifdef|ifndef|endif|else|elif|"
+    r"pragma|undef|error)\b|!)[^\n]*",
+    re.DOTALL | re.MULTILINE,
+)
+# Constructs only one language has, each worth several keywords.
+_SHAPES: tuple[tuple[str, float, re.Pattern[str]], ...] = (
+    # import java.util.List; / package java.util;  (Go's package line has no ';')
+    ("java", 4, re.compile(r"^import\s+(?:static\s+)?[a-z]\w*(?:\.\w+)+(?:\.\*)?;", re.MULTILINE)),
+    ("java", 6, re.compile(r"^package\s+[a-z]\w*(?:\.\w+)*;", re.MULTILINE)),
+    # public static <T> List<T> name(  /  default boolean removeIf(  : a return type before the name.
+    ("java", 2, re.compile(
+        r"\b(?:public|private|protected|default)(?:\s+(?:static|final|abstract|synchronized|native))*"
+        r"\s+(?:<[^<>()]*>\s+)?(?!(?:async|readonly|get|set|static|abstract|override|function|constructor)\b)"
+        r"[A-Za-z_][\w.]*(?:<[^()]*?>)?(?:\[\])*\s+[a-z_]\w*\s*\(")),
+    # x: string, ): Promise<  : a type annotation after a name (never in Java or C).
+    ("typescript", 2, re.compile(
+        r"[\w)?]\s*:\s*(?:string|number|boolean|any|unknown|void|never|Promise<|Record<|Array<)\b")),
+    # #include <vector>: a header without an extension is C++'s standard library.
+    ("cpp", 4, re.compile(r"#\s*include\s*<[a-z_]+>")),
+    ("cpp", 3, re.compile(r"\b(?:static_cast|reinterpret_cast|const_cast|dynamic_cast|std::\w+)\b")),
+    # ES modules: import x from './y' / export const ...; TypeScript's own exports.
+    ("javascript", 3, re.compile(r"^(?:import\s[^\n]*\bfrom\s+['\"]|export\s+(?:default|const|let|function|"
+                                 r"class|async|\*|\{))", re.MULTILINE)),
+    ("typescript", 3, re.compile(r"^(?:export\s+)?(?:type\s+\w+\s*(?:<[^>]*>)?\s*=|interface\s+\w+|"
+                                 r"import\s+type\b|export\s+enum\b)", re.MULTILINE)),
+    # Go: package main (no ';'), func (r *T) name(
+    ("go", 4, re.compile(r"^package\s+\w+[ \t]*$", re.MULTILINE)),
+    ("go", 3, re.compile(r"^func\s+(?:\(\w+\s+\*?[\w.\[\]]+\)\s+)?\w+\(", re.MULTILINE)),
+    ("rust", 5, re.compile(r"\bmacro_rules!")),
+)
+# Comments are stripped from at most this much code before sampling.
+_STRIP_CHARS = 48_000
 
 
 def normalize_tag(tag: str | None) -> str | None:
@@ -107,8 +146,10 @@ def _sample(code: str) -> str:
 
 def syntax_scores(code: str) -> dict[str, float]:
     """Score each language by the syntax evidence found in a sample of ``code``."""
-    counts = Counter()
-    for token in _TOKEN_RE.findall(_sample(code)):
+    counts: Counter[str] = Counter()
+    head = code if len(code) <= _STRIP_CHARS else code[: _STRIP_CHARS // 2] + "\n" + code[len(code) // 2 :][: _STRIP_CHARS // 2]
+    sample = _sample(_COMMENT_RE.sub(" ", head))
+    for token in _TOKEN_RE.findall(sample):
         if token[0] == "$" and len(token) == 2 and token[1] not in "{(":
             token = "$w"
         elif token[0] == "#" and len(token) > 2:
@@ -119,13 +160,16 @@ def syntax_scores(code: str) -> dict[str, float]:
         scores[language] = sum(
             weight * min(counts[token], _CAP_PER_TOKEN) for token, weight in weights.items() if token in counts
         )
-    # TypeScript is JavaScript plus types; C++ is mostly C. Each needs its own evidence first.
+    for language, weight, shape in _SHAPES:
+        scores[language] += weight * min(len(shape.findall(sample)), _CAP_PER_TOKEN)
+    # TypeScript is JavaScript plus types; C++ is C plus its own constructs
+    # (C never has them). Each needs its own evidence first.
     if scores["typescript"] >= 6 and scores["javascript"] >= 3:
         scores["typescript"] += scores["javascript"]
     else:
         scores["typescript"] = 0.0
     if scores["cpp"] >= 6:
-        scores["cpp"] += scores["c"] / 2
+        scores["cpp"] += scores["c"]
     if counts["#!"] and not (counts["bash"] or counts["sh"] or counts["zsh"]):
         scores["shell"] -= 2 * counts["#!"]
     return scores
@@ -147,9 +191,13 @@ def detect_language(code: str, fence_tag: str | None = None, context: str = "") 
     tagged = normalize_tag(fence_tag)
     if tagged:
         return tagged
-    named = _from_file_names(context) or _from_file_names(code[:2000])
     scores = syntax_scores(code)
     best = max(scores, key=lambda name: scores[name])
+    # A file name in the prose is the user's word; one inside the code (an
+    # import of './x.js' in TypeScript) only decides when the syntax cannot.
+    named = _from_file_names(context)
+    if named is None and scores[best] < 3 * _MIN_SCORE:
+        named = _from_file_names(code[:2000])
     if named and (named in ("c", "cpp") and best in ("c", "cpp")):
         # A .h file name says little about C vs C++; the syntax decides.
         return best if scores[best] >= _MIN_SCORE else named
