@@ -32,7 +32,9 @@ import re
 import statistics
 import sys
 import time
+import zlib
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -331,7 +333,16 @@ def _content(message: dict) -> str:
     return content if isinstance(content, str) else "\n".join(p["text"] for p in content if p.get("type") == "text")
 
 
-def class_files(language: str, low: int, high: int, count: int) -> list[str]:
+def split_of(path: str) -> str:
+    """``dev`` or ``held``: a fixed half of the source files, by a hash of their path.
+
+    Heuristics are tuned on ``dev`` cases only; ``held`` cases (other files,
+    never looked at while tuning) say whether a gain is general.
+    """
+    return "dev" if zlib.crc32("/".join(Path(path).parts[-3:]).encode()) % 2 == 0 else "held"
+
+
+def class_files(language: str, low: int, high: int, count: int, split: str = "all") -> list[str]:
     files = []
     for pattern in CLASS_SOURCES[language]:
         for path in sorted(glob.glob(pattern, recursive=True)):
@@ -341,7 +352,7 @@ def class_files(language: str, low: int, high: int, count: int) -> list[str]:
                 size = os.path.getsize(path)
             except OSError:
                 continue
-            if low <= size <= high:
+            if low <= size <= high and split in ("all", split_of(path)):
                 files.append(path)
     rng = random.Random(f"class-files-{language}-{low}")
     rng.shuffle(files)
@@ -366,24 +377,101 @@ def _all_targets(code: str, language: str) -> list[tuple[str, str]]:
         return []
 
 
-def _description(name: str, target: str, language: str, rng: random.Random) -> str | None:
-    """Behaviour in words, never the name: its doc comment, an error string it has, or its name's words."""
+def _description(name: str, target: str, language: str, rng: random.Random, code: str = "") -> str | None:
+    """Behaviour in words, never the name: its doc comment, an error string it has, or its name's words.
+
+    The doc sentence goes into the request unquoted and without the name's
+    own words (so it is matched word by word, not as a string or a
+    spelling); a doc sentence or error string is used only when it occurs
+    once in the file (a description that fits two functions equally has no
+    single right answer). Weighted 3 : 2 : 1, since a name spelled in words is
+    the easiest of the three.
+    """
     options: list[str] = []
     doc = re.search(r'"""\s*(.+?)(?:\.\s|\n\s*\n|""")', target, re.DOTALL) if language == "python" else \
-        re.search(r"(?:///?|/\*\*?|\*)\s*([A-Z][^\n]{15,}?)(?:\.\s|\.$|\n)", target, re.MULTILINE)
+        re.search(r"^\s*(?:///?|/\*\*?|\*)\s*([A-Z][^\n]{15,}?)(?:\.\s|\.$|\n)", target, re.MULTILINE)
+    flat = " ".join(code.split())
+    own = {w[:5] for w in split_identifier(name)}
     if doc:
         sentence = " ".join(doc.group(1).split())
-        sentence = re.sub(rf"\b{re.escape(name)}\b", "it", sentence)
-        if 4 <= len(sentence.split()) <= 30:
-            options.append(f'The code that does this misbehaves: "{sentence}". Find it and fix it.')
-    literals = [m for m in re.findall(r'"([A-Za-z][^"\n]{12,80})"', target) if len(m.split()) >= 3]
+        unique = flat.count(sentence) == 1
+        # Without the name and without the name's words: a description, not a spelling.
+        sentence = re.sub(rf"\b{re.escape(name)}\b", "it", sentence).rstrip(".")
+        sentence = " ".join(w for w in sentence.split() if w.lower()[:5] not in own)
+        if 4 <= len(sentence.split()) <= 30 and unique and "{" not in sentence:
+            options += [f"It should {sentence[0].lower()}{sentence[1:]}, but it misbehaves. "
+                        "Find the code that does this and fix it."] * 3
+    literals = [m for m in re.findall(r'"([A-Za-z][^"\n]{12,80})"', target)
+                if len(m.split()) >= 3 and code.count(f'"{m}"') == 1]
     if literals:
-        options.append(f'I get "{rng.choice(literals)}" when I run it. Where does that come from, and why?')
+        options += [f'I get "{rng.choice(literals)}" when I run it. Where does that come from, and why?'] * 2
     words = split_identifier(name)
     if len(words) >= 2:
         options.append(f"Something is off in how it does the {' '.join(words)} part; explain where and fix it.")
     rng.shuffle(options)
     return next((o for o in options if name not in o), None)
+
+
+# Described by hand: written from what each function does, before looking at
+# how the optimiser ranks it, and never tuned on (reported as their own split).
+_PY = "/usr/lib/python3.11"
+HANDWRITTEN: list[tuple[str, str, str, str]] = [
+    ("python", f"{_PY}/shlex.py", "quote",
+     "Strings that contain spaces or single quotes come out unsafe when I paste them into a shell "
+     "command. Where is the escaping done?"),
+    ("python", f"{_PY}/textwrap.py", "dedent",
+     "Removing the common leading whitespace from all lines goes wrong when some lines are indented "
+     "with tabs and others with spaces."),
+    ("python", f"{_PY}/textwrap.py", "shorten",
+     "Collapsing the text and truncating it to fit a width with a placeholder at the end cuts in the "
+     "middle of a word."),
+    ("python", f"{_PY}/functools.py", "_lru_cache_wrapper",
+     "The cache never evicts the least recently used entry once maxsize is reached. Why?"),
+    ("python", f"{_PY}/json/decoder.py", "py_scanstring",
+     "Unicode escapes with surrogate pairs inside JSON strings decode to the wrong characters."),
+    ("python", f"{_PY}/urllib/parse.py", "urlsplit",
+     "Splitting a URL with an IPv6 address in brackets into its scheme, netloc and path gives the "
+     "wrong netloc."),
+    ("python", f"{_PY}/heapq.py", "merge",
+     "Combining several already sorted inputs into one sorted stream ignores the reverse flag."),
+    ("python", f"{_PY}/tempfile.py", "mkdtemp",
+     "Creating a temporary directory sometimes fails on a name collision instead of trying another name."),
+    ("go", str(_SRC / "go/strings/strings.go"), "Fields",
+     "Splitting the string around runs of white space does not treat non-ASCII spaces as separators."),
+    ("go", str(_SRC / "go/bufio/scan.go"), "ScanWords",
+     "The split function that returns space-separated words loses the last word when the input has "
+     "no trailing space."),
+    ("go", str(_SRC / "go/net/url/url.go"), "resolvePath",
+     "Resolving a relative reference against the base path mishandles dot-dot segments."),
+    ("go", str(_SRC / "go/flag/flag.go"), "parseOne",
+     "A double dash on the command line should stop option processing, but the arguments after it "
+     "are still read as options."),
+    ("java", str(_SRC / "java/java.base/java/util/HashMap.java"), "resize",
+     "When the table fills up and is doubled, the entries of a bucket are split between the low and "
+     "high halves incorrectly."),
+    ("java", str(_SRC / "java/java.base/java/util/ArrayDeque.java"), "delete",
+     "Removing an element from the middle of the deque shifts the wrong side of the circular buffer."),
+    ("javascript", "/usr/lib/node_modules/npm/node_modules/semver/classes/range.js", "isSatisfiable",
+     "Checking whether any version at all could satisfy every comparator of a set gives true for "
+     "impossible sets."),
+]
+
+
+def handwritten_cases(rng: random.Random) -> list[dict]:
+    """The hand-described cases whose source is on this machine."""
+    cases = []
+    for language, path, name, question in HANDWRITTEN:
+        if not os.path.exists(path):
+            continue
+        code = Path(path).read_text("utf-8", "replace").strip("\n")
+        texts = [t for n, t in _all_targets(code, language) if n == name and t in code]
+        if not texts:
+            continue
+        layout = rng.choice(["before", "after", "fenced_before", "fenced_after"])
+        cases.append({"class": "described", "language": language, "file": path, "target": name,
+                      "target_text": texts[0], "must_keep": [], "layout": layout, "split": "hand",
+                      "text": _layout(code, question, layout, _fence_tag(language)), "question": question})
+    return cases
 
 
 def _report(language: str, path: str, code: str, name: str, target: str, caller: tuple[str, str] | None,
@@ -396,7 +484,7 @@ def _report(language: str, path: str, code: str, name: str, target: str, caller:
     file = Path(path).name
     if language == "python":
         raised = re.search(r"raise (\w+)\((.{0,60})", target)
-        error = f"{raised.group(1)}: {raised.group(2).strip(chr(39) + chr(34) + ')')}" if raised else \
+        error = f"{raised.group(1)}: {raised.group(2).strip(chr(39) + chr(34) + ')')}".rstrip() if raised else \
             "TypeError: unsupported operand type(s) for +: 'int' and 'NoneType'"
         frames = ['  File "/home/me/app/main.py", line 42, in <module>', "    run()"]
         if caller:
@@ -457,7 +545,7 @@ def build_class_case(kind: str, language: str, path: str, rng: random.Random) ->
     case: dict = {"class": kind, "language": language, "file": path, "target": name, "target_text": target,
                   "must_keep": []}
     if kind == "described":
-        instruction = _description(name, target, language, rng)
+        instruction = _description(name, target, language, rng, code)
         if instruction is None:
             return None
         layout = rng.choice(["before", "after", "fenced_before", "fenced_after"])
@@ -549,65 +637,72 @@ def _count(result: object) -> int:
     return real_tokens(chatml([{"role": "user", "content": result.text}]))  # type: ignore[attr-defined]
 
 
-def run_classes(per_language: int) -> list[dict]:
-    rng = random.Random(20251201)
+def run_classes(per_language: int, classes: Sequence[str] = CLASSES, split: str = "all",
+                seed: int = 20251201) -> list[dict]:
+    rng = random.Random(seed)
     allowed = CONTEXT - REPLY
     cases: list[dict] = []
-    for kind in CLASSES:
+    generated: list[dict] = []
+    for kind in classes:
         low, high = (7_000, 26_000) if kind == "conversation" else (MIN_FILE_CHARS, MAX_FILE_CHARS)
         for language in CLASS_SOURCES:
             made = 0
-            for path in class_files(language, low, high, per_language * 4):
+            for path in class_files(language, low, high, per_language * 4, split):
                 if made >= per_language:
                     break
                 case = build_class_case(kind, language, path, rng)
                 if case is None:
                     continue
                 made += 1
-                started = time.perf_counter()
-                if "messages" in case:
-                    def run(context: int, messages: list[dict] = case["messages"]) -> object:
-                        return optimize_messages(messages, context_tokens=context, max_tokens=REPLY)
-                    result, first, count = _exact_fit(run, case["messages"], allowed)
-                    output = "\n\n".join(_content(m) for m in result.messages)  # type: ignore[attr-defined]
-                    after, _, _ = _exact_fit(lambda c, m=case["next_messages"]: optimize_messages(
-                        m, context_tokens=c, max_tokens=REPLY), None, allowed)
-                    this_turn = chatml(result.messages)[: -len("<|im_start|>assistant\n")]  # type: ignore[attr-defined]
-                    next_turn = chatml(after.messages)  # type: ignore[attr-defined]
-                    common = len(os.path.commonprefix([this_turn, next_turn]))
-                    case["prefix_share"] = common / len(this_turn)
-                    case["prefix_whole"] = next_turn.startswith(this_turn)
-                    original = sum(len(_content(m)) for m in case["messages"])
-                    language_seen = result.language  # type: ignore[attr-defined]
-                    flat_code = _content(case["messages"][1])
-                else:
-                    def run(context: int, text: str = case["text"]) -> object:
-                        return optimize_text(text, context_tokens=context, max_tokens=REPLY)
-                    result, first, count = _exact_fit(run, case["text"], allowed)
-                    output = result.text  # type: ignore[attr-defined]
-                    original = len(case["text"])
-                    language_seen = result.language  # type: ignore[attr-defined]
-                    flat_code = case["text"]
-                case["ms"] = (time.perf_counter() - started) * 1000
-                size = len(output)
-                question = case["question"]
-                share = line_share(case["target_text"], output)
-                case.update(
-                    share=share, whole=share >= 0.999, size=size, original=original,
-                    question_kept=question in output,
-                    reports_kept=all(r in output for r in case["must_keep"]),
-                    over_estimate_only=first > allowed, over=count > allowed, detected=language_seen,
-                    warnings=list(result.stats.warnings),  # type: ignore[attr-defined]
-                )
-                flat = f"{flat_code}\n\n{question}"
-                for method, out in (("seed@N", seed_optimize(flat, top_k=None, max_chars=size)),
-                                    ("head@N", head_truncate(question, flat_code, size))):
-                    case[method] = line_share(case["target_text"], out) >= 0.999
-                del case["target_text"]
-                case.pop("text", None)
-                case.pop("messages", None)
-                case.pop("next_messages", None)
-                cases.append(case)
+                case["split"] = split_of(path)
+                generated.append(case)
+    if "described" in classes and split in ("all", "hand"):
+        generated += handwritten_cases(random.Random(seed + 1))
+    for case in generated:
+        started = time.perf_counter()
+        if "messages" in case:
+            def run(context: int, messages: list[dict] = case["messages"]) -> object:
+                return optimize_messages(messages, context_tokens=context, max_tokens=REPLY)
+            result, first, count = _exact_fit(run, case["messages"], allowed)
+            output = "\n\n".join(_content(m) for m in result.messages)  # type: ignore[attr-defined]
+            after, _, _ = _exact_fit(lambda c, m=case["next_messages"]: optimize_messages(
+                m, context_tokens=c, max_tokens=REPLY), None, allowed)
+            this_turn = chatml(result.messages)[: -len("<|im_start|>assistant\n")]  # type: ignore[attr-defined]
+            next_turn = chatml(after.messages)  # type: ignore[attr-defined]
+            common = len(os.path.commonprefix([this_turn, next_turn]))
+            case["prefix_share"] = common / len(this_turn)
+            case["prefix_whole"] = next_turn.startswith(this_turn)
+            original = sum(len(_content(m)) for m in case["messages"])
+            language_seen = result.language  # type: ignore[attr-defined]
+            flat_code = _content(case["messages"][1])
+        else:
+            def run(context: int, text: str = case["text"]) -> object:
+                return optimize_text(text, context_tokens=context, max_tokens=REPLY)
+            result, first, count = _exact_fit(run, case["text"], allowed)
+            output = result.text  # type: ignore[attr-defined]
+            original = len(case["text"])
+            language_seen = result.language  # type: ignore[attr-defined]
+            flat_code = case["text"]
+        case["ms"] = (time.perf_counter() - started) * 1000
+        size = len(output)
+        question = case["question"]
+        share = line_share(case["target_text"], output)
+        case.update(
+            share=share, whole=share >= 0.999, size=size, original=original,
+            question_kept=question in output,
+            reports_kept=all(r in output for r in case["must_keep"]),
+            over_estimate_only=first > allowed, over=count > allowed, detected=language_seen,
+            warnings=list(result.stats.warnings),  # type: ignore[attr-defined]
+        )
+        flat = f"{flat_code}\n\n{question}"
+        for method, out in (("seed@N", seed_optimize(flat, top_k=None, max_chars=size)),
+                            ("head@N", head_truncate(question, flat_code, size))):
+            case[method] = line_share(case["target_text"], out) >= 0.999
+        del case["target_text"]
+        case.pop("text", None)
+        case.pop("messages", None)
+        case.pop("next_messages", None)
+        cases.append(case)
     return cases
 
 
@@ -635,6 +730,16 @@ def summarize_classes(cases: list[dict]) -> str:
             items = [c for c in cases if c["class"] == kind and c["language"] == language]
             cells.append(f"{pct(items, 'whole')} ({len(items)})" if items else "-")
         rows.append(f"| {kind} | " + " | ".join(cells) + " |")
+    rows += ["", "| class | whole kept: dev files (tuned on) | held-out files | described by hand |",
+             "|---|---:|---:|---:|"]
+    for kind in (*CLASSES, "all"):
+        items = [c for c in cases if kind in ("all", c["class"])]
+        if items:
+            dev = [c for c in items if c["split"] == "dev"]
+            held = [c for c in items if c["split"] == "held"]
+            hand = [c for c in items if c["split"] == "hand"]
+            rows.append(f"| {kind} | {pct(dev, 'whole')} ({len(dev)}) | {pct(held, 'whole')} ({len(held)}) | "
+                        f"{pct(hand, 'whole')} ({len(hand)}) |")
     talks = [c for c in cases if "prefix_share" in c]
     if talks:
         rows += ["", (f"conversations: turn 2's prompt a byte prefix of turn 3's in "
@@ -645,8 +750,8 @@ def summarize_classes(cases: list[dict]) -> str:
     rows.append(f"unfenced pastes detected as another language: {len(wrong)} of "
                 f"{sum(c['layout'] == 'unfenced' for c in parsing)}")
     rows.append(f"optimiser time per case: median {statistics.median(c['ms'] for c in cases):.0f} ms (with refits)")
-    for case in [c for c in cases if not (c["whole"] and c["question_kept"] and c["reports_kept"])][:14]:
-        rows.append(f"  miss: {case['class']} {case['language']} {case['layout']} {Path(case['file']).name}:"
+    for case in [c for c in cases if not (c["whole"] and c["question_kept"] and c["reports_kept"])][:40]:
+        rows.append(f"  miss ({case['split']}): {case['class']} {case['language']} {case['layout']} {Path(case['file']).name}:"
                     f"{case['target']} share={case['share']:.0%} question={case['question_kept']} "
                     f"report={case['reports_kept']} {case['warnings'][:1]}")
     return "\n".join(rows)
@@ -661,6 +766,13 @@ def main() -> None:
                              "harder classes of issue #14 (run bench/fetch_sources.sh first for Go, "
                              "Rust and Java)")
     parser.add_argument("--per-language", type=int, default=6, help="cases per class and language")
+    parser.add_argument("--classes", default=",".join(CLASSES),
+                        help="comma-separated classes of the classes suite (default: all of them)")
+    parser.add_argument("--split", choices=("all", "dev", "held", "hand"), default="all",
+                        help="source files of the classes suite: dev (the half tuned on), held (the "
+                             "held-out half), hand (the hand-described cases only) or all; each is "
+                             "reported separately")
+    parser.add_argument("--seed", type=int, default=20251201, help="case generator seed (classes suite)")
     args = parser.parse_args()
     out: dict = {}
     if args.suite in ("named", "all"):
@@ -668,7 +780,11 @@ def main() -> None:
         print(summarize(report))
         out["named"] = report
     if args.suite in ("classes", "all"):
-        cases = run_classes(args.per_language)
+        chosen = [c for c in args.classes.split(",") if c]
+        unknown = sorted(set(chosen) - set(CLASSES))
+        if unknown:
+            parser.error(f"unknown classes {unknown}; known: {', '.join(CLASSES)}")
+        cases = run_classes(args.per_language, chosen, args.split, args.seed)
         print("\n" + summarize_classes(cases))
         out["classes"] = cases
     if args.json:

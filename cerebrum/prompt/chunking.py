@@ -206,6 +206,10 @@ _TS_CONTAINERS = frozenset({
     "impl_item", "trait_item", "interface_declaration", "namespace_definition", "mod_item",
     "abstract_class_declaration", "enum_declaration", "record_declaration",
 })
+_TS_TRANSPARENT = frozenset({
+    "preproc_ifdef", "preproc_if", "preproc_else", "preproc_elif", "preproc_elifdef", "linkage_specification",
+    "declaration_list",
+})
 _TS_DEFINITIONS = _TS_FUNCTIONS | _TS_CONTAINERS | frozenset({
     "struct_item", "enum_item", "union_item", "macro_definition", "type_alias_declaration",
     "type_declaration", "enum_specifier", "union_specifier", "type_item", "trait_item",
@@ -361,6 +365,15 @@ def _ts_node_segments(node: Any, lines: list[str], parent: str | None, depth: in
         # No segment: a comment joins the definition below it or the chunk above.
         return
     name = _ts_name(node) if kind == DEFINITION else None
+    if node.type in _TS_TRANSPARENT and depth < 3:
+        # #ifdef DEBUG ... #endif or extern "C" { ... } around definitions: a
+        # wrapper, not a unit; its definitions are chunks of their own.
+        body = node.child_by_field_name("body")
+        members = list((body if body is not None else node).named_children)
+        if any(_classify(member) == DEFINITION or member.type in _TS_TRANSPARENT for member in members):
+            for member in members:
+                yield from _ts_node_segments(member, lines, parent, depth + 1)
+            return
     if kind == BLOCK:
         yield _Segment(start, end, BLOCK, names=frozenset({n for n in [_ts_name(node)] if n}))
         return
@@ -514,8 +527,10 @@ def _definition_chunks(lines: list[str], start: int, end: int, segment: _Segment
     if len(text) <= MAX_DEFINITION_CHARS:
         return [Chunk(0, start, end, text, segment.kind, segment.name, segment.parent, segment.names)]
     parts = _paragraph_chunks(lines, start, end, MAX_BLOCK_CHARS)
+    # The rest of a long class header (its docstring, its fields) is still header.
+    rest = CLASS_HEADER if segment.kind == CLASS_HEADER else PART
     return [
-        attrs.evolve(part, kind=segment.kind if i == 0 else PART, name=segment.name if i == 0 else None,
+        attrs.evolve(part, kind=segment.kind if i == 0 else rest, name=segment.name if i == 0 else None,
                      parent=segment.parent if i == 0 else segment.name, names=segment.names if i == 0 else frozenset())
         for i, part in enumerate(parts)
     ]

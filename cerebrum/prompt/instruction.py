@@ -62,6 +62,10 @@ class PromptParts:
         return "\n\n".join(part for part in (self.instruction_before, self.instruction_after) if part)
 
 
+# A dotted or plain name assigned one value (never how a sentence reads).
+_ASSIGNMENT_RE = re.compile(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*\s*=\s*[\w$.'\"\[{(]+;?$")
+
+
 def is_prose_line(line: str) -> bool:
     """Guess whether one line is natural-language prose rather than code."""
     stripped = line.strip()
@@ -75,6 +79,8 @@ def is_prose_line(line: str) -> bool:
         return False
     if _CODE_END_RE.search(stripped) and not stripped.endswith(("-", "*")):
         return False
+    if _ASSIGNMENT_RE.match(stripped):
+        return False  # module.exports = Display, x = y
     words = _WORD_RE.findall(stripped)
     if len(words) < 2 and not stripped.endswith(("?", ".", "!", ":")):
         return False

@@ -85,7 +85,7 @@ _CAP_PER_TOKEN = 12
 # (a ``#`` line is a comment unless it is a C preprocessor line or a shebang).
 _COMMENT_RE = re.compile(
     r"/\*.*?(?:\*/|\Z)|(?<![:\w\\])//[^\n]*|^[ \t]*#(?!\s*(?:include|define|if|ifdef|ifndef|endif|else|elif|"
-    r"pragma|undef|error)\b|!)[^\n]*",
+    r'pragma|undef|error)\b|!)[^\n]*|"""(?:[^"]|"(?!"")){0,4000}"""',
     re.DOTALL | re.MULTILINE,
 )
 # Constructs only one language has, each worth several keywords.
@@ -176,7 +176,12 @@ def syntax_scores(code: str) -> dict[str, float]:
 
 
 def _mostly_prose(code: str) -> bool:
-    lines = [line for line in code[:_SAMPLE_CHARS].split("\n")[:120] if line.strip()]
+    # Comments are prose in code too (a Javadoc-heavy head): judge what is left.
+    lines = [line for line in _COMMENT_RE.sub(" ", code[:_SAMPLE_CHARS]).split("\n")[:120] if line.strip()]
+    if len(lines) < 5:  # a head of comments (licence, Javadoc): look further, then at the raw lines
+        lines = [line for line in _COMMENT_RE.sub(" ", code[:_STRIP_CHARS]).split("\n")[:120] if line.strip()]
+    if len(lines) < 5:  # all comments (a crate's //! docs)
+        lines = [line for line in code[:_SAMPLE_CHARS].split("\n")[:120] if line.strip()]
     if not lines:
         return True
     prose = sum(1 for line in lines if is_prose_line(line))
@@ -203,6 +208,7 @@ def detect_language(code: str, fence_tag: str | None = None, context: str = "") 
         return best if scores[best] >= _MIN_SCORE else named
     if named:
         return named
-    if scores[best] < _MIN_SCORE or _mostly_prose(code):
+    # Plenty of syntax evidence is code however much prose its comments hold.
+    if scores[best] < _MIN_SCORE or (scores[best] < 10 * _MIN_SCORE and _mostly_prose(code)):
         return TEXT
     return best

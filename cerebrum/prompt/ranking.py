@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from cerebrum.prompt.chunking import CLASS_HEADER, PREAMBLE, Chunk
+from cerebrum.prompt.chunking import CLASS_HEADER, METHOD, PREAMBLE, Chunk
 from cerebrum.prompt.reports import Frame, find_reports, strip_reports
 
 _LOGGER = logging.getLogger(__name__)
@@ -35,6 +35,16 @@ CALLEE_WEIGHT = 50.0
 CRASH_WEIGHT = 1100.0
 # Its callers in the report, less the deeper they are.
 FRAME_WEIGHT = 300.0
+# A definition whose name the question spells out in words ("the read line
+# part" -> ``readLine``, "retry loop" -> ``retry_loop``): nearly as good as named.
+PHRASE_WEIGHT = 800.0
+# A quoted string of the question ("invalid compression method") found
+# verbatim in a chunk, shared among the chunks that have it (at most three).
+QUOTE_WEIGHT = 700.0
+# A definition named by a plain English word of the question ("why does walk
+# recurse", "the register part"): a share of the best word score, not a name's
+# weight, since the word may just be English.
+SOFT_NAME_SHARE = 0.6
 _K1 = 1.2
 _B = 0.75
 
@@ -99,6 +109,12 @@ class Focus:
     files: tuple[str, ...] = ()
     frames: tuple[Frame, ...] = ()
     words: str = ""
+    soft_names: frozenset[str] = frozenset()
+    """Plain words that may be names or just English (``walk``, ``register``, ``Value``)."""
+    phrases: frozenset[str] = frozenset()
+    """Runs of 2-5 of its words, stemmed and joined (``readline``), to meet names spelled in words."""
+    quotes: tuple[str, ...] = ()
+    """Quoted strings (an error message, a sentence of a docstring), lower-cased."""
 
 
 def split_identifier(identifier: str) -> list[str]:
@@ -151,7 +167,7 @@ def _document(text: str, query: Sequence[str]) -> tuple[dict[str, int], int]:
 
 _NAMED_WORD_RE = re.compile(
     r"(?i:\b(?:refactor|explain|fix|test|tests\s+for|rewrite|document|simplify|debug|review|optimi[sz]e)"
-    r"\s+(?:the\s+)?)([A-Za-z_]\w*)\b(?!\s+(?:part|code|step|logic))|\b([A-Za-z_]\w*)(?=\s*\(\)|\s+(?:function|method)\b)")
+    r"\s+(?:the\s+)?)([A-Za-z_]\w*)\b(?!\s+(?:part|code|step|logic))|\b([A-Za-z_]\w*)(?=\s*\(\)|\s+(?:function|method|class|struct|trait|interface)\b)")
 _PRONOUNS = frozenset("""
 it this that these those the a an what where how why which them me my our for if while to of in on with
 and or not is are be so as at by from all any each my your its their
@@ -160,23 +176,77 @@ _BACKTICK_RE = re.compile(r"`([^`\n]{1,80})`")
 _PATH_RE = re.compile(r"(?<![\w/.])((?:[\w.-]+/)*[\w-]+\.(?:py|pyi|js|mjs|cjs|jsx|ts|tsx|rs|c|h|cc|cpp|cxx|hpp|hh|go|java|kt|sh|rb|toml|json|yaml|yml))\b")
 
 
+_CODE_SHAPED_RE = re.compile(r"_|\d|[a-z][A-Z]|[A-Z]{2,}[a-z]|^[a-z]+[A-Z]")
+_CALLED_RE = re.compile(r"([A-Za-z_]\w*)\s*\(")
+_DOTTED_RE = re.compile(r"\b([A-Za-z_]\w*)\.([A-Za-z_]\w*)\b")
+_QUOTED_RE = re.compile(r"\"([^\"\n]{8,200})\"|(?<![\w])'([^'\n]{8,200})'(?![\w])|\u201c([^\u201d\n]{8,200})\u201d")
+_PHRASE_WORD_RE = re.compile(r"[A-Za-z]+|\d+")
+# Words a phrase may skip ("the read of a line" stays "read line"); "if", "or"
+# and "is" are kept, since names carry them (``putIfAbsent``, ``is_i64``).
+_PHRASE_SKIP = frozenset("a an the of".split())
+
+
+def is_code_shaped(identifier: str) -> bool:
+    """Whether ``identifier`` can only be code: ``snake_case``, ``camelCase``, ``HashMap``, digits."""
+    return _CODE_SHAPED_RE.search(identifier) is not None
+
+
 def named_identifiers(instruction: str) -> set[str]:
-    """Identifiers the instruction names: code-like words, dotted parts, not English stopwords.
+    """Identifiers the instruction surely names.
 
     A word in backticks is an identifier whatever it is (`new`, `get`, Go's
-    `New`); a file path (``src/output/fmt.rs``) names a file, not the
-    identifiers ``output`` and ``fmt``.
+    `New`); so is a code-shaped word (``parse_args``, ``readLine``,
+    ``HashMap``), a dotted pair (``Config.load``) or a word called (``run()``).
+    A plain word (``walk``, ``register``) may be English: it is a *soft* name
+    (:func:`soft_names`). A file path (``src/output/fmt.rs``) names a file, not
+    the identifiers ``output`` and ``fmt``.
     """
     names: set[str] = set()
     for quoted in _BACKTICK_RE.findall(instruction):
         for identifier in _IDENT_RE.findall(_PATH_RE.sub(" ", quoted)):
             if len(identifier) >= 2 or identifier.isupper():
                 names.add(identifier)
-    for identifier in _IDENT_RE.findall(_PATH_RE.sub(" ", instruction)):
+    plain = _PATH_RE.sub(" ", instruction)
+    for pair in _DOTTED_RE.findall(plain):
+        names.update(word for word in pair if word.lower() not in _STOPWORDS)
+    for identifier in _CALLED_RE.findall(plain):
+        if identifier.lower() not in _STOPWORDS:
+            names.add(identifier)
+    for identifier in _IDENT_RE.findall(plain):
         if identifier.lower() in _STOPWORDS or len(identifier) < 2:
             continue
-        names.add(identifier)
+        if is_code_shaped(identifier):
+            names.add(identifier)
     return names
+
+
+def soft_names(instruction: str, names: set[str] | frozenset[str]) -> frozenset[str]:
+    """Plain words of ``instruction`` that could name a definition, besides ``names``."""
+    plain = _PATH_RE.sub(" ", _BACKTICK_RE.sub(" ", instruction))
+    return frozenset(
+        word for word in _IDENT_RE.findall(plain)
+        if len(word) >= 3 and word not in names and word.lower() not in _TASK_WORDS
+    )
+
+
+def _phrases(text: str) -> frozenset[str]:
+    """Runs of 2-5 words of ``text``, stemmed and joined, with and without articles."""
+    words = [stem(word.lower()) for word in _PHRASE_WORD_RE.findall(text)]
+    found: set[str] = set()
+    for sequence in (words, [word for word in words if word not in _PHRASE_SKIP]):
+        for start in range(len(sequence)):
+            for size in range(2, 6):
+                if start + size > len(sequence):
+                    break
+                found.add("".join(sequence[start : start + size]))
+    return frozenset(found)
+
+
+def name_phrase(name: str) -> str | None:
+    """``name``'s words stemmed and joined (``read_line`` -> ``readline``), if it has several."""
+    words = [stem(word) for word in split_identifier(name)]
+    joined = "".join(words)
+    return joined if len(words) >= 2 and len(joined) >= 5 else None
 
 
 def read_focus(instruction: str) -> Focus:
@@ -190,7 +260,13 @@ def read_focus(instruction: str) -> Focus:
     # "the open function") is one.
     placed = {word for pair in _NAMED_WORD_RE.findall(words) for word in pair
               if word and word.lower() not in _PRONOUNS}
-    return Focus(frozenset(named_identifiers(plain) | placed), files, frames, words)
+    names = named_identifiers(plain) | placed
+    quotes = tuple(dict.fromkeys(
+        " ".join(quote.lower().split()) for match in _QUOTED_RE.findall(plain) for quote in match
+        if quote and len(quote.split()) >= 2))
+    # Words are bounded: a question is short, but a pasted log need not be.
+    return Focus(frozenset(names), files, frames, words, soft_names(words, names),
+                 _phrases(words[:2000]), quotes[:4])
 
 
 def _frame_scores(chunks: Sequence[Chunk], frames: Sequence[Frame]) -> dict[int, tuple[float, str, int | None]]:
@@ -250,6 +326,20 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
         bool(chunk.name and chunk.name in names) or bool(chunk.names & names)
         for chunk in chunks
     ]
+    # The question spells a definition's name in words: as good as naming it,
+    # unless something is named outright.
+    spelled = [not defines[i] and bool(focus.phrases) and any(
+        (phrase := name_phrase(name)) is not None and phrase in focus.phrases
+        for name in ({chunk.name} if chunk.name else set()) | chunk.names) for i, chunk in enumerate(chunks)]
+    quoted = _quote_hits(chunks, focus.quotes) if focus.quotes else {}
+    soft = [bool(chunk.name and chunk.name in focus.soft_names) for chunk in chunks]
+    # Nothing named, nothing spelled as a chunk: look for a spelled name defined
+    # inside a chunk (a method of an object literal).
+    spell_inside = bool(focus.phrases) and not any(defines) and not frames and not any(spelled)
+    if not any(defines) and not frames:
+        defines = [named or phrase for named, phrase in zip(defines, spelled)]
+    else:
+        spelled = [False] * len(chunks)
     # "Config.load": a method named by its class too beats a same-named method elsewhere.
     parent_named = [bool(chunk.parent and chunk.parent in names) for chunk in chunks]
     if any(defines) or frames:
@@ -281,13 +371,27 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
         if position in frames:
             frame_weight, why, focus_line = frames[position]
         define_weight = DEFINES_WEIGHT * (1.0 if chunk.kind != CLASS_HEADER else 0.9) if defines[position] else 0.0
+        if spelled[position]:
+            define_weight = PHRASE_WEIGHT
         # Named and in the report: one strong reason, not two (the crash site stays first).
         score += max(frame_weight, define_weight) + 0.1 * min(frame_weight, define_weight)
-        if defines[position]:
+        if spelled[position]:
+            spelt = sorted(n for n in ({chunk.name} if chunk.name else set()) | chunk.names
+                           if name_phrase(n) in focus.phrases)
+            why = f"defines `{spelt[0]}`, whose name the question spells in words"
+        elif defines[position]:
             hit = sorted(({chunk.name} if chunk.name else set()) & names or chunk.names & names)
             why = f"defines `{hit[0]}`, named in the question" if position not in frames else why
             if chunk.name is None or chunk.name not in names:
                 score -= DEFINES_WEIGHT / 2  # only a constant in it is named
+        if position in quoted:
+            score += quoted[position][0]
+            if not defines[position] and position not in frames:
+                why = quoted[position][1]
+        if soft[position] and not defines[position]:
+            score += SOFT_NAME_SHARE * best_lexical
+            if position not in frames and position not in quoted:
+                why = f"defines `{chunk.name}`, a word of the question"
         if not defines[position] and position not in frames and names and chunk.kind != PREAMBLE:
             inner = _inner_definition(chunk, names)
             if inner is not None:
@@ -295,8 +399,15 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
                 # chunk holds it, and if the chunk is too big, that line is its best part.
                 score += DEFINES_WEIGHT / 2
                 focus_line, why = inner
+        elif spell_inside and not defines[position] and position not in frames and chunk.kind != PREAMBLE:
+            inner = _inner_spelled(chunk, focus.phrases)
+            if inner is not None:
+                score += PHRASE_WEIGHT / 2
+                focus_line, why = inner
         if parent_named[position]:
             score += PARENT_WEIGHT
+        elif chunk.parent and chunk.parent in focus.soft_names:
+            score += PARENT_WEIGHT / 4  # its class is a word of the question
         if callee_name is not None:
             # Next to a named definition a callee is worth a fixed bonus; next to
             # chunks found by words only, a share of the best word score.
@@ -311,6 +422,36 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
         ranked.append(RankedChunk(chunk, score, defines[position], callee_name is not None, why, focus_line))
     ranked.sort(key=lambda item: (-item.score, item.chunk.index))
     return ranked
+
+
+def _quote_hits(chunks: Sequence[Chunk], quotes: Sequence[str]) -> dict[int, tuple[float, str]]:
+    """Chunks holding a quoted string of the question verbatim (case and spacing aside)."""
+    hits: dict[int, tuple[float, str]] = {}
+    for quote in quotes:
+        found = [p for p, chunk in enumerate(chunks) if quote in " ".join(chunk.text.lower().split())]
+        if not found or len(found) > 3:
+            continue  # everywhere is nowhere
+        for position in found:
+            weight = QUOTE_WEIGHT / len(found) + hits.get(position, (0.0, ""))[0]
+            hits[position] = (weight, f"has the quoted text \"{quote[:60]}\"")
+    return hits
+
+
+_INNER_DEF_RE = re.compile(
+    r"^[ \t]*(?:(?:async|static|public|private|export|function|def|fn|func|const|let|var)\s+)*#?"
+    r"([A-Za-z_]\w*)\s*(?:\([^()\n]*\)\s*\{|=\s*(?:async\s*)?(?:function|\()|:\s*(?:async\s*)?function)",
+    re.MULTILINE)
+
+
+def _inner_spelled(chunk: Chunk, phrases: frozenset[str]) -> tuple[int, str] | None:
+    """The line (0-based) where ``chunk`` defines, inside itself, a name the question spells."""
+    for match in _INNER_DEF_RE.finditer(chunk.text):
+        name = match.group(1)
+        phrase = name_phrase(name)
+        if phrase is not None and phrase in phrases and name != chunk.name:
+            line = chunk.start_line + chunk.text.count("\n", 0, match.start())
+            return line, f"holds the definition of `{name}`, whose name the question spells in words"
+    return None
 
 
 def _inner_definition(chunk: Chunk, names: frozenset[str]) -> tuple[int, str] | None:
@@ -338,7 +479,7 @@ def _adjust_lexical(chunks: Sequence[Chunk], documents: Sequence[tuple[dict[str,
     docstring does not outrank the method that does the thing.
     """
     wanted = set(query)
-    parents = {chunk.parent for chunk in chunks if chunk.parent}
+    parents = {chunk.parent for chunk in chunks if chunk.parent and chunk.kind == METHOD}
     adjusted = list(lexical)
     count = len(documents)
     weight = {term: math.log(1.0 + count / (1 + sum(1 for f, _ in documents if term in f))) for term in query}
@@ -358,7 +499,7 @@ def _adjust_lexical(chunks: Sequence[Chunk], documents: Sequence[tuple[dict[str,
             own = set(_split_terms(chunk.name, cache))
             if own & wanted:
                 adjusted[position] *= 1.0 + 0.5 * len(own & wanted)
-        if chunk.kind == CLASS_HEADER and chunk.name in parents:
+        if chunk.kind == CLASS_HEADER and (chunk.name or chunk.parent) in parents:
             adjusted[position] *= 0.35
     return adjusted
 

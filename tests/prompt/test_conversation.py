@@ -7,7 +7,7 @@ from cerebrum.prompt.chunking import get_parser
 from cerebrum.prompt.instruction import split_prompt
 from cerebrum.prompt.language import detect_language
 from cerebrum.prompt.optimizer import budget_tokens
-from cerebrum.prompt.ranking import named_identifiers
+from cerebrum.prompt.ranking import named_identifiers, read_focus
 from cerebrum.prompt.tokens import estimate_tokens
 
 from .snippets import JAVA, PYTHON, RUST
@@ -89,8 +89,11 @@ def test_a_system_prompt_and_question_over_the_budget_are_cut_and_said_so() -> N
 
 def test_backticks_make_common_words_identifiers_and_paths_are_not() -> None:
     assert {"get", "New"} <= named_identifiers("Why does `get` differ from `New`?")
-    names = named_identifiers("In src/output/fmt.rs, why does render fail?")
-    assert "fmt" not in names and "output" not in names and "render" in names
+    focus = read_focus("In src/output/fmt.rs, why does render fail?")
+    assert not {"fmt", "output"} & (focus.names | focus.soft_names)
+    # A plain word may be English: a soft name, not a sure one.
+    assert "render" in focus.soft_names and "render" not in focus.names
+    assert focus.files == ("src/output/fmt.rs",)
 
 
 def test_fences_inside_code_and_rest_underlines_are_not_fences() -> None:

@@ -1,7 +1,7 @@
 """Ranking: definitions named in the instruction first, then callees, then BM25."""
 
 from cerebrum.prompt.chunking import chunk_text
-from cerebrum.prompt.ranking import named_identifiers, rank_chunks, split_identifier
+from cerebrum.prompt.ranking import named_identifiers, rank_chunks, read_focus, split_identifier
 
 from .snippets import ALL, BIG_CLASS, PYTHON
 
@@ -57,6 +57,6 @@ def test_no_instruction_keeps_original_order() -> None:
 
 
 def test_named_identifiers_skip_english() -> None:
-    names = named_identifiers("Refactor this to use async/await in fetch_json and the Report class")
+    names = read_focus("Refactor this to use async/await in fetch_json and the Report class").names
     assert "fetch_json" in names and "Report" in names
     assert not {"this", "to", "use", "the", "class", "Refactor"} & names
