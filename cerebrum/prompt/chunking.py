@@ -125,7 +125,9 @@ def chunk_text(code: str, language: str) -> list[Chunk]:
 
 
 def _number(chunks: list[Chunk]) -> list[Chunk]:
-    return [attrs.evolve(chunk, index=i) for i, chunk in enumerate(chunks)]
+    # The constructor, not attrs.evolve: evolve introspects the fields on every call.
+    return [Chunk(i, c.start_line, c.end_line, c.text, c.kind, c.name, c.parent, c.names)
+            for i, c in enumerate(chunks)]
 
 
 # --- Python via ast -------------------------------------------------------
@@ -146,6 +148,9 @@ def _py_assigned(node: ast.stmt) -> frozenset[str]:
     elif isinstance(node, ast.AnnAssign):
         targets = [node.target]
     for target in targets:
+        if isinstance(target, ast.Name):  # the common case, without a walk
+            names.add(target.id)
+            continue
         for sub in ast.walk(target):
             if isinstance(sub, ast.Name):
                 names.add(sub.id)

@@ -115,6 +115,8 @@ def _prose_block(lines: list[str], indices: range, reports: set[int] | frozenset
 
 def _real_fences(text: str) -> list[re.Match[str]]:
     """Fence lines, without reST heading underlines (``~~~~`` under a line of text)."""
+    if "```" not in text and "~~~" not in text:
+        return []  # the multi-line regex costs a scan of every line; most pastes have no fence
     fences: list[re.Match[str]] = []
     for match in _FENCE_RE.finditer(text):
         if match.group(1)[0] == "~" and not match.group(2):

@@ -82,37 +82,53 @@ _CAP_PER_TOKEN = 12
 
 # Comments are prose: a Javadoc's "interface", "type", "number" and "any" are
 # not TypeScript. They are taken out of the sample before tokens are counted
-# (a ``#`` line is a comment unless it is a C preprocessor line or a shebang).
-_COMMENT_RE = re.compile(
-    r"/\*.*?(?:\*/|\Z)|(?<![:\w\\])//[^\n]*|^[ \t]*#(?!\s*(?:include|define|if|ifdef|ifndef|endif|else|elif|"
-    r'pragma|undef|error)\b|!)[^\n]*|"""(?:[^"]|"(?!"")){0,4000}"""',
-    re.DOTALL | re.MULTILINE,
+# (``#`` starts a comment unless it opens a C preprocessor line, a shebang or
+# a Rust attribute). Each pattern runs only when its marker is in the text: a
+# regex of alternatives is tried at every position, a plain one is a fast
+# search for its first characters.
+_COMMENT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("/*", re.compile(r"/\*.*?(?:\*/|\Z)", re.DOTALL)),
+    ('"""', re.compile(r'"""[^"]*(?:"(?!"")[^"]*)*"""')),
+    ("//", re.compile(r"//[^\n]*")),
+    ("#", re.compile(r"#(?![\[!]|\s*(?:include|define|if|ifdef|ifndef|endif|else|elif|pragma|undef|error)\b)"
+                     r"[^\n]*")),
 )
-# Constructs only one language has, each worth several keywords.
-_SHAPES: tuple[tuple[str, float, re.Pattern[str]], ...] = (
+
+
+def strip_comments(code: str) -> str:
+    """``code`` without its comments and docstrings (each replaced by a space)."""
+    for marker, pattern in _COMMENT_PATTERNS:
+        if marker in code:
+            code = pattern.sub(" ", code)
+    return code
+
+
+# Constructs only one language has, each worth several keywords; each is
+# searched for only when one of its markers is in the sample.
+_SHAPES: tuple[tuple[str, float, tuple[str, ...], re.Pattern[str]], ...] = (
     # import java.util.List; / package java.util;  (Go's package line has no ';')
-    ("java", 4, re.compile(r"^import\s+(?:static\s+)?[a-z]\w*(?:\.\w+)+(?:\.\*)?;", re.MULTILINE)),
-    ("java", 6, re.compile(r"^package\s+[a-z]\w*(?:\.\w+)*;", re.MULTILINE)),
+    ("java", 4, ("import",), re.compile(r"\nimport\s+(?:static\s+)?[a-z]\w*(?:\.\w+)+(?:\.\*)?;")),
+    ("java", 6, ("package",), re.compile(r"\npackage\s+[a-z]\w*(?:\.\w+)*;")),
     # public static <T> List<T> name(  /  default boolean removeIf(  : a return type before the name.
-    ("java", 2, re.compile(
+    ("java", 2, ("public", "private", "protected", "default"), re.compile(
         r"\b(?:public|private|protected|default)(?:\s+(?:static|final|abstract|synchronized|native))*"
         r"\s+(?:<[^<>()]*>\s+)?(?!(?:async|readonly|get|set|static|abstract|override|function|constructor)\b)"
         r"[A-Za-z_][\w.]*(?:<[^()]*?>)?(?:\[\])*\s+[a-z_]\w*\s*\(")),
-    # x: string, ): Promise<  : a type annotation after a name (never in Java or C).
-    ("typescript", 2, re.compile(
-        r"[\w)?]\s*:\s*(?:string|number|boolean|any|unknown|void|never|Promise<|Record<|Array<)\b")),
+    # x: string, ): Promise<  : a type annotation (never in Java or C).
+    ("typescript", 2, ("string", "number", "boolean", "any", "unknown", "void", "never", "<"), re.compile(
+        r":[ \t]*(?:string|number|boolean|any|unknown|void|never|Promise<|Record<|Array<)\b")),
     # #include <vector>: a header without an extension is C++'s standard library.
-    ("cpp", 4, re.compile(r"#\s*include\s*<[a-z_]+>")),
-    ("cpp", 3, re.compile(r"\b(?:static_cast|reinterpret_cast|const_cast|dynamic_cast|std::\w+)\b")),
+    ("cpp", 4, ("include",), re.compile(r"#\s*include\s*<[a-z_]+>")),
+    ("cpp", 3, ("_cast", "std::"), re.compile(r"\b(?:static_cast|reinterpret_cast|const_cast|dynamic_cast|std::\w+)\b")),
     # ES modules: import x from './y' / export const ...; TypeScript's own exports.
-    ("javascript", 3, re.compile(r"^(?:import\s[^\n]*\bfrom\s+['\"]|export\s+(?:default|const|let|function|"
-                                 r"class|async|\*|\{))", re.MULTILINE)),
-    ("typescript", 3, re.compile(r"^(?:export\s+)?(?:type\s+\w+\s*(?:<[^>]*>)?\s*=|interface\s+\w+|"
-                                 r"import\s+type\b|export\s+enum\b)", re.MULTILINE)),
+    ("javascript", 3, ("import", "export"), re.compile(
+        r"\n(?:import\s[^\n]*\bfrom\s+['\"]|export\s+(?:default|const|let|function|class|async|\*|\{))")),
+    ("typescript", 3, ("type", "interface", "enum"), re.compile(
+        r"\n(?:export\s+)?(?:type\s+\w+\s*(?:<[^>]*>)?\s*=|interface\s+\w+|import\s+type\b|export\s+enum\b)")),
     # Go: package main (no ';'), func (r *T) name(
-    ("go", 4, re.compile(r"^package\s+\w+[ \t]*$", re.MULTILINE)),
-    ("go", 3, re.compile(r"^func\s+(?:\(\w+\s+\*?[\w.\[\]]+\)\s+)?\w+\(", re.MULTILINE)),
-    ("rust", 5, re.compile(r"\bmacro_rules!")),
+    ("go", 4, ("package",), re.compile(r"\npackage\s+\w+[ \t]*\n")),
+    ("go", 3, ("func",), re.compile(r"\nfunc\s+(?:\(\w+\s+\*?[\w.\[\]]+\)\s+)?\w+\(")),
+    ("rust", 5, ("macro_rules!",), re.compile(r"macro_rules!")),
 )
 # Comments are stripped from at most this much code before sampling.
 _STRIP_CHARS = 48_000
@@ -146,22 +162,29 @@ def _sample(code: str) -> str:
 
 def syntax_scores(code: str) -> dict[str, float]:
     """Score each language by the syntax evidence found in a sample of ``code``."""
-    counts: Counter[str] = Counter()
-    head = code if len(code) <= _STRIP_CHARS else code[: _STRIP_CHARS // 2] + "\n" + code[len(code) // 2 :][: _STRIP_CHARS // 2]
-    sample = _sample(_COMMENT_RE.sub(" ", head))
-    for token in _TOKEN_RE.findall(sample):
+    stripped = strip_comments(_sample(code))
+    if len(stripped) < _SAMPLE_CHARS // 2 and len(code) > _SAMPLE_CHARS:
+        # A head of comments (licence, Javadoc, //! docs): strip more to find code.
+        half = _STRIP_CHARS // 2
+        head = code if len(code) <= _STRIP_CHARS else code[:half] + "\n" + code[len(code) // 2 :][:half]
+        stripped = _sample(strip_comments(head))
+    # A leading newline: line-start shapes search for "\nimport", a literal (fast).
+    sample = "\n" + stripped + "\n"
+    # Counted at C speed; the few "$x" and "# include" spellings are merged after.
+    counts: Counter[str] = Counter(_TOKEN_RE.findall(sample))
+    for token in [t for t in counts if t[0] in "$#" and len(t) >= 2]:
         if token[0] == "$" and len(token) == 2 and token[1] not in "{(":
-            token = "$w"
+            counts["$w"] += counts.pop(token)
         elif token[0] == "#" and len(token) > 2:
-            token = "#include" if token.endswith("include") else "#define"
-        counts[token] += 1
+            counts["#include" if token.endswith("include") else "#define"] += counts.pop(token)
     scores: dict[str, float] = {}
     for language, weights in _WEIGHTS.items():
         scores[language] = sum(
             weight * min(counts[token], _CAP_PER_TOKEN) for token, weight in weights.items() if token in counts
         )
-    for language, weight, shape in _SHAPES:
-        scores[language] += weight * min(len(shape.findall(sample)), _CAP_PER_TOKEN)
+    for language, weight, markers, shape in _SHAPES:
+        if any(marker in sample for marker in markers):
+            scores[language] += weight * min(len(shape.findall(sample)), _CAP_PER_TOKEN)
     # TypeScript is JavaScript plus types; C++ is C plus its own constructs
     # (C never has them). Each needs its own evidence first.
     if scores["typescript"] >= 6 and scores["javascript"] >= 3:
@@ -177,9 +200,9 @@ def syntax_scores(code: str) -> dict[str, float]:
 
 def _mostly_prose(code: str) -> bool:
     # Comments are prose in code too (a Javadoc-heavy head): judge what is left.
-    lines = [line for line in _COMMENT_RE.sub(" ", code[:_SAMPLE_CHARS]).split("\n")[:120] if line.strip()]
+    lines = [line for line in strip_comments(code[:_SAMPLE_CHARS]).split("\n")[:120] if line.strip()]
     if len(lines) < 5:  # a head of comments (licence, Javadoc): look further, then at the raw lines
-        lines = [line for line in _COMMENT_RE.sub(" ", code[:_STRIP_CHARS]).split("\n")[:120] if line.strip()]
+        lines = [line for line in strip_comments(code[:_STRIP_CHARS]).split("\n")[:120] if line.strip()]
     if len(lines) < 5:  # all comments (a crate's //! docs)
         lines = [line for line in code[:_SAMPLE_CHARS].split("\n")[:120] if line.strip()]
     if not lines:

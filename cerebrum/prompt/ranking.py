@@ -328,9 +328,11 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     ]
     # The question spells a definition's name in words: as good as naming it,
     # unless something is named outright.
-    spelled = [not defines[i] and bool(focus.phrases) and any(
+    # (Only looked for when nothing is named: a named target outranks it anyway.)
+    spell = bool(focus.phrases) and not any(defines) and not frames
+    spelled = [spell and any(
         (phrase := name_phrase(name)) is not None and phrase in focus.phrases
-        for name in ({chunk.name} if chunk.name else set()) | chunk.names) for i, chunk in enumerate(chunks)]
+        for name in ({chunk.name} if chunk.name else set()) | chunk.names) for chunk in chunks]
     quoted = _quote_hits(chunks, focus.quotes) if focus.quotes else {}
     soft = [bool(chunk.name and chunk.name in focus.soft_names) for chunk in chunks]
     # Nothing named, nothing spelled as a chunk: look for a spelled name defined
@@ -437,19 +439,25 @@ def _quote_hits(chunks: Sequence[Chunk], quotes: Sequence[str]) -> dict[int, tup
     return hits
 
 
+# Searched in "\n" + text: a literal first character is a fast search, where
+# a multi-line "^" is tried at every position.
 _INNER_DEF_RE = re.compile(
-    r"^[ \t]*(?:(?:async|static|public|private|export|function|def|fn|func|const|let|var)\s+)*#?"
-    r"([A-Za-z_]\w*)\s*(?:\([^()\n]*\)\s*\{|=\s*(?:async\s*)?(?:function|\()|:\s*(?:async\s*)?function)",
-    re.MULTILINE)
+    r"\n[ \t]*(?:(?:async|static|public|private|export|function|def|fn|func|const|let|var)\s+)*#?"
+    r"([A-Za-z_]\w*)\s*(?:\([^()\n]*\)\s*\{|=\s*(?:async\s*)?(?:function|\()|:\s*(?:async\s*)?function)")
+# Only chunks this big hide definitions worth finding (smaller ones go out whole).
+_INNER_MIN_CHARS = 1000
 
 
 def _inner_spelled(chunk: Chunk, phrases: frozenset[str]) -> tuple[int, str] | None:
     """The line (0-based) where ``chunk`` defines, inside itself, a name the question spells."""
-    for match in _INNER_DEF_RE.finditer(chunk.text):
+    if len(chunk.text) < _INNER_MIN_CHARS:
+        return None
+    text = "\n" + chunk.text
+    for match in _INNER_DEF_RE.finditer(text):
         name = match.group(1)
         phrase = name_phrase(name)
         if phrase is not None and phrase in phrases and name != chunk.name:
-            line = chunk.start_line + chunk.text.count("\n", 0, match.start())
+            line = chunk.start_line + text.count("\n", 1, match.start() + 1)
             return line, f"holds the definition of `{name}`, whose name the question spells in words"
     return None
 

@@ -156,3 +156,14 @@ def test_unicode_code_keeps_lines_aligned() -> None:
     assert [c.name for c in chunks] == ["grüß", "zwei"]
     ts_chunks = chunk_text('fn grüß() -> &\'static str {\n    "✓"\n}\n\nfn zwei() -> u8 {\n    2\n}\n', "rust")
     assert [c.name for c in ts_chunks] == ["grüß", "zwei"]
+
+
+def test_c_definitions_inside_ifdef_are_chunks_of_their_own() -> None:
+    code = "\n".join([
+        "#include <stdio.h>", "", "static int base(int x) {", "    return x + 1;", "}", "",
+        "#ifdef DEBUG", "static void trace(int x) {", '    printf("%d\\n", x);', "}", "",
+        "static void dump(int *xs, int n) {", "    for (int i = 0; i < n; i++) trace(xs[i]);", "}",
+        "#endif", "", "int main(void) {", "    return base(1);", "}",
+    ])
+    names = [chunk.name for chunk in chunk_text(code, "c")]
+    assert {"base", "trace", "dump", "main"} <= set(names)
