@@ -24,10 +24,11 @@ _SKETCH = 16
 _MIN_SHARED = 2
 
 
-
 def normalized_hash(text: str) -> bytes:
     """Hash ``text`` with all runs of whitespace collapsed, so re-indented copies match."""
-    return hashlib.blake2b(" ".join(text.split()).encode("utf-8", "replace"), digest_size=16).digest()
+    return hashlib.blake2b(
+        " ".join(text.split()).encode("utf-8", "replace"), digest_size=16
+    ).digest()
 
 
 def shingles(text: str) -> frozenset[int]:

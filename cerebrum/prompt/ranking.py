@@ -53,27 +53,38 @@ _CALL_RE = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\s*(?:\(|!\()")
 _CAMEL_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 
 # Words that are identifiers lexically but in an instruction are just English.
-_STOPWORDS = frozenset("""
-a an the this that these those it its to of in on for and or not no but with without from by as at is
-are be was were been being do does did done can could should would will shall may might must please
+_STOPWORDS = frozenset(
+    """
+a an the this that these those it its to of in on for and or not no but with without from by as at
+is are be was were been being do does did
+done can could should would will shall may might must please
 make makes made use uses using used add adds change changes fix fixes write rewrite refactor explain
 what why how which who where when there here into out up down all any each every some more most less
 code function functions method methods class classes file files line lines help me my i you your we
 our us so if then else than also just only very like need want get set new old one two so also
 return returns self cls def fn func var let const public private static void int str
-""".split())
+""".split()
+)
 # Words of a request that say what to do, not what the code does: never matched against code.
-_TASK_WORDS = frozenset("""
+_TASK_WORDS = (
+    frozenset(
+        """
 misbehave misbehaves misbehaving wrong broken bug bugs buggy fails failing failed fail find found
 something anything part parts off work works working thing things look looks see seems why happen
 happens happening there their them they thanks thank now also again still issue problem problems
 error errors crash crashes right correct correctly properly instead should get gets got run runs
-""".split()) | _STOPWORDS
+""".split()
+    )
+    | _STOPWORDS
+)
 # Words that are verbs of a request as names, but say what code does when
 # matched word by word ("where the file is opened", "the write part").
-_CODE_WORDS = frozenset("""
-write writes add adds get set new make use change open close read line lines file files return returns
-""".split())
+_CODE_WORDS = frozenset(
+    """
+write writes add adds get set new make use change open close read line lines file files
+return returns
+""".split()
+)
 _WORD_STOPS = _TASK_WORDS - _CODE_WORDS
 
 
@@ -112,7 +123,7 @@ class Focus:
     soft_names: frozenset[str] = frozenset()
     """Plain words that may be names or just English (``walk``, ``register``, ``Value``)."""
     phrases: frozenset[str] = frozenset()
-    """Runs of 2-5 of its words, stemmed and joined (``readline``), to meet names spelled in words."""
+    """Runs of 2-5 of its words, stemmed and joined (``readline``): names spelled in words."""
     quotes: tuple[str, ...] = ()
     """Quoted strings (an error message, a sentence of a docstring), lower-cased."""
 
@@ -167,19 +178,26 @@ def _document(text: str, query: Sequence[str]) -> tuple[dict[str, int], int]:
 
 _NAMED_WORD_RE = re.compile(
     r"(?i:\b(?:refactor|explain|fix|test|tests\s+for|rewrite|document|simplify|debug|review|optimi[sz]e)"
-    r"\s+(?:the\s+)?)([A-Za-z_]\w*)\b(?!\s+(?:part|code|step|logic))|\b([A-Za-z_]\w*)(?=\s*\(\)|\s+(?:function|method|class|struct|trait|interface)\b)")
-_PRONOUNS = frozenset("""
-it this that these those the a an what where how why which them me my our for if while to of in on with
-and or not is are be so as at by from all any each my your its their
-""".split())
+    r"\s+(?:the\s+)?)([A-Za-z_]\w*)\b(?!\s+(?:part|code|step|logic))|\b([A-Za-z_]\w*)(?=\s*\(\)|\s+(?:function|method|class|struct|trait|interface)\b)"
+)
+_PRONOUNS = frozenset(
+    """
+it this that these those the a an what where how why which them me my our for if while to of in on
+with and or not is are be so as at by from all any each my your its their
+""".split()
+)
 _BACKTICK_RE = re.compile(r"`([^`\n]{1,80})`")
-_PATH_RE = re.compile(r"(?<![\w/.])((?:[\w.-]+/)*[\w-]+\.(?:py|pyi|js|mjs|cjs|jsx|ts|tsx|rs|c|h|cc|cpp|cxx|hpp|hh|go|java|kt|sh|rb|toml|json|yaml|yml))\b")
+_PATH_RE = re.compile(
+    r"(?<![\w/.])((?:[\w.-]+/)*[\w-]+\.(?:py|pyi|js|mjs|cjs|jsx|ts|tsx|rs|c|h|cc|cpp|cxx|hpp|hh|go|java|kt|sh|rb|toml|json|yaml|yml))\b"
+)
 
 
 _CODE_SHAPED_RE = re.compile(r"_|\d|[a-z][A-Z]|[A-Z]{2,}[a-z]|^[a-z]+[A-Z]")
 _CALLED_RE = re.compile(r"([A-Za-z_]\w*)\s*\(")
 _DOTTED_RE = re.compile(r"\b([A-Za-z_]\w*)\.([A-Za-z_]\w*)\b")
-_QUOTED_RE = re.compile(r"\"([^\"\n]{8,200})\"|(?<![\w])'([^'\n]{8,200})'(?![\w])|\u201c([^\u201d\n]{8,200})\u201d")
+_QUOTED_RE = re.compile(
+    r"\"([^\"\n]{8,200})\"|(?<![\w])'([^'\n]{8,200})'(?![\w])|\u201c([^\u201d\n]{8,200})\u201d"
+)
 _PHRASE_WORD_RE = re.compile(r"[A-Za-z]+|\d+")
 # Words a phrase may skip ("the read of a line" stays "read line"); "if", "or"
 # and "is" are kept, since names carry them (``putIfAbsent``, ``is_i64``).
@@ -187,7 +205,7 @@ _PHRASE_SKIP = frozenset("a an the of".split())
 
 
 def is_code_shaped(identifier: str) -> bool:
-    """Whether ``identifier`` can only be code: ``snake_case``, ``camelCase``, ``HashMap``, digits."""
+    """Whether ``identifier`` can only be code: snake_case, camelCase, HashMap, a digit."""
     return _CODE_SHAPED_RE.search(identifier) is not None
 
 
@@ -224,7 +242,8 @@ def soft_names(instruction: str, names: set[str] | frozenset[str]) -> frozenset[
     """Plain words of ``instruction`` that could name a definition, besides ``names``."""
     plain = _PATH_RE.sub(" ", _BACKTICK_RE.sub(" ", instruction))
     return frozenset(
-        word for word in _IDENT_RE.findall(plain)
+        word
+        for word in _IDENT_RE.findall(plain)
         if len(word) >= 3 and word not in names and word.lower() not in _TASK_WORDS
     )
 
@@ -258,18 +277,36 @@ def read_focus(instruction: str) -> Focus:
     words = _PATH_RE.sub(" ", plain)
     # A common word placed as a name ("refactor write", "tests for get()",
     # "the open function") is one.
-    placed = {word for pair in _NAMED_WORD_RE.findall(words) for word in pair
-              if word and word.lower() not in _PRONOUNS}
+    placed = {
+        word
+        for pair in _NAMED_WORD_RE.findall(words)
+        for word in pair
+        if word and word.lower() not in _PRONOUNS
+    }
     names = named_identifiers(plain) | placed
-    quotes = tuple(dict.fromkeys(
-        " ".join(quote.lower().split()) for match in _QUOTED_RE.findall(plain) for quote in match
-        if quote and len(quote.split()) >= 2))
+    quotes = tuple(
+        dict.fromkeys(
+            " ".join(quote.lower().split())
+            for match in _QUOTED_RE.findall(plain)
+            for quote in match
+            if quote and len(quote.split()) >= 2
+        )
+    )
     # Words are bounded: a question is short, but a pasted log need not be.
-    return Focus(frozenset(names), files, frames, words, soft_names(words, names),
-                 _phrases(words[:2000]), quotes[:4])
+    return Focus(
+        frozenset(names),
+        files,
+        frames,
+        words,
+        soft_names(words, names),
+        _phrases(words[:2000]),
+        quotes[:4],
+    )
 
 
-def _frame_scores(chunks: Sequence[Chunk], frames: Sequence[Frame]) -> dict[int, tuple[float, str, int | None]]:
+def _frame_scores(
+    chunks: Sequence[Chunk], frames: Sequence[Frame]
+) -> dict[int, tuple[float, str, int | None]]:
     """Chunks the report's frames lie in: the innermost one in the paste scores highest.
 
     A frame is matched by its function's name, else by its line number (a
@@ -294,8 +331,11 @@ def _frame_scores(chunks: Sequence[Chunk], frames: Sequence[Frame]) -> dict[int,
         position = found[0]
         weight = CRASH_WEIGHT if depth == 0 else max(FRAME_WEIGHT - 20.0 * depth, FRAME_WEIGHT / 2)
         where = f"`{frame.function}`" if frame.function else f"line {frame.line}"
-        why = (f"crash site: innermost frame of the error report in the code ({where})" if depth == 0
-               else f"caller in the error report ({where})")
+        why = (
+            f"crash site: innermost frame of the error report in the code ({where})"
+            if depth == 0
+            else f"caller in the error report ({where})"
+        )
         chunk = chunks[position]
         at = frame.line - 1 if frame.line is not None else None
         # The report's line number is the paste's only when the whole file was pasted.
@@ -323,23 +363,27 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     frames = _frame_scores(chunks, focus.frames) if focus.frames else {}
 
     defines = [
-        bool(chunk.name and chunk.name in names) or bool(chunk.names & names)
-        for chunk in chunks
+        bool(chunk.name and chunk.name in names) or bool(chunk.names & names) for chunk in chunks
     ]
     # The question spells a definition's name in words: as good as naming it,
     # unless something is named outright.
     # (Only looked for when nothing is named: a named target outranks it anyway.)
     spell = bool(focus.phrases) and not any(defines) and not frames
-    spelled = [spell and any(
-        (phrase := name_phrase(name)) is not None and phrase in focus.phrases
-        for name in ({chunk.name} if chunk.name else set()) | chunk.names) for chunk in chunks]
+    spelled = [
+        spell
+        and any(
+            (phrase := name_phrase(name)) is not None and phrase in focus.phrases
+            for name in ({chunk.name} if chunk.name else set()) | chunk.names
+        )
+        for chunk in chunks
+    ]
     quoted = _quote_hits(chunks, focus.quotes) if focus.quotes else {}
     soft = [bool(chunk.name and chunk.name in focus.soft_names) for chunk in chunks]
     # Nothing named, nothing spelled as a chunk: look for a spelled name defined
     # inside a chunk (a method of an object literal).
     spell_inside = bool(focus.phrases) and not any(defines) and not frames and not any(spelled)
     if not any(defines) and not frames:
-        defines = [named or phrase for named, phrase in zip(defines, spelled)]
+        defines = [named or phrase for named, phrase in zip(defines, spelled, strict=True)]
     else:
         spelled = [False] * len(chunks)
     # "Config.load": a method named by its class too beats a same-named method elsewhere.
@@ -372,14 +416,21 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
         frame_weight, focus_line = 0.0, None
         if position in frames:
             frame_weight, why, focus_line = frames[position]
-        define_weight = DEFINES_WEIGHT * (1.0 if chunk.kind != CLASS_HEADER else 0.9) if defines[position] else 0.0
+        define_weight = (
+            DEFINES_WEIGHT * (1.0 if chunk.kind != CLASS_HEADER else 0.9)
+            if defines[position]
+            else 0.0
+        )
         if spelled[position]:
             define_weight = PHRASE_WEIGHT
         # Named and in the report: one strong reason, not two (the crash site stays first).
         score += max(frame_weight, define_weight) + 0.1 * min(frame_weight, define_weight)
         if spelled[position]:
-            spelt = sorted(n for n in ({chunk.name} if chunk.name else set()) | chunk.names
-                           if name_phrase(n) in focus.phrases)
+            spelt = sorted(
+                n
+                for n in ({chunk.name} if chunk.name else set()) | chunk.names
+                if name_phrase(n) in focus.phrases
+            )
             why = f"defines `{spelt[0]}`, whose name the question spells in words"
         elif defines[position]:
             hit = sorted(({chunk.name} if chunk.name else set()) & names or chunk.names & names)
@@ -401,7 +452,12 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
                 # chunk holds it, and if the chunk is too big, that line is its best part.
                 score += DEFINES_WEIGHT / 2
                 focus_line, why = inner
-        elif spell_inside and not defines[position] and position not in frames and chunk.kind != PREAMBLE:
+        elif (
+            spell_inside
+            and not defines[position]
+            and position not in frames
+            and chunk.kind != PREAMBLE
+        ):
             inner = _inner_spelled(chunk, focus.phrases)
             if inner is not None:
                 score += PHRASE_WEIGHT / 2
@@ -421,7 +477,9 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
             score += 0.5 * best_lexical
             if why == "order":
                 why = "imports and constants"
-        ranked.append(RankedChunk(chunk, score, defines[position], callee_name is not None, why, focus_line))
+        ranked.append(
+            RankedChunk(chunk, score, defines[position], callee_name is not None, why, focus_line)
+        )
     ranked.sort(key=lambda item: (-item.score, item.chunk.index))
     return ranked
 
@@ -430,12 +488,14 @@ def _quote_hits(chunks: Sequence[Chunk], quotes: Sequence[str]) -> dict[int, tup
     """Chunks holding a quoted string of the question verbatim (case and spacing aside)."""
     hits: dict[int, tuple[float, str]] = {}
     for quote in quotes:
-        found = [p for p, chunk in enumerate(chunks) if quote in " ".join(chunk.text.lower().split())]
+        found = [
+            p for p, chunk in enumerate(chunks) if quote in " ".join(chunk.text.lower().split())
+        ]
         if not found or len(found) > 3:
             continue  # everywhere is nowhere
         for position in found:
             weight = QUOTE_WEIGHT / len(found) + hits.get(position, (0.0, ""))[0]
-            hits[position] = (weight, f"has the quoted text \"{quote[:60]}\"")
+            hits[position] = (weight, f'has the quoted text "{quote[:60]}"')
     return hits
 
 
@@ -443,7 +503,8 @@ def _quote_hits(chunks: Sequence[Chunk], quotes: Sequence[str]) -> dict[int, tup
 # a multi-line "^" is tried at every position.
 _INNER_DEF_RE = re.compile(
     r"\n[ \t]*(?:(?:async|static|public|private|export|function|def|fn|func|const|let|var)\s+)*#?"
-    r"([A-Za-z_]\w*)\s*(?:\([^()\n]*\)\s*\{|=\s*(?:async\s*)?(?:function|\()|:\s*(?:async\s*)?function)")
+    r"([A-Za-z_]\w*)\s*(?:\([^()\n]*\)\s*\{|=\s*(?:async\s*)?(?:function|\()|:\s*(?:async\s*)?function)"
+)
 # Only chunks this big hide definitions worth finding (smaller ones go out whole).
 _INNER_MIN_CHARS = 1000
 
@@ -458,7 +519,10 @@ def _inner_spelled(chunk: Chunk, phrases: frozenset[str]) -> tuple[int, str] | N
         phrase = name_phrase(name)
         if phrase is not None and phrase in phrases and name != chunk.name:
             line = chunk.start_line + text.count("\n", 1, match.start() + 1)
-            return line, f"holds the definition of `{name}`, whose name the question spells in words"
+            return (
+                line,
+                f"holds the definition of `{name}`, whose name the question spells in words",
+            )
     return None
 
 
@@ -467,18 +531,25 @@ def _inner_definition(chunk: Chunk, names: frozenset[str]) -> tuple[int, str] | 
     for name in sorted(names):
         if len(name) < 4 or name not in chunk.text:
             continue
-        match = re.search(rf"^[ \t]*(?:(?:async|static|public|private|export|function|def|fn|func)\s+)*"
-                          rf"#?{re.escape(name)}\s*(?:\(|=\s*(?:async\s*)?(?:function|\()|:\s*(?:async\s*)?function)",
-                          chunk.text, re.MULTILINE)
+        match = re.search(
+            rf"^[ \t]*(?:(?:async|static|public|private|export|function|def|fn|func)\s+)*"
+            rf"#?{re.escape(name)}\s*(?:\(|=\s*(?:async\s*)?(?:function|\()|:\s*(?:async\s*)?function)",
+            chunk.text,
+            re.MULTILINE,
+        )
         if match is not None:
             line = chunk.start_line + chunk.text.count("\n", 0, match.start())
             return line, f"holds the definition of `{name}`, named in the question"
     return None
 
 
-def _adjust_lexical(chunks: Sequence[Chunk], documents: Sequence[tuple[dict[str, int], int]],
-                    lexical: list[float], query: Sequence[str],
-                    cache: dict[str, tuple[str, ...]]) -> list[float]:
+def _adjust_lexical(
+    chunks: Sequence[Chunk],
+    documents: Sequence[tuple[dict[str, int], int]],
+    lexical: list[float],
+    query: Sequence[str],
+    cache: dict[str, tuple[str, ...]],
+) -> list[float]:
     """Word matching tuned for behaviour described in words.
 
     A definition whose own name carries the words ("the retry loop" →
@@ -490,7 +561,10 @@ def _adjust_lexical(chunks: Sequence[Chunk], documents: Sequence[tuple[dict[str,
     parents = {chunk.parent for chunk in chunks if chunk.parent and chunk.kind == METHOD}
     adjusted = list(lexical)
     count = len(documents)
-    weight = {term: math.log(1.0 + count / (1 + sum(1 for f, _ in documents if term in f))) for term in query}
+    weight = {
+        term: math.log(1.0 + count / (1 + sum(1 for f, _ in documents if term in f)))
+        for term in query
+    }
     total = sum(weight.values()) or 1.0
     for position, chunk in enumerate(chunks):
         if lexical[position] <= 0:

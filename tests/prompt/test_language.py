@@ -22,7 +22,10 @@ def test_unknown_fence_tag_falls_back_to_syntax() -> None:
 
 
 def test_file_name_in_prompt() -> None:
-    assert detect_language("x = load(a)\ny = x + 1\n", context="This is from utils/loader.py") == "python"
+    assert (
+        detect_language("x = load(a)\ny = x + 1\n", context="This is from utils/loader.py")
+        == "python"
+    )
     assert detect_language("print foo", context="see build.sh") == "shell"
 
 
@@ -50,7 +53,7 @@ def test_normalize_tag() -> None:
 # Unfenced Java whose Javadoc speaks of interfaces, types and numbers (words
 # that were TypeScript evidence), C++ that only shows it by its headers and
 # casts, and JavaScript whose typeof answers are the words string and number.
-JAVA_WITH_DOCS = '''package org.example.util;
+JAVA_WITH_DOCS = """package org.example.util;
 
 import java.util.Iterator;
 import java.util.function.Predicate;
@@ -76,9 +79,9 @@ public interface Bounded<E> extends Iterable<E> {
         return removed;
     }
 }
-'''
+"""
 
-CPP_BY_HEADERS = '''#include <cstring>
+CPP_BY_HEADERS = """#include <cstring>
 #include <vector>
 #include "buffer.h"
 
@@ -96,9 +99,9 @@ int buffer_lines(const struct buffer * buf) {
     const char * data = reinterpret_cast<const char *>(buf->data);
     return count_lines(data, buf->size);
 }
-'''
+"""
 
-JS_WITH_TYPEOF = '''const validate = (value, kind) => {
+JS_WITH_TYPEOF = """const validate = (value, kind) => {
   if (typeof value === 'string' && kind === 'number') {
     return Number(value)
   }
@@ -109,7 +112,7 @@ JS_WITH_TYPEOF = '''const validate = (value, kind) => {
 }
 
 module.exports = { validate, type: 'unknown' }
-'''
+"""
 
 
 def test_unfenced_java_is_java_not_typescript() -> None:
@@ -119,7 +122,9 @@ def test_unfenced_java_is_java_not_typescript() -> None:
 def test_cpp_shown_by_headers_and_casts_is_cpp_not_c() -> None:
     assert detect_language(CPP_BY_HEADERS) == "cpp"
     # The same function in plain C stays C.
-    plain = CPP_BY_HEADERS.replace("#include <cstring>\n#include <vector>\n", "#include <string.h>\n")
+    plain = CPP_BY_HEADERS.replace(
+        "#include <cstring>\n#include <vector>\n", "#include <string.h>\n"
+    )
     plain = plain.replace("reinterpret_cast<const char *>(buf->data)", "(const char *) buf->data")
     assert detect_language(plain) == "c"
 
@@ -132,6 +137,8 @@ def test_javascript_typeof_words_are_not_typescript() -> None:
 
 def test_file_name_inside_the_code_does_not_override_clear_syntax() -> None:
     # A TypeScript module importing './x.js' is still TypeScript.
-    code = "import { load } from './loader.js'\n" + JS_WITH_TYPEOF.replace(
-        "(value, kind)", "(value: unknown, kind: string): number") * 2
+    code = (
+        "import { load } from './loader.js'\n"
+        + JS_WITH_TYPEOF.replace("(value, kind)", "(value: unknown, kind: string): number") * 2
+    )
     assert detect_language(code) == "typescript"

@@ -1,7 +1,7 @@
 """Ranking: definitions named in the instruction first, then callees, then BM25."""
 
 from cerebrum.prompt.chunking import chunk_text
-from cerebrum.prompt.ranking import named_identifiers, rank_chunks, read_focus, split_identifier
+from cerebrum.prompt.ranking import rank_chunks, read_focus, split_identifier
 
 from .snippets import ALL, BIG_CLASS, PYTHON
 
@@ -34,7 +34,9 @@ def test_callees_of_the_target_get_a_bonus() -> None:
 
 
 def test_lexical_relevance_uses_split_identifiers() -> None:
-    ranked = rank_chunks(chunk_text(ALL["javascript"], "javascript"), "the word counting is off by one")
+    ranked = rank_chunks(
+        chunk_text(ALL["javascript"], "javascript"), "the word counting is off by one"
+    )
     assert ranked[0].chunk.name == "countWords"
 
 
@@ -84,7 +86,7 @@ def open_url(url):
     raise Error("could not locate runnable browser")
 '''
 
-READERS = '''class Reader {
+READERS = """class Reader {
     int read() {
         return buffer[position++];
     }
@@ -102,12 +104,14 @@ READERS = '''class Reader {
         position += count;
     }
 }
-'''
+"""
 
 
 def test_a_plain_word_is_a_soft_name_that_a_spelled_name_beats() -> None:
     chunks = chunk_text(REGISTRY, "python")
-    ranked = rank_chunks(chunks, "Something is off in how it does the register x browsers part; fix it.")
+    ranked = rank_chunks(
+        chunks, "Something is off in how it does the register x browsers part; fix it."
+    )
     assert ranked[0].chunk.name == "register_x_browsers"
     assert "spells" in ranked[0].why
     # Alone, the plain word still finds its definition.
@@ -120,13 +124,18 @@ def test_name_spelled_in_words_with_inflections_and_articles() -> None:
     # Padded past the split size, each method is a chunk.
     padded = READERS.replace("class Reader {", "class Reader {\n" + "    // padding\n" * 120)
     for chunks in (whole, chunk_text(padded, "java")):
-        for question in ("the read line part returns too early", "when it reads a line, the last one is lost"):
+        for question in (
+            "the read line part returns too early",
+            "when it reads a line, the last one is lost",
+        ):
             ranked = rank_chunks(chunks, question)
             assert "readLine" in ranked[0].chunk.names | {ranked[0].chunk.name}, question
             assert "`readLine`, whose name the question spells" in ranked[0].why
 
 
 def test_quoted_message_finds_the_code_that_has_it() -> None:
-    ranked = rank_chunks(chunk_text(REGISTRY, "python"), 'I get "could not locate runnable browser". Why?')
+    ranked = rank_chunks(
+        chunk_text(REGISTRY, "python"), 'I get "could not locate runnable browser". Why?'
+    )
     assert ranked[0].chunk.name == "open_url"
     assert "quoted" in ranked[0].why
