@@ -357,6 +357,12 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     words = " ".join(w for w in _IDENT_RE.findall(focus.words) if w.lower() not in _WORD_STOPS)
     query = [t for t in dict.fromkeys(_terms(words, cache)) if t not in _WORD_STOPS and len(t) >= 3]
     documents = [_document(chunk.text, query) for chunk in chunks] if query else []
+    # The stats show the question's own words ("spaces"), not their stems ("spac").
+    shown = (
+        {stem(word.lower()): word.lower() for word in reversed(_IDENT_RE.findall(words))}
+        if query
+        else {}
+    )
     lexical = _bm25(documents, query) if query else [0.0] * len(chunks)
     if query:
         lexical = _adjust_lexical(chunks, documents, lexical, query, cache)
@@ -412,7 +418,11 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
             elif chunk.kind != PREAMBLE and chunk.names & called:
                 callee_name = min(chunk.names & called)
         score = lexical[position]
-        why = _words_why(documents[position], query) if query and lexical[position] > 0 else "order"
+        why = (
+            _words_why(documents[position], query, shown)
+            if query and lexical[position] > 0
+            else "order"
+        )
         frame_weight, focus_line = 0.0, None
         if position in frames:
             frame_weight, why, focus_line = frames[position]
@@ -586,10 +596,13 @@ def _adjust_lexical(
     return adjusted
 
 
-def _words_why(document: tuple[dict[str, int], int], query: Sequence[str]) -> str:
+def _words_why(
+    document: tuple[dict[str, int], int], query: Sequence[str], shown: dict[str, str]
+) -> str:
     frequencies = document[0]
     hits = sorted(frequencies, key=lambda term: (-frequencies[term], query.index(term)))[:4]
-    return "matches the words " + ", ".join(hits) if hits else "order"
+    words = ", ".join(shown.get(term, term) for term in hits)
+    return "matches the words " + words if hits else "order"
 
 
 def _bm25(documents: Sequence[tuple[dict[str, int], int]], query: Sequence[str]) -> list[float]:
