@@ -551,7 +551,7 @@ def _description(
     literals = [
         m
         for m in re.findall(r'"([A-Za-z][^"\n]{12,80})"', target)
-        if len(m.split()) >= 3 and code.count(f'"{m}"') == 1
+        if len(m.split()) >= 3 and code.count(m) == 1
     ]
     if literals:
         options += [

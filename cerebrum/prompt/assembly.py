@@ -116,6 +116,10 @@ def assemble(
         if header is not None and header.index not in kept and header.index < chunk.index:
             group.insert(0, header)
         cost = sum(cost_of[c.index] for c in group)
+        if cost > left and len(group) > 1 and cost_of[chunk.index] <= left:
+            # A class header (a long Javadoc) that does not fit with its method
+            # stays out: the method alone beats leaving both out.
+            group, cost = [chunk], cost_of[chunk.index]
         if cost <= left:
             for member in group:
                 kept[member.index] = member

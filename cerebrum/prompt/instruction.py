@@ -210,7 +210,11 @@ def _pull_reports(code: str) -> tuple[str, list[str]]:
     if "\n" not in code and len(code) < 20:
         return code, []
     lines = code.split("\n")
-    blocks = find_report_blocks(lines)
+    # A report the user pasted opens at column 0; an indented one is the code's
+    # own (a doctest's traceback in a docstring, an example in a comment).
+    blocks = [
+        block for block in find_report_blocks(lines) if lines[block[0]][:1] not in (" ", "\t")
+    ]
     if not blocks:
         return code, []
     kept: list[str] = []

@@ -40,7 +40,7 @@ FRAME_WEIGHT = 300.0
 PHRASE_WEIGHT = 800.0
 # A quoted string of the question ("invalid compression method") found
 # verbatim in a chunk, shared among the chunks that have it (at most three).
-QUOTE_WEIGHT = 700.0
+QUOTE_WEIGHT = 900.0
 # A definition named by a plain English word of the question ("why does walk
 # recurse", "the register part"): a share of the best word score, not a name's
 # weight, since the word may just be English.
@@ -178,7 +178,7 @@ def _document(text: str, query: Sequence[str]) -> tuple[dict[str, int], int]:
 
 _NAMED_WORD_RE = re.compile(
     r"(?i:\b(?:refactor|explain|fix|test|tests\s+for|rewrite|document|simplify|debug|review|optimi[sz]e)"
-    r"\s+(?:the\s+)?)([A-Za-z_]\w*)\b(?!\s+(?:part|code|step|logic))|\b([A-Za-z_]\w*)(?=\s*\(\)|\s+(?:function|method|class|struct|trait|interface)\b)"
+    r"\s+(?:the\s+)?)([A-Za-z_]\w*)\b(?!\s+(?:part|code|step|logic))|\b([A-Za-z_]\w*)(?=\s*\(\)|\s+(?:function|method|class|struct)\b)"
 )
 _PRONOUNS = frozenset(
     """
@@ -199,6 +199,7 @@ _QUOTED_RE = re.compile(
     r"\"([^\"\n]{8,200})\"|(?<![\w])'([^'\n]{8,200})'(?![\w])|\u201c([^\u201d\n]{8,200})\u201d"
 )
 _PHRASE_WORD_RE = re.compile(r"[A-Za-z]+|\d+")
+_CLAUSE_RE = re.compile(r"[\"'`\u201c\u201d.,;:!?()\[\]{}]|\n\s*\n")
 # Words a phrase may skip ("the read of a line" stays "read line"); "if", "or"
 # and "is" are kept, since names carry them (``putIfAbsent``, ``is_i64``).
 _PHRASE_SKIP = frozenset("a an the of".split())
@@ -249,7 +250,17 @@ def soft_names(instruction: str, names: set[str] | frozenset[str]) -> frozenset[
 
 
 def _phrases(text: str) -> frozenset[str]:
-    """Runs of 2-5 words of ``text``, stemmed and joined, with and without articles."""
+    """Runs of 2-5 words of ``text``, stemmed and joined, with and without articles.
+
+    A run stays within a clause: 'I get "Serial filter ..."' spells no ``getSerialFilter``.
+    """
+    found: set[str] = set()
+    for clause in _CLAUSE_RE.split(text):
+        found |= _clause_phrases(clause)
+    return frozenset(found)
+
+
+def _clause_phrases(text: str) -> set[str]:
     words = [stem(word.lower()) for word in _PHRASE_WORD_RE.findall(text)]
     found: set[str] = set()
     for sequence in (words, [word for word in words if word not in _PHRASE_SKIP]):
@@ -258,7 +269,7 @@ def _phrases(text: str) -> frozenset[str]:
                 if start + size > len(sequence):
                     break
                 found.add("".join(sequence[start : start + size]))
-    return frozenset(found)
+    return found
 
 
 def name_phrase(name: str) -> str | None:
