@@ -1106,17 +1106,69 @@ def summarize_classes(cases: list[dict]) -> str:
     return "\n".join(rows)
 
 
+# --- language detection on whole unfenced files (issue #14 item 4) ----------
+
+LANGUAGE_SOURCES: dict[str, list[str]] = {
+    **CLASS_SOURCES,
+    "c": [*CLASS_SOURCES["c"], "/usr/share/doc/*/examples/*.c", f"{_LLAMA}/ggml/src/ggml-et/et-kernels/src/*.c",
+          f"{_LLAMA}/ggml/src/ggml-hexagon/htp/*.c", str(SITE / "mypyc" / "lib-rt" / "*.c")],
+    "cpp": [f"{_LLAMA}/src/*.cpp", f"{_LLAMA}/common/*.cpp", f"{_LLAMA}/ggml/src/ggml-cpu/*.cpp",
+            f"{_LLAMA}/tools/*/*.cpp"],
+    "typescript": [f"{_LLAMA}/tools/ui/src/lib/**/*.ts"],
+}
+
+
+def run_languages(per_language: int) -> dict[str, dict[str, dict[str, int]]]:
+    """Unfenced whole files (3-200 KB) per language: how often detection is right, per split."""
+    from cerebrum.prompt.language import detect_language
+
+    tally: dict[str, dict[str, dict[str, int]]] = {}
+    for language, patterns in LANGUAGE_SOURCES.items():
+        files = sorted({f for pattern in patterns for f in glob.glob(pattern, recursive=True)
+                        if 3000 < os.path.getsize(f) < 200_000 and not f.endswith(".d.ts")})
+        random.Random(f"languages-{language}").shuffle(files)
+        for split in ("dev", "held"):
+            chosen = [f for f in files if split_of(f) == split][:per_language]
+            got: dict[str, int] = defaultdict(int)
+            for path in chosen:
+                got[detect_language(Path(path).read_text("utf-8", "replace").strip("\n"))] += 1
+            tally.setdefault(language, {})[split] = dict(got)
+    return tally
+
+
+def summarize_languages(tally: dict[str, dict[str, dict[str, int]]]) -> str:
+    rows = ["| language | dev files right | held-out files right | detected instead (both) |",
+            "|---|---:|---:|---|"]
+    totals = {"dev": [0, 0], "held": [0, 0]}
+    for language, splits in tally.items():
+        cells = []
+        wrong: dict[str, int] = defaultdict(int)
+        for split in ("dev", "held"):
+            got = splits.get(split, {})
+            right, count = got.get(language, 0), sum(got.values())
+            totals[split][0] += right
+            totals[split][1] += count
+            cells.append(f"{right}/{count}")
+            for other, n in got.items():
+                if other != language:
+                    wrong[other] += n
+        rows.append(f"| {language} | {cells[0]} | {cells[1]} | "
+                    + (", ".join(f"{k} {v}" for k, v in sorted(wrong.items())) or "-") + " |")
+    rows.append(f"| all | {totals['dev'][0]}/{totals['dev'][1]} | {totals['held'][0]}/{totals['held'][1]} | |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--per-file", type=int, default=3, help="target functions per source file")
     parser.add_argument("--json", help="write per-case results here")
     parser.add_argument(
         "--suite",
-        choices=("named", "classes", "all"),
+        choices=("named", "classes", "languages", "all"),
         default="all",
         help="named: one named function per case (the first suite); classes: the "
         "harder classes of issue #14 (run bench/fetch_sources.sh first for Go, "
-        "Rust and Java)",
+        "Rust and Java); languages: detection on whole unfenced files",
     )
     parser.add_argument("--per-language", type=int, default=6, help="cases per class and language")
     parser.add_argument(
@@ -1149,6 +1201,10 @@ def main() -> None:
         cases = run_classes(args.per_language, chosen, args.split, args.seed)
         print("\n" + summarize_classes(cases))
         out["classes"] = cases
+    if args.suite in ("languages", "all"):
+        tally = run_languages(40)
+        print("\nlanguage detection, whole unfenced files (40 per language and split)\n" + summarize_languages(tally))
+        out["languages"] = tally
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1, default=str))
 
