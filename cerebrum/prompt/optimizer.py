@@ -690,6 +690,9 @@ def _missing_names(question: str, original: str, result: OptimizedPrompt) -> lis
         return []
     focus = read_focus(question)
     wanted = [name for name in focus.names if len(name) >= 3]
+    # A plain word the code defines ("why does parse crash now?") counts here
+    # too: re-trimming for a word that was only English costs one turn's prefix.
+    wanted += [name for name in focus.soft_names if len(name) >= 4]
     wanted += [frame.function for frame in focus.frames if frame.function]
     kept = {k.name for k in result.stats.kept}
     return [name for name in wanted if name not in kept and _defines(original, name)]

@@ -139,3 +139,19 @@ def test_digit_heavy_code_is_not_undercounted() -> None:
     table = "DATA = [" + ", ".join(str(100000 + i * 7919) for i in range(400)) + "]"
     digits = sum(ch.isdigit() for ch in table)
     assert estimate_tokens(table) >= digits  # SmolLM2 and the Qwen coders spend a token per digit
+
+
+def test_a_follow_up_naming_a_definition_in_a_plain_word_gets_it() -> None:
+    # `tally` is a plain word (a soft name), defined at the end of a long file:
+    # the trim for the first question (about `fetch_json`) leaves it out; the
+    # follow-up that asks about it brings it back.
+    tally = "def tally(items):\n    total = 0\n    for item in items:\n        total += item\n    return total\n"
+    messages = [
+        {"role": "user", "content": f"Here is my module:\n\n```python\n{CODE}\n\n{tally}```"},
+        {"role": "user", "content": "Explain what `fetch_json` does."},
+        {"role": "assistant", "content": "It fetches a URL and parses the JSON body."},
+        {"role": "user", "content": "Why does tally count the negative items too?"},
+    ]
+    result = optimize_messages(messages, context_tokens=2048, max_tokens=256)
+    assert "def tally(items):" in result.messages[0]["content"]
+    assert _total(result.messages) <= budget_tokens(2048, 256)
