@@ -145,7 +145,10 @@ def test_a_follow_up_naming_a_definition_in_a_plain_word_gets_it() -> None:
     # `tally` is a plain word (a soft name), defined at the end of a long file:
     # the trim for the first question (about `fetch_json`) leaves it out; the
     # follow-up that asks about it brings it back.
-    tally = "def tally(items):\n    total = 0\n    for item in items:\n        total += item\n    return total\n"
+    tally = (
+        "def tally(items):\n    total = 0\n    for item in items:\n"
+        "        total += item\n    return total\n"
+    )
     messages = [
         {"role": "user", "content": f"Here is my module:\n\n```python\n{CODE}\n\n{tally}```"},
         {"role": "user", "content": "Explain what `fetch_json` does."},
