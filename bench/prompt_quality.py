@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (Markdown table rows and the hand-written case texts read best unbroken)
 """Prompt optimiser quality on real third-party code.
 
 Builds cases from source files already on this machine (the venv's Python
@@ -938,7 +939,7 @@ def _exact_fit(run: object, messages_or_text: object, allowed: int) -> tuple[obj
 
 def _count(result: object) -> int:
     if hasattr(result, "messages"):
-        return real_tokens(chatml(result.messages))  # type: ignore[attr-defined]
+        return real_tokens(chatml(result.messages))
     return real_tokens(chatml([{"role": "user", "content": result.text}]))  # type: ignore[attr-defined]
 
 
@@ -990,10 +991,10 @@ def run_classes(
             flat_code = _content(case["messages"][1])
         else:
 
-            def run(context: int, text: str = case["text"]) -> object:
+            def run_text(context: int, text: str = case["text"]) -> object:
                 return optimize_text(text, context_tokens=context, max_tokens=REPLY)
 
-            result, first, count = _exact_fit(run, case["text"], allowed)
+            result, first, count = _exact_fit(run_text, case["text"], allowed)
             output = result.text  # type: ignore[attr-defined]
             original = len(case["text"])
             language_seen = result.language  # type: ignore[attr-defined]
@@ -1110,10 +1111,19 @@ def summarize_classes(cases: list[dict]) -> str:
 
 LANGUAGE_SOURCES: dict[str, list[str]] = {
     **CLASS_SOURCES,
-    "c": [*CLASS_SOURCES["c"], "/usr/share/doc/*/examples/*.c", f"{_LLAMA}/ggml/src/ggml-et/et-kernels/src/*.c",
-          f"{_LLAMA}/ggml/src/ggml-hexagon/htp/*.c", str(SITE / "mypyc" / "lib-rt" / "*.c")],
-    "cpp": [f"{_LLAMA}/src/*.cpp", f"{_LLAMA}/common/*.cpp", f"{_LLAMA}/ggml/src/ggml-cpu/*.cpp",
-            f"{_LLAMA}/tools/*/*.cpp"],
+    "c": [
+        *CLASS_SOURCES["c"],
+        "/usr/share/doc/*/examples/*.c",
+        f"{_LLAMA}/ggml/src/ggml-et/et-kernels/src/*.c",
+        f"{_LLAMA}/ggml/src/ggml-hexagon/htp/*.c",
+        str(SITE / "mypyc" / "lib-rt" / "*.c"),
+    ],
+    "cpp": [
+        f"{_LLAMA}/src/*.cpp",
+        f"{_LLAMA}/common/*.cpp",
+        f"{_LLAMA}/ggml/src/ggml-cpu/*.cpp",
+        f"{_LLAMA}/tools/*/*.cpp",
+    ],
     "typescript": [f"{_LLAMA}/tools/ui/src/lib/**/*.ts"],
 }
 
@@ -1124,8 +1134,14 @@ def run_languages(per_language: int) -> dict[str, dict[str, dict[str, int]]]:
 
     tally: dict[str, dict[str, dict[str, int]]] = {}
     for language, patterns in LANGUAGE_SOURCES.items():
-        files = sorted({f for pattern in patterns for f in glob.glob(pattern, recursive=True)
-                        if 3000 < os.path.getsize(f) < 200_000 and not f.endswith(".d.ts")})
+        files = sorted(
+            {
+                f
+                for pattern in patterns
+                for f in glob.glob(pattern, recursive=True)
+                if 3000 < os.path.getsize(f) < 200_000 and not f.endswith(".d.ts")
+            }
+        )
         random.Random(f"languages-{language}").shuffle(files)
         for split in ("dev", "held"):
             chosen = [f for f in files if split_of(f) == split][:per_language]
@@ -1137,8 +1153,10 @@ def run_languages(per_language: int) -> dict[str, dict[str, dict[str, int]]]:
 
 
 def summarize_languages(tally: dict[str, dict[str, dict[str, int]]]) -> str:
-    rows = ["| language | dev files right | held-out files right | detected instead (both) |",
-            "|---|---:|---:|---|"]
+    rows = [
+        "| language | dev files right | held-out files right | detected instead (both) |",
+        "|---|---:|---:|---|",
+    ]
     totals = {"dev": [0, 0], "held": [0, 0]}
     for language, splits in tally.items():
         cells = []
@@ -1152,9 +1170,14 @@ def summarize_languages(tally: dict[str, dict[str, dict[str, int]]]) -> str:
             for other, n in got.items():
                 if other != language:
                     wrong[other] += n
-        rows.append(f"| {language} | {cells[0]} | {cells[1]} | "
-                    + (", ".join(f"{k} {v}" for k, v in sorted(wrong.items())) or "-") + " |")
-    rows.append(f"| all | {totals['dev'][0]}/{totals['dev'][1]} | {totals['held'][0]}/{totals['held'][1]} | |")
+        rows.append(
+            f"| {language} | {cells[0]} | {cells[1]} | "
+            + (", ".join(f"{k} {v}" for k, v in sorted(wrong.items())) or "-")
+            + " |"
+        )
+    rows.append(
+        f"| all | {totals['dev'][0]}/{totals['dev'][1]} | {totals['held'][0]}/{totals['held'][1]} | |"
+    )
     return "\n".join(rows)
 
 
@@ -1203,7 +1226,10 @@ def main() -> None:
         out["classes"] = cases
     if args.suite in ("languages", "all"):
         tally = run_languages(40)
-        print("\nlanguage detection, whole unfenced files (40 per language and split)\n" + summarize_languages(tally))
+        print(
+            "\nlanguage detection, whole unfenced files (40 per language and split)\n"
+            + summarize_languages(tally)
+        )
         out["languages"] = tally
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1, default=str))
