@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (Markdown table rows and the hand-written case texts read best unbroken)
 """Prompt optimiser quality on real third-party code.
 
 Builds cases from source files already on this machine (the venv's Python
@@ -32,7 +33,9 @@ import re
 import statistics
 import sys
 import time
+import zlib
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -42,18 +45,44 @@ from cerebrum.prompt.chunking import get_parser  # noqa: E402
 from cerebrum.prompt.ranking import split_identifier  # noqa: E402
 from cerebrum.prompt.seed import seed_optimize  # noqa: E402
 
-SITE = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+SITE = (
+    Path(sys.prefix)
+    / "lib"
+    / f"python{sys.version_info.major}.{sys.version_info.minor}"
+    / "site-packages"
+)
 
 # (language, glob patterns); files between MIN and MAX chars are used.
-_LLAMA = str(Path(__file__).resolve().parent / ".cache" / "llama_cpp_python-*" / "vendor" / "llama.cpp")
+_LLAMA = str(
+    Path(__file__).resolve().parent / ".cache" / "llama_cpp_python-*" / "vendor" / "llama.cpp"
+)
 SOURCES: list[tuple[str, list[str]]] = [
     ("python", [str(SITE / pkg / "*.py") for pkg in ("aiohttp", "attr", "cattrs", "psutil")]),
-    ("c", [f"{_LLAMA}/ggml/src/*.c", f"{_LLAMA}/ggml/src/ggml-cpu/*.c",
-           "/root/.pyenv/versions/*/lib/python3.*/site-packages/*/*.c"]),
+    (
+        "c",
+        [
+            f"{_LLAMA}/ggml/src/*.c",
+            f"{_LLAMA}/ggml/src/ggml-cpu/*.c",
+            "/root/.pyenv/versions/*/lib/python3.*/site-packages/*/*.c",
+        ],
+    ),
     ("cpp", [f"{_LLAMA}/src/*.cpp", f"{_LLAMA}/common/*.cpp"]),
     ("typescript", [f"{_LLAMA}/tools/ui/src/lib/**/*.ts"]),
-    ("javascript", ["/usr/lib/node_modules/npm/lib/**/*.js", "/usr/lib/node_modules/npm/node_modules/*/lib/*.js"]),
-    ("shell", ["/usr/share/doc/git/contrib/**/*.sh", "/usr/share/postgresql-common/**/*.sh", "/usr/share/ucf/*.sh"]),
+    (
+        "javascript",
+        [
+            "/usr/lib/node_modules/npm/lib/**/*.js",
+            "/usr/lib/node_modules/npm/node_modules/*/lib/*.js",
+        ],
+    ),
+    (
+        "shell",
+        [
+            "/usr/share/doc/git/contrib/**/*.sh",
+            "/usr/share/postgresql-common/**/*.sh",
+            "/usr/share/ucf/*.sh",
+        ],
+    ),
     ("go", ["/usr/share/doc/git/contrib/**/*.go", "/usr/lib/go*/src/*/*.go"]),
     ("rust", ["/root/.cargo/registry/src/*/*/src/*.rs"]),
 ]
@@ -72,8 +101,12 @@ INSTRUCTIONS = [
 LAYOUTS = ["after", "before", "fenced_before", "fenced_after", "chat_same", "chat_separate"]
 
 _TS_FUNCTIONS = {
-    "function_definition", "function_declaration", "method_definition", "method_declaration",
-    "function_item", "generator_function_declaration",
+    "function_definition",
+    "function_declaration",
+    "method_definition",
+    "method_declaration",
+    "function_item",
+    "generator_function_declaration",
 }
 
 
@@ -132,20 +165,28 @@ def tree_sitter_targets(code: str, language: str) -> list[tuple[str, str]]:
 
 def pick_targets(code: str, language: str, count: int, rng: random.Random) -> list[tuple[str, str]]:
     try:
-        found = python_targets(code) if language == "python" else tree_sitter_targets(code, language)
+        found = (
+            python_targets(code) if language == "python" else tree_sitter_targets(code, language)
+        )
     except (SyntaxError, ValueError):
         return []
     names = [name for name, _ in found]
     good = [
-        (name, text) for name, text in found
-        if names.count(name) == 1 and len(name) >= 4 and not name.startswith("__")
-        and len(text) <= MAX_TARGET_CHARS and text.count("\n") + 1 >= MIN_TARGET_LINES
+        (name, text)
+        for name, text in found
+        if names.count(name) == 1
+        and len(name) >= 4
+        and not name.startswith("__")
+        and len(text) <= MAX_TARGET_CHARS
+        and text.count("\n") + 1 >= MIN_TARGET_LINES
     ]
     rng.shuffle(good)
     return good[:count]
 
 
-def build_prompt(code: str, instruction: str, layout: str, language: str) -> tuple[str | None, list[dict] | None]:
+def build_prompt(
+    code: str, instruction: str, layout: str, language: str
+) -> tuple[str | None, list[dict] | None]:
     tag = language if language != "shell" else "bash"
     if layout == "after":
         return f"{code}\n\n{instruction}", None
@@ -157,10 +198,16 @@ def build_prompt(code: str, instruction: str, layout: str, language: str) -> tup
         return f"```\n{code}\n```\n\n{instruction}", None
     system = {"role": "system", "content": "You are a helpful coding assistant."}
     if layout == "chat_same":
-        return None, [system, {"role": "user", "content": f"{instruction}\n\n```{tag}\n{code}\n```"}]
+        return None, [
+            system,
+            {"role": "user", "content": f"{instruction}\n\n```{tag}\n{code}\n```"},
+        ]
     return None, [
         system,
-        {"role": "user", "content": [{"type": "text", "text": f"Here is a file from my project:\n\n{code}"}]},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": f"Here is a file from my project:\n\n{code}"}],
+        },
         {"role": "assistant", "content": "Thanks, I have read it. What would you like me to do?"},
         {"role": "user", "content": instruction},
     ]
@@ -214,7 +261,11 @@ def run(per_file: int) -> dict:
                         c if isinstance(c, str) else c[0]["text"] for c in contents
                     )
                     original = sum(
-                        len(m["content"] if isinstance(m["content"], str) else m["content"][0]["text"])
+                        len(
+                            m["content"]
+                            if isinstance(m["content"], str)
+                            else m["content"][0]["text"]
+                        )
                         for m in messages[1:]
                     )
                     skipped = optimized.stats.skipped_reason
@@ -225,21 +276,39 @@ def run(per_file: int) -> dict:
                 seed_3 = seed_optimize(flat)
                 head_n = head_truncate(instruction, code, size)
                 case = {
-                    "language": language, "layout": layout, "file": path, "target": name,
-                    "original": original, "size": size, "skipped": skipped, "ms": elapsed,
+                    "language": language,
+                    "layout": layout,
+                    "file": path,
+                    "target": name,
+                    "original": original,
+                    "size": size,
+                    "skipped": skipped,
+                    "ms": elapsed,
                 }
-                for method, out in (("optimiser", output), ("seed@N", seed_n), ("head@N", head_n), ("seed-top3", seed_3)):
+                for method, out in (
+                    ("optimiser", output),
+                    ("seed@N", seed_n),
+                    ("head@N", head_n),
+                    ("seed-top3", seed_3),
+                ):
                     share = line_share(target, out)
-                    results[method].append({
-                        **case, "share": share, "whole": share >= 0.999,
-                        "reduction": 1 - len(out) / original, "instruction_kept": instruction in out,
-                    })
+                    results[method].append(
+                        {
+                            **case,
+                            "share": share,
+                            "whole": share >= 0.999,
+                            "reduction": 1 - len(out) / original,
+                            "instruction_kept": instruction in out,
+                        }
+                    )
     return {"results": results, "files": files_used}
 
 
 def summarize(report: dict) -> str:
-    rows = ["| method | cases | median reduction | mean target-line share | whole function kept | instruction kept |",
-            "|---|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| method | cases | median reduction | mean target-line share | whole function kept | instruction kept |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for method, cases in report["results"].items():
         rows.append(
             f"| {method} | {len(cases)} | {statistics.median(c['reduction'] for c in cases):.1%} | "
@@ -250,8 +319,11 @@ def summarize(report: dict) -> str:
     ours = report["results"]["optimiser"]
     seed = {(c["file"], c["target"]): c for c in report["results"]["seed@N"]}
     head = {(c["file"], c["target"]): c for c in report["results"]["head@N"]}
-    rows += ["", "| language | files | cases | median reduction | whole kept: optimiser | seed@N | head@N |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    rows += [
+        "",
+        "| language | files | cases | median reduction | whole kept: optimiser | seed@N | head@N |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     by_language: dict[str, list[dict]] = defaultdict(list)
     for case in ours:
         by_language[case["language"]].append(case)
@@ -267,25 +339,34 @@ def summarize(report: dict) -> str:
             f"{sum(seed[k]['whole'] for k in keys) / len(keys):.1%} | "
             f"{sum(head[k]['whole'] for k in keys) / len(keys):.1%} |"
         )
-    rows += ["", "| layout | cases | whole kept (optimiser) | median reduction |", "|---|---:|---:|---:|"]
+    rows += [
+        "",
+        "| layout | cases | whole kept (optimiser) | median reduction |",
+        "|---|---:|---:|---:|",
+    ]
     by_layout: dict[str, list[dict]] = defaultdict(list)
     for case in ours:
         by_layout[case["layout"]].append(case)
     for layout in LAYOUTS:
         cases = by_layout.get(layout, [])
         if cases:
-            rows.append(f"| {layout} | {len(cases)} | {sum(c['whole'] for c in cases) / len(cases):.1%} | "
-                        f"{statistics.median(c['reduction'] for c in cases):.1%} |")
+            rows.append(
+                f"| {layout} | {len(cases)} | {sum(c['whole'] for c in cases) / len(cases):.1%} | "
+                f"{statistics.median(c['reduction'] for c in cases):.1%} |"
+            )
     skipped = [c for c in ours if c["skipped"]]
     rows.append("")
-    rows.append(f"skipped (sent unchanged): {len(skipped)}; optimiser time per case: median "
-                f"{statistics.median(c['ms'] for c in ours):.1f} ms, max {max(c['ms'] for c in ours):.1f} ms")
+    rows.append(
+        f"skipped (sent unchanged): {len(skipped)}; optimiser time per case: median "
+        f"{statistics.median(c['ms'] for c in ours):.1f} ms, max {max(c['ms'] for c in ours):.1f} ms"
+    )
     misses = [c for c in ours if not c["whole"]]
     for case in misses[:10]:
-        rows.append(f"  miss: {case['language']} {case['layout']} {Path(case['file']).name}:{case['target']} "
-                    f"share={case['share']:.0%} skipped={case['skipped']}")
+        rows.append(
+            f"  miss: {case['language']} {case['layout']} {Path(case['file']).name}:{case['target']} "
+            f"share={case['share']:.0%} skipped={case['skipped']}"
+        )
     return "\n".join(rows)
-
 
 
 # --- the harder classes (issue #14): generated from real third-party code -------
@@ -293,18 +374,68 @@ def summarize(report: dict) -> str:
 _SRC = Path(__file__).resolve().parent / ".cache" / "sources"
 CLASS_SOURCES: dict[str, list[str]] = {
     "python": ["/usr/lib/python3.*/*.py", "/usr/lib/python3.*/*/*.py"],
-    "go": [str(_SRC / "go" / d / "*.go") for d in ("bufio", "strings", "bytes", "encoding/json", "net/http",
-                                                   "net/url", "text/template", "flag", "archive/tar", "regexp")],
+    "go": [
+        str(_SRC / "go" / d / "*.go")
+        for d in (
+            "bufio",
+            "strings",
+            "bytes",
+            "encoding/json",
+            "net/http",
+            "net/url",
+            "text/template",
+            "flag",
+            "archive/tar",
+            "regexp",
+        )
+    ],
     "rust": [str(_SRC / "rust" / "**" / "src" / "**" / "*.rs")],
     "java": [str(_SRC / "java" / "**" / "*.java")],
-    "javascript": ["/usr/lib/node_modules/npm/lib/**/*.js", "/usr/lib/node_modules/npm/node_modules/*/lib/*.js"],
+    "javascript": [
+        "/usr/lib/node_modules/npm/lib/**/*.js",
+        "/usr/lib/node_modules/npm/node_modules/*/lib/*.js",
+    ],
     "c": [f"{_LLAMA}/ggml/src/*.c", f"{_LLAMA}/ggml/src/ggml-cpu/*.c"],
 }
 CLASSES = ("described", "report", "conversation", "parsing")
 CONTEXT, REPLY = 2048, 256
-_COMMON_WORDS = {"new", "New", "add", "get", "put", "run", "close", "open", "read", "write", "send", "update",
-                 "clear", "reset", "start", "stop", "next", "parse", "push", "pop", "insert", "remove", "flush",
-                 "find", "len", "Len", "Read", "Write", "Close", "Get", "Set", "Add", "Reset", "String", "Parse"}
+_COMMON_WORDS = {
+    "new",
+    "New",
+    "add",
+    "get",
+    "put",
+    "run",
+    "close",
+    "open",
+    "read",
+    "write",
+    "send",
+    "update",
+    "clear",
+    "reset",
+    "start",
+    "stop",
+    "next",
+    "parse",
+    "push",
+    "pop",
+    "insert",
+    "remove",
+    "flush",
+    "find",
+    "len",
+    "Len",
+    "Read",
+    "Write",
+    "Close",
+    "Get",
+    "Set",
+    "Add",
+    "Reset",
+    "String",
+    "Parse",
+}
 _TOKENIZER: object | None = None
 
 
@@ -328,20 +459,37 @@ def chatml(messages: list[dict]) -> str:
 
 def _content(message: dict) -> str:
     content = message["content"]
-    return content if isinstance(content, str) else "\n".join(p["text"] for p in content if p.get("type") == "text")
+    return (
+        content
+        if isinstance(content, str)
+        else "\n".join(p["text"] for p in content if p.get("type") == "text")
+    )
 
 
-def class_files(language: str, low: int, high: int, count: int) -> list[str]:
+def split_of(path: str) -> str:
+    """``dev`` or ``held``: a fixed half of the source files, by a hash of their path.
+
+    Heuristics are tuned on ``dev`` cases only; ``held`` cases (other files,
+    never looked at while tuning) say whether a gain is general.
+    """
+    return "dev" if zlib.crc32("/".join(Path(path).parts[-3:]).encode()) % 2 == 0 else "held"
+
+
+def class_files(language: str, low: int, high: int, count: int, split: str = "all") -> list[str]:
     files = []
     for pattern in CLASS_SOURCES[language]:
         for path in sorted(glob.glob(pattern, recursive=True)):
-            if path.endswith(("_test.go", ".min.js", "test.rs")) or "/tests/" in path or "/testdata/" in path:
+            if (
+                path.endswith(("_test.go", ".min.js", "test.rs"))
+                or "/tests/" in path
+                or "/testdata/" in path
+            ):
                 continue
             try:
                 size = os.path.getsize(path)
             except OSError:
                 continue
-            if low <= size <= high:
+            if low <= size <= high and split in ("all", split_of(path)):
                 files.append(path)
     rng = random.Random(f"class-files-{language}-{low}")
     rng.shuffle(files)
@@ -355,8 +503,10 @@ def _lines_of(code: str, target: str) -> tuple[int, int]:
 
 
 def _callers(found: list[tuple[str, str]], name: str) -> list[tuple[str, str]]:
-    return sorted(((n, t) for n, t in found if n != name and re.search(rf"\b{re.escape(name)}\s*\(", t)),
-                  key=lambda item: -len(item[1]))
+    return sorted(
+        ((n, t) for n, t in found if n != name and re.search(rf"\b{re.escape(name)}\s*\(", t)),
+        key=lambda item: -len(item[1]),
+    )
 
 
 def _all_targets(code: str, language: str) -> list[tuple[str, str]]:
@@ -366,28 +516,199 @@ def _all_targets(code: str, language: str) -> list[tuple[str, str]]:
         return []
 
 
-def _description(name: str, target: str, language: str, rng: random.Random) -> str | None:
-    """Behaviour in words, never the name: its doc comment, an error string it has, or its name's words."""
+def _description(
+    name: str, target: str, language: str, rng: random.Random, code: str = ""
+) -> str | None:
+    """Behaviour in words, never the name: its doc comment, an error string it has, or its name's words.
+
+    The doc sentence goes into the request unquoted and without the name's
+    own words (so it is matched word by word, not as a string or a
+    spelling); a doc sentence or error string is used only when it occurs
+    once in the file (a description that fits two functions equally has no
+    single right answer). Weighted 3 : 2 : 1, since a name spelled in words is
+    the easiest of the three.
+    """
     options: list[str] = []
-    doc = re.search(r'"""\s*(.+?)(?:\.\s|\n\s*\n|""")', target, re.DOTALL) if language == "python" else \
-        re.search(r"(?:///?|/\*\*?|\*)\s*([A-Z][^\n]{15,}?)(?:\.\s|\.$|\n)", target, re.MULTILINE)
+    doc = (
+        re.search(r'"""\s*(.+?)(?:\.\s|\n\s*\n|""")', target, re.DOTALL)
+        if language == "python"
+        else re.search(
+            r"^\s*(?:///?|/\*\*?|\*)\s*([A-Z][^\n]{15,}?)(?:\.\s|\.$|\n)", target, re.MULTILINE
+        )
+    )
+    flat = " ".join(code.split())
+    own = {w[:5] for w in split_identifier(name)}
     if doc:
         sentence = " ".join(doc.group(1).split())
-        sentence = re.sub(rf"\b{re.escape(name)}\b", "it", sentence)
-        if 4 <= len(sentence.split()) <= 30:
-            options.append(f'The code that does this misbehaves: "{sentence}". Find it and fix it.')
-    literals = [m for m in re.findall(r'"([A-Za-z][^"\n]{12,80})"', target) if len(m.split()) >= 3]
+        unique = flat.count(sentence) == 1
+        # Without the name and without the name's words: a description, not a spelling.
+        sentence = re.sub(rf"\b{re.escape(name)}\b", "it", sentence).rstrip(".")
+        sentence = " ".join(w for w in sentence.split() if w.lower()[:5] not in own)
+        if 4 <= len(sentence.split()) <= 30 and unique and "{" not in sentence:
+            options += [
+                f"It should {sentence[0].lower()}{sentence[1:]}, but it misbehaves. "
+                "Find the code that does this and fix it."
+            ] * 3
+    literals = [
+        m
+        for m in re.findall(r'"([A-Za-z][^"\n]{12,80})"', target)
+        if len(m.split()) >= 3 and code.count(m) == 1
+    ]
     if literals:
-        options.append(f'I get "{rng.choice(literals)}" when I run it. Where does that come from, and why?')
+        options += [
+            f'I get "{rng.choice(literals)}" when I run it. Where does that come from, and why?'
+        ] * 2
     words = split_identifier(name)
     if len(words) >= 2:
-        options.append(f"Something is off in how it does the {' '.join(words)} part; explain where and fix it.")
+        options.append(
+            f"Something is off in how it does the {' '.join(words)} part; explain where and fix it."
+        )
     rng.shuffle(options)
     return next((o for o in options if name not in o), None)
 
 
-def _report(language: str, path: str, code: str, name: str, target: str, caller: tuple[str, str] | None,
-            rng: random.Random) -> str:
+# Described by hand: written from what each function does, before looking at
+# how the optimiser ranks it, and never tuned on (reported as their own split).
+_PY = "/usr/lib/python3.11"
+HANDWRITTEN: list[tuple[str, str, str, str]] = [
+    (
+        "python",
+        f"{_PY}/shlex.py",
+        "quote",
+        "Strings that contain spaces or single quotes come out unsafe when I paste them into a shell "
+        "command. Where is the escaping done?",
+    ),
+    (
+        "python",
+        f"{_PY}/textwrap.py",
+        "dedent",
+        "Removing the common leading whitespace from all lines goes wrong when some lines are indented "
+        "with tabs and others with spaces.",
+    ),
+    (
+        "python",
+        f"{_PY}/textwrap.py",
+        "shorten",
+        "Collapsing the text and truncating it to fit a width with a placeholder at the end cuts in the "
+        "middle of a word.",
+    ),
+    (
+        "python",
+        f"{_PY}/functools.py",
+        "_lru_cache_wrapper",
+        "The cache never evicts the least recently used entry once maxsize is reached. Why?",
+    ),
+    (
+        "python",
+        f"{_PY}/json/decoder.py",
+        "py_scanstring",
+        "Unicode escapes with surrogate pairs inside JSON strings decode to the wrong characters.",
+    ),
+    (
+        "python",
+        f"{_PY}/urllib/parse.py",
+        "urlsplit",
+        "Splitting a URL with an IPv6 address in brackets into its scheme, netloc and path gives the "
+        "wrong netloc.",
+    ),
+    (
+        "python",
+        f"{_PY}/heapq.py",
+        "merge",
+        "Combining several already sorted inputs into one sorted stream ignores the reverse flag.",
+    ),
+    (
+        "python",
+        f"{_PY}/tempfile.py",
+        "mkdtemp",
+        "Creating a temporary directory sometimes fails on a name collision instead of trying another name.",
+    ),
+    (
+        "go",
+        str(_SRC / "go/strings/strings.go"),
+        "Fields",
+        "Splitting the string around runs of white space does not treat non-ASCII spaces as separators.",
+    ),
+    (
+        "go",
+        str(_SRC / "go/bufio/scan.go"),
+        "ScanWords",
+        "The split function that returns space-separated words loses the last word when the input has "
+        "no trailing space.",
+    ),
+    (
+        "go",
+        str(_SRC / "go/net/url/url.go"),
+        "resolvePath",
+        "Resolving a relative reference against the base path mishandles dot-dot segments.",
+    ),
+    (
+        "go",
+        str(_SRC / "go/flag/flag.go"),
+        "parseOne",
+        "A double dash on the command line should stop option processing, but the arguments after it "
+        "are still read as options.",
+    ),
+    (
+        "java",
+        str(_SRC / "java/java.base/java/util/HashMap.java"),
+        "resize",
+        "When the table fills up and is doubled, the entries of a bucket are split between the low and "
+        "high halves incorrectly.",
+    ),
+    (
+        "java",
+        str(_SRC / "java/java.base/java/util/ArrayDeque.java"),
+        "delete",
+        "Removing an element from the middle of the deque shifts the wrong side of the circular buffer.",
+    ),
+    (
+        "javascript",
+        "/usr/lib/node_modules/npm/node_modules/semver/classes/range.js",
+        "isSatisfiable",
+        "Checking whether any version at all could satisfy every comparator of a set gives true for "
+        "impossible sets.",
+    ),
+]
+
+
+def handwritten_cases(rng: random.Random) -> list[dict]:
+    """The hand-described cases whose source is on this machine."""
+    cases = []
+    for language, path, name, question in HANDWRITTEN:
+        if not os.path.exists(path):
+            continue
+        code = Path(path).read_text("utf-8", "replace").strip("\n")
+        texts = [t for n, t in _all_targets(code, language) if n == name and t in code]
+        if not texts:
+            continue
+        layout = rng.choice(["before", "after", "fenced_before", "fenced_after"])
+        cases.append(
+            {
+                "class": "described",
+                "language": language,
+                "file": path,
+                "target": name,
+                "target_text": texts[0],
+                "must_keep": [],
+                "layout": layout,
+                "split": "hand",
+                "text": _layout(code, question, layout, _fence_tag(language)),
+                "question": question,
+            }
+        )
+    return cases
+
+
+def _report(
+    language: str,
+    path: str,
+    code: str,
+    name: str,
+    target: str,
+    caller: tuple[str, str] | None,
+    rng: random.Random,
+) -> str:
     """An error report of ``language``'s kind whose innermost frame is ``name``."""
     first, last = _lines_of(code, target)
     line = rng.randint(first + 1, max(first + 1, last - 1))
@@ -396,8 +717,11 @@ def _report(language: str, path: str, code: str, name: str, target: str, caller:
     file = Path(path).name
     if language == "python":
         raised = re.search(r"raise (\w+)\((.{0,60})", target)
-        error = f"{raised.group(1)}: {raised.group(2).strip(chr(39) + chr(34) + ')')}" if raised else \
-            "TypeError: unsupported operand type(s) for +: 'int' and 'NoneType'"
+        error = (
+            f"{raised.group(1)}: {raised.group(2).strip(chr(39) + chr(34) + ')')}".rstrip()
+            if raised
+            else "TypeError: unsupported operand type(s) for +: 'int' and 'NoneType'"
+        )
         frames = ['  File "/home/me/app/main.py", line 42, in <module>', "    run()"]
         if caller:
             frames += [f'  File "{path}", line {cline}, in {caller[0]}', f"    {caller[0]}(...)"]
@@ -405,8 +729,13 @@ def _report(language: str, path: str, code: str, name: str, target: str, caller:
         return "Traceback (most recent call last):\n" + "\n".join(frames) + f"\n{error}"
     if language == "go":
         pkg = Path(path).parent.name
-        out = ["panic: runtime error: index out of range [5] with length 5", "", "goroutine 1 [running]:",
-               f"{pkg}.{name}(0xc000012345, 0x5)", f"\t{path}:{line} +0x1d"]
+        out = [
+            "panic: runtime error: index out of range [5] with length 5",
+            "",
+            "goroutine 1 [running]:",
+            f"{pkg}.{name}(0xc000012345, 0x5)",
+            f"\t{path}:{line} +0x1d",
+        ]
         if caller:
             out += [f"{pkg}.{caller[0]}(...)", f"\t{path}:{cline} +0x8c"]
         return "\n".join(out + ["main.main()", "\t/home/me/app/main.go:12 +0x25", "exit status 2"])
@@ -415,26 +744,44 @@ def _report(language: str, path: str, code: str, name: str, target: str, caller:
         krate = (crate.group(1) if crate else "app").replace("-", "_")
         module = Path(path).stem
         rel = path.split("/src/", 1)[-1]
-        head = [f"thread 'main' panicked at src/{rel}:{line}:9:", "called `Option::unwrap()` on a `None` value"]
+        head = [
+            f"thread 'main' panicked at src/{rel}:{line}:9:",
+            "called `Option::unwrap()` on a `None` value",
+        ]
         if rng.random() < 0.5:
-            return "\n".join(head + ["note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace"])
-        trace = ["stack backtrace:", "   0: rust_begin_unwind", "   1: core::panicking::panic_fmt",
-                 "   2: core::panicking::panic", f"   3: {krate}::{module}::{name}",
-                 f"             at ./src/{rel}:{line}:9"]
+            return "\n".join(
+                head
+                + ["note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace"]
+            )
+        trace = [
+            "stack backtrace:",
+            "   0: rust_begin_unwind",
+            "   1: core::panicking::panic_fmt",
+            "   2: core::panicking::panic",
+            f"   3: {krate}::{module}::{name}",
+            f"             at ./src/{rel}:{line}:9",
+        ]
         if caller:
-            trace += [f"   4: {krate}::{module}::{caller[0]}", f"             at ./src/{rel}:{cline}:17"]
+            trace += [
+                f"   4: {krate}::{module}::{caller[0]}",
+                f"             at ./src/{rel}:{cline}:17",
+            ]
         return "\n".join(head + trace)
     if language == "java":
         cls = Path(path).stem
         pkg = ".".join(Path(path).parent.parts[-2:])
-        out = ['Exception in thread "main" java.lang.IllegalStateException: unexpected state',
-               f"\tat {pkg}.{cls}.{name}({file}:{line})"]
+        out = [
+            'Exception in thread "main" java.lang.IllegalStateException: unexpected state',
+            f"\tat {pkg}.{cls}.{name}({file}:{line})",
+        ]
         if caller:
             out.append(f"\tat {pkg}.{cls}.{caller[0]}({file}:{cline})")
         return "\n".join(out + ["\tat com.example.Main.main(Main.java:12)"])
     # C: a compiler error inside the function.
-    return (f"{file}: In function '{name}':\n{file}:{line}:9: error: 'ctx' undeclared (first use in this function)\n"
-            f"  {line} |     {source}\n      |         ^~~")
+    return (
+        f"{file}: In function '{name}':\n{file}:{line}:9: error: 'ctx' undeclared (first use in this function)\n"
+        f"  {line} |     {source}\n      |         ^~~"
+    )
 
 
 def _fence_tag(language: str) -> str:
@@ -445,8 +792,15 @@ def build_class_case(kind: str, language: str, path: str, rng: random.Random) ->
     code = Path(path).read_text("utf-8", "replace").strip("\n")
     found = _all_targets(code, language)
     names = [n for n, _ in found]
-    good = [(n, t) for n, t in found if names.count(n) == 1 and len(t) <= MAX_TARGET_CHARS
-            and t.count("\n") + 1 >= MIN_TARGET_LINES and t in code and not n.startswith("__")]
+    good = [
+        (n, t)
+        for n, t in found
+        if names.count(n) == 1
+        and len(t) <= MAX_TARGET_CHARS
+        and t.count("\n") + 1 >= MIN_TARGET_LINES
+        and t in code
+        and not n.startswith("__")
+    ]
     if kind == "parsing":
         common = [(n, t) for n, t in good if n in _COMMON_WORDS]
         good = common if common and rng.random() < 0.5 else good
@@ -454,18 +808,28 @@ def build_class_case(kind: str, language: str, path: str, rng: random.Random) ->
         return None
     name, target = rng.choice(good)
     tag = _fence_tag(language)
-    case: dict = {"class": kind, "language": language, "file": path, "target": name, "target_text": target,
-                  "must_keep": []}
+    case: dict = {
+        "class": kind,
+        "language": language,
+        "file": path,
+        "target": name,
+        "target_text": target,
+        "must_keep": [],
+    }
     if kind == "described":
-        instruction = _description(name, target, language, rng)
+        instruction = _description(name, target, language, rng, code)
         if instruction is None:
             return None
         layout = rng.choice(["before", "after", "fenced_before", "fenced_after"])
-        case.update(layout=layout, text=_layout(code, instruction, layout, tag), question=instruction)
+        case.update(
+            layout=layout, text=_layout(code, instruction, layout, tag), question=instruction
+        )
     elif kind == "report":
         caller = next(iter(_callers(found, name)), None)
         report = _report(language, path, code, name, target, caller, rng)
-        question = rng.choice(["This crashes, why?", "What's wrong here? I get this:", "Fix this error:"])
+        question = rng.choice(
+            ["This crashes, why?", "What's wrong here? I get this:", "Fix this error:"]
+        )
         layout = rng.choice(["unfenced_after", "own_fence", "same_fence", "report_first"])
         if layout == "unfenced_after":
             text = f"{code}\n\n{question}\n{report}"
@@ -478,19 +842,39 @@ def build_class_case(kind: str, language: str, path: str, rng: random.Random) ->
         case.update(layout=layout, text=text, question=question, must_keep=[report])
     elif kind == "conversation":
         caller = next(iter(_callers(found, name)), None)
-        report = _report(language, path, code, name, target, caller, rng) if rng.random() < 0.7 else ""
-        ask = f"Thanks. Now calling `{name}` fails" + (f" with this:\n{report}\n" if report else " on empty input. ")
+        report = (
+            _report(language, path, code, name, target, caller, rng) if rng.random() < 0.7 else ""
+        )
+        ask = f"Thanks. Now calling `{name}` fails" + (
+            f" with this:\n{report}\n" if report else " on empty input. "
+        )
         question = ask + "What's wrong?"
-        answer = ("Thanks, I have read the file. It defines " + ", ".join(f"`{n}`" for n in names[:12]) +
-                  ". " + "Each part keeps its own state and reports errors to its caller. " * 6).strip()
-        messages = [{"role": "system", "content": "You are a careful senior engineer. Answer briefly."},
-                    {"role": "user", "content": f"Here is {Path(path).name} from my project:\n\n```{tag}\n{code}\n```"},
-                    {"role": "assistant", "content": answer},
-                    {"role": "user", "content": question}]
-        follow = [{"role": "assistant", "content": "The failure comes from an unchecked value. " * 14},
-                  {"role": "user", "content": "Thanks. How would I write a test for that?"}]
-        case.update(layout="chat_follow_up", messages=messages, next_messages=messages + follow,
-                    question=question, must_keep=[question])
+        answer = (
+            "Thanks, I have read the file. It defines "
+            + ", ".join(f"`{n}`" for n in names[:12])
+            + ". "
+            + "Each part keeps its own state and reports errors to its caller. " * 6
+        ).strip()
+        messages = [
+            {"role": "system", "content": "You are a careful senior engineer. Answer briefly."},
+            {
+                "role": "user",
+                "content": f"Here is {Path(path).name} from my project:\n\n```{tag}\n{code}\n```",
+            },
+            {"role": "assistant", "content": answer},
+            {"role": "user", "content": question},
+        ]
+        follow = [
+            {"role": "assistant", "content": "The failure comes from an unchecked value. " * 14},
+            {"role": "user", "content": "Thanks. How would I write a test for that?"},
+        ]
+        case.update(
+            layout="chat_follow_up",
+            messages=messages,
+            next_messages=messages + follow,
+            question=question,
+            must_keep=[question],
+        )
     else:
         layout = rng.choice(["backticks", "path_hint", "multi_file", "unfenced"])
         rel = "/".join(Path(path).parts[-3:])
@@ -501,8 +885,11 @@ def build_class_case(kind: str, language: str, path: str, rng: random.Random) ->
             question = f"In {rel}, add error handling to `{name}`."
             text = f"{question}\n\n```{tag}\n{code}\n```"
         elif layout == "multi_file":
-            others = [p for p in sorted(glob.glob(str(Path(path).parent / f"*{Path(path).suffix}")))
-                      if p != path and 3000 < os.path.getsize(p) < 30_000][:2]
+            others = [
+                p
+                for p in sorted(glob.glob(str(Path(path).parent / f"*{Path(path).suffix}")))
+                if p != path and 3000 < os.path.getsize(p) < 30_000
+            ][:2]
             files = [path, *others]
             rng.shuffle(files)
             style = rng.choice(["{p}:", "# file: {p}", "--- {p} ---", "`{p}`"])
@@ -510,7 +897,11 @@ def build_class_case(kind: str, language: str, path: str, rng: random.Random) ->
             for file in files:
                 body = Path(file).read_text("utf-8", "replace").strip("\n")
                 header = style.format(p="/".join(Path(file).parts[-2:]))
-                parts.append(f"{header}\n```{tag}\n{body}\n```" if rng.random() < 0.5 else f"{header}\n{body}")
+                parts.append(
+                    f"{header}\n```{tag}\n{body}\n```"
+                    if rng.random() < 0.5
+                    else f"{header}\n{body}"
+                )
             question = f"Explain what `{name}` does."
             text = question + "\n\n" + "\n\n".join(parts)
         else:
@@ -521,9 +912,12 @@ def build_class_case(kind: str, language: str, path: str, rng: random.Random) ->
 
 
 def _layout(code: str, instruction: str, layout: str, tag: str) -> str:
-    return {"before": f"{instruction}\n\n{code}", "after": f"{code}\n\n{instruction}",
-            "fenced_before": f"{instruction}\n\n```{tag}\n{code}\n```",
-            "fenced_after": f"```\n{code}\n```\n\n{instruction}"}[layout]
+    return {
+        "before": f"{instruction}\n\n{code}",
+        "after": f"{code}\n\n{instruction}",
+        "fenced_before": f"{instruction}\n\n```{tag}\n{code}\n```",
+        "fenced_after": f"```\n{code}\n```\n\n{instruction}",
+    }[layout]
 
 
 def _exact_fit(run: object, messages_or_text: object, allowed: int) -> tuple[object, int, int]:
@@ -545,69 +939,93 @@ def _exact_fit(run: object, messages_or_text: object, allowed: int) -> tuple[obj
 
 def _count(result: object) -> int:
     if hasattr(result, "messages"):
-        return real_tokens(chatml(result.messages))  # type: ignore[attr-defined]
+        return real_tokens(chatml(result.messages))
     return real_tokens(chatml([{"role": "user", "content": result.text}]))  # type: ignore[attr-defined]
 
 
-def run_classes(per_language: int) -> list[dict]:
-    rng = random.Random(20251201)
+def run_classes(
+    per_language: int, classes: Sequence[str] = CLASSES, split: str = "all", seed: int = 20251201
+) -> list[dict]:
+    rng = random.Random(seed)
     allowed = CONTEXT - REPLY
     cases: list[dict] = []
-    for kind in CLASSES:
+    generated: list[dict] = []
+    for kind in classes:
         low, high = (7_000, 26_000) if kind == "conversation" else (MIN_FILE_CHARS, MAX_FILE_CHARS)
         for language in CLASS_SOURCES:
             made = 0
-            for path in class_files(language, low, high, per_language * 4):
+            for path in class_files(language, low, high, per_language * 4, split):
                 if made >= per_language:
                     break
                 case = build_class_case(kind, language, path, rng)
                 if case is None:
                     continue
                 made += 1
-                started = time.perf_counter()
-                if "messages" in case:
-                    def run(context: int, messages: list[dict] = case["messages"]) -> object:
-                        return optimize_messages(messages, context_tokens=context, max_tokens=REPLY)
-                    result, first, count = _exact_fit(run, case["messages"], allowed)
-                    output = "\n\n".join(_content(m) for m in result.messages)  # type: ignore[attr-defined]
-                    after, _, _ = _exact_fit(lambda c, m=case["next_messages"]: optimize_messages(
-                        m, context_tokens=c, max_tokens=REPLY), None, allowed)
-                    this_turn = chatml(result.messages)[: -len("<|im_start|>assistant\n")]  # type: ignore[attr-defined]
-                    next_turn = chatml(after.messages)  # type: ignore[attr-defined]
-                    common = len(os.path.commonprefix([this_turn, next_turn]))
-                    case["prefix_share"] = common / len(this_turn)
-                    case["prefix_whole"] = next_turn.startswith(this_turn)
-                    original = sum(len(_content(m)) for m in case["messages"])
-                    language_seen = result.language  # type: ignore[attr-defined]
-                    flat_code = _content(case["messages"][1])
-                else:
-                    def run(context: int, text: str = case["text"]) -> object:
-                        return optimize_text(text, context_tokens=context, max_tokens=REPLY)
-                    result, first, count = _exact_fit(run, case["text"], allowed)
-                    output = result.text  # type: ignore[attr-defined]
-                    original = len(case["text"])
-                    language_seen = result.language  # type: ignore[attr-defined]
-                    flat_code = case["text"]
-                case["ms"] = (time.perf_counter() - started) * 1000
-                size = len(output)
-                question = case["question"]
-                share = line_share(case["target_text"], output)
-                case.update(
-                    share=share, whole=share >= 0.999, size=size, original=original,
-                    question_kept=question in output,
-                    reports_kept=all(r in output for r in case["must_keep"]),
-                    over_estimate_only=first > allowed, over=count > allowed, detected=language_seen,
-                    warnings=list(result.stats.warnings),  # type: ignore[attr-defined]
-                )
-                flat = f"{flat_code}\n\n{question}"
-                for method, out in (("seed@N", seed_optimize(flat, top_k=None, max_chars=size)),
-                                    ("head@N", head_truncate(question, flat_code, size))):
-                    case[method] = line_share(case["target_text"], out) >= 0.999
-                del case["target_text"]
-                case.pop("text", None)
-                case.pop("messages", None)
-                case.pop("next_messages", None)
-                cases.append(case)
+                case["split"] = split_of(path)
+                generated.append(case)
+    if "described" in classes and split in ("all", "hand"):
+        generated += handwritten_cases(random.Random(seed + 1))
+    for case in generated:
+        started = time.perf_counter()
+        if "messages" in case:
+
+            def run(context: int, messages: list[dict] = case["messages"]) -> object:
+                return optimize_messages(messages, context_tokens=context, max_tokens=REPLY)
+
+            result, first, count = _exact_fit(run, case["messages"], allowed)
+            output = "\n\n".join(_content(m) for m in result.messages)  # type: ignore[attr-defined]
+            after, _, _ = _exact_fit(
+                lambda c, m=case["next_messages"]: optimize_messages(
+                    m, context_tokens=c, max_tokens=REPLY
+                ),
+                None,
+                allowed,
+            )
+            this_turn = chatml(result.messages)[: -len("<|im_start|>assistant\n")]  # type: ignore[attr-defined]
+            next_turn = chatml(after.messages)  # type: ignore[attr-defined]
+            common = len(os.path.commonprefix([this_turn, next_turn]))
+            case["prefix_share"] = common / len(this_turn)
+            case["prefix_whole"] = next_turn.startswith(this_turn)
+            original = sum(len(_content(m)) for m in case["messages"])
+            language_seen = result.language  # type: ignore[attr-defined]
+            flat_code = _content(case["messages"][1])
+        else:
+
+            def run_text(context: int, text: str = case["text"]) -> object:
+                return optimize_text(text, context_tokens=context, max_tokens=REPLY)
+
+            result, first, count = _exact_fit(run_text, case["text"], allowed)
+            output = result.text  # type: ignore[attr-defined]
+            original = len(case["text"])
+            language_seen = result.language  # type: ignore[attr-defined]
+            flat_code = case["text"]
+        case["ms"] = (time.perf_counter() - started) * 1000
+        size = len(output)
+        question = case["question"]
+        share = line_share(case["target_text"], output)
+        case.update(
+            share=share,
+            whole=share >= 0.999,
+            size=size,
+            original=original,
+            question_kept=question in output,
+            reports_kept=all(r in output for r in case["must_keep"]),
+            over_estimate_only=first > allowed,
+            over=count > allowed,
+            detected=language_seen,
+            warnings=list(result.stats.warnings),  # type: ignore[attr-defined]
+        )
+        flat = f"{flat_code}\n\n{question}"
+        for method, out in (
+            ("seed@N", seed_optimize(flat, top_k=None, max_chars=size)),
+            ("head@N", head_truncate(question, flat_code, size)),
+        ):
+            case[method] = line_share(case["target_text"], out) >= 0.999
+        del case["target_text"]
+        case.pop("text", None)
+        case.pop("messages", None)
+        case.pop("next_messages", None)
+        cases.append(case)
     return cases
 
 
@@ -615,9 +1033,13 @@ def summarize_classes(cases: list[dict]) -> str:
     def pct(items: list[dict], key: str) -> str:
         return f"{sum(bool(c[key]) for c in items) / len(items):.1%}" if items else "-"
 
-    rows = [("| class | cases | whole kept: optimiser | seed@N | head@N | question kept | report kept | "
-             "over budget (estimate only → with /tokenize) | median reduction |"),
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        (
+            "| class | cases | whole kept: optimiser | seed@N | head@N | question kept | report kept | "
+            "over budget (estimate only → with /tokenize) | median reduction |"
+        ),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for kind in (*CLASSES, "all"):
         items = [c for c in cases if kind in ("all", c["class"])]
         if not items:
@@ -627,28 +1049,135 @@ def summarize_classes(cases: list[dict]) -> str:
             f"| {kind} | {len(items)} | {pct(items, 'whole')} | {pct(items, 'seed@N')} | {pct(items, 'head@N')} | "
             f"{pct(items, 'question_kept')} | {pct(with_reports, 'reports_kept')} | "
             f"{sum(c['over_estimate_only'] for c in items)} → {sum(c['over'] for c in items)} | "
-            f"{statistics.median(1 - c['size'] / c['original'] for c in items):.1%} |")
-    rows += ["", "| class | " + " | ".join(CLASS_SOURCES) + " |", "|---|" + "---:|" * len(CLASS_SOURCES)]
+            f"{statistics.median(1 - c['size'] / c['original'] for c in items):.1%} |"
+        )
+    rows += [
+        "",
+        "| class | " + " | ".join(CLASS_SOURCES) + " |",
+        "|---|" + "---:|" * len(CLASS_SOURCES),
+    ]
     for kind in CLASSES:
         cells = []
         for language in CLASS_SOURCES:
             items = [c for c in cases if c["class"] == kind and c["language"] == language]
             cells.append(f"{pct(items, 'whole')} ({len(items)})" if items else "-")
         rows.append(f"| {kind} | " + " | ".join(cells) + " |")
+    rows += [
+        "",
+        "| class | whole kept: dev files (tuned on) | held-out files | described by hand |",
+        "|---|---:|---:|---:|",
+    ]
+    for kind in (*CLASSES, "all"):
+        items = [c for c in cases if kind in ("all", c["class"])]
+        if items:
+            dev = [c for c in items if c["split"] == "dev"]
+            held = [c for c in items if c["split"] == "held"]
+            hand = [c for c in items if c["split"] == "hand"]
+            rows.append(
+                f"| {kind} | {pct(dev, 'whole')} ({len(dev)}) | {pct(held, 'whole')} ({len(held)}) | "
+                f"{pct(hand, 'whole')} ({len(hand)}) |"
+            )
     talks = [c for c in cases if "prefix_share" in c]
     if talks:
-        rows += ["", (f"conversations: turn 2's prompt a byte prefix of turn 3's in "
-                      f"{sum(c['prefix_whole'] for c in talks) / len(talks):.1%} of cases; mean share of turn 2 "
-                      f"that is a prefix of turn 3: {statistics.mean(c['prefix_share'] for c in talks):.1%}")]
+        rows += [
+            "",
+            (
+                f"conversations: turn 2's prompt a byte prefix of turn 3's in "
+                f"{sum(c['prefix_whole'] for c in talks) / len(talks):.1%} of cases; mean share of turn 2 "
+                f"that is a prefix of turn 3: {statistics.mean(c['prefix_share'] for c in talks):.1%}"
+            ),
+        ]
     parsing = [c for c in cases if c["class"] == "parsing"]
     wrong = [c for c in parsing if c["layout"] == "unfenced" and c["detected"] != c["language"]]
-    rows.append(f"unfenced pastes detected as another language: {len(wrong)} of "
-                f"{sum(c['layout'] == 'unfenced' for c in parsing)}")
-    rows.append(f"optimiser time per case: median {statistics.median(c['ms'] for c in cases):.0f} ms (with refits)")
-    for case in [c for c in cases if not (c["whole"] and c["question_kept"] and c["reports_kept"])][:14]:
-        rows.append(f"  miss: {case['class']} {case['language']} {case['layout']} {Path(case['file']).name}:"
-                    f"{case['target']} share={case['share']:.0%} question={case['question_kept']} "
-                    f"report={case['reports_kept']} {case['warnings'][:1]}")
+    rows.append(
+        f"unfenced pastes detected as another language: {len(wrong)} of "
+        f"{sum(c['layout'] == 'unfenced' for c in parsing)}"
+    )
+    rows.append(
+        f"optimiser time per case: median {statistics.median(c['ms'] for c in cases):.0f} ms (with refits)"
+    )
+    for case in [c for c in cases if not (c["whole"] and c["question_kept"] and c["reports_kept"])][
+        :40
+    ]:
+        rows.append(
+            f"  miss ({case['split']}): {case['class']} {case['language']} {case['layout']} {Path(case['file']).name}:"
+            f"{case['target']} share={case['share']:.0%} question={case['question_kept']} "
+            f"report={case['reports_kept']} {case['warnings'][:1]}"
+        )
+    return "\n".join(rows)
+
+
+# --- language detection on whole unfenced files (issue #14 item 4) ----------
+
+LANGUAGE_SOURCES: dict[str, list[str]] = {
+    **CLASS_SOURCES,
+    "c": [
+        *CLASS_SOURCES["c"],
+        "/usr/share/doc/*/examples/*.c",
+        f"{_LLAMA}/ggml/src/ggml-et/et-kernels/src/*.c",
+        f"{_LLAMA}/ggml/src/ggml-hexagon/htp/*.c",
+        str(SITE / "mypyc" / "lib-rt" / "*.c"),
+    ],
+    "cpp": [
+        f"{_LLAMA}/src/*.cpp",
+        f"{_LLAMA}/common/*.cpp",
+        f"{_LLAMA}/ggml/src/ggml-cpu/*.cpp",
+        f"{_LLAMA}/tools/*/*.cpp",
+    ],
+    "typescript": [f"{_LLAMA}/tools/ui/src/lib/**/*.ts"],
+}
+
+
+def run_languages(per_language: int) -> dict[str, dict[str, dict[str, int]]]:
+    """Unfenced whole files (3-200 KB) per language: how often detection is right, per split."""
+    from cerebrum.prompt.language import detect_language
+
+    tally: dict[str, dict[str, dict[str, int]]] = {}
+    for language, patterns in LANGUAGE_SOURCES.items():
+        files = sorted(
+            {
+                f
+                for pattern in patterns
+                for f in glob.glob(pattern, recursive=True)
+                if 3000 < os.path.getsize(f) < 200_000 and not f.endswith(".d.ts")
+            }
+        )
+        random.Random(f"languages-{language}").shuffle(files)
+        for split in ("dev", "held"):
+            chosen = [f for f in files if split_of(f) == split][:per_language]
+            got: dict[str, int] = defaultdict(int)
+            for path in chosen:
+                got[detect_language(Path(path).read_text("utf-8", "replace").strip("\n"))] += 1
+            tally.setdefault(language, {})[split] = dict(got)
+    return tally
+
+
+def summarize_languages(tally: dict[str, dict[str, dict[str, int]]]) -> str:
+    rows = [
+        "| language | dev files right | held-out files right | detected instead (both) |",
+        "|---|---:|---:|---|",
+    ]
+    totals = {"dev": [0, 0], "held": [0, 0]}
+    for language, splits in tally.items():
+        cells = []
+        wrong: dict[str, int] = defaultdict(int)
+        for split in ("dev", "held"):
+            got = splits.get(split, {})
+            right, count = got.get(language, 0), sum(got.values())
+            totals[split][0] += right
+            totals[split][1] += count
+            cells.append(f"{right}/{count}")
+            for other, n in got.items():
+                if other != language:
+                    wrong[other] += n
+        rows.append(
+            f"| {language} | {cells[0]} | {cells[1]} | "
+            + (", ".join(f"{k} {v}" for k, v in sorted(wrong.items())) or "-")
+            + " |"
+        )
+    rows.append(
+        f"| all | {totals['dev'][0]}/{totals['dev'][1]} | {totals['held'][0]}/{totals['held'][1]} | |"
+    )
     return "\n".join(rows)
 
 
@@ -656,11 +1185,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--per-file", type=int, default=3, help="target functions per source file")
     parser.add_argument("--json", help="write per-case results here")
-    parser.add_argument("--suite", choices=("named", "classes", "all"), default="all",
-                        help="named: one named function per case (the first suite); classes: the "
-                             "harder classes of issue #14 (run bench/fetch_sources.sh first for Go, "
-                             "Rust and Java)")
+    parser.add_argument(
+        "--suite",
+        choices=("named", "classes", "languages", "all"),
+        default="all",
+        help="named: one named function per case (the first suite); classes: the "
+        "harder classes of issue #14 (run bench/fetch_sources.sh first for Go, "
+        "Rust and Java); languages: detection on whole unfenced files",
+    )
     parser.add_argument("--per-language", type=int, default=6, help="cases per class and language")
+    parser.add_argument(
+        "--classes",
+        default=",".join(CLASSES),
+        help="comma-separated classes of the classes suite (default: all of them)",
+    )
+    parser.add_argument(
+        "--split",
+        choices=("all", "dev", "held", "hand"),
+        default="all",
+        help="source files of the classes suite: dev (the half tuned on), held (the "
+        "held-out half), hand (the hand-described cases only) or all; each is "
+        "reported separately",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=20251201, help="case generator seed (classes suite)"
+    )
     args = parser.parse_args()
     out: dict = {}
     if args.suite in ("named", "all"):
@@ -668,9 +1217,20 @@ def main() -> None:
         print(summarize(report))
         out["named"] = report
     if args.suite in ("classes", "all"):
-        cases = run_classes(args.per_language)
+        chosen = [c for c in args.classes.split(",") if c]
+        unknown = sorted(set(chosen) - set(CLASSES))
+        if unknown:
+            parser.error(f"unknown classes {unknown}; known: {', '.join(CLASSES)}")
+        cases = run_classes(args.per_language, chosen, args.split, args.seed)
         print("\n" + summarize_classes(cases))
         out["classes"] = cases
+    if args.suite in ("languages", "all"):
+        tally = run_languages(40)
+        print(
+            "\nlanguage detection, whole unfenced files (40 per language and split)\n"
+            + summarize_languages(tally)
+        )
+        out["languages"] = tally
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1, default=str))
 

@@ -28,15 +28,35 @@ sys.path.insert(0, str(ROOT))
 
 from cerebrum.prompt import optimize_text  # noqa: E402
 
-SITE = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+SITE = (
+    Path(sys.prefix)
+    / "lib"
+    / f"python{sys.version_info.major}.{sys.version_info.minor}"
+    / "site-packages"
+)
 SIZES_KB = [2, 4, 8, 16, 32, 64, 100, 200, 400]
 
 
 def corpus(language: str) -> str:
     if language == "python":
-        paths = sorted(glob.glob(str(SITE / "attr" / "*.py"))) + sorted(glob.glob(str(SITE / "aiohttp" / "*.py")))
+        paths = sorted(glob.glob(str(SITE / "attr" / "*.py"))) + sorted(
+            glob.glob(str(SITE / "aiohttp" / "*.py"))
+        )
     else:
-        paths = sorted(glob.glob(str(ROOT / "bench" / ".cache" / "llama_cpp_python-*" / "vendor" / "llama.cpp" / "src" / "*.cpp")))
+        paths = sorted(
+            glob.glob(
+                str(
+                    ROOT
+                    / "bench"
+                    / ".cache"
+                    / "llama_cpp_python-*"
+                    / "vendor"
+                    / "llama.cpp"
+                    / "src"
+                    / "*.cpp"
+                )
+            )
+        )
     return "\n\n".join(Path(p).read_text("utf-8", "replace") for p in paths)
 
 
@@ -84,8 +104,12 @@ print(base, after_import, loaded, used, peak)
 
 def grammar_memory(languages: list[str]) -> tuple[int, int, int, int, int]:
     out = subprocess.run(
-        [sys.executable, "-c", _GRAMMAR_PROBE, *languages], capture_output=True, text=True, check=True,
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        [sys.executable, "-c", _GRAMMAR_PROBE, *languages],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     ).stdout.split()
     return tuple(int(x) for x in out)  # type: ignore[return-value]
 
@@ -100,19 +124,34 @@ def main() -> None:
         if len(code) < SIZES_KB[-1] * 1024:
             print(f"{language}: not enough source on disk, skipped")
             continue
-        print(f"\n{language}\n| prompt | median wall ms | median CPU ms | CPU µs per KB | reduction |")
+        print(
+            f"\n{language}\n| prompt | median wall ms | median CPU ms | CPU µs per KB | reduction |"
+        )
         print("|---:|---:|---:|---:|---:|")
         for kb in SIZES_KB:
             wall, cpu, reduction = measure(prompt(code, kb * 1024, language), args.repeat)
             print(f"| {kb} KB | {wall:.2f} | {cpu:.2f} | {cpu * 1000 / kb:.0f} | {reduction:.0%} |")
-    print("\ngrammar memory (fresh process each; 'import' is cerebrum.prompt, which loads no grammar)")
-    print("| grammars | RSS import cerebrum.prompt | RSS tree-sitter + grammars | tracemalloc peak of loading |")
+    print(
+        "\ngrammar memory (fresh process each; 'import' is cerebrum.prompt, which loads no grammar)"
+    )
+    print(
+        "| grammars | RSS import cerebrum.prompt | RSS tree-sitter + grammars "
+        "| tracemalloc peak of loading |"
+    )
     print("|---|---:|---:|---:|")
-    for languages in (["python"], ["cpp"], ["typescript"], ["python", "javascript", "typescript", "rust", "c", "cpp", "go", "java", "shell"]):
+    for languages in (
+        ["python"],
+        ["cpp"],
+        ["typescript"],
+        ["python", "javascript", "typescript", "rust", "c", "cpp", "go", "java", "shell"],
+    ):
         base, imported, loaded, used, peak = grammar_memory(languages)
         mib = 1024 * 1024
-        print(f"| {'+'.join(languages) if len(languages) < 3 else 'all 9'} | +{(imported - base) / mib:.1f} MiB | "
-              f"+{(loaded - imported) / mib:.1f} MiB | {peak / mib:.2f} MiB |")
+        print(
+            f"| {'+'.join(languages) if len(languages) < 3 else 'all 9'} "
+            f"| +{(imported - base) / mib:.1f} MiB | "
+            f"+{(loaded - imported) / mib:.1f} MiB | {peak / mib:.2f} MiB |"
+        )
 
 
 if __name__ == "__main__":

@@ -18,13 +18,20 @@ from cerebrum.cli.render import Output, is_terminal
 from cerebrum.cli.settings import resolve
 
 
-def add_parser(commands: argparse._SubParsersAction, *, parents: list[argparse.ArgumentParser],
-               **kwargs: object) -> None:
+def add_parser(
+    commands: argparse._SubParsersAction,
+    *,
+    parents: list[argparse.ArgumentParser],
+    **kwargs: object,
+) -> None:
     parser = commands.add_parser(
-        "optimize", parents=parents, help="show the optimised prompt and its stats (dry run)",
+        "optimize",
+        parents=parents,
+        help="show the optimised prompt and its stats (dry run)",
         description="Ask the orchestrator's POST /v1/optimize what it would send the model "
-                    "for this instruction and these files, and with which model. Nothing is "
-                    "generated. The prompt goes to stdout, the figures to stderr.")
+        "for this instruction and these files, and with which model. Nothing is "
+        "generated. The prompt goes to stdout, the figures to stderr.",
+    )
     add_prompt_arguments(parser)
     parser.add_argument("-m", "--model", help="model name (default: the orchestrator's routing)")
     parser.add_argument("--json", action="store_true", help="print the whole answer as JSON")
@@ -62,7 +69,8 @@ async def _optimize(url: str, key: str | None, body: dict[str, Any]) -> dict[str
             if "no route" in exc.message or "Not Found" in exc.message:
                 raise RequestFailed(
                     f"The service at {url} has no /v1/optimize: point --url at the "
-                    "orchestrator, not at a backend.") from None
+                    "orchestrator, not at a backend."
+                ) from None
             raise
     if not isinstance(result, dict):
         raise RequestFailed(f"The service at {url} gave an unexpected answer to /v1/optimize.")
@@ -79,8 +87,10 @@ def stats_line(result: dict[str, Any]) -> str:
         pct = f" ({-reduction * 100:.0f}%)" if isinstance(reduction, int | float) else ""
         parts.append(f"{before} → {after} chars{pct}")
     if stats.get("chunks_total") is not None:
-        parts.append(f"chunks {stats.get('chunks_total')} → {stats.get('chunks_unique')} unique "
-                     f"→ {stats.get('chunks_kept')} kept")
+        parts.append(
+            f"chunks {stats.get('chunks_total')} → {stats.get('chunks_unique')} unique "
+            f"→ {stats.get('chunks_kept')} kept"
+        )
     if stats.get("elapsed_ms") is not None:
         parts.append(f"{float(stats['elapsed_ms']):.1f} ms")
     if stats.get("skipped_reason"):
@@ -108,8 +118,11 @@ def reasoning_lines(stats: dict[str, Any]) -> list[str]:
         for message in messages:
             if message.get("action") == "kept" and not message.get("kept"):
                 continue
-            lines.append(f"message {message.get('index')} ({message.get('role')}): {message.get('action')}, "
-                         f"{message.get('original_chars')} → {message.get('chars')} chars: {message.get('reason')}")
+            lines.append(
+                f"message {message.get('index')} ({message.get('role')}): "
+                f"{message.get('action')}, {message.get('original_chars')} → "
+                f"{message.get('chars')} chars: {message.get('reason')}"
+            )
             lines.extend(_kept_line(k) for k in message.get("kept") or [] if isinstance(k, dict))
     else:
         lines.extend(_kept_line(k) for k in stats.get("kept") or [] if isinstance(k, dict))
@@ -120,5 +133,8 @@ def reasoning_lines(stats: dict[str, Any]) -> list[str]:
     if stats.get("budget_tokens"):
         counted = stats.get("counted_tokens")
         exact = f", {counted} by the model's own count" if counted is not None else ""
-        lines.append(f"tokens: {stats.get('estimated_tokens')} estimated{exact}, budget {stats['budget_tokens']}")
+        lines.append(
+            f"tokens: {stats.get('estimated_tokens')} estimated{exact}, "
+            f"budget {stats['budget_tokens']}"
+        )
     return lines

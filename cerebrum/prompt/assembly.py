@@ -101,7 +101,10 @@ def assemble(
     by_index = {item.chunk.index: item.chunk for item in ranked}
     headers = {c.name: c for c in by_index.values() if c.kind == CLASS_HEADER and c.name}
     kept: dict[int, Chunk] = {}
-    cost_of = {index: estimate_tokens(chunk.text) + 1 + _MARKER_RESERVE for index, chunk in by_index.items()}
+    cost_of = {
+        index: estimate_tokens(chunk.text) + 1 + _MARKER_RESERVE
+        for index, chunk in by_index.items()
+    }
     truncated = False
     cut_indices: set[int] = set()
     for position, item in enumerate(ranked):
@@ -113,6 +116,10 @@ def assemble(
         if header is not None and header.index not in kept and header.index < chunk.index:
             group.insert(0, header)
         cost = sum(cost_of[c.index] for c in group)
+        if cost > left and len(group) > 1 and cost_of[chunk.index] <= left:
+            # A class header (a long Javadoc) that does not fit with its method
+            # stays out: the method alone beats leaving both out.
+            group, cost = [chunk], cost_of[chunk.index]
         if cost <= left:
             for member in group:
                 kept[member.index] = member
@@ -131,8 +138,11 @@ def assemble(
                 if cost_of[member.index] <= left // 2:
                     kept[member.index] = member
                     left -= cost_of[member.index]
-            cut = (_window(chunk, language, left, item.focus_line) if item.focus_line is not None
-                   else _truncate(chunk, language, left))
+            cut = (
+                _window(chunk, language, left, item.focus_line)
+                if item.focus_line is not None
+                else _truncate(chunk, language, left)
+            )
             kept[chunk.index] = cut
             left -= estimate_tokens(cut.text) + 1 + _MARKER_RESERVE
             truncated = True
@@ -154,8 +164,13 @@ def assemble(
     code = _render(kept, signatures, total_chunks, total_lines, language)
     parts = [head, opening + code + closing if code else "", tail]
     text = "\n\n".join(part for part in parts if part)
-    return Assembly(text, tuple(kept[i] for i in sorted(kept)), len(signatures), truncated,
-                    frozenset(cut_indices))
+    return Assembly(
+        text,
+        tuple(kept[i] for i in sorted(kept)),
+        len(signatures),
+        truncated,
+        frozenset(cut_indices),
+    )
 
 
 def _truncate(chunk: Chunk, language: str, tokens: int) -> Chunk:
@@ -210,7 +225,11 @@ def _window(chunk: Chunk, language: str, tokens: int, focus_line: int) -> Chunk:
 
 
 def _render(
-    kept: dict[int, Chunk], signatures: dict[int, str], total_chunks: int, total_lines: int, language: str
+    kept: dict[int, Chunk],
+    signatures: dict[int, str],
+    total_chunks: int,
+    total_lines: int,
+    language: str,
 ) -> str:
     if not kept:
         return ""

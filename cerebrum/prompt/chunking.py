@@ -125,7 +125,11 @@ def chunk_text(code: str, language: str) -> list[Chunk]:
 
 
 def _number(chunks: list[Chunk]) -> list[Chunk]:
-    return [attrs.evolve(chunk, index=i) for i, chunk in enumerate(chunks)]
+    # The constructor, not attrs.evolve: evolve introspects the fields on every call.
+    return [
+        Chunk(i, c.start_line, c.end_line, c.text, c.kind, c.name, c.parent, c.names)
+        for i, c in enumerate(chunks)
+    ]
 
 
 # --- Python via ast -------------------------------------------------------
@@ -134,7 +138,7 @@ _PY_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 
 
 def _py_start(node: ast.stmt) -> int:
-    decorators = getattr(node, "decorator_list", None) or []
+    decorators: list[ast.expr] = getattr(node, "decorator_list", None) or []
     return min([node.lineno] + [d.lineno for d in decorators]) - 1
 
 
@@ -146,6 +150,9 @@ def _py_assigned(node: ast.stmt) -> frozenset[str]:
     elif isinstance(node, ast.AnnAssign):
         targets = [node.target]
     for target in targets:
+        if isinstance(target, ast.Name):  # the common case, without a walk
+            names.add(target.id)
+            continue
         for sub in ast.walk(target):
             if isinstance(sub, ast.Name):
                 names.add(sub.id)
@@ -167,11 +174,19 @@ def _python_segments(code: str, lines: list[str]) -> list[_Segment] | None:
             limit = BIG_CLASS_CHARS if isinstance(node, ast.ClassDef) else BIG_FUNCTION_CHARS
             if size > limit and methods:
                 first = _py_start(methods[0])
-                segments.append(_Segment(start, first, CLASS_HEADER, node.name, names=frozenset({node.name})))
+                segments.append(
+                    _Segment(start, first, CLASS_HEADER, node.name, names=frozenset({node.name}))
+                )
                 for method in methods:
                     segments.append(
-                        _Segment(_py_start(method), method.end_lineno or method.lineno, METHOD, method.name,
-                                 node.name, frozenset({method.name}))
+                        _Segment(
+                            _py_start(method),
+                            method.end_lineno or method.lineno,
+                            METHOD,
+                            method.name,
+                            node.name,
+                            frozenset({method.name}),
+                        )
                     )
             else:
                 # A class kept whole defines its methods too: "fix Store.load" must find it.
@@ -196,28 +211,83 @@ _GRAMMARS: dict[str, tuple[str, str]] = {
     "shell": ("tree_sitter_bash", "language"),
 }
 
-_TS_FUNCTIONS = frozenset({
-    "function_definition", "function_declaration", "generator_function_declaration",
-    "function_item", "method_declaration", "method_definition", "constructor_declaration",
-    "decorated_definition", "function_signature_item",
-})
-_TS_CONTAINERS = frozenset({
-    "class_declaration", "class_definition", "class_specifier", "struct_specifier",
-    "impl_item", "trait_item", "interface_declaration", "namespace_definition", "mod_item",
-    "abstract_class_declaration", "enum_declaration", "record_declaration",
-})
-_TS_DEFINITIONS = _TS_FUNCTIONS | _TS_CONTAINERS | frozenset({
-    "struct_item", "enum_item", "union_item", "macro_definition", "type_alias_declaration",
-    "type_declaration", "enum_specifier", "union_specifier", "type_item", "trait_item",
-    "preproc_function_def", "function_declaration_item",
-})
+_TS_FUNCTIONS = frozenset(
+    {
+        "function_definition",
+        "function_declaration",
+        "generator_function_declaration",
+        "function_item",
+        "method_declaration",
+        "method_definition",
+        "constructor_declaration",
+        "decorated_definition",
+        "function_signature_item",
+    }
+)
+_TS_CONTAINERS = frozenset(
+    {
+        "class_declaration",
+        "class_definition",
+        "class_specifier",
+        "struct_specifier",
+        "impl_item",
+        "trait_item",
+        "interface_declaration",
+        "namespace_definition",
+        "mod_item",
+        "abstract_class_declaration",
+        "enum_declaration",
+        "record_declaration",
+    }
+)
+_TS_TRANSPARENT = frozenset(
+    {
+        "preproc_ifdef",
+        "preproc_if",
+        "preproc_else",
+        "preproc_elif",
+        "preproc_elifdef",
+        "linkage_specification",
+        "declaration_list",
+    }
+)
+_TS_DEFINITIONS = (
+    _TS_FUNCTIONS
+    | _TS_CONTAINERS
+    | frozenset(
+        {
+            "struct_item",
+            "enum_item",
+            "union_item",
+            "macro_definition",
+            "type_alias_declaration",
+            "type_declaration",
+            "enum_specifier",
+            "union_specifier",
+            "type_item",
+            "trait_item",
+            "preproc_function_def",
+            "function_declaration_item",
+        }
+    )
+)
 # Wrappers whose meaning is their inner declaration.
 _TS_WRAPPERS = frozenset({"export_statement", "template_declaration", "decorated_definition"})
-_TS_NAME_TYPES = frozenset({
-    "identifier", "field_identifier", "type_identifier", "property_identifier",
-    "namespace_identifier", "destructor_name", "operator_name", "word", "constant",
-    "private_property_identifier", "primitive_type",
-})
+_TS_NAME_TYPES = frozenset(
+    {
+        "identifier",
+        "field_identifier",
+        "type_identifier",
+        "property_identifier",
+        "namespace_identifier",
+        "destructor_name",
+        "operator_name",
+        "word",
+        "constant",
+        "private_property_identifier",
+        "primitive_type",
+    }
+)
 
 
 @functools.cache
@@ -254,7 +324,9 @@ def get_parser(language: str) -> Any:
 
 
 def _node_text(node: Any) -> str:
-    return node.text.decode("utf-8", "replace") if node is not None and node.text is not None else ""
+    return (
+        node.text.decode("utf-8", "replace") if node is not None and node.text is not None else ""
+    )
 
 
 def _inner(node: Any) -> Any:
@@ -262,7 +334,11 @@ def _inner(node: Any) -> Any:
     while node.type in _TS_WRAPPERS:
         inner = node.child_by_field_name("declaration") or node.child_by_field_name("definition")
         if inner is None:
-            named = [c for c in node.named_children if c.type not in ("decorator", "comment", "template_parameter_list")]
+            named = [
+                c
+                for c in node.named_children
+                if c.type not in ("decorator", "comment", "template_parameter_list")
+            ]
             inner = named[-1] if named else None
         if inner is None:
             break
@@ -311,7 +387,12 @@ def _is_function_value(node: Any) -> bool:
     for child in node.named_children:
         if child.type == "variable_declarator":
             value = child.child_by_field_name("value")
-            return value is not None and value.type in ("arrow_function", "function_expression", "function", "class")
+            return value is not None and value.type in (
+                "arrow_function",
+                "function_expression",
+                "function",
+                "class",
+            )
     return False
 
 
@@ -328,7 +409,9 @@ def _classify(node: Any) -> str:
 
 def _rows(node: Any) -> tuple[int, int]:
     end_row, end_col = node.end_point
-    return node.start_point[0], end_row + (1 if end_col > 0 or end_row == node.start_point[0] else 0)
+    return node.start_point[0], end_row + (
+        1 if end_col > 0 or end_row == node.start_point[0] else 0
+    )
 
 
 def _tree_sitter_segments(code: str, lines: list[str], language: str) -> list[_Segment] | None:
@@ -354,33 +437,56 @@ def _tree_sitter_segments(code: str, lines: list[str], language: str) -> list[_S
     return segments
 
 
-def _ts_node_segments(node: Any, lines: list[str], parent: str | None, depth: int) -> Iterator[_Segment]:
+def _ts_node_segments(
+    node: Any, lines: list[str], parent: str | None, depth: int
+) -> Iterator[_Segment]:
     start, end = _rows(node)
     kind = _classify(node)
     if node.type in ("comment", "line_comment", "block_comment"):
         # No segment: a comment joins the definition below it or the chunk above.
         return
     name = _ts_name(node) if kind == DEFINITION else None
+    if node.type in _TS_TRANSPARENT and depth < 3:
+        # #ifdef DEBUG ... #endif or extern "C" { ... } around definitions: a
+        # wrapper, not a unit; its definitions are chunks of their own.
+        body = node.child_by_field_name("body")
+        wrapped = list((body if body is not None else node).named_children)
+        if any(
+            _classify(member) == DEFINITION or member.type in _TS_TRANSPARENT for member in wrapped
+        ):
+            for member in wrapped:
+                yield from _ts_node_segments(member, lines, parent, depth + 1)
+            return
     if kind == BLOCK:
         yield _Segment(start, end, BLOCK, names=frozenset({n for n in [_ts_name(node)] if n}))
         return
     inner = _inner(node)
     body = inner.child_by_field_name("body")
     size = sum(len(lines[i]) + 1 for i in range(start, min(end, len(lines))))
-    splittable = inner.type in _TS_CONTAINERS or (inner.type in _TS_FUNCTIONS and size > BIG_FUNCTION_CHARS)
+    splittable = inner.type in _TS_CONTAINERS or (
+        inner.type in _TS_FUNCTIONS and size > BIG_FUNCTION_CHARS
+    )
     if splittable and body is not None and size > BIG_CLASS_CHARS and depth < 3:
-        members = [child for child in body.named_children]
-        split_at = [m for m in members if _classify(m) == DEFINITION]
+        children = list(body.named_children)
+        split_at = [m for m in children if _classify(m) == DEFINITION]
         if split_at:
             first_start = _rows(split_at[0])[0]
             if first_start > start:
-                yield _Segment(start, first_start, CLASS_HEADER, name, parent, frozenset({name} if name else ()))
-            for member in members:
-                if _classify(member) != DEFINITION:
-                    continue
+                yield _Segment(
+                    start,
+                    first_start,
+                    CLASS_HEADER,
+                    name,
+                    parent,
+                    frozenset({name} if name else ()),
+                )
+            for member in split_at:
                 for segment in _ts_node_segments(member, lines, name, depth + 1):
-                    yield attrs.evolve(segment, kind=METHOD if segment.kind == DEFINITION else segment.kind,
-                                       parent=segment.parent or name)
+                    yield attrs.evolve(
+                        segment,
+                        kind=METHOD if segment.kind == DEFINITION else segment.kind,
+                        parent=segment.parent or name,
+                    )
             return
     members: set[str] = {name} if name else set()
     if inner.type in _TS_CONTAINERS and body is not None:
@@ -395,7 +501,9 @@ def _ts_node_segments(node: Any, lines: list[str], parent: str | None, depth: in
 
 # --- indentation fallback ---------------------------------------------------
 
-_CLOSER_RE = re.compile(r"^(\}|\)|\]|end\b|else\b|elif\b|except\b|finally\b|fi\b|done\b|esac\b|catch\b|\}?\s*while\b)")
+_CLOSER_RE = re.compile(
+    r"^(\}|\)|\]|end\b|else\b|elif\b|except\b|finally\b|fi\b|done\b|esac\b|catch\b|\}?\s*while\b)"
+)
 _DEF_NAME_RE = re.compile(
     r"""^\s*(?:
         (?:async\s+)?def\s+(?P<py>\w+)|
@@ -429,7 +537,11 @@ def _indent_segments(lines: list[str], language: str) -> list[_Segment]:
     previous = ""
     for number, line in enumerate(lines):
         if number and line and not line[0].isspace() and not _CLOSER_RE.match(line):
-            if not previous.strip() or previous[:1].isspace() or previous.rstrip().endswith(("}", "};")):
+            if (
+                not previous.strip()
+                or previous[:1].isspace()
+                or previous.rstrip().endswith(("}", "};"))
+            ):
                 starts.append(number)
         if line.strip():
             previous = line
@@ -437,10 +549,17 @@ def _indent_segments(lines: list[str], language: str) -> list[_Segment]:
             previous = ""
     starts.append(len(lines))
     segments: list[_Segment] = []
-    for start, end in zip(starts, starts[1:]):
+    for start, end in zip(starts, starts[1:], strict=False):
         if start >= end:
             continue
-        first = next((line for line in lines[start:end] if line.strip() and not line.lstrip().startswith(("#", "//", "@", "/*", "*"))), "")
+        first = next(
+            (
+                line
+                for line in lines[start:end]
+                if line.strip() and not line.lstrip().startswith(("#", "//", "@", "/*", "*"))
+            ),
+            "",
+        )
         name = definition_name(first) if first and not first[0].isspace() else None
         kind = DEFINITION if name else BLOCK
         segments.append(_Segment(start, end, kind, name, names=frozenset({name} if name else ())))
@@ -448,6 +567,7 @@ def _indent_segments(lines: list[str], language: str) -> list[_Segment]:
 
 
 # --- building chunks from segments ------------------------------------------
+
 
 def _comment_prefixes(language: str) -> tuple[str, ...]:
     if language in ("python", "shell"):
@@ -471,12 +591,15 @@ def _build_chunks(lines: list[str], segments: list[_Segment], language: str) -> 
         starts.append(start)
         floor = max(floor, segment.end, start + 1)
     merged: list[tuple[int, _Segment]] = []
-    for start, segment in zip(starts, segments):
+    for start, segment in zip(starts, segments, strict=True):
         if merged and merged[-1][0] >= start:
             continue  # nested or overlapping item: the earlier one already covers it
         if merged and segment.kind == BLOCK and merged[-1][1].kind == BLOCK:
             previous_start, previous = merged[-1]
-            merged[-1] = (previous_start, attrs.evolve(previous, names=previous.names | segment.names))
+            merged[-1] = (
+                previous_start,
+                attrs.evolve(previous, names=previous.names | segment.names),
+            )
             continue
         merged.append((start, segment))
     chunks: list[Chunk] = []
@@ -501,27 +624,42 @@ def _text(lines: list[str], start: int, end: int) -> str:
     return "\n".join(lines[start:end])
 
 
-def _block_chunks(lines: list[str], start: int, end: int, kind: str, names: frozenset[str]) -> list[Chunk]:
+def _block_chunks(
+    lines: list[str], start: int, end: int, kind: str, names: frozenset[str]
+) -> list[Chunk]:
     size = sum(len(lines[i]) + 1 for i in range(start, end))
     if size <= MAX_BLOCK_CHARS:
         return [Chunk(0, start, end, _text(lines, start, end), kind, names=names)]
-    return [attrs.evolve(c, kind=kind if i == 0 else BLOCK, names=names)
-            for i, c in enumerate(_paragraph_chunks(lines, start, end, MAX_BLOCK_CHARS))]
+    return [
+        attrs.evolve(c, kind=kind if i == 0 else BLOCK, names=names)
+        for i, c in enumerate(_paragraph_chunks(lines, start, end, MAX_BLOCK_CHARS))
+    ]
 
 
 def _definition_chunks(lines: list[str], start: int, end: int, segment: _Segment) -> list[Chunk]:
     text = _text(lines, start, end)
     if len(text) <= MAX_DEFINITION_CHARS:
-        return [Chunk(0, start, end, text, segment.kind, segment.name, segment.parent, segment.names)]
+        return [
+            Chunk(0, start, end, text, segment.kind, segment.name, segment.parent, segment.names)
+        ]
     parts = _paragraph_chunks(lines, start, end, MAX_BLOCK_CHARS)
+    # The rest of a long class header (its docstring, its fields) is still header.
+    rest = CLASS_HEADER if segment.kind == CLASS_HEADER else PART
     return [
-        attrs.evolve(part, kind=segment.kind if i == 0 else PART, name=segment.name if i == 0 else None,
-                     parent=segment.parent if i == 0 else segment.name, names=segment.names if i == 0 else frozenset())
+        attrs.evolve(
+            part,
+            kind=segment.kind if i == 0 else rest,
+            name=segment.name if i == 0 else None,
+            parent=segment.parent if i == 0 else segment.name,
+            names=segment.names if i == 0 else frozenset(),
+        )
         for i, part in enumerate(parts)
     ]
 
 
-def _paragraph_chunks(lines: list[str], start: int, end: int, target: int = TEXT_CHUNK_CHARS) -> list[Chunk]:
+def _paragraph_chunks(
+    lines: list[str], start: int, end: int, target: int = TEXT_CHUNK_CHARS
+) -> list[Chunk]:
     """Split lines at blank lines, merging paragraphs up to ``target`` characters."""
     chunks: list[Chunk] = []
     chunk_start = start
@@ -531,13 +669,19 @@ def _paragraph_chunks(lines: list[str], start: int, end: int, target: int = TEXT
         length = len(lines[line]) + 1
         if length > 4 * WINDOW_CHARS:
             if line > chunk_start:
-                chunks.append(Chunk(0, chunk_start, line, _text(lines, chunk_start, line), PARAGRAPH))
+                chunks.append(
+                    Chunk(0, chunk_start, line, _text(lines, chunk_start, line), PARAGRAPH)
+                )
             chunks.extend(_window_chunks(lines[line], line))
             line += 1
             chunk_start, size = line, 0
             continue
         boundary = not lines[line].strip() and size >= target // 2
-        if size + length > target and line > chunk_start and (boundary or size + length > 2 * target):
+        if (
+            size + length > target
+            and line > chunk_start
+            and (boundary or size + length > 2 * target)
+        ):
             chunks.append(Chunk(0, chunk_start, line, _text(lines, chunk_start, line), PARAGRAPH))
             chunk_start, size = line, 0
         size += length

@@ -24,10 +24,11 @@ _SKETCH = 16
 _MIN_SHARED = 2
 
 
-
 def normalized_hash(text: str) -> bytes:
     """Hash ``text`` with all runs of whitespace collapsed, so re-indented copies match."""
-    return hashlib.blake2b(" ".join(text.split()).encode("utf-8", "replace"), digest_size=16).digest()
+    return hashlib.blake2b(
+        " ".join(text.split()).encode("utf-8", "replace"), digest_size=16
+    ).digest()
 
 
 def shingles(text: str) -> frozenset[int]:
@@ -37,11 +38,9 @@ def shingles(text: str) -> frozenset[int]:
     shares all the others. CRC32 rather than ``hash`` because string hashes
     are salted per process and results should not vary between runs.
     """
-    return frozenset(
-        zlib.crc32(line.encode("utf-8", "replace"))
-        for line in (raw.strip() for raw in text.split("\n"))
-        if line
-    )
+    # map/filter over bytes keep the loop in C (a generator per line cost ~10% of an 8 KB prompt).
+    lines = text.encode("utf-8", "replace").split(b"\n")
+    return frozenset(map(zlib.crc32, filter(None, map(bytes.strip, lines))))
 
 
 def _names_compatible(first: Chunk, second: Chunk) -> bool:

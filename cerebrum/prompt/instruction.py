@@ -59,7 +59,13 @@ class PromptParts:
     @property
     def instruction(self) -> str:
         """The whole instruction: the prose before and after the code."""
-        return "\n\n".join(part for part in (self.instruction_before, self.instruction_after) if part)
+        return "\n\n".join(
+            part for part in (self.instruction_before, self.instruction_after) if part
+        )
+
+
+# A dotted or plain name assigned one value (never how a sentence reads).
+_ASSIGNMENT_RE = re.compile(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*\s*=\s*[\w$.'\"\[{(]+;?$")
 
 
 def is_prose_line(line: str) -> bool:
@@ -75,6 +81,8 @@ def is_prose_line(line: str) -> bool:
         return False
     if _CODE_END_RE.search(stripped) and not stripped.endswith(("-", "*")):
         return False
+    if _ASSIGNMENT_RE.match(stripped):
+        return False  # module.exports = Display, x = y
     words = _WORD_RE.findall(stripped)
     if len(words) < 2 and not stripped.endswith(("?", ".", "!", ":")):
         return False
@@ -82,7 +90,9 @@ def is_prose_line(line: str) -> bool:
     return letters >= 0.7 * len(stripped)
 
 
-def _prose_block(lines: list[str], indices: range, reports: set[int] | frozenset[int] = frozenset()) -> int:
+def _prose_block(
+    lines: list[str], indices: range, reports: set[int] | frozenset[int] = frozenset()
+) -> int:
     """Count how many lines from the walk ``indices`` form a prose block.
 
     Blank lines inside the block are allowed, and so are the lines of error
@@ -109,6 +119,8 @@ def _prose_block(lines: list[str], indices: range, reports: set[int] | frozenset
 
 def _real_fences(text: str) -> list[re.Match[str]]:
     """Fence lines, without reST heading underlines (``~~~~`` under a line of text)."""
+    if "```" not in text and "~~~" not in text:
+        return []  # the multi-line regex costs a scan of every line; most pastes have no fence
     fences: list[re.Match[str]] = []
     for match in _FENCE_RE.finditer(text):
         if match.group(1)[0] == "~" and not match.group(2):
@@ -198,7 +210,11 @@ def _pull_reports(code: str) -> tuple[str, list[str]]:
     if "\n" not in code and len(code) < 20:
         return code, []
     lines = code.split("\n")
-    blocks = find_report_blocks(lines)
+    # A report the user pasted opens at column 0; an indented one is the code's
+    # own (a doctest's traceback in a docstring, an example in a comment).
+    blocks = [
+        block for block in find_report_blocks(lines) if lines[block[0]][:1] not in (" ", "\t")
+    ]
     if not blocks:
         return code, []
     kept: list[str] = []
@@ -233,11 +249,15 @@ def split_prompt(text: str) -> PromptParts:
     reports = find_report_blocks(lines)
     report_lines = {line for start, end, _ in reports for line in range(start, end)}
     head = _prose_block(lines, range(0, len(lines)), report_lines)
-    tail = (_prose_block(lines, range(len(lines) - 1, head - 1, -1), report_lines)
-            if head < len(lines) else 0)
+    tail = (
+        _prose_block(lines, range(len(lines) - 1, head - 1, -1), report_lines)
+        if head < len(lines)
+        else 0
+    )
     middle = lines[head : len(lines) - tail]
     if head + tail >= len(lines) or not _has_code_lines(
-            [line for number, line in enumerate(middle, start=head) if number not in report_lines]):
+        [line for number, line in enumerate(middle, start=head) if number not in report_lines]
+    ):
         if reports and head + tail < len(lines):
             # Prose and a report, no code: nothing to cut.
             return PromptParts(instruction_before=text.strip(), instruction_after="", code="")
@@ -256,7 +276,9 @@ def _holds_code(prose: str) -> bool:
     if len(lines) < 6:
         return False
     reports = {line for start, end, _ in find_report_blocks(lines) for line in range(start, end)}
-    checked = [line for number, line in enumerate(lines[:400]) if line.strip() and number not in reports]
+    checked = [
+        line for number, line in enumerate(lines[:400]) if line.strip() and number not in reports
+    ]
     code = sum(1 for line in checked if not is_prose_line(line))
     return code >= 5 and code >= 0.5 * len(checked)
 
@@ -283,7 +305,9 @@ def _split_all_prose(text: str) -> PromptParts:
     body = text.strip()
     cut = body.rfind("\n\n")
     if cut > 0 and len(body) - cut <= 600:
-        return PromptParts(instruction_before="", instruction_after=body[cut:].strip(), code=body[:cut])
+        return PromptParts(
+            instruction_before="", instruction_after=body[cut:].strip(), code=body[:cut]
+        )
     if len(body) <= 600:
         return PromptParts(instruction_before=body, instruction_after="", code="")
     return PromptParts(instruction_before="", instruction_after="", code=body)

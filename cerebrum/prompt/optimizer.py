@@ -156,8 +156,15 @@ def optimize_text(
         return _skipped(text if isinstance(text, str) else "", TEXT, SKIP_ERROR, started)
 
 
-def _skipped(text: str, language: str, reason: str, started: float, budget: int = 0, total: int = 0,
-             focus: tuple[str, ...] = ()) -> OptimizedPrompt:
+def _skipped(
+    text: str,
+    language: str,
+    reason: str,
+    started: float,
+    budget: int = 0,
+    total: int = 0,
+    focus: tuple[str, ...] = (),
+) -> OptimizedPrompt:
     if budget and estimate_tokens(text) > budget and reason != SKIP_EMPTY:
         # Never over budget: what cannot be optimised is still cut to fit.
         return _cut_to_fit(text, language, reason, started, budget, total, focus)
@@ -177,8 +184,15 @@ def _skipped(text: str, language: str, reason: str, started: float, budget: int 
     return OptimizedPrompt(text, language, stats)
 
 
-def _cut_to_fit(text: str, language: str, reason: str, started: float, budget: int, total: int,
-                focus: tuple[str, ...]) -> OptimizedPrompt:
+def _cut_to_fit(
+    text: str,
+    language: str,
+    reason: str,
+    started: float,
+    budget: int,
+    total: int,
+    focus: tuple[str, ...],
+) -> OptimizedPrompt:
     result = fit_text(text, budget)
     stats = OptimizeStats(
         original_chars=len(text),
@@ -192,8 +206,12 @@ def _cut_to_fit(text: str, language: str, reason: str, started: float, budget: i
         budget_tokens=budget,
         estimated_tokens=estimate_tokens(result),
         focus=focus,
-        warnings=((f"over_budget: the text ({reason}) was cut in the middle to fit "
-                   f"{max(0, budget)} tokens"),),
+        warnings=(
+            (
+                f"over_budget: the text ({reason}) was cut in the middle to fit "
+                f"{max(0, budget)} tokens"
+            ),
+        ),
     )
     return OptimizedPrompt(result, language, stats)
 
@@ -249,8 +267,9 @@ def _fit_instruction(parts: PromptParts, budget: int) -> tuple[PromptParts, list
         warnings.append("report_trimmed: a long error report was cut, keeping its innermost frames")
         before, after = trimmed
     if estimate_tokens(before) + estimate_tokens(after) > budget - 16:
-        warnings.append("question_cut: the question alone does not fit the model's context; "
-                        "its middle was cut")
+        warnings.append(
+            "question_cut: the question alone does not fit the model's context; its middle was cut"
+        )
         share = max(0, budget - 16)
         if before and after:
             before, after = fit_text(before, share // 2), fit_text(after, share // 2)
@@ -263,7 +282,9 @@ def _trim_reports(text: str) -> str:
     return map_reports(text, trim_report) if text else text
 
 
-def _optimize(text: str, context_tokens: int, max_tokens: int, query: str, started: float) -> OptimizedPrompt:
+def _optimize(
+    text: str, context_tokens: int, max_tokens: int, query: str, started: float
+) -> OptimizedPrompt:
     if not isinstance(text, str) or not text.strip():
         return _skipped(text if isinstance(text, str) else "", TEXT, SKIP_EMPTY, started)
     budget = budget_tokens(context_tokens, max_tokens)
@@ -284,7 +305,12 @@ def _optimize(text: str, context_tokens: int, max_tokens: int, query: str, start
     unique = dedupe(chunks)
     ranked = rank_chunks(unique, focus)
     assembly = assemble(
-        parts.instruction_before, parts.instruction_after, ranked, len(chunks), language, budget,
+        parts.instruction_before,
+        parts.instruction_after,
+        ranked,
+        len(chunks),
+        language,
+        budget,
         total_lines=code.count("\n") + 1,
     )
     for _ in range(2):
@@ -294,12 +320,19 @@ def _optimize(text: str, context_tokens: int, max_tokens: int, query: str, start
         if over <= 0:
             break
         assembly = assemble(
-            parts.instruction_before, parts.instruction_after, ranked, len(chunks), language,
-            budget - over - 4, total_lines=code.count("\n") + 1,
+            parts.instruction_before,
+            parts.instruction_after,
+            ranked,
+            len(chunks),
+            language,
+            budget - over - 4,
+            total_lines=code.count("\n") + 1,
         )
     result = assembly.text
     reduction = 1.0 - len(result) / len(text)
-    described = _describe_focus(focus, {n for c in chunks for n in (c.names | ({c.name} if c.name else set()))})
+    described = _describe_focus(
+        focus, {n for c in chunks for n in (c.names | ({c.name} if c.name else set()))}
+    )
     # Under 10% saved is not worth changing what the user wrote, unless the
     # original does not fit: then sending it unchanged only earns a 400.
     if reduction < MIN_REDUCTION and estimate_tokens(text) <= budget:
@@ -311,14 +344,24 @@ def _optimize(text: str, context_tokens: int, max_tokens: int, query: str, start
         warnings.append("over_budget: the assembled prompt was cut in the middle to fit")
     why = {item.chunk.index: item.why for item in ranked}
     kept = tuple(
-        KeptChunk(chunk.name, chunk.kind, (chunk.start_line + 1, max(chunk.start_line + 1, chunk.end_line)),
-                  why.get(chunk.index, "order"), whole=chunk.index not in assembly.cut)
+        KeptChunk(
+            chunk.name,
+            chunk.kind,
+            (chunk.start_line + 1, max(chunk.start_line + 1, chunk.end_line)),
+            why.get(chunk.index, "order"),
+            whole=chunk.index not in assembly.cut,
+        )
         for chunk in assembly.kept
     )
     if assembly.cut:
-        names = ", ".join(f"`{c.name}`" if c.name else "the best match" for c in assembly.kept
-                          if c.index in assembly.cut)
-        warnings.append(f"target_cut: {names} alone does not fit the budget; its best part was sent")
+        names = ", ".join(
+            f"`{c.name}`" if c.name else "the best match"
+            for c in assembly.kept
+            if c.index in assembly.cut
+        )
+        warnings.append(
+            f"target_cut: {names} alone does not fit the budget; its best part was sent"
+        )
     stats = OptimizeStats(
         original_chars=len(text),
         optimized_chars=len(result),
@@ -359,7 +402,9 @@ def _focus(code: str, names: frozenset[str]) -> str:
         return code
     spans: list[tuple[int, int]] = [(0, MAX_CODE_CHARS // 2)]
     for name in sorted(names)[:8]:
-        pattern = re.compile(rf"(def|class|fn|func|function|struct|impl|interface|type)\s+{re.escape(name)}\b")
+        pattern = re.compile(
+            rf"(def|class|fn|func|function|struct|impl|interface|type)\s+{re.escape(name)}\b"
+        )
         match = pattern.search(code)
         if match is not None:
             spans.append((max(0, match.start() - 2000), match.start() + _FOCUS_WINDOW_CHARS))
@@ -437,8 +482,9 @@ def optimize_messages(
         return OptimizedMessages(copies, TEXT, result.stats)
 
 
-def _fit_conversation(copies: list[dict], context_tokens: int, max_tokens: int,
-                      started: float) -> OptimizedMessages:
+def _fit_conversation(
+    copies: list[dict], context_tokens: int, max_tokens: int, started: float
+) -> OptimizedMessages:
     budget = budget_tokens(context_tokens, max_tokens)
     work = [
         _Message(i, str(message.get("role", "")), text, text)
@@ -452,7 +498,9 @@ def _fit_conversation(copies: list[dict], context_tokens: int, max_tokens: int,
     current = users[-1]
     current.reason = "the current question, kept whole"
     for message in users:
-        message.carries_code = len(message.text) >= 200 and code_weight(message.text[:MAX_CODE_CHARS]) > 0
+        message.carries_code = (
+            len(message.text) >= 200 and code_weight(message.text[:MAX_CODE_CHARS]) > 0
+        )
     coders = [m for m in users if m.carries_code]
     language = TEXT
     total = sum(m.cost for m in work)
@@ -473,18 +521,24 @@ def _fit_conversation(copies: list[dict], context_tokens: int, max_tokens: int,
         # part of this turn's shape: room is kept for it and, beyond it, for
         # at least half a follow-up, so the next turn still fits unchanged.
         next_user = next((m.index for m in users if m.index > message.index), None)
-        follow = sum(m.cost for m in work if next_user is not None and message.index < m.index <= next_user)
+        follow = sum(
+            m.cost for m in work if next_user is not None and message.index < m.index <= next_user
+        )
         room = budget - prefix - max(reserve, follow + reserve // 2)
         _trim(message, room, context_tokens, max_tokens, budget, own, current)
         if message.optimized is not None and any(
-                w.startswith("target_cut") for w in message.optimized.stats.warnings):
+            w.startswith("target_cut") for w in message.optimized.stats.warnings
+        ):
             # The code the question is about does not fit with room kept for
             # the next turn: if it fits whole without that room, a whole
             # function now beats a stable prefix later.
             kept = attrs.evolve(message)
-            _trim(message, budget - prefix - follow, context_tokens, max_tokens, budget, own, current)
+            _trim(
+                message, budget - prefix - follow, context_tokens, max_tokens, budget, own, current
+            )
             if message.optimized is not None and any(
-                    w.startswith("target_cut") for w in message.optimized.stats.warnings):
+                w.startswith("target_cut") for w in message.optimized.stats.warnings
+            ):
                 message.text, message.action, message.reason = kept.text, kept.action, kept.reason
                 message.kept, message.optimized = kept.kept, kept.optimized
         if message.optimized is not None:
@@ -497,10 +551,12 @@ def _fit_conversation(copies: list[dict], context_tokens: int, max_tokens: int,
 
     # Tool results and the assistant turns that called tools are a tool loop's
     # state: the optimiser never edits them (issue 15).
-    tool_loop = {m.index for m in work
-                 if m.role == "tool" or copies[m.index].get("tool_calls")}
-    answers = [m for m in work if m.role == "assistant" and m.index < current.index
-               and m.index not in tool_loop]
+    tool_loop = {m.index for m in work if m.role == "tool" or copies[m.index].get("tool_calls")}
+    answers = [
+        m
+        for m in work
+        if m.role == "assistant" and m.index < current.index and m.index not in tool_loop
+    ]
     older, last_answer = answers[:-1], answers[-1:]
     # Oldest first, so a cut once made is made again next turn and the
     # messages before it keep their bytes.
@@ -516,9 +572,21 @@ def _fit_conversation(copies: list[dict], context_tokens: int, max_tokens: int,
         if over() <= 0:
             break
         room = message.cost - _PER_MESSAGE_TOKENS - over()
-        query = f"{_own_query(message, work, current)}\n{current.text}" if message is not current else ""
-        _trim(message, max(room, _MIN_CODE_TOKENS), context_tokens, max_tokens, budget, query, None,
-              forced=True)
+        query = (
+            f"{_own_query(message, work, current)}\n{current.text}"
+            if message is not current
+            else ""
+        )
+        _trim(
+            message,
+            max(room, _MIN_CODE_TOKENS),
+            context_tokens,
+            max_tokens,
+            budget,
+            query,
+            None,
+            forced=True,
+        )
     for message in last_answer:
         if over() > 0:
             _shorten_answer(message)
@@ -526,9 +594,14 @@ def _fit_conversation(copies: list[dict], context_tokens: int, max_tokens: int,
         if over() <= 0:
             break
         if message is not current and not message.carries_code:
-            _shorten(message, max(16, message.cost - over()), "an earlier question, shortened to fit")
-    for message in [m for m in work if m.role not in ("user", "assistant", "system")
-                    and m.index not in tool_loop]:
+            _shorten(
+                message, max(16, message.cost - over()), "an earlier question, shortened to fit"
+            )
+    for message in [
+        m
+        for m in work
+        if m.role not in ("user", "assistant", "system") and m.index not in tool_loop
+    ]:
         if over() <= 0:
             break
         _shorten(message, max(16, message.cost - over()), "shortened to fit")
@@ -539,8 +612,10 @@ def _fit_conversation(copies: list[dict], context_tokens: int, max_tokens: int,
             if message is not current:
                 _shorten(message, max(16, message.cost - over()), "earlier code, cut to fit")
     if over() > 0:
-        warnings.append("question_cut: the current question does not fit the model's context "
-                        "with the system prompt; its middle was cut")
+        warnings.append(
+            "question_cut: the current question does not fit the model's context "
+            "with the system prompt; its middle was cut"
+        )
         _shorten(current, max(16, current.cost - over()), "the current question, cut to fit")
     if over() > 0:
         for message in [m for m in work if m.role == "system"]:
@@ -566,38 +641,58 @@ def _own_query(message: _Message, work: list[_Message], current: _Message) -> st
     return following.original if following is not None else ""
 
 
-def _trim(message: _Message, room: int, context_tokens: int, max_tokens: int, budget: int,
-          query: str, current: _Message | None, *, forced: bool = False) -> None:
+def _trim(
+    message: _Message,
+    room: int,
+    context_tokens: int,
+    max_tokens: int,
+    budget: int,
+    query: str,
+    current: _Message | None,
+    *,
+    forced: bool = False,
+) -> None:
     """Optimise a code-carrying message to ``room`` tokens for ``query``."""
     if room < _MIN_CODE_TOKENS:
         return
     # optimize_text takes a context; give it the one that leaves ``room``.
     context = room + max_tokens + TEMPLATE_OVERHEAD_TOKENS
-    result = optimize_text(message.original, context_tokens=context, max_tokens=max_tokens,
-                           query=query or None)
+    result = optimize_text(
+        message.original, context_tokens=context, max_tokens=max_tokens, query=query or None
+    )
     if current is not None and current is not message:
         missing = _missing_names(current.original, message.original, result)
         if missing:
             # The current question is about code this trim left out: trim again for it.
-            result = optimize_text(message.original, context_tokens=context, max_tokens=max_tokens,
-                                   query=f"{query}\n{current.original}")
+            result = optimize_text(
+                message.original,
+                context_tokens=context,
+                max_tokens=max_tokens,
+                query=f"{query}\n{current.original}",
+            )
     message.optimized = result
     if result.stats.skipped_reason is None:
         message.text = result.text
         message.action = "optimized"
         message.kept = result.stats.kept
-        message.reason = ("code trimmed for the current question, to fit" if forced
-                          else "code trimmed for its question")
+        message.reason = (
+            "code trimmed for the current question, to fit"
+            if forced
+            else "code trimmed for its question"
+        )
     elif message.reason == "fits":
         message.reason = f"code kept whole ({result.stats.skipped_reason})"
 
 
 def _missing_names(question: str, original: str, result: OptimizedPrompt) -> list[str]:
-    """Names the question points at that the code has but the trim did not keep the definition of."""
+    """Names the question points at that the code has but the trim left the definition of out."""
     if result.stats.skipped_reason is not None:
         return []
     focus = read_focus(question)
     wanted = [name for name in focus.names if len(name) >= 3]
+    # A plain word the code defines ("why does parse crash now?") counts here
+    # too: re-trimming for a word that was only English costs one turn's prefix.
+    wanted += [name for name in focus.soft_names if len(name) >= 4]
     wanted += [frame.function for frame in focus.frames if frame.function]
     kept = {k.name for k in result.stats.kept}
     return [name for name in wanted if name not in kept and _defines(original, name)]
@@ -608,9 +703,15 @@ def _defines(code: str, name: str) -> bool:
     if name not in code:
         return False
     escaped = re.escape(name)
-    return re.search(
-        rf"\b(?:def|fn|func|function|class|struct|enum|trait|interface|type|impl)\s+(?:\([^)]*\)\s*)?{escaped}\b"
-        rf"|^[ \t]*(?:[\w<>\[\],*&:]+\s+)*{escaped}\s*\([^;]*$", code, re.MULTILINE) is not None
+    return (
+        re.search(
+            rf"\b(?:def|fn|func|function|class|struct|enum|trait|interface|type|impl)\s+(?:\([^)]*\)\s*)?{escaped}\b"
+            rf"|^[ \t]*(?:[\w<>\[\],*&:]+\s+)*{escaped}\s*\([^;]*$",
+            code,
+            re.MULTILINE,
+        )
+        is not None
+    )
 
 
 def _shorten_answer(message: _Message) -> None:
@@ -619,7 +720,9 @@ def _shorten_answer(message: _Message) -> None:
     head = message.text[:_SHORT_ANSWER_CHARS]
     cut = head.rfind("\n")
     head = head[:cut] if cut > _SHORT_ANSWER_CHARS // 2 else head
-    message.text = f"{head.rstrip()}\n[... rest of this earlier answer omitted to fit the model's context]"
+    message.text = (
+        f"{head.rstrip()}\n[... rest of this earlier answer omitted to fit the model's context]"
+    )
     message.action = "shortened"
     message.reason = "an old answer, shortened to fit"
 
@@ -640,12 +743,20 @@ def _shorten(message: _Message, tokens: int, reason: str) -> None:
         message.reason = reason
 
 
-def _conversation_result(copies: list[dict], work: list[_Message], language: str, reason: str | None,
-                         budget: int, started: float, warnings: list[str]) -> OptimizedMessages:
+def _conversation_result(
+    copies: list[dict],
+    work: list[_Message],
+    language: str,
+    reason: str | None,
+    budget: int,
+    started: float,
+    warnings: list[str],
+) -> OptimizedMessages:
     for message in work:
         if message.text != message.original:
-            copies[message.index]["content"] = _replace_content(copies[message.index].get("content"),
-                                                                message.text)
+            copies[message.index]["content"] = _replace_content(
+                copies[message.index].get("content"), message.text
+            )
     coded = [m.optimized for m in work if m.optimized is not None]
     original = sum(len(m.original) for m in work)
     now = sum(len(m.text) for m in work)
@@ -665,7 +776,9 @@ def _conversation_result(copies: list[dict], work: list[_Message], language: str
         focus=next((o.stats.focus for o in reversed(coded) if o.stats.focus), ()),
         warnings=tuple(dict.fromkeys(warnings)),
         messages=tuple(
-            MessageStats(m.index, m.role, m.action, m.reason, len(m.original), len(m.text), m.kept[:6])
+            MessageStats(
+                m.index, m.role, m.action, m.reason, len(m.original), len(m.text), m.kept[:6]
+            )
             for m in work
         ),
     )
@@ -677,7 +790,9 @@ def _conversation_result(copies: list[dict], work: list[_Message], language: str
 def _replace_content(content: object, text: str) -> object:
     """Put ``text`` in place of the message's text, keeping non-text parts (images)."""
     if isinstance(content, list):
-        others = [part for part in content if not (isinstance(part, dict) and part.get("type") == "text")]
+        others = [
+            part for part in content if not (isinstance(part, dict) and part.get("type") == "text")
+        ]
         return [{"type": "text", "text": text}, *others]
     return text
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from cerebrum.prompt.chunking import CLASS_HEADER, PREAMBLE, Chunk
+from cerebrum.prompt.chunking import CLASS_HEADER, METHOD, PREAMBLE, Chunk
 from cerebrum.prompt.reports import Frame, find_reports, strip_reports
 
 _LOGGER = logging.getLogger(__name__)
@@ -35,6 +35,16 @@ CALLEE_WEIGHT = 50.0
 CRASH_WEIGHT = 1100.0
 # Its callers in the report, less the deeper they are.
 FRAME_WEIGHT = 300.0
+# A definition whose name the question spells out in words ("the read line
+# part" -> ``readLine``, "retry loop" -> ``retry_loop``): nearly as good as named.
+PHRASE_WEIGHT = 800.0
+# A quoted string of the question ("invalid compression method") found
+# verbatim in a chunk, shared among the chunks that have it (at most three).
+QUOTE_WEIGHT = 900.0
+# A definition named by a plain English word of the question ("why does walk
+# recurse", "the register part"): a share of the best word score, not a name's
+# weight, since the word may just be English.
+SOFT_NAME_SHARE = 0.6
 _K1 = 1.2
 _B = 0.75
 
@@ -43,27 +53,38 @@ _CALL_RE = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\s*(?:\(|!\()")
 _CAMEL_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 
 # Words that are identifiers lexically but in an instruction are just English.
-_STOPWORDS = frozenset("""
-a an the this that these those it its to of in on for and or not no but with without from by as at is
-are be was were been being do does did done can could should would will shall may might must please
+_STOPWORDS = frozenset(
+    """
+a an the this that these those it its to of in on for and or not no but with without from by as at
+is are be was were been being do does did
+done can could should would will shall may might must please
 make makes made use uses using used add adds change changes fix fixes write rewrite refactor explain
 what why how which who where when there here into out up down all any each every some more most less
 code function functions method methods class classes file files line lines help me my i you your we
 our us so if then else than also just only very like need want get set new old one two so also
 return returns self cls def fn func var let const public private static void int str
-""".split())
+""".split()
+)
 # Words of a request that say what to do, not what the code does: never matched against code.
-_TASK_WORDS = frozenset("""
+_TASK_WORDS = (
+    frozenset(
+        """
 misbehave misbehaves misbehaving wrong broken bug bugs buggy fails failing failed fail find found
 something anything part parts off work works working thing things look looks see seems why happen
 happens happening there their them they thanks thank now also again still issue problem problems
 error errors crash crashes right correct correctly properly instead should get gets got run runs
-""".split()) | _STOPWORDS
+""".split()
+    )
+    | _STOPWORDS
+)
 # Words that are verbs of a request as names, but say what code does when
 # matched word by word ("where the file is opened", "the write part").
-_CODE_WORDS = frozenset("""
-write writes add adds get set new make use change open close read line lines file files return returns
-""".split())
+_CODE_WORDS = frozenset(
+    """
+write writes add adds get set new make use change open close read line lines file files
+return returns
+""".split()
+)
 _WORD_STOPS = _TASK_WORDS - _CODE_WORDS
 
 
@@ -99,6 +120,12 @@ class Focus:
     files: tuple[str, ...] = ()
     frames: tuple[Frame, ...] = ()
     words: str = ""
+    soft_names: frozenset[str] = frozenset()
+    """Plain words that may be names or just English (``walk``, ``register``, ``Value``)."""
+    phrases: frozenset[str] = frozenset()
+    """Runs of 2-5 of its words, stemmed and joined (``readline``): names spelled in words."""
+    quotes: tuple[str, ...] = ()
+    """Quoted strings (an error message, a sentence of a docstring), lower-cased."""
 
 
 def split_identifier(identifier: str) -> list[str]:
@@ -151,32 +178,105 @@ def _document(text: str, query: Sequence[str]) -> tuple[dict[str, int], int]:
 
 _NAMED_WORD_RE = re.compile(
     r"(?i:\b(?:refactor|explain|fix|test|tests\s+for|rewrite|document|simplify|debug|review|optimi[sz]e)"
-    r"\s+(?:the\s+)?)([A-Za-z_]\w*)\b(?!\s+(?:part|code|step|logic))|\b([A-Za-z_]\w*)(?=\s*\(\)|\s+(?:function|method)\b)")
-_PRONOUNS = frozenset("""
-it this that these those the a an what where how why which them me my our for if while to of in on with
-and or not is are be so as at by from all any each my your its their
-""".split())
+    r"\s+(?:the\s+)?)([A-Za-z_]\w*)\b(?!\s+(?:part|code|step|logic))|\b([A-Za-z_]\w*)(?=\s*\(\)|\s+(?:function|method|class|struct)\b)"
+)
+_PRONOUNS = frozenset(
+    """
+it this that these those the a an what where how why which them me my our for if while to of in on
+with and or not is are be so as at by from all any each my your its their
+""".split()
+)
 _BACKTICK_RE = re.compile(r"`([^`\n]{1,80})`")
-_PATH_RE = re.compile(r"(?<![\w/.])((?:[\w.-]+/)*[\w-]+\.(?:py|pyi|js|mjs|cjs|jsx|ts|tsx|rs|c|h|cc|cpp|cxx|hpp|hh|go|java|kt|sh|rb|toml|json|yaml|yml))\b")
+_PATH_RE = re.compile(
+    r"(?<![\w/.])((?:[\w.-]+/)*[\w-]+\.(?:py|pyi|js|mjs|cjs|jsx|ts|tsx|rs|c|h|cc|cpp|cxx|hpp|hh|go|java|kt|sh|rb|toml|json|yaml|yml))\b"
+)
+
+
+_CODE_SHAPED_RE = re.compile(r"_|\d|[a-z][A-Z]|[A-Z]{2,}[a-z]|^[a-z]+[A-Z]")
+_CALLED_RE = re.compile(r"([A-Za-z_]\w*)\s*\(")
+_DOTTED_RE = re.compile(r"\b([A-Za-z_]\w*)\.([A-Za-z_]\w*)\b")
+_QUOTED_RE = re.compile(
+    r"\"([^\"\n]{8,200})\"|(?<![\w])'([^'\n]{8,200})'(?![\w])|\u201c([^\u201d\n]{8,200})\u201d"
+)
+_PHRASE_WORD_RE = re.compile(r"[A-Za-z]+|\d+")
+_CLAUSE_RE = re.compile(r"[\"'`\u201c\u201d.,;:!?()\[\]{}]|\n\s*\n")
+# Words a phrase may skip ("the read of a line" stays "read line"); "if", "or"
+# and "is" are kept, since names carry them (``putIfAbsent``, ``is_i64``).
+_PHRASE_SKIP = frozenset("a an the of".split())
+
+
+def is_code_shaped(identifier: str) -> bool:
+    """Whether ``identifier`` can only be code: snake_case, camelCase, HashMap, a digit."""
+    return _CODE_SHAPED_RE.search(identifier) is not None
 
 
 def named_identifiers(instruction: str) -> set[str]:
-    """Identifiers the instruction names: code-like words, dotted parts, not English stopwords.
+    """Identifiers the instruction surely names.
 
     A word in backticks is an identifier whatever it is (`new`, `get`, Go's
-    `New`); a file path (``src/output/fmt.rs``) names a file, not the
-    identifiers ``output`` and ``fmt``.
+    `New`); so is a code-shaped word (``parse_args``, ``readLine``,
+    ``HashMap``), a dotted pair (``Config.load``) or a word called (``run()``).
+    A plain word (``walk``, ``register``) may be English: it is a *soft* name
+    (:func:`soft_names`). A file path (``src/output/fmt.rs``) names a file, not
+    the identifiers ``output`` and ``fmt``.
     """
     names: set[str] = set()
     for quoted in _BACKTICK_RE.findall(instruction):
         for identifier in _IDENT_RE.findall(_PATH_RE.sub(" ", quoted)):
             if len(identifier) >= 2 or identifier.isupper():
                 names.add(identifier)
-    for identifier in _IDENT_RE.findall(_PATH_RE.sub(" ", instruction)):
+    plain = _PATH_RE.sub(" ", instruction)
+    for pair in _DOTTED_RE.findall(plain):
+        names.update(word for word in pair if word.lower() not in _STOPWORDS)
+    for identifier in _CALLED_RE.findall(plain):
+        if identifier.lower() not in _STOPWORDS:
+            names.add(identifier)
+    for identifier in _IDENT_RE.findall(plain):
         if identifier.lower() in _STOPWORDS or len(identifier) < 2:
             continue
-        names.add(identifier)
+        if is_code_shaped(identifier):
+            names.add(identifier)
     return names
+
+
+def soft_names(instruction: str, names: set[str] | frozenset[str]) -> frozenset[str]:
+    """Plain words of ``instruction`` that could name a definition, besides ``names``."""
+    plain = _PATH_RE.sub(" ", _BACKTICK_RE.sub(" ", instruction))
+    return frozenset(
+        word
+        for word in _IDENT_RE.findall(plain)
+        if len(word) >= 3 and word not in names and word.lower() not in _TASK_WORDS
+    )
+
+
+def _phrases(text: str) -> frozenset[str]:
+    """Runs of 2-5 words of ``text``, stemmed and joined, with and without articles.
+
+    A run stays within a clause: 'I get "Serial filter ..."' spells no ``getSerialFilter``.
+    """
+    found: set[str] = set()
+    for clause in _CLAUSE_RE.split(text):
+        found |= _clause_phrases(clause)
+    return frozenset(found)
+
+
+def _clause_phrases(text: str) -> set[str]:
+    words = [stem(word.lower()) for word in _PHRASE_WORD_RE.findall(text)]
+    found: set[str] = set()
+    for sequence in (words, [word for word in words if word not in _PHRASE_SKIP]):
+        for start in range(len(sequence)):
+            for size in range(2, 6):
+                if start + size > len(sequence):
+                    break
+                found.add("".join(sequence[start : start + size]))
+    return found
+
+
+def name_phrase(name: str) -> str | None:
+    """``name``'s words stemmed and joined (``read_line`` -> ``readline``), if it has several."""
+    words = [stem(word) for word in split_identifier(name)]
+    joined = "".join(words)
+    return joined if len(words) >= 2 and len(joined) >= 5 else None
 
 
 def read_focus(instruction: str) -> Focus:
@@ -188,12 +288,36 @@ def read_focus(instruction: str) -> Focus:
     words = _PATH_RE.sub(" ", plain)
     # A common word placed as a name ("refactor write", "tests for get()",
     # "the open function") is one.
-    placed = {word for pair in _NAMED_WORD_RE.findall(words) for word in pair
-              if word and word.lower() not in _PRONOUNS}
-    return Focus(frozenset(named_identifiers(plain) | placed), files, frames, words)
+    placed = {
+        word
+        for pair in _NAMED_WORD_RE.findall(words)
+        for word in pair
+        if word and word.lower() not in _PRONOUNS
+    }
+    names = named_identifiers(plain) | placed
+    quotes = tuple(
+        dict.fromkeys(
+            " ".join(quote.lower().split())
+            for match in _QUOTED_RE.findall(plain)
+            for quote in match
+            if quote and len(quote.split()) >= 2
+        )
+    )
+    # Words are bounded: a question is short, but a pasted log need not be.
+    return Focus(
+        frozenset(names),
+        files,
+        frames,
+        words,
+        soft_names(words, names),
+        _phrases(words[:2000]),
+        quotes[:4],
+    )
 
 
-def _frame_scores(chunks: Sequence[Chunk], frames: Sequence[Frame]) -> dict[int, tuple[float, str, int | None]]:
+def _frame_scores(
+    chunks: Sequence[Chunk], frames: Sequence[Frame]
+) -> dict[int, tuple[float, str, int | None]]:
     """Chunks the report's frames lie in: the innermost one in the paste scores highest.
 
     A frame is matched by its function's name, else by its line number (a
@@ -218,8 +342,11 @@ def _frame_scores(chunks: Sequence[Chunk], frames: Sequence[Frame]) -> dict[int,
         position = found[0]
         weight = CRASH_WEIGHT if depth == 0 else max(FRAME_WEIGHT - 20.0 * depth, FRAME_WEIGHT / 2)
         where = f"`{frame.function}`" if frame.function else f"line {frame.line}"
-        why = (f"crash site: innermost frame of the error report in the code ({where})" if depth == 0
-               else f"caller in the error report ({where})")
+        why = (
+            f"crash site: innermost frame of the error report in the code ({where})"
+            if depth == 0
+            else f"caller in the error report ({where})"
+        )
         chunk = chunks[position]
         at = frame.line - 1 if frame.line is not None else None
         # The report's line number is the paste's only when the whole file was pasted.
@@ -241,15 +368,41 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     words = " ".join(w for w in _IDENT_RE.findall(focus.words) if w.lower() not in _WORD_STOPS)
     query = [t for t in dict.fromkeys(_terms(words, cache)) if t not in _WORD_STOPS and len(t) >= 3]
     documents = [_document(chunk.text, query) for chunk in chunks] if query else []
+    # The stats show the question's own words ("spaces"), not their stems ("spac").
+    shown = (
+        {stem(word.lower()): word.lower() for word in reversed(_IDENT_RE.findall(words))}
+        if query
+        else {}
+    )
     lexical = _bm25(documents, query) if query else [0.0] * len(chunks)
     if query:
         lexical = _adjust_lexical(chunks, documents, lexical, query, cache)
     frames = _frame_scores(chunks, focus.frames) if focus.frames else {}
 
     defines = [
-        bool(chunk.name and chunk.name in names) or bool(chunk.names & names)
+        bool(chunk.name and chunk.name in names) or bool(chunk.names & names) for chunk in chunks
+    ]
+    # The question spells a definition's name in words: as good as naming it,
+    # unless something is named outright.
+    # (Only looked for when nothing is named: a named target outranks it anyway.)
+    spell = bool(focus.phrases) and not any(defines) and not frames
+    spelled = [
+        spell
+        and any(
+            (phrase := name_phrase(name)) is not None and phrase in focus.phrases
+            for name in ({chunk.name} if chunk.name else set()) | chunk.names
+        )
         for chunk in chunks
     ]
+    quoted = _quote_hits(chunks, focus.quotes) if focus.quotes else {}
+    soft = [bool(chunk.name and chunk.name in focus.soft_names) for chunk in chunks]
+    # Nothing named, nothing spelled as a chunk: look for a spelled name defined
+    # inside a chunk (a method of an object literal).
+    spell_inside = bool(focus.phrases) and not any(defines) and not frames and not any(spelled)
+    if not any(defines) and not frames:
+        defines = [named or phrase for named, phrase in zip(defines, spelled, strict=True)]
+    else:
+        spelled = [False] * len(chunks)
     # "Config.load": a method named by its class too beats a same-named method elsewhere.
     parent_named = [bool(chunk.parent and chunk.parent in names) for chunk in chunks]
     if any(defines) or frames:
@@ -276,18 +429,43 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
             elif chunk.kind != PREAMBLE and chunk.names & called:
                 callee_name = min(chunk.names & called)
         score = lexical[position]
-        why = _words_why(documents[position], query) if query and lexical[position] > 0 else "order"
+        why = (
+            _words_why(documents[position], query, shown)
+            if query and lexical[position] > 0
+            else "order"
+        )
         frame_weight, focus_line = 0.0, None
         if position in frames:
             frame_weight, why, focus_line = frames[position]
-        define_weight = DEFINES_WEIGHT * (1.0 if chunk.kind != CLASS_HEADER else 0.9) if defines[position] else 0.0
+        define_weight = (
+            DEFINES_WEIGHT * (1.0 if chunk.kind != CLASS_HEADER else 0.9)
+            if defines[position]
+            else 0.0
+        )
+        if spelled[position]:
+            define_weight = PHRASE_WEIGHT
         # Named and in the report: one strong reason, not two (the crash site stays first).
         score += max(frame_weight, define_weight) + 0.1 * min(frame_weight, define_weight)
-        if defines[position]:
+        if spelled[position]:
+            spelt = sorted(
+                n
+                for n in ({chunk.name} if chunk.name else set()) | chunk.names
+                if name_phrase(n) in focus.phrases
+            )
+            why = f"defines `{spelt[0]}`, whose name the question spells in words"
+        elif defines[position]:
             hit = sorted(({chunk.name} if chunk.name else set()) & names or chunk.names & names)
             why = f"defines `{hit[0]}`, named in the question" if position not in frames else why
             if chunk.name is None or chunk.name not in names:
                 score -= DEFINES_WEIGHT / 2  # only a constant in it is named
+        if position in quoted:
+            score += quoted[position][0]
+            if not defines[position] and position not in frames:
+                why = quoted[position][1]
+        if soft[position] and not defines[position]:
+            score += SOFT_NAME_SHARE * best_lexical
+            if position not in frames and position not in quoted:
+                why = f"defines `{chunk.name}`, a word of the question"
         if not defines[position] and position not in frames and names and chunk.kind != PREAMBLE:
             inner = _inner_definition(chunk, names)
             if inner is not None:
@@ -295,8 +473,20 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
                 # chunk holds it, and if the chunk is too big, that line is its best part.
                 score += DEFINES_WEIGHT / 2
                 focus_line, why = inner
+        elif (
+            spell_inside
+            and not defines[position]
+            and position not in frames
+            and chunk.kind != PREAMBLE
+        ):
+            inner = _inner_spelled(chunk, focus.phrases)
+            if inner is not None:
+                score += PHRASE_WEIGHT / 2
+                focus_line, why = inner
         if parent_named[position]:
             score += PARENT_WEIGHT
+        elif chunk.parent and chunk.parent in focus.soft_names:
+            score += PARENT_WEIGHT / 4  # its class is a word of the question
         if callee_name is not None:
             # Next to a named definition a callee is worth a fixed bonus; next to
             # chunks found by words only, a share of the best word score.
@@ -308,9 +498,53 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
             score += 0.5 * best_lexical
             if why == "order":
                 why = "imports and constants"
-        ranked.append(RankedChunk(chunk, score, defines[position], callee_name is not None, why, focus_line))
+        ranked.append(
+            RankedChunk(chunk, score, defines[position], callee_name is not None, why, focus_line)
+        )
     ranked.sort(key=lambda item: (-item.score, item.chunk.index))
     return ranked
+
+
+def _quote_hits(chunks: Sequence[Chunk], quotes: Sequence[str]) -> dict[int, tuple[float, str]]:
+    """Chunks holding a quoted string of the question verbatim (case and spacing aside)."""
+    hits: dict[int, tuple[float, str]] = {}
+    for quote in quotes:
+        found = [
+            p for p, chunk in enumerate(chunks) if quote in " ".join(chunk.text.lower().split())
+        ]
+        if not found or len(found) > 3:
+            continue  # everywhere is nowhere
+        for position in found:
+            weight = QUOTE_WEIGHT / len(found) + hits.get(position, (0.0, ""))[0]
+            hits[position] = (weight, f'has the quoted text "{quote[:60]}"')
+    return hits
+
+
+# Searched in "\n" + text: a literal first character is a fast search, where
+# a multi-line "^" is tried at every position.
+_INNER_DEF_RE = re.compile(
+    r"\n[ \t]*(?:(?:async|static|public|private|export|function|def|fn|func|const|let|var)\s+)*#?"
+    r"([A-Za-z_]\w*)\s*(?:\([^()\n]*\)\s*\{|=\s*(?:async\s*)?(?:function|\()|:\s*(?:async\s*)?function)"
+)
+# Only chunks this big hide definitions worth finding (smaller ones go out whole).
+_INNER_MIN_CHARS = 1000
+
+
+def _inner_spelled(chunk: Chunk, phrases: frozenset[str]) -> tuple[int, str] | None:
+    """The line (0-based) where ``chunk`` defines, inside itself, a name the question spells."""
+    if len(chunk.text) < _INNER_MIN_CHARS:
+        return None
+    text = "\n" + chunk.text
+    for match in _INNER_DEF_RE.finditer(text):
+        name = match.group(1)
+        phrase = name_phrase(name)
+        if phrase is not None and phrase in phrases and name != chunk.name:
+            line = chunk.start_line + text.count("\n", 1, match.start() + 1)
+            return (
+                line,
+                f"holds the definition of `{name}`, whose name the question spells in words",
+            )
+    return None
 
 
 def _inner_definition(chunk: Chunk, names: frozenset[str]) -> tuple[int, str] | None:
@@ -318,18 +552,25 @@ def _inner_definition(chunk: Chunk, names: frozenset[str]) -> tuple[int, str] | 
     for name in sorted(names):
         if len(name) < 4 or name not in chunk.text:
             continue
-        match = re.search(rf"^[ \t]*(?:(?:async|static|public|private|export|function|def|fn|func)\s+)*"
-                          rf"#?{re.escape(name)}\s*(?:\(|=\s*(?:async\s*)?(?:function|\()|:\s*(?:async\s*)?function)",
-                          chunk.text, re.MULTILINE)
+        match = re.search(
+            rf"^[ \t]*(?:(?:async|static|public|private|export|function|def|fn|func)\s+)*"
+            rf"#?{re.escape(name)}\s*(?:\(|=\s*(?:async\s*)?(?:function|\()|:\s*(?:async\s*)?function)",
+            chunk.text,
+            re.MULTILINE,
+        )
         if match is not None:
             line = chunk.start_line + chunk.text.count("\n", 0, match.start())
             return line, f"holds the definition of `{name}`, named in the question"
     return None
 
 
-def _adjust_lexical(chunks: Sequence[Chunk], documents: Sequence[tuple[dict[str, int], int]],
-                    lexical: list[float], query: Sequence[str],
-                    cache: dict[str, tuple[str, ...]]) -> list[float]:
+def _adjust_lexical(
+    chunks: Sequence[Chunk],
+    documents: Sequence[tuple[dict[str, int], int]],
+    lexical: list[float],
+    query: Sequence[str],
+    cache: dict[str, tuple[str, ...]],
+) -> list[float]:
     """Word matching tuned for behaviour described in words.
 
     A definition whose own name carries the words ("the retry loop" →
@@ -338,10 +579,13 @@ def _adjust_lexical(chunks: Sequence[Chunk], documents: Sequence[tuple[dict[str,
     docstring does not outrank the method that does the thing.
     """
     wanted = set(query)
-    parents = {chunk.parent for chunk in chunks if chunk.parent}
+    parents = {chunk.parent for chunk in chunks if chunk.parent and chunk.kind == METHOD}
     adjusted = list(lexical)
     count = len(documents)
-    weight = {term: math.log(1.0 + count / (1 + sum(1 for f, _ in documents if term in f))) for term in query}
+    weight = {
+        term: math.log(1.0 + count / (1 + sum(1 for f, _ in documents if term in f)))
+        for term in query
+    }
     total = sum(weight.values()) or 1.0
     for position, chunk in enumerate(chunks):
         if lexical[position] <= 0:
@@ -358,15 +602,18 @@ def _adjust_lexical(chunks: Sequence[Chunk], documents: Sequence[tuple[dict[str,
             own = set(_split_terms(chunk.name, cache))
             if own & wanted:
                 adjusted[position] *= 1.0 + 0.5 * len(own & wanted)
-        if chunk.kind == CLASS_HEADER and chunk.name in parents:
+        if chunk.kind == CLASS_HEADER and (chunk.name or chunk.parent) in parents:
             adjusted[position] *= 0.35
     return adjusted
 
 
-def _words_why(document: tuple[dict[str, int], int], query: Sequence[str]) -> str:
+def _words_why(
+    document: tuple[dict[str, int], int], query: Sequence[str], shown: dict[str, str]
+) -> str:
     frequencies = document[0]
     hits = sorted(frequencies, key=lambda term: (-frequencies[term], query.index(term)))[:4]
-    return "matches the words " + ", ".join(hits) if hits else "order"
+    words = ", ".join(shown.get(term, term) for term in hits)
+    return "matches the words " + words if hits else "order"
 
 
 def _bm25(documents: Sequence[tuple[dict[str, int], int]], query: Sequence[str]) -> list[float]:

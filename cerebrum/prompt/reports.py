@@ -35,7 +35,12 @@ _START_RES: tuple[tuple[str, re.Pattern[str]], ...] = (
     (RUST, re.compile(r"^thread '[^']*' panicked at |^error(\[E\d+\])?: \S|^stack backtrace:\s*$")),
     (JAVA, re.compile(r"^(Exception in thread \"[^\"]*\" |Caused by: )[\w.$]+")),
     (JAVA, re.compile(r"^([a-z_][\w]*\.)+[A-Z][\w$]*(Exception|Error)(: .*)?$")),
-    (COMPILER, re.compile(r"^[\w./\\-]+\.\w{1,5}:\d+(:\d+)?: (fatal error|error|warning|note|undefined)\b")),
+    (
+        COMPILER,
+        re.compile(
+            r"^[\w./\\-]+\.\w{1,5}:\d+(:\d+)?: (fatal error|error|warning|note|undefined)\b"
+        ),
+    ),
     (COMPILER, re.compile(r"^[\w./\\-]+\.\w{1,5}\(\d+,\d+\): error ")),
     (COMPILER, re.compile(r"^[\w./\\-]+\.\w{1,5}: In (member )?function ['‘`]")),
 )
@@ -60,17 +65,25 @@ _CONTINUE_RE = re.compile(
     re.VERBOSE,
 )
 
-_PY_FRAME_RE = re.compile(r'^\s*File "(?P<file>[^"]*)", line (?P<line>\d+)(, in (?P<func>[\w<>.]+))?')
+_PY_FRAME_RE = re.compile(
+    r'^\s*File "(?P<file>[^"]*)", line (?P<line>\d+)(, in (?P<func>[\w<>.]+))?'
+)
 _GO_FUNC_RE = re.compile(r"^(?P<func>[\w./-]+(\.\(\*?\w+\))?)\.(?P<name>\w+)\(.*\)$")
 _GO_PLACE_RE = re.compile(r"^\t(?P<file>\S+\.go):(?P<line>\d+)")
 _RUST_FUNC_RE = re.compile(r"^\s*\d+: (?P<func>[\w:<>{} ]+?)(::h[0-9a-f]{16})?\s*$")
 _RUST_PLACE_RE = re.compile(r"(at |--> |panicked at )(?P<file>[\w./\\-]+\.rs):(?P<line>\d+)(:\d+)?")
-_JAVA_FRAME_RE = re.compile(r"^\s*at (?P<func>[\w.$<>]+)\((?P<file>[\w$.-]+\.(java|kt|scala)):(?P<line>\d+)\)")
+_JAVA_FRAME_RE = re.compile(
+    r"^\s*at (?P<func>[\w.$<>]+)\((?P<file>[\w$.-]+\.(java|kt|scala)):(?P<line>\d+)\)"
+)
 _PLACE_RE = re.compile(r"(?P<file>[\w./\\-]+\.\w{1,5}):(?P<line>\d+)(:\d+)?")
 _TS_PLACE_RE = re.compile(r"^(?P<file>[\w./\\-]+\.\w{1,5})\((?P<line>\d+),\d+\)")
 _IN_FUNCTION_RE = re.compile(r"In (member )?function ['‘`](?:[\w:<>~ ]*::)?(?P<func>~?\w+)")
-_RUST_STD_RE = re.compile(r"^(std|core|alloc|rust_begin_unwind|__rust|_start|main$|<alloc|<core|<std)")
-_MESSAGE_RE = re.compile(r"^([\w.$]*(Error|Exception|Warning)|panic|error(\[E\d+\])?|fatal error)\b:?\s*(?P<msg>.*)$")
+_RUST_STD_RE = re.compile(
+    r"^(std|core|alloc|rust_begin_unwind|__rust|_start|main$|<alloc|<core|<std)"
+)
+_MESSAGE_RE = re.compile(
+    r"^([\w.$]*(Error|Exception|Warning)|panic|error(\[E\d+\])?|fatal error)\b:?\s*(?P<msg>.*)$"
+)
 
 
 @attrs.frozen
@@ -126,13 +139,21 @@ def find_report_blocks(lines: list[str]) -> list[tuple[int, int, str]]:
         if kind is None:
             continue
         end = index + 1
-        if kind == RUST and end < count and lines[end].strip() and lines[index].startswith("thread "):
+        if (
+            kind == RUST
+            and end < count
+            and lines[end].strip()
+            and lines[index].startswith("thread ")
+        ):
             end += 1  # the panic's message: any text
         while end < count:
             line = lines[end]
             if not line.strip():
-                if end + 1 < count and lines[end + 1].strip() and (
-                        _CONTINUE_RE.match(lines[end + 1]) or report_kind(lines[end + 1])):
+                if (
+                    end + 1 < count
+                    and lines[end + 1].strip()
+                    and (_CONTINUE_RE.match(lines[end + 1]) or report_kind(lines[end + 1]))
+                ):
                     end += 1
                     continue
                 break
@@ -148,20 +169,28 @@ def find_report_blocks(lines: list[str]) -> list[tuple[int, int, str]]:
 def _candidate_starts(lines: list[str]) -> list[int]:
     """Indices of lines that may open a report (one combined regex per line)."""
     count = len(lines)
-    scan = range(count) if count <= 2 * MAX_SCAN_LINES else [
-        *range(MAX_SCAN_LINES), *range(count - MAX_SCAN_LINES, count)]
+    scan = (
+        range(count)
+        if count <= 2 * MAX_SCAN_LINES
+        else [*range(MAX_SCAN_LINES), *range(count - MAX_SCAN_LINES, count)]
+    )
     match = _ANY_START_RE.match
     return [index for index in scan if match(lines[index])]
 
 
-def _merge_adjacent(blocks: list[tuple[int, int, str]], lines: list[str]) -> list[tuple[int, int, str]]:
+def _merge_adjacent(
+    blocks: list[tuple[int, int, str]], lines: list[str]
+) -> list[tuple[int, int, str]]:
     """Chained tracebacks ("During handling ...") and compiler error lists are one report."""
     merged: list[tuple[int, int, str]] = []
     for start, end, kind in blocks:
         if merged:
             previous_start, previous_end, previous_kind = merged[-1]
             between = lines[previous_end:start]
-            if all(not line.strip() or _CONTINUE_RE.match(line) for line in between) and len(between) <= 2:
+            if (
+                all(not line.strip() or _CONTINUE_RE.match(line) for line in between)
+                and len(between) <= 2
+            ):
                 merged[-1] = (previous_start, end, previous_kind)
                 continue
         merged.append((start, end, kind))
@@ -175,8 +204,11 @@ def is_report(text: str) -> bool:
         return False
     blocks = find_report_blocks(lines)
     covered = sum(end - start for start, end, _ in blocks)
-    return covered >= 0.6 * len(lines) and covered >= 2 or (
-        bool(blocks) and blocks[0][0] == 0 and covered >= 0.4 * len(lines))
+    return (
+        covered >= 0.6 * len(lines)
+        and covered >= 2
+        or (bool(blocks) and blocks[0][0] == 0 and covered >= 0.4 * len(lines))
+    )
 
 
 def parse_report(text: str, kind: str | None = None) -> ErrorReport:
@@ -193,13 +225,25 @@ def parse_report(text: str, kind: str | None = None) -> ErrorReport:
         if match:
             if match.group("func") == "<module>":
                 continue  # the script's top level: no function to point at
-            python_frames.append(Frame(_last_name(match.group("func")), match.group("file"),
-                                       int(match.group("line")), line.strip()))
+            python_frames.append(
+                Frame(
+                    _last_name(match.group("func")),
+                    match.group("file"),
+                    int(match.group("line")),
+                    line.strip(),
+                )
+            )
             continue
         match = _JAVA_FRAME_RE.match(line)
         if match:
-            frames.append(Frame(_last_name(match.group("func")), match.group("file"),
-                                int(match.group("line")), line.strip()))
+            frames.append(
+                Frame(
+                    _last_name(match.group("func")),
+                    match.group("file"),
+                    int(match.group("line")),
+                    line.strip(),
+                )
+            )
             continue
         if kind == GO:
             match = _GO_FUNC_RE.match(line)
@@ -208,8 +252,9 @@ def parse_report(text: str, kind: str | None = None) -> ErrorReport:
                 continue
             match = _GO_PLACE_RE.match(line)
             if match and go_function:
-                frames.append(Frame(go_function, match.group("file"), int(match.group("line")),
-                                    line.strip()))
+                frames.append(
+                    Frame(go_function, match.group("file"), int(match.group("line")), line.strip())
+                )
                 go_function = None
                 continue
         if kind == RUST:
@@ -222,8 +267,15 @@ def parse_report(text: str, kind: str | None = None) -> ErrorReport:
                 continue
             match = _RUST_PLACE_RE.search(line)
             if match:
-                located = Frame(rust_function, match.group("file"), int(match.group("line")), line.strip())
-                if frames and frames[-1].function == rust_function and frames[-1].line is None and rust_function:
+                located = Frame(
+                    rust_function, match.group("file"), int(match.group("line")), line.strip()
+                )
+                if (
+                    frames
+                    and frames[-1].function == rust_function
+                    and frames[-1].line is None
+                    and rust_function
+                ):
                     frames[-1] = located
                 elif not line.lstrip().startswith("at "):
                     frames.append(located)
@@ -234,7 +286,9 @@ def parse_report(text: str, kind: str | None = None) -> ErrorReport:
             function = match.group("func")
         place = _TS_PLACE_RE.match(line) or (_PLACE_RE.match(line) if kind == COMPILER else None)
         if place:
-            frames.append(Frame(function, place.group("file"), int(place.group("line")), line.strip()))
+            frames.append(
+                Frame(function, place.group("file"), int(place.group("line")), line.strip())
+            )
         elif function:
             frames.append(Frame(function, None, None, line.strip()))
         found = _MESSAGE_RE.match(line.strip())
@@ -283,7 +337,10 @@ def _base(path: str | None) -> str | None:
 def find_reports(text: str) -> list[ErrorReport]:
     """Every report in ``text`` (an instruction), parsed."""
     lines = text.split("\n")
-    return [parse_report("\n".join(lines[start:end]), kind) for start, end, kind in find_report_blocks(lines)]
+    return [
+        parse_report("\n".join(lines[start:end]), kind)
+        for start, end, kind in find_report_blocks(lines)
+    ]
 
 
 def trim_report(text: str, kind: str, max_chars: int = MAX_REPORT_CHARS) -> str:

@@ -12,14 +12,16 @@ QWEN_CODER = "qwen2.5-coder-1.5b-instruct"
 CODELLAMA = "codellama-7b-instruct"
 
 #: The seed's routing: Qwen coder for Python/JS/TS, CodeLlama for Rust/C/C++.
-DEFAULT_LANGUAGE_MODELS: Mapping[str, str] = MappingProxyType({
-    "python": QWEN_CODER,
-    "javascript": QWEN_CODER,
-    "typescript": QWEN_CODER,
-    "rust": CODELLAMA,
-    "c": CODELLAMA,
-    "cpp": CODELLAMA,
-})
+DEFAULT_LANGUAGE_MODELS: Mapping[str, str] = MappingProxyType(
+    {
+        "python": QWEN_CODER,
+        "javascript": QWEN_CODER,
+        "typescript": QWEN_CODER,
+        "rust": CODELLAMA,
+        "c": CODELLAMA,
+        "cpp": CODELLAMA,
+    }
+)
 
 AUTO = "auto"
 

@@ -27,7 +27,7 @@ def windows(code: str, size: int = WINDOW, overlap: int = OVERLAP) -> list[str]:
 
 
 def seed_optimize(text: str, top_k: int | None = TOP_K, max_chars: int | None = None) -> str:
-    """Run the seed's algorithm; with ``max_chars``, take windows by rank until that size instead."""
+    """Run the seed's algorithm; with ``max_chars``, windows by rank up to that size."""
     parts = split_prompt(text)
     instruction = parts.instruction
     seen: set[str] = set()

@@ -44,13 +44,20 @@ def estimate_tokens(text: str) -> int:
     tabs = data.count(b"\t")
     non_ascii = size - len(text)
     letters = len(text) - digits - punct - newlines - spaces - tabs
-    estimate = (_LETTER * letters + _DIGIT * digits + _PUNCT * punct + _NEWLINE * newlines
-                + _SPACE * spaces + _TAB * tabs + _NON_ASCII_BYTE * non_ascii)
+    estimate = (
+        _LETTER * letters
+        + _DIGIT * digits
+        + _PUNCT * punct
+        + _NEWLINE * newlines
+        + _SPACE * spaces
+        + _TAB * tabs
+        + _NON_ASCII_BYTE * non_ascii
+    )
     return int(estimate) + 1
 
 
 def tokens_to_chars(tokens: int) -> int:
-    """Return how many characters of ordinary text ``tokens`` holds at most by :func:`estimate_tokens`.
+    """Return how many characters of ordinary text ``tokens`` hold at most (by the estimate).
 
     A lower bound on what fits (punctuation-heavy text fits fewer): callers
     check the real estimate of what they cut.

@@ -97,7 +97,7 @@ class ConfigStore:
         return sorted(self.values.items(), key=lambda pair: pair[0].lower())
 '''
 
-JAVASCRIPT = '''const fs = require('fs');
+JAVASCRIPT = """const fs = require('fs');
 const path = require('path');
 
 const DEFAULT_ENCODING = 'utf8';
@@ -127,9 +127,9 @@ class Report {
 }
 
 module.exports = { readLines, countWords, Report };
-'''
+"""
 
-TYPESCRIPT = '''import { EventEmitter } from "events";
+TYPESCRIPT = """import { EventEmitter } from "events";
 
 export interface Job {
   id: string;
@@ -162,9 +162,9 @@ export class JobQueue extends EventEmitter {
 export function makeJob(id: string, priority: number, work: () => Promise<void>): Job {
   return { id, priority, run: work };
 }
-'''
+"""
 
-RUST = '''use std::collections::HashMap;
+RUST = """use std::collections::HashMap;
 use std::io::{self, BufRead};
 
 const MAX_WORDS: usize = 1000;
@@ -203,9 +203,9 @@ fn main() -> io::Result<()> {
     }
     Ok(())
 }
-'''
+"""
 
-C = '''#include <stdio.h>
+C = """#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -249,9 +249,9 @@ int main(int argc, char **argv)
     printf("%d\\n", count_lines(fp));
     return 0;
 }
-'''
+"""
 
-CPP = '''#include <iostream>
+CPP = """#include <iostream>
 #include <string>
 #include <vector>
 
@@ -284,9 +284,9 @@ int main() {
     std::cout << geometry::area(square) << std::endl;
     return 0;
 }
-'''
+"""
 
-GO = '''package main
+GO = """package main
 
 import (
 	"fmt"
@@ -322,9 +322,9 @@ func main() {
 		fmt.Fprintln(os.Stdout, strings.Repeat("  ", d)+n.Name)
 	})
 }
-'''
+"""
 
-JAVA = '''package com.example.shop;
+JAVA = """package com.example.shop;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -353,9 +353,9 @@ public class Cart {
         System.out.println(cart.total());
     }
 }
-'''
+"""
 
-SHELL = '''#!/bin/bash
+SHELL = """#!/bin/bash
 set -euo pipefail
 
 BACKUP_DIR="${BACKUP_DIR:-/var/backups}"
@@ -376,7 +376,7 @@ backup_file() {
 for f in "$@"; do
     backup_file "$f" || true
 done
-'''
+"""
 
 ALL = {
     "python": PYTHON,
@@ -409,7 +409,7 @@ SYNC_FUNCTION = '''def fetch_user_data(user_ids, session, base_url, timeout=10):
 
 def seed_example() -> str:
     """The seed's example: ~8.3 KB of one synchronous function repeated, then the instruction."""
-    copies = []
+    copies: list[str] = []
     while sum(len(c) + 1 for c in copies) < 7800:
         copies.append(SYNC_FUNCTION)
     return "\n".join(copies) + "\nRefactor this to use async/await"

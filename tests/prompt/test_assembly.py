@@ -12,7 +12,12 @@ def _assemble(code: str, language: str, instruction: str, budget: int, before: b
     chunks = chunk_text(code, language)
     ranked = rank_chunks(chunks, instruction)
     return assemble(
-        instruction if before else "", "" if before else instruction, ranked, len(chunks), language, budget,
+        instruction if before else "",
+        "" if before else instruction,
+        ranked,
+        len(chunks),
+        language,
+        budget,
         total_lines=code.count("\n") + 1,
     )
 
@@ -40,8 +45,11 @@ def test_dropped_definitions_leave_signatures() -> None:
     result = _assemble(PYTHON, "python", "Make parse_response raise on bad JSON", 240)
     signatures = [line for line in result.text.split("\n") if line.startswith("#   ")]
     assert len(signatures) == result.signatures >= 1
-    expected = {"#   def fetch_json(session, base, path, params=None)", "#   class RetryPolicy",
-                "#   def build_url(base, path, params=None)"}
+    expected = {
+        "#   def fetch_json(session, base, path, params=None)",
+        "#   class RetryPolicy",
+        "#   def build_url(base, path, params=None)",
+    }
     assert set(signatures) <= expected
     for line in signatures:
         # A definition listed by signature is not also there in full.
@@ -57,7 +65,11 @@ def test_method_brings_its_class_header() -> None:
 
 
 def test_over_budget_target_is_truncated_not_dropped() -> None:
-    big = "def huge():\n" + "".join(f"    value_{i} = compute({i})\n" for i in range(400)) + "    return 1\n"
+    big = (
+        "def huge():\n"
+        + "".join(f"    value_{i} = compute({i})\n" for i in range(400))
+        + "    return 1\n"
+    )
     result = _assemble(big, "python", "Explain huge", 300)
     assert result.truncated
     assert "def huge():" in result.text

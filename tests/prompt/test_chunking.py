@@ -18,7 +18,7 @@ from .snippets import ALL, BIG_CLASS, PYTHON
 def _covers(code: str, chunks: list) -> bool:
     """Chunks are whole lines, in order, covering every non-blank line exactly once."""
     lines = code.split("\n")
-    covered = []
+    covered: list[int] = []
     for chunk in chunks:
         covered.extend(range(chunk.start_line, chunk.end_line))
     assert covered == sorted(covered)
@@ -50,16 +50,29 @@ def test_big_python_class_is_split_per_method_with_header() -> None:
     assert header.text.lstrip().startswith("class ConfigStore:")
     assert 'separator = "="' in header.text
     methods = [c for c in chunks if c.kind == METHOD]
-    assert [m.name for m in methods] == ["__init__", "load", "save", "get", "set", "delete", "items"]
+    assert [m.name for m in methods] == [
+        "__init__",
+        "load",
+        "save",
+        "get",
+        "set",
+        "delete",
+        "items",
+    ]
     assert all(m.parent == "ConfigStore" for m in methods)
     assert _covers(BIG_CLASS, chunks)
 
 
 def test_decorators_and_comments_stay_with_their_function() -> None:
-    code = "import functools\n\n\n# Cached because parsing is slow.\n@functools.cache\ndef parse(x):\n    return x\n"
+    code = (
+        "import functools\n\n\n# Cached because parsing is slow.\n"
+        "@functools.cache\ndef parse(x):\n    return x\n"
+    )
     chunks = chunk_text(code, "python")
     parse = next(c for c in chunks if c.name == "parse")
-    assert parse.text.startswith("# Cached because parsing is slow.\n@functools.cache\ndef parse(x):")
+    assert parse.text.startswith(
+        "# Cached because parsing is slow.\n@functools.cache\ndef parse(x):"
+    )
 
 
 def test_python_cut_mid_function_falls_back_to_indentation() -> None:
@@ -115,10 +128,15 @@ def test_big_rust_impl_is_split_per_method() -> None:
 
 def test_big_java_class_is_split_per_method() -> None:
     body = "\n".join(
-        f"    public int compute{i}(int x) {{\n        int y = x * {i};\n        return y + {i};\n    }}\n"
+        f"    public int compute{i}(int x) {{\n"
+        f"        int y = x * {i};\n        return y + {i};\n    }}\n"
         for i in range(25)
     )
-    code = f"package a.b;\n\nimport java.util.List;\n\npublic class Maths {{\n    private int base = 1;\n\n{body}}}\n"
+    head = (
+        "package a.b;\n\nimport java.util.List;\n\n"
+        "public class Maths {\n    private int base = 1;\n\n"
+    )
+    code = f"{head}{body}}}\n"
     chunks = chunk_text(code, "java")
     assert chunks[0].kind == PREAMBLE and "import java.util.List;" in chunks[0].text
     header = next(c for c in chunks if c.kind == CLASS_HEADER)
@@ -154,5 +172,35 @@ def test_unicode_code_keeps_lines_aligned() -> None:
     code = 'def grüß(name):\n    return f"Grüß dich, {name} ✓"\n\n\ndef zwei():\n    return 2\n'
     chunks = chunk_text(code, "python")
     assert [c.name for c in chunks] == ["grüß", "zwei"]
-    ts_chunks = chunk_text('fn grüß() -> &\'static str {\n    "✓"\n}\n\nfn zwei() -> u8 {\n    2\n}\n', "rust")
+    ts_chunks = chunk_text(
+        'fn grüß() -> &\'static str {\n    "✓"\n}\n\nfn zwei() -> u8 {\n    2\n}\n', "rust"
+    )
     assert [c.name for c in ts_chunks] == ["grüß", "zwei"]
+
+
+def test_c_definitions_inside_ifdef_are_chunks_of_their_own() -> None:
+    code = "\n".join(
+        [
+            "#include <stdio.h>",
+            "",
+            "static int base(int x) {",
+            "    return x + 1;",
+            "}",
+            "",
+            "#ifdef DEBUG",
+            "static void trace(int x) {",
+            '    printf("%d\\n", x);',
+            "}",
+            "",
+            "static void dump(int *xs, int n) {",
+            "    for (int i = 0; i < n; i++) trace(xs[i]);",
+            "}",
+            "#endif",
+            "",
+            "int main(void) {",
+            "    return base(1);",
+            "}",
+        ]
+    )
+    names = [chunk.name for chunk in chunk_text(code, "c")]
+    assert {"base", "trace", "dump", "main"} <= set(names)

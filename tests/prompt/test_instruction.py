@@ -40,13 +40,17 @@ def test_unterminated_fence_runs_to_the_end() -> None:
 
 
 def test_multiline_instruction_kept_verbatim() -> None:
-    instruction = "Please refactor the retry loop.\n\nKeep the public names, and explain the change!"
+    instruction = (
+        "Please refactor the retry loop.\n\nKeep the public names, and explain the change!"
+    )
     parts = split_prompt(instruction + "\n\n" + PYTHON)
     assert parts.instruction == instruction
 
 
 def test_prose_only_text_keeps_question_as_instruction() -> None:
-    body = "\n\n".join(f"Paragraph {i} of a long design note that says many things." for i in range(40))
+    body = "\n\n".join(
+        f"Paragraph {i} of a long design note that says many things." for i in range(40)
+    )
     parts = split_prompt(body + "\n\nWhat is the main risk here?")
     assert parts.instruction == "What is the main risk here?"
     assert parts.code.startswith("Paragraph 0")

@@ -22,7 +22,10 @@ def test_unknown_fence_tag_falls_back_to_syntax() -> None:
 
 
 def test_file_name_in_prompt() -> None:
-    assert detect_language("x = load(a)\ny = x + 1\n", context="This is from utils/loader.py") == "python"
+    assert (
+        detect_language("x = load(a)\ny = x + 1\n", context="This is from utils/loader.py")
+        == "python"
+    )
     assert detect_language("print foo", context="see build.sh") == "shell"
 
 
@@ -45,3 +48,97 @@ def test_normalize_tag() -> None:
     assert normalize_tag(".tsx") == "typescript"
     assert normalize_tag("cobol") is None
     assert normalize_tag(None) is None
+
+
+# Unfenced Java whose Javadoc speaks of interfaces, types and numbers (words
+# that were TypeScript evidence), C++ that only shows it by its headers and
+# casts, and JavaScript whose typeof answers are the words string and number.
+JAVA_WITH_DOCS = """package org.example.util;
+
+import java.util.Iterator;
+import java.util.function.Predicate;
+
+/**
+ * A bounded collection. This interface is implemented by any type whose
+ * number of elements is fixed; see the {@code as} view for a read-only
+ * string form of any instance.
+ */
+public interface Bounded<E> extends Iterable<E> {
+    /** The number of elements, as any implementation keeps it: a type's capacity. */
+    int capacity();
+
+    default boolean removeIf(Predicate<? super E> filter) {
+        boolean removed = false;
+        final Iterator<E> each = iterator();
+        while (each.hasNext()) {
+            if (filter.test(each.next())) {
+                each.remove();
+                removed = true;
+            }
+        }
+        return removed;
+    }
+}
+"""
+
+CPP_BY_HEADERS = """#include <cstring>
+#include <vector>
+#include "buffer.h"
+
+static int count_lines(const char * text, size_t size) {
+    int lines = 0;
+    for (size_t i = 0; i < size; i++) {
+        if (text[i] == '\\n') {
+            lines++;
+        }
+    }
+    return lines;
+}
+
+int buffer_lines(const struct buffer * buf) {
+    const char * data = reinterpret_cast<const char *>(buf->data);
+    return count_lines(data, buf->size);
+}
+"""
+
+JS_WITH_TYPEOF = """const validate = (value, kind) => {
+  if (typeof value === 'string' && kind === 'number') {
+    return Number(value)
+  }
+  if (typeof value === 'boolean') {
+    return value ? 1 : 0
+  }
+  return value
+}
+
+module.exports = { validate, type: 'unknown' }
+"""
+
+
+def test_unfenced_java_is_java_not_typescript() -> None:
+    assert detect_language(JAVA_WITH_DOCS) == "java"
+
+
+def test_cpp_shown_by_headers_and_casts_is_cpp_not_c() -> None:
+    assert detect_language(CPP_BY_HEADERS) == "cpp"
+    # The same function in plain C stays C.
+    plain = CPP_BY_HEADERS.replace(
+        "#include <cstring>\n#include <vector>\n", "#include <string.h>\n"
+    )
+    plain = plain.replace("reinterpret_cast<const char *>(buf->data)", "(const char *) buf->data")
+    assert detect_language(plain) == "c"
+
+
+def test_javascript_typeof_words_are_not_typescript() -> None:
+    assert detect_language(JS_WITH_TYPEOF) == "javascript"
+    typed = JS_WITH_TYPEOF.replace("(value, kind)", "(value: unknown, kind: string): number")
+    assert detect_language(typed) == "typescript"
+
+
+def test_file_name_inside_the_code_does_not_override_clear_syntax() -> None:
+    # A TypeScript module importing './x.js' is still TypeScript.
+    code = (
+        "import { load } from './loader.js'\n"
+        + JS_WITH_TYPEOF.replace("(value, kind)", "(value: unknown, kind: string): number") * 2
+    )
+    assert detect_language(code) == "typescript"

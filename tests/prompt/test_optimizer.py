@@ -68,7 +68,12 @@ def test_named_function_survives_every_layout(layout: str) -> None:
 @pytest.mark.parametrize("language", ["rust", "go", "c", "typescript"])
 def test_other_languages_keep_the_named_definition(language: str) -> None:
     code = ALL[language]
-    target = {"rust": "pub fn add_line", "go": "func walk", "c": "int count_lines", "typescript": "async drain"}[language]
+    target = {
+        "rust": "pub fn add_line",
+        "go": "func walk",
+        "c": "int count_lines",
+        "typescript": "async drain",
+    }[language]
     name = {"rust": "add_line", "go": "walk", "c": "count_lines", "typescript": "drain"}[language]
     filler = "\n".join(ALL[language].replace(name, f"{name}_copy{i}") for i in range(6))
     text = f"Explain what `{name}` does.\n\n```{language}\n{code}\n{filler}\n```"
@@ -79,7 +84,12 @@ def test_other_languages_keep_the_named_definition(language: str) -> None:
 
 
 def test_big_class_method_request_keeps_header_and_method() -> None:
-    text = "Add a method `rename` to ConfigStore next to delete.\n\n" + BIG_CLASS + "\n\n" + _many_functions(30)
+    text = (
+        "Add a method `rename` to ConfigStore next to delete.\n\n"
+        + BIG_CLASS
+        + "\n\n"
+        + _many_functions(30)
+    )
     result = optimize_text(text, context_tokens=1024, max_tokens=256)
     assert "class ConfigStore:" in result.text
     assert "def delete(self, key):" in result.text
@@ -124,13 +134,20 @@ def test_junk_over_the_budget_is_cut_to_fit_and_says_so() -> None:
 def test_random_bytes_do_not_raise() -> None:
     junk = bytes(range(256)).decode("latin-1") * 40
     result = optimize_text(junk)
-    assert result.stats.warnings == ("over_budget: the text (binary) was cut in the middle to fit 1728 tokens",)
+    assert result.stats.warnings == (
+        "over_budget: the text (binary) was cut in the middle to fit 1728 tokens",
+    )
     assert optimize_text(junk[:1000]).stats.skipped_reason == "binary"
 
 
 def test_huge_input_is_capped_and_keeps_the_named_function() -> None:
     filler = _many_functions(60)
-    text = "Explain parse_response.\n\n" + filler * 90 + "\n\n" + "def parse_response2(x):\n    return x\n"
+    text = (
+        "Explain parse_response.\n\n"
+        + filler * 90
+        + "\n\n"
+        + "def parse_response2(x):\n    return x\n"
+    )
     assert len(text) > 1_000_000
     result = optimize_text(text)
     assert result.stats.skipped_reason is None
@@ -147,7 +164,9 @@ def test_mixed_languages_give_a_sane_result() -> None:
 
 
 def test_prose_only_long_text() -> None:
-    body = "\n\n".join(f"Note {i}: the deploy on host {i} failed because the disk was full." for i in range(200))
+    body = "\n\n".join(
+        f"Note {i}: the deploy on host {i} failed because the disk was full." for i in range(200)
+    )
     result = optimize_text(body + "\n\nWhich host failed first?", context_tokens=1024)
     assert result.language == "text"
     assert result.text.startswith("Which host failed first?")
@@ -155,7 +174,7 @@ def test_prose_only_long_text() -> None:
 
 
 def test_messages_optimise_only_the_code_message() -> None:
-    messages = [
+    messages: list[dict] = [
         {"role": "system", "content": "You are a careful reviewer."},
         {"role": "user", "content": [{"type": "text", "text": seed_example()}]},
         {"role": "assistant", "content": "Sure."},
@@ -174,7 +193,10 @@ def test_messages_optimise_only_the_code_message() -> None:
 
 def test_later_user_message_steers_ranking() -> None:
     messages = [
-        {"role": "user", "content": "Here is my module:\n\n```python\n" + _many_functions(80) + "```"},
+        {
+            "role": "user",
+            "content": "Here is my module:\n\n```python\n" + _many_functions(80) + "```",
+        },
         {"role": "assistant", "content": "Got it. What should I do with it?"},
         {"role": "user", "content": "Make parse_response raise on bad JSON."},
     ]
@@ -199,8 +221,9 @@ def test_prompt_over_budget_is_cut_even_when_the_saving_is_small(monkeypatch) ->
     big = "\n\n".join(ALL.values())
     text = "Explain everything.\n\n" + big
     wanted = int(estimate_tokens(text) * 0.95)  # 5% over the budget
-    context = next(c for c in range(wanted, wanted * 2)
-                   if optimizer.budget_tokens(c, 256) >= wanted)
+    context = next(
+        c for c in range(wanted, wanted * 2) if optimizer.budget_tokens(c, 256) >= wanted
+    )
     # Make any saving this prompt allows count as "small" (whole chunks cut
     # about 16-20% here): the only reason left to optimise is that it does not fit.
     monkeypatch.setattr(optimizer, "MIN_REDUCTION", 0.9)

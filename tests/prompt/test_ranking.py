@@ -1,7 +1,7 @@
 """Ranking: definitions named in the instruction first, then callees, then BM25."""
 
 from cerebrum.prompt.chunking import chunk_text
-from cerebrum.prompt.ranking import named_identifiers, rank_chunks, split_identifier
+from cerebrum.prompt.ranking import rank_chunks, read_focus, split_identifier
 
 from .snippets import ALL, BIG_CLASS, PYTHON
 
@@ -34,7 +34,9 @@ def test_callees_of_the_target_get_a_bonus() -> None:
 
 
 def test_lexical_relevance_uses_split_identifiers() -> None:
-    ranked = rank_chunks(chunk_text(ALL["javascript"], "javascript"), "the word counting is off by one")
+    ranked = rank_chunks(
+        chunk_text(ALL["javascript"], "javascript"), "the word counting is off by one"
+    )
     assert ranked[0].chunk.name == "countWords"
 
 
@@ -57,6 +59,83 @@ def test_no_instruction_keeps_original_order() -> None:
 
 
 def test_named_identifiers_skip_english() -> None:
-    names = named_identifiers("Refactor this to use async/await in fetch_json and the Report class")
+    names = read_focus("Refactor this to use async/await in fetch_json and the Report class").names
     assert "fetch_json" in names and "Report" in names
     assert not {"this", "to", "use", "the", "class", "Refactor"} & names
+
+
+# Behaviour described in words (issue 14): a plain word that is also a name
+# may be English, a name spelled in words finds its definition, a quoted
+# message finds the code holding it.
+REGISTRY = '''def register(name, klass):
+    """Add a browser class to the registry under a name."""
+    _browsers[name.lower()] = klass
+
+
+def register_x_browsers():
+    """Find the X11 browsers on this machine and add each one."""
+    for browser in ("firefox", "chromium"):
+        if shutil.which(browser):
+            register(browser, BackgroundBrowser)
+
+
+def open_url(url):
+    for name in _order:
+        if _browsers[name].open(url):
+            return True
+    raise Error("could not locate runnable browser")
+'''
+
+READERS = """class Reader {
+    int read() {
+        return buffer[position++];
+    }
+
+    String readLine() {
+        StringBuilder line = new StringBuilder();
+        int c;
+        while ((c = read()) != -1 && c != '\\n') {
+            line.append((char) c);
+        }
+        return line.toString();
+    }
+
+    void skip(int count) {
+        position += count;
+    }
+}
+"""
+
+
+def test_a_plain_word_is_a_soft_name_that_a_spelled_name_beats() -> None:
+    chunks = chunk_text(REGISTRY, "python")
+    ranked = rank_chunks(
+        chunks, "Something is off in how it does the register x browsers part; fix it."
+    )
+    assert ranked[0].chunk.name == "register_x_browsers"
+    assert "spells" in ranked[0].why
+    # Alone, the plain word still finds its definition.
+    assert rank_chunks(chunks, "Why does register lose the name?")[0].chunk.name == "register"
+
+
+def test_name_spelled_in_words_with_inflections_and_articles() -> None:
+    # A class this small is one chunk: the one that defines readLine.
+    whole = chunk_text(READERS, "java")
+    # Padded past the split size, each method is a chunk.
+    padded = READERS.replace("class Reader {", "class Reader {\n" + "    // padding\n" * 120)
+    for chunks in (whole, chunk_text(padded, "java")):
+        for question in (
+            "the read line part returns too early",
+            "when it reads a line, the last one is lost",
+        ):
+            ranked = rank_chunks(chunks, question)
+            assert "readLine" in ranked[0].chunk.names | {ranked[0].chunk.name}, question
+            assert "`readLine`, whose name the question spells" in ranked[0].why
+
+
+def test_quoted_message_finds_the_code_that_has_it() -> None:
+    ranked = rank_chunks(
+        chunk_text(REGISTRY, "python"), 'I get "could not locate runnable browser". Why?'
+    )
+    assert ranked[0].chunk.name == "open_url"
+    assert "quoted" in ranked[0].why

@@ -35,4 +35,7 @@ def test_unmapped_language_gets_default() -> None:
 
 
 def test_custom_map() -> None:
-    assert route_model(None, "go", {"gopher"}, language_models={"go": "gopher"}, default_model="x") == "gopher"
+    assert (
+        route_model(None, "go", {"gopher"}, language_models={"go": "gopher"}, default_model="x")
+        == "gopher"
+    )
