@@ -35,6 +35,7 @@ from cerebrum.prompt.optimizer import (
     SMALL_PROMPT_CHARS,
     OptimizeStats,
     budget_tokens,
+    fits_as_is,
 )
 from cerebrum.prompt.tokens import estimate_tokens
 from cerebrum.protocol import OPTIMIZE_HEADER, OPTIONS_FIELD, named_model
@@ -246,12 +247,12 @@ def _fits(parsed: AnyCompletionRequest, chars: int, context: int, reply_tokens: 
     """The optimiser's own "already fits" rule, without the work before it."""
     context -= _tool_tokens(parsed)
     if chars >= SMALL_PROMPT_CHARS:
-        return False
+        return False  # without joining the messages
     if isinstance(parsed, ChatCompletionRequest):
         text = "\n".join(message.content for message in parsed.messages)
     else:
         text = parsed.prompt
-    return estimate_tokens(text) <= budget_tokens(context, reply_tokens)
+    return fits_as_is(text, budget_tokens(context, reply_tokens))
 
 
 @attrs.frozen

@@ -131,6 +131,12 @@ class OptimizedMessages:
     stats: OptimizeStats
 
 
+def fits_as_is(text: str, budget: int) -> bool:
+    """The "already fits" rule: a prompt this short that fits its budget is sent as it
+    is (the orchestrator asks it too, to skip the optimiser's work before it)."""
+    return len(text) < SMALL_PROMPT_CHARS and estimate_tokens(text) <= budget
+
+
 def budget_tokens(context_tokens: int, max_tokens: int) -> int:
     """Tokens the prompt may use: context minus the reply and the chat template."""
     return context_tokens - max_tokens - TEMPLATE_OVERHEAD_TOKENS
@@ -292,7 +298,7 @@ def _optimize(
         return _skipped(text, TEXT, SKIP_BINARY, started, budget)
     parts = split_prompt(text)
     language = detect_language(parts.code, parts.fence_tag, parts.instruction)
-    if len(text) < SMALL_PROMPT_CHARS and estimate_tokens(text) <= budget:
+    if fits_as_is(text, budget):
         return _skipped(text, language, SKIP_FITS, started, budget)
     if not parts.code.strip():
         return _skipped(text, language, SKIP_NO_CODE, started, budget)
