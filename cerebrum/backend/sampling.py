@@ -32,6 +32,7 @@ from typing import Any
 
 import attrs
 
+from cerebrum.backend import llama_private
 from cerebrum.errors import BadRequest
 from cerebrum.openai_wire import SamplingParams
 
@@ -64,10 +65,8 @@ class Sampler:
     def _sample_with_grammar(self, ctx: Any, index: int) -> int:
         import llama_cpp
         import numpy as np
-        from llama_cpp._internals import LlamaTokenDataArray
-
         if self._candidates is None:
-            self._candidates = LlamaTokenDataArray(n_vocab=self._n_vocab)
+            self._candidates = llama_private.token_data_array(self._n_vocab)
         candidates = self._candidates
         row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, index),
                                     shape=(self._n_vocab,))

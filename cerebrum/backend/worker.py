@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from cerebrum.backend import scheduler, tools
+from cerebrum.backend import llama_private, scheduler, tools
 from cerebrum.backend.engine import Engine, EngineStats
 from cerebrum.backend.generation import (
     Event,
@@ -157,14 +157,7 @@ class ModelWorker:
                                              special=False))
 
     def _load_sync(self) -> None:
-        import llama_cpp  # imported here: only the backend host ever needs it
-        from llama_cpp import _internals, _logger
-
-        _logger.set_verbose(False)  # what Llama(verbose=False) does: llama.cpp's log quiet
-
-        params = llama_cpp.llama_model_default_params()
-        model = _internals.LlamaModel(path_model=str(self.spec.path), params=params,
-                                      verbose=False)
+        model = llama_private.load_model(self.spec.path)
         try:
             self._formatter = _chat_formatter(model, self.spec.chat_format)
             self._native_tools = self.spec.chat_format is None and \
