@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
 import attrs
@@ -16,6 +18,7 @@ from cerebrum.backend.constraints import request_grammar
 from cerebrum.backend.embeddings import EMBEDDINGS, encode_vector
 from cerebrum.backend.envelope import CompletionEnvelope, usage
 from cerebrum.backend.generation import (
+    Event,
     Failed,
     Finished,
     Generation,
@@ -242,12 +245,9 @@ async def _generate(request: web.Request, generations: list[Generation],
                     f"unexpected first event {type(first).__name__}"))
         echo = parsed.prompt if isinstance(parsed, CompletionRequest) and parsed.echo else ""
         include_usage = parsed.include_usage is True
-        if parsed.stream and len(generations) == 1:
-            return await _stream(request, generations[0], envelope, _shaper(parsed), echo,
-                                 include_usage, log)
         if parsed.stream:
-            return await _stream_choices(request, generations, envelope, parsed, echo,
-                                         include_usage, log)
+            return await _stream(request, generations, envelope, parsed, echo,
+                                 include_usage, log)
         return await _collect(generations, envelope, parsed, echo, log)
     finally:
         for generation in generations:
@@ -312,67 +312,15 @@ def _sse(obj: dict[str, Any]) -> bytes:
 
 
 async def _stream(
-    request: web.Request, generation: Generation, envelope: CompletionEnvelope,
-    shaper: AnswerShaper, echo: str, include_usage: bool, log: CompletionRecord,
-) -> EventSourceResponse:
-    template = _ChunkTemplate(envelope)
-    async with sse_response(request, allow_all_methods=True) as sse:
-        try:
-            await sse.send(json.dumps(envelope.chunk("" if envelope.kind == "chat" else None,
-                                                     first=True)))
-            if echo:
-                await sse.write(template.render(echo))
-            log.mark_first_byte()
-            while True:
-                event = await generation.next_event()
-                if isinstance(event, TextPiece):
-                    log.mark_first_token()
-                    # A stalled client is still cut off: aiohttp-sse sets the
-                    # socket's TCP_USER_TIMEOUT to its send timeout.
-                    for data in _events(envelope, template,
-                                        shaper.piece(event.text, event.logprobs)):
-                        await sse.write(data)
-                elif isinstance(event, Finished):
-                    _finished(log, event)
-                    for data in _events(envelope, template, shaper.end()):
-                        await sse.write(data)
-                    used = usage(event.prompt_tokens, event.completion_tokens)
-                    await sse.send(json.dumps(envelope.chunk(
-                        None, finish_reason=shaper.finish_reason(event.reason),
-                        usage_=None if include_usage else used)))
-                    if include_usage:
-                        await sse.send(json.dumps(envelope.usage_chunk(used)))
-                    await sse.send("[DONE]")
-                    break
-                elif isinstance(event, Failed):
-                    error = _as_api_error(event.error)
-                    log.outcome = "error"
-                    await sse.send(json.dumps(error.body()), event="error")
-                    break
-        except ConnectionError:
-            log.outcome = "client_disconnected"
-    return sse
-
-
-async def _stream_choices(
     request: web.Request, generations: list[Generation], envelope: CompletionEnvelope,
     parsed: AnyCompletionRequest, echo: str, include_usage: bool, log: CompletionRecord,
 ) -> EventSourceResponse:
-    """Several answers (``n`` > 1) in one stream: each chunk names its choice's index,
-    in the order the tokens come; the usage rides on the last finish (or its own chunk)."""
-    merged: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
-
-    async def pump(index: int, generation: Generation) -> None:
-        while True:
-            event = await generation.next_event()
-            merged.put_nowait((index, event))
-            if isinstance(event, Finished | Failed):
-                return
-
+    """The answer as SSE. Several answers (``n`` > 1) share the stream: each chunk
+    names its choice's index, in the order the tokens come, and the usage rides on
+    the last finish (or, with ``include_usage``, on a chunk of its own)."""
     templates = [_ChunkTemplate(envelope, i) for i in range(len(generations))]
     shapers = [_shaper(parsed) for _ in generations]
-    pumps = [asyncio.create_task(pump(i, g)) for i, g in enumerate(generations)]
-    try:
+    async with _tagged_events(generations) as next_event:
         async with sse_response(request, allow_all_methods=True) as sse:
             try:
                 for i, template in enumerate(templates):
@@ -383,10 +331,12 @@ async def _stream_choices(
                 log.mark_first_byte()
                 finished: dict[int, Finished] = {}
                 while len(finished) < len(generations):
-                    index, event = await merged.get()
+                    index, event = await next_event()
                     shaper = shapers[index]
                     if isinstance(event, TextPiece):
                         log.mark_first_token()
+                        # A stalled client is still cut off: aiohttp-sse sets the
+                        # socket's TCP_USER_TIMEOUT to its send timeout.
                         for data in _events(envelope, templates[index],
                                             shaper.piece(event.text, event.logprobs), index):
                             await sse.write(data)
@@ -412,7 +362,39 @@ async def _stream_choices(
                         break
             except ConnectionError:
                 log.outcome = "client_disconnected"
-        return sse
+    return sse
+
+
+@contextlib.asynccontextmanager
+async def _tagged_events(
+    generations: list[Generation],
+) -> AsyncIterator[Callable[[], Awaitable[tuple[int, Event]]]]:
+    """``next_event()`` for several generations at once: ``(index, event)``.
+
+    One generation is read directly (no task, no extra queue hop per token:
+    the loop's time per token is taken from decoding); several are pumped
+    into one queue by a task each, cancelled on the way out.
+    """
+    if len(generations) == 1:
+        (only,) = generations
+
+        async def direct() -> tuple[int, Event]:
+            return 0, await only.next_event()
+
+        yield direct
+        return
+    merged: asyncio.Queue[tuple[int, Event]] = asyncio.Queue()
+
+    async def pump(index: int, generation: Generation) -> None:
+        while True:
+            event = await generation.next_event()
+            merged.put_nowait((index, event))
+            if isinstance(event, Finished | Failed):
+                return
+
+    pumps = [asyncio.create_task(pump(i, g)) for i, g in enumerate(generations)]
+    try:
+        yield merged.get
     finally:
         for task in pumps:
             task.cancel()
