@@ -54,8 +54,9 @@ share of the previous turn's prompt (as forwarded, messages rendered one after
 another) that is a byte prefix of this turn's: 1.0 means the backend can reuse
 everything it cached; less means the trimming changed text that was already sent.
 
-Bounded: about 3 minutes on a quiet 2-core machine with the defaults (the cold
-first turns dominate); ``--rounds 1 --history-chars 1500`` for a quick look.
+Bounded: 16 requests per arm a round; an estimated 4-5 minutes on a quiet 2-core
+machine with the defaults (the cold ~850-token first turns dominate; 17-21 minutes
+were measured under load 4-6); ``--rounds 1 --history-chars 1500`` for a quick look.
 """
 
 from __future__ import annotations
