@@ -146,6 +146,12 @@ async def test_a_much_busier_holder_is_skipped(make_stub: MakeStub,
     stubs[home].then(Behaviour(chunks=40, delay_s=0.02))
     busy = asyncio.create_task(send(client, turn("a", 2)))
     await asyncio.wait_for(stubs[home].streaming.wait(), 5)
+    # /metrics shows where the load is while the long answer streams.
+    samples = await scrape(client)
+    names = dict(zip(("one", "two"), (url.removeprefix("http://") for url in urls),
+                     strict=True))
+    assert samples[("cerebrum_backend_in_flight", (("backend", names[home]),))] == 1
+    assert samples[("cerebrum_backend_in_flight", (("backend", names[other]),))] == 0
     assert await send(client, turn("a", 3)) == 200  # so the other one serves this
     assert await busy == 200
     assert served_by(stubs, "a") == [home, home, other]
@@ -173,6 +179,32 @@ async def test_a_dead_holder_moves_the_conversation_without_an_error(
     samples = await scrape(client)
     assert samples[("cerebrum_affinity_failovers_total", ())] == 1
     assert samples[("cerebrum_affinity_hits_total", ())] == 1
+
+
+async def test_a_pinned_session_leaves_a_backend_whose_circuit_is_open(
+        make_stub: MakeStub, make_orchestrator: MakeOrchestrator) -> None:
+    stubs, urls = await two_stubs(make_stub)
+    client = await make_orchestrator(*urls, breaker_failure_threshold=1,
+                                     breaker_cooldown_s=60)
+    pin = {SESSION_HEADER: "editor-1"}
+    assert await send(client, turn("a", 1), pin) == 200
+    (home,) = served_by(stubs, "a")
+    other = "two" if home == "one" else "one"
+    stubs[home].then(Behaviour(status=500))
+    assert await send(client, turn("b", 1), pin) == 200  # fails at home, served by the other
+    health = await (await client.get("/health")).json()
+    assert [b["breaker"] for b in health["backends"]] == [
+        "open" if name == home else "closed" for name in ("one", "two")]
+    # The circuit is open: the pinned session goes straight to the other backend, and
+    # stays there (pinned) with prompts that share nothing with the earlier ones.
+    before = len(stubs[home].received)
+    assert await send(client, turn("c", 1), pin) == 200
+    assert await send(client, turn("d", 1), pin) == 200
+    assert len(stubs[home].received) == before
+    assert served_by(stubs, "c") == served_by(stubs, "d") == [other]
+    samples = await scrape(client)
+    assert samples[("cerebrum_affinity_failovers_total", ())] == 1
+    assert samples[("cerebrum_affinity_hits_total", ())] == 2
 
 
 def test_balancing_settings_from_the_environment() -> None:
