@@ -268,7 +268,7 @@ async def main_async(args: argparse.Namespace) -> int:
                     procs.append(start_llama_server(binary, model, port,
                                                     1 if subject == "ls-np1" else SLOTS))
                 bases[subject] = f"http://127.0.0.1:{port}"
-            for subject, proc in zip(subjects, procs):
+            for subject, proc in zip(subjects, procs, strict=True):
                 await wait_ready(session, bases[subject] + "/health", proc)
             for subject in subjects:  # warm-up: model load, first-request costs
                 await concurrent(session, bases[subject], 1, 8)

@@ -34,7 +34,7 @@ KEY = "bench-cache-key"
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 def start(script: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -52,7 +52,7 @@ def wait_ready(url: str, timeout: float = 60) -> None:
                 return
         except OSError:
             if time.monotonic() > deadline:
-                raise SystemExit(f"{url} did not start")
+                raise SystemExit(f"{url} did not start") from None
             time.sleep(0.1)
 
 

@@ -1,6 +1,7 @@
 """Grammar-constrained output on the embedded model: validity on vs off, and what it costs.
 
-    .venv/bin/python bench/grammar_validity.py [--prompts 50] [--speed-rounds 4] [--sections json,tool,speed]
+    .venv/bin/python bench/grammar_validity.py [--prompts 50] [--speed-rounds 4] \
+        [--sections json,tool,speed]
 
 Runs the real backend app in-process (embedded SmolLM2-135M, 2 threads) and
 drives it with the openai SDK over loopback, at temperature 0:
@@ -60,7 +61,7 @@ SUBJECTS = [
     "a web server", "a database table", "a git commit", "a python function", "a shopping cart",
     "a calendar event", "a video game",
 ]
-TOOLS = [
+TOOLS: list[dict[str, Any]] = [
     {"type": "function", "function": {
         "name": "get_weather", "description": "The current weather in a city",
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
@@ -135,7 +136,7 @@ async def tool_case(sdk: openai.AsyncOpenAI, ask: str, grammar: bool) -> bool:
     if grammar:
         answer = await sdk.chat.completions.create(
             model=MODEL, temperature=0, max_tokens=60, messages=messages,  # type: ignore
-            tools=TOOLS, tool_choice="required")  # type: ignore[arg-type]
+            tools=TOOLS, tool_choice="required")
         calls = answer.choices[0].message.tool_calls or []
         return len(calls) == 1 and call_valid(calls[0].function.name, calls[0].function.arguments)
     parsed = structure_request({"messages": messages, "tools": TOOLS,
@@ -178,7 +179,7 @@ async def speed(sdk: openai.AsyncOpenAI, rounds: int) -> tuple[list[float], list
 
 async def main(args: argparse.Namespace) -> None:
     config = BackendConfig(api_key=KEY, threads=2, max_queue=256)
-    server = TestServer(create_backend_app(config, reader=IdleReader()))  # type: ignore[arg-type]
+    server = TestServer(create_backend_app(config, reader=IdleReader()))
     await server.start_server()
     sdk = openai.AsyncOpenAI(base_url=str(server.make_url("/v1")), api_key=KEY, max_retries=0,
                              timeout=600)

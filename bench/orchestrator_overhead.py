@@ -86,7 +86,7 @@ def bare_proxy_app(upstream: str) -> web.Application:
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 def start(args: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -99,7 +99,7 @@ def start(args: list[str], port: int, env: dict[str, str] | None = None) -> subp
             return process
         except OSError:
             if time.monotonic() > deadline or process.poll() is not None:
-                raise SystemExit(f"could not start {args}")
+                raise SystemExit(f"could not start {args}") from None
             time.sleep(0.05)
 
 
