@@ -31,14 +31,20 @@ class InFlight:
 
 
 def setup_load_shedding(app: web.Application, in_flight: InFlight, *,
-                        exempt: Iterable[str] = NEVER_SHED) -> None:
-    """Install the shedding middleware, counting into ``in_flight``."""
+                        exempt: Iterable[str] = NEVER_SHED,
+                        exempt_prefixes: Iterable[str] = ()) -> None:
+    """Install the shedding middleware, counting into ``in_flight``.
+
+    Paths in ``exempt``, or under one of ``exempt_prefixes``, take no slot
+    (their routes may count themselves elsewhere, as the workspace uploads do).
+    """
     exempt_paths = frozenset(exempt)
+    prefixes = tuple(exempt_prefixes)
 
     @web.middleware
     async def shed_load(request: web.Request, handler: Handler) -> web.StreamResponse:
         """Refuse with 503 + Retry-After when ``in_flight.limit`` requests are already served."""
-        if request.path in exempt_paths:
+        if request.path in exempt_paths or (prefixes and request.path.startswith(prefixes)):
             return await handler(request)
         if in_flight.count >= in_flight.limit:
             _LOGGER.warning("shedding %s %s: %d requests in flight", request.method,
