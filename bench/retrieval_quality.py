@@ -145,7 +145,8 @@ def _clean_message(subject: str, body: str) -> str:
     for line in body.splitlines():
         stripped = line.strip()
         if re.match(r"(co-authored-by|signed-off-by|(fix(es)?|close[sd]?|resolve[sd]?)\s+#\d+)",
-                    stripped, re.IGNORECASE):
+                    stripped, re.IGNORECASE) or re.fullmatch(r"--HG--|branch : \S+", stripped):
+            # The last two: what a Mercurial history converted to git adds to every message.
             continue
         lines.append(stripped)
     text = "\n".join(lines).strip()
