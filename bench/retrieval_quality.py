@@ -461,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = []
     every: list[dict[str, Any]] = []
+    totals: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as workdir:
         for path, name, held_out in _repos(args):
             started = time.perf_counter()
@@ -487,8 +488,8 @@ def main(argv: list[str] | None = None) -> int:
                           f"{row['commit']} {row['question'][:70]!r} -> {row['truth']}")
     if every:
         print("\nall repositories (each case counts once):")
-        totals = {half: _print_block(half, [r for r in every if r["half"] == half])
-                  for half in (DEV, HELD_OUT) if any(r["half"] == half for r in every)}
+        totals.update({half: _print_block(half, [r for r in every if r["half"] == half])
+                       for half in (DEV, HELD_OUT) if any(r["half"] == half for r in every)})
         totals["all"] = _print_block("all", every)
     if args.json:
         for result in results:
