@@ -1,6 +1,7 @@
 """Retrieval quality on real bug-fix history: does the changed function reach the prompt, whole?
 
-    python bench/retrieval_quality.py [--repo PATH ...] [--max-cases 60] [--budget 1500] [--json F]
+    python bench/retrieval_quality.py [--repo PATH ...] [--held-out PATH ...] [--max-cases 60]
+        [--budget 1500] [--only dev|held-out] [--json F] [--examples]
 
 Cases come from real commits: a non-merge commit whose message reads like a
 bug fix and that changes one to three existing definitions outside tests.
@@ -24,9 +25,17 @@ the optimiser estimates):
 Scores: *whole* (share of the changed definitions whose full text is in the
 assembled context; per case, then averaged), *any whole* (cases with at least
 one), and recall@5 of definitions for the two ranked-definition systems.
-Default repositories: this one, and pallets/werkzeug when a clone is at
-``/work/.mirror/pallets+werkzeug/repo`` (or pass ``--repo``). Bounded: cases
-are capped per repository; the whole run takes a minute or two.
+
+Against overfitting: each repository's cases, oldest first, are split in two
+halves by commit date; the older (*dev*) half is the only one heuristics
+were ever tuned on (``--only dev`` runs it alone), the newer (*held-out*)
+half is reported beside it. A repository passed with ``--held-out`` is held
+out whole: pallets/click was added that way (its cases never looked at).
+Defaults: this repository, pallets/werkzeug and pallets/jinja split,
+pallets/click held out, each when its clone is at
+``/work/.mirror/pallets+NAME/repo`` (the layout of the ``fetch`` tool's
+mirrors). Bounded: cases are capped per repository; the default run takes
+about four minutes on 2 cores (``--max-cases 100``: about six).
 """
 
 from __future__ import annotations
@@ -49,14 +58,17 @@ import attrs
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cerebrum.prompt.tokens import estimate_tokens
-from cerebrum.workspace.extract import Definition, extract_file, language_for, words
-from cerebrum.workspace.retrieve import assemble_context, is_test_path, rank_units
-from cerebrum.workspace.store import ManifestEntry, WorkspaceStore, sha256_hex
+from cerebrum.prompt.tokens import estimate_tokens  # noqa: E402
+from cerebrum.workspace.extract import Definition, extract_file, language_for, words  # noqa: E402
+from cerebrum.workspace.retrieve import assemble_context, is_test_path, rank_units  # noqa: E402
+from cerebrum.workspace.store import ManifestEntry, WorkspaceStore, sha256_hex  # noqa: E402
 
 WERKZEUG = Path("/work/.mirror/pallets+werkzeug/repo")
+JINJA = Path("/work/.mirror/pallets+jinja/repo")
+CLICK = Path("/work/.mirror/pallets+click/repo")
 BUG_CUES = re.compile(r"\b(fix(es|ed)?|bug|crash|broke|broken|wrong|incorrect|regression|"
-                      r"never|was cut|returns early|leak|error when|fails?|failing)\b", re.IGNORECASE)
+                      r"never|was cut|returns early|leak|error when|fails?|failing)\b",
+                      re.IGNORECASE)
 NOT_BUGS = re.compile(r"\b(typo|typos|docs?|documentation|docstring|lint|linting|format|"
                       r"formatting|whitespace|changelog|mypy|typing|type hints?|flake8|"
                       r"pre-commit|test|tests|ci|readme|reference|spelling|codespell|links?|W\d{3}|F\d{3}|E\d{3}|"
@@ -135,7 +147,8 @@ def _clean_message(subject: str, body: str) -> str:
     for line in body.splitlines():
         stripped = line.strip()
         if re.match(r"(co-authored-by|signed-off-by|(fix(es)?|close[sd]?|resolve[sd]?)\s+#\d+)",
-                    stripped, re.IGNORECASE):
+                    stripped, re.IGNORECASE) or re.fullmatch(r"--HG--|branch : \S+", stripped):
+            # The last two: what a Mercurial history converted to git adds to every message.
             continue
         lines.append(stripped)
     text = "\n".join(lines).strip()
@@ -146,7 +159,7 @@ _HUNK_RE = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+\d+(?:,\d+)? @@", re.MULTILINE)
 
 
 def _changed_old_lines(git: Git, parent: str, commit: str, path: str) -> list[tuple[int, int]]:
-    """Old-side line spans a commit touched in ``path`` ((line, 0) for a pure insertion after line)."""
+    """Old-side line spans a commit touched in ``path`` ((line, 0): an insertion after line)."""
     diff = git.run("diff", "-U0", parent, commit, "--", path)
     spans = []
     for match in _HUNK_RE.finditer(diff):
@@ -155,7 +168,8 @@ def _changed_old_lines(git: Git, parent: str, commit: str, path: str) -> list[tu
     return spans
 
 
-def _units_touched(units: Sequence[Definition], spans: Sequence[tuple[int, int]]) -> list[Definition]:
+def _units_touched(units: Sequence[Definition],
+                   spans: Sequence[tuple[int, int]]) -> list[Definition]:
     touched: list[Definition] = []
     for start, count in spans:
         for unit in units:
@@ -231,7 +245,7 @@ class BM25:
         count = len(self.documents)
         idf = {t: math.log(1 + (count - self.df[t] + 0.5) / (self.df[t] + 0.5)) for t in set(query)}
         out = []
-        for document, length in zip(self.documents, self.lengths):
+        for document, length in zip(self.documents, self.lengths, strict=True):
             norm = 1.2 * (0.25 + 0.75 * length / (self.average or 1.0))
             out.append(sum(idf[t] * document[t] * 2.2 / (document[t] + norm)
                            for t in idf if t in document))
@@ -284,27 +298,46 @@ def def_bm25(units: Sequence[tuple[str, Definition]], question: str,
 
 # --- running ----------------------------------------------------------------
 
-@attrs.define
-class Score:
-    whole: float = 0.0
-    any_whole: int = 0
-    recall5: float = 0.0
-    cases: int = 0
+SYSTEMS = ("file-bm25", "def-bm25", "workspace")
+DEV, HELD_OUT = "dev", "held-out"
 
-    def add(self, truth: Sequence[Truth], text: str, top5: Sequence[tuple[str, int]] | None) -> bool:
-        kept = [t.text.strip() in text for t in truth]
-        self.whole += sum(kept) / len(truth)
-        self.any_whole += any(kept)
-        if top5 is not None:
-            self.recall5 += sum((t.path, t.start_line) in top5 for t in truth) / len(truth)
-        self.cases += 1
-        return any(kept)
 
-    def row(self, name: str, ranked: bool) -> dict[str, object]:
-        n = max(1, self.cases)
-        return {"system": name, "whole": round(self.whole / n, 3),
-                "any_whole": round(self.any_whole / n, 3),
-                "recall@5": round(self.recall5 / n, 3) if ranked else None}
+@attrs.frozen
+class Outcome:
+    """One case's result for one system: share of its truth kept whole, recall@5 (or None)."""
+
+    whole: float
+    recall5: float | None
+
+
+def outcome(truth: Sequence[Truth], text: str, top5: Sequence[tuple[str, int]] | None) -> Outcome:
+    kept = [t.text.strip() in text for t in truth]
+    recall = (sum((t.path, t.start_line) in top5 for t in truth) / len(truth)
+              if top5 is not None else None)
+    return Outcome(sum(kept) / len(truth), recall)
+
+
+def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Per system: mean whole, share of cases with any truth whole, mean recall@5."""
+    out: dict[str, dict[str, float | None]] = {}
+    n = max(1, len(rows))
+    for system in SYSTEMS:
+        results = [row[system] for row in rows]
+        recalls = [r.recall5 for r in results if r.recall5 is not None]
+        out[system] = {"whole": round(sum(r.whole for r in results) / n, 3),
+                       "any_whole": round(sum(r.whole > 0 for r in results) / n, 3),
+                       "recall@5": round(sum(recalls) / len(recalls), 3) if recalls else None}
+    return out
+
+
+def split_halves(cases: Sequence[Case], held_out_only: bool) -> list[str]:
+    """Each case's half, cases ordered oldest first: the older half is for development
+    (the only cases any heuristic was tuned on), the newer half is held out; a repository
+    added as held out is held out whole."""
+    if held_out_only:
+        return [HELD_OUT] * len(cases)
+    cut = len(cases) // 2
+    return [DEV if position < cut else HELD_OUT for position in range(len(cases))]
 
 
 def sync(store: WorkspaceStore, git: Git, tree: dict[str, str]) -> tuple[int, float]:
@@ -319,19 +352,21 @@ def sync(store: WorkspaceStore, git: Git, tree: dict[str, str]) -> tuple[int, fl
     return len(need), time.perf_counter() - started
 
 
-def evaluate(repo_path: Path, name: str, max_cases: int, budget: int,
-             workdir: Path) -> dict[str, Any]:
+def evaluate(repo_path: Path, name: str, max_cases: int, budget: int, workdir: Path, *,
+             held_out_only: bool = False, only: str | None = None) -> dict[str, Any]:
     git = Git(repo_path)
     try:
         cases = mine_cases(git, name, max_cases, budget)
         cases.reverse()  # oldest first: each index is a small step from the last
+        halves = split_halves(cases, held_out_only)
         store = WorkspaceStore.create(workdir / f"{name}.sqlite", name)
-        scores = {"file-bm25": Score(), "def-bm25": Score(), "workspace": Score()}
+        rows: list[dict[str, Any]] = []
         retrieval_ms: list[float] = []
         reindex: list[tuple[int, float]] = []
         units_cache: dict[str, list[Definition]] = {}
-        examples: list[dict[str, object]] = []
-        for case in cases:
+        for case, half in zip(cases, halves, strict=True):
+            if only and half != only:
+                continue
             tree = git.tree(case.parent)
             reindex.append(sync(store, git, tree))
             files = {p: git.blob(sha).decode("utf-8", "replace") for p, sha in tree.items()}
@@ -342,97 +377,125 @@ def evaluate(repo_path: Path, name: str, max_cases: int, budget: int,
                     units_cache[sha] = list(extracted.definitions) if extracted else []
                 units.extend((path, u) for u in units_cache[sha]
                              if u.kind in DEFINITION_KINDS and u.name)
-            scores["file-bm25"].add(case.truth, file_bm25(files, case.question, budget), None)
+            row: dict[str, Any] = {"half": half, "commit": case.commit[:10],
+                                   "question": case.question.split("\n")[0],
+                                   "truth": [f"{t.path}:{t.name}" for t in case.truth]}
+            row["file-bm25"] = outcome(case.truth, file_bm25(files, case.question, budget), None)
             text, top = def_bm25(units, case.question, budget)
-            scores["def-bm25"].add(case.truth, text, top)
+            row["def-bm25"] = outcome(case.truth, text, top)
             started = time.perf_counter()
-            candidates, rows = rank_units(store, case.question)
-            assembled = assemble_context(candidates, rows, budget, workspace=name)
+            candidates, found = rank_units(store, case.question)
+            assembled = assemble_context(candidates, found, budget, workspace=name)
             retrieval_ms.append((time.perf_counter() - started) * 1000)
-            ours_top = [(rows[c.unit_id].path, rows[c.unit_id].start_line) for c in candidates
-                        if rows[c.unit_id].kind in DEFINITION_KINDS][:5]
-            hit = scores["workspace"].add(case.truth, assembled.text, ours_top)
-            examples.append({"commit": case.commit[:10], "question": case.question.split("\n")[0],
-                             "truth": [f"{t.path}:{t.name}" for t in case.truth], "hit": hit})
+            ours_top = [(found[c.unit_id].path, found[c.unit_id].start_line) for c in candidates
+                        if found[c.unit_id].kind in DEFINITION_KINDS][:5]
+            row["workspace"] = outcome(case.truth, assembled.text, ours_top)
+            rows.append(row)
         steps = reindex[1:]
         return {
-            "repo": name, "cases": len(cases),
-            "scores": [scores["file-bm25"].row("file-bm25", False),
-                       scores["def-bm25"].row("def-bm25", True),
-                       scores["workspace"].row("workspace", True)],
+            "repo": name, "rows": rows,
             "retrieval_ms_mean": round(sum(retrieval_ms) / max(1, len(retrieval_ms)), 2),
             "retrieval_ms_max": round(max(retrieval_ms, default=0.0), 2),
             "first_index_s": round(reindex[0][1], 2) if reindex else None,
             "first_index_files": reindex[0][0] if reindex else None,
             "step_reindex_files_mean": round(sum(n for n, _ in steps) / max(1, len(steps)), 1),
             "step_reindex_s_mean": round(sum(s for _, s in steps) / max(1, len(steps)), 3),
-            "examples": examples,
         }
     finally:
         git.close()
 
 
-def _repos(args: argparse.Namespace) -> Iterator[tuple[Path, str]]:
-    if args.repo:
-        for spec in args.repo:
-            path = Path(spec)
-            yield path, path.resolve().name
+def _name(path: Path) -> str:
+    """A repository's name: its directory, or for a mirror laid out as ``owner+name/repo``,
+    the name."""
+    resolved = path.resolve()
+    return resolved.parent.name.split("+")[-1] if resolved.name == "repo" else resolved.name
+
+
+def _repos(args: argparse.Namespace) -> Iterator[tuple[Path, str, bool]]:
+    """(path, name, held out whole) for each repository to measure."""
+    if args.repo or args.held_out:
+        for spec in args.repo or ():
+            yield Path(spec), _name(Path(spec)), False
+        for spec in args.held_out or ():
+            yield Path(spec), _name(Path(spec)), True
         return
-    yield ROOT, "cerebrum"
-    if WERKZEUG.exists():
-        yield WERKZEUG, "werkzeug"
-    else:
-        print(f"(no werkzeug clone at {WERKZEUG}: pass --repo PATH to add one)", file=sys.stderr)
+    yield ROOT, "cerebrum", False
+    for mirror, held_out in ((WERKZEUG, False), (JINJA, False), (CLICK, True)):
+        if mirror.exists():
+            yield mirror, _name(mirror), held_out
+        else:
+            print(f"(no clone at {mirror}: pass --repo/--held-out PATH to add one)",
+                  file=sys.stderr)
+
+
+def _print_block(label: str, rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    summary = summarise(rows)
+    print(f"  {label}: {len(rows)} cases")
+    for system in SYSTEMS:
+        row = summary[system]
+        recall = f"{row['recall@5']:.2f}" if row["recall@5"] is not None else "  - "
+        print(f"    {system:10} whole {row['whole']:.2f}  any-whole {row['any_whole']:.2f}  "
+              f"recall@5 {recall}")
+    ours, defs, files = (summary[s]["whole"] or 0.0 for s in ("workspace", "def-bm25",
+                                                               "file-bm25"))
+    if rows:
+        print(f"    workspace / def-bm25 = {ours / defs if defs else float('inf'):.2f}x "
+              f"(target 1.4x), workspace / file-bm25 = "
+              f"{ours / files if files else float('inf'):.2f}x (target > 5x)")
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repo", action="append", help="a git repository (repeatable)")
+    parser.add_argument("--repo", action="append",
+                        help="a git repository, split into dev and held-out halves (repeatable)")
+    parser.add_argument("--held-out", action="append",
+                        help="a git repository held out whole: never tuned on (repeatable)")
     parser.add_argument("--max-cases", type=int, default=60, help="cases per repository")
     parser.add_argument("--budget", type=int, default=1500, help="token budget (estimated)")
+    parser.add_argument("--only", choices=(DEV, HELD_OUT),
+                        help="run one half only (tune with --only dev)")
     parser.add_argument("--json", type=Path, help="write the full results here")
     parser.add_argument("--examples", action="store_true", help="print every case's outcome")
     args = parser.parse_args(argv)
     results = []
-    total: dict[str, list[float]] = {}
+    every: list[dict[str, Any]] = []
+    totals: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as workdir:
-        for path, name in _repos(args):
+        for path, name, held_out in _repos(args):
             started = time.perf_counter()
-            result = evaluate(path, name, args.max_cases, args.budget, Path(workdir))
+            result = evaluate(path, name, args.max_cases, args.budget, Path(workdir),
+                              held_out_only=held_out, only=args.only)
             result["seconds"] = round(time.perf_counter() - started, 1)
             results.append(result)
-            print(f"\n{name}: {result['cases']} cases at a {args.budget}-token budget "
-                  f"({result['seconds']} s)")
-            for row in result["scores"]:
-                recall = f"{row['recall@5']:.2f}" if row["recall@5"] is not None else "  - "
-                print(f"  {row['system']:10} whole {row['whole']:.2f}  any-whole "
-                      f"{row['any_whole']:.2f}  recall@5 {recall}")
-                weight = result["cases"]
-                acc = total.setdefault(str(row["system"]), [0.0, 0.0, 0.0])
-                acc[0] += row["whole"] * weight
-                acc[1] += (row["recall@5"] or 0.0) * weight
-                acc[2] += weight
+            rows = result["rows"]
+            every.extend(rows)
+            print(f"\n{name}{' (held out whole)' if held_out else ''}: {len(rows)} cases at a "
+                  f"{args.budget}-token budget ({result['seconds']} s)")
+            for half in (DEV, HELD_OUT):
+                part = [r for r in rows if r["half"] == half]
+                if part:
+                    result[half] = _print_block(half, part)
             print(f"  retrieval {result['retrieval_ms_mean']} ms mean, "
                   f"{result['retrieval_ms_max']} ms max; first index {result['first_index_files']}"
                   f" files in {result['first_index_s']} s; then "
                   f"{result['step_reindex_files_mean']} files re-parsed per case in "
                   f"{result['step_reindex_s_mean']} s")
             if args.examples:
-                for example in result["examples"]:
-                    print(f"    {'HIT ' if example['hit'] else 'miss'} {example['commit']} "
-                          f"{example['question'][:70]!r} -> {example['truth']}")
-    if total:
-        print("\nall repositories (weighted by cases):")
-        whole = {k: v[0] / max(1.0, v[2]) for k, v in total.items()}
-        for system, (w, r, n) in total.items():
-            print(f"  {system:10} whole {w / max(1.0, n):.2f}  recall@5 {r / max(1.0, n):.2f}")
-        ours, defs, files = whole.get("workspace", 0), whole.get("def-bm25", 0), whole.get(
-            "file-bm25", 0)
-        print(f"  workspace / def-bm25 = {ours / defs if defs else float('inf'):.2f}x (target 1.4x)"
-              f", workspace / file-bm25 = {ours / files if files else float('inf'):.2f}x "
-              f"(target > 5x), workspace whole {ours:.2f} (target >= 0.6)")
+                for row in rows:
+                    print(f"    {row['half']:8} {'HIT ' if row['workspace'].whole else 'miss'} "
+                          f"{row['commit']} {row['question'][:70]!r} -> {row['truth']}")
+    if every:
+        print("\nall repositories (each case counts once):")
+        totals.update({half: _print_block(half, [r for r in every if r["half"] == half])
+                       for half in (DEV, HELD_OUT) if any(r["half"] == half for r in every)})
+        totals["all"] = _print_block("all", every)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        for result in results:
+            result["rows"] = [{k: attrs.asdict(v) if isinstance(v, Outcome) else v
+                               for k, v in row.items()} for row in result["rows"]]
+        args.json.write_text(json.dumps({"repositories": results, "totals": totals}, indent=2))
     return 0
 
 

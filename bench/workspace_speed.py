@@ -40,14 +40,14 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cerebrum.cli.client import Client
-from cerebrum.cli.index import scan, sync
-from cerebrum.cli.render import Output
-from cerebrum.workspace.extract import extract_file
-from cerebrum.workspace.paths import owner_id
-from cerebrum.workspace.retrieve import retrieve
-from cerebrum.workspace.store import WorkspaceStore, workspace_path
-from tests.services import free_port, wait_healthy
+from cerebrum.cli.client import Client  # noqa: E402
+from cerebrum.cli.index import scan, sync  # noqa: E402
+from cerebrum.cli.render import Output  # noqa: E402
+from cerebrum.workspace.extract import extract_file  # noqa: E402
+from cerebrum.workspace.paths import owner_id  # noqa: E402
+from cerebrum.workspace.retrieve import retrieve  # noqa: E402
+from cerebrum.workspace.store import WorkspaceStore, workspace_path  # noqa: E402
+from tests.services import free_port, wait_healthy  # noqa: E402
 
 KEY = "bench-key-0123456789"
 QUESTIONS = [

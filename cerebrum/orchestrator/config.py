@@ -113,6 +113,9 @@ class OrchestratorConfig:
     workspace_max_bytes: int = attrs.field(default=256 * 1024 * 1024, validator=positive)
     """Total source a workspace may hold."""
     workspace_shared: bool = False
+    workspace_max_concurrent: int = attrs.field(default=2, validator=positive)
+    """Workspace requests (uploads, status, search) in flight at once, apart from
+    ``max_concurrent``: they never take a chat's slot, nor a chat theirs."""
     """Every client key sees (and may delete) every workspace; off: each key has its own."""
 
     def workspace_root(self) -> Path:

@@ -32,15 +32,21 @@ class Concurrency:
 
 
 def setup_load_shedding(app: web.Application, concurrency: Concurrency, *,
-                        exempt: Iterable[str] = NEVER_SHED) -> None:
-    """Install the shedding middleware, counting into ``concurrency``."""
+                        exempt: Iterable[str] = NEVER_SHED,
+                        exempt_prefixes: Iterable[str] = ()) -> None:
+    """Install the shedding middleware, counting into ``concurrency``.
+
+    Paths in ``exempt``, or under one of ``exempt_prefixes``, take no slot
+    (their routes may count themselves elsewhere, as the workspace uploads do).
+    """
     exempt_paths = frozenset(exempt)
+    prefixes = tuple(exempt_prefixes)
 
     @web.middleware
     async def shed_load(request: web.Request, handler: Handler) -> web.StreamResponse:
         """Refuse with 503 + Retry-After when ``concurrency.limit`` requests are already
         served."""
-        if request.path in exempt_paths:
+        if request.path in exempt_paths or (prefixes and request.path.startswith(prefixes)):
             return await handler(request)
         if concurrency.count >= concurrency.limit:
             _LOGGER.warning("shedding %s %s: %d requests in flight", request.method,

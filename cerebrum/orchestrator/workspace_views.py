@@ -4,8 +4,9 @@ Routes (all behind the client key; shapes in docs/workspaces.md):
 
     GET    /v1/workspaces                   this key's workspaces and their figures
     GET    /v1/workspaces/{name}            one workspace (``?files=1``: path → sha256 too)
-    POST   /v1/workspaces/{name}/begin      {"files": [{"path", "sha256", "size"}]} → {"need": [...]}
-    POST   /v1/workspaces/{name}/files      {"files": [{"path", "content"}]}: parse and stage a batch
+    POST   /v1/workspaces/{name}/begin      {"files": [{"path", "sha256", "size"}]}
+                                            → {"need": [...]}
+    POST   /v1/workspaces/{name}/files      {"files": [{"path", "content"}]}: parse, stage a batch
     POST   /v1/workspaces/{name}/commit     staged files go live, removed ones go, atomically
     POST   /v1/workspaces/{name}/search     {"query", "max_tokens"}: what retrieval would add
     DELETE /v1/workspaces/{name}
@@ -23,16 +24,16 @@ import asyncio
 import functools
 import logging
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
 from aiohttp import web
 
-from cerebrum.errors import ApiError, BadRequest, NotFound
-from cerebrum.middlewares import presented_key
 from cerebrum.bodies import read_json
+from cerebrum.errors import ApiError, BadRequest, NotFound, Unavailable
+from cerebrum.middlewares import presented_key
 from cerebrum.orchestrator.config import OrchestratorConfig
 from cerebrum.orchestrator.state import ORCHESTRATOR
 from cerebrum.workspace.augment import Retriever, requested_workspace
@@ -52,6 +53,9 @@ from cerebrum.workspace.store import (
 _LOGGER = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
+WORKSPACE_ROUTES = ("/v1/workspaces",)
+"""Path prefix of every workspace route: shed by their own slots, not the chats'."""
+RETRY_AFTER_S = 1.0
 MAX_SEARCH_TOKENS = 16_000
 DEFAULT_SEARCH_TOKENS = 1500
 
@@ -71,13 +75,15 @@ class Workspaces:
     shared: bool
     locks: dict[Path, asyncio.Lock] = attrs.field(factory=dict)
     parsing: asyncio.Semaphore = attrs.field(factory=lambda: asyncio.Semaphore(1))
+    max_uploads: int = 1
+    uploads: int = 0
 
     @classmethod
     def from_config(cls, config: OrchestratorConfig) -> Workspaces:
         return cls(config.workspace_root(),
                    Limits(config.workspace_max_files, config.workspace_max_file_bytes,
                           config.workspace_max_bytes),
-                   config.workspace_shared)
+                   config.workspace_shared, max_uploads=config.workspace_max_concurrent)
 
     def owner(self, request: web.Request) -> str:
         return owner_id(presented_key(request), self.shared)
@@ -99,6 +105,10 @@ class Workspaces:
     def lock(self, path: Path) -> asyncio.Lock:
         return self.locks.setdefault(path, asyncio.Lock())
 
+    def admits(self) -> bool:
+        """Whether one more workspace request may start (else 503 + Retry-After)."""
+        return self.uploads < self.max_uploads
+
 
 WORKSPACES = web.AppKey("workspaces", Workspaces)
 
@@ -106,13 +116,36 @@ WORKSPACES = web.AppKey("workspaces", Workspaces)
 def setup_workspaces(app: web.Application, config: OrchestratorConfig) -> None:
     """Add the workspace routes and their state to the orchestrator's app."""
     app[WORKSPACES] = Workspaces.from_config(config)
-    app.router.add_get("/v1/workspaces", list_all)
-    app.router.add_get("/v1/workspaces/{name}", show)
-    app.router.add_post("/v1/workspaces/{name}/begin", begin)
-    app.router.add_post("/v1/workspaces/{name}/files", upload)
-    app.router.add_post("/v1/workspaces/{name}/commit", commit)
-    app.router.add_post("/v1/workspaces/{name}/search", search)
-    app.router.add_delete("/v1/workspaces/{name}", delete)
+    app.router.add_get("/v1/workspaces", _own_slot(list_all))
+    app.router.add_get("/v1/workspaces/{name}", _own_slot(show))
+    app.router.add_post("/v1/workspaces/{name}/begin", _own_slot(begin))
+    app.router.add_post("/v1/workspaces/{name}/files", _own_slot(upload))
+    app.router.add_post("/v1/workspaces/{name}/commit", _own_slot(commit))
+    app.router.add_post("/v1/workspaces/{name}/search", _own_slot(search))
+    app.router.add_delete("/v1/workspaces/{name}", _own_slot(delete))
+
+
+def _own_slot(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+              ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Count a workspace request in the workspaces' own slots (the load-shedding middleware
+    lets these paths through): an upload in flight never makes a chat request be shed,
+    and past ``CEREBRUM_WORKSPACE_MAX_CONCURRENT`` the next workspace request gets 503 +
+    ``Retry-After``, which ``cerebrum index`` waits out."""
+
+    @functools.wraps(handler)
+    async def counted(request: web.Request) -> web.StreamResponse:
+        workspaces = request.app[WORKSPACES]
+        if not workspaces.admits():
+            raise Unavailable(f"the orchestrator is busy with {workspaces.uploads} workspace "
+                              "request(s); retry shortly", retry_after=RETRY_AFTER_S,
+                              code="overloaded")
+        workspaces.uploads += 1
+        try:
+            return await handler(request)
+        finally:
+            workspaces.uploads -= 1
+
+    return counted
 
 
 async def _in_thread(call: Callable[[], _T]) -> _T:
@@ -152,7 +185,8 @@ async def list_all(request: web.Request) -> web.Response:
 
     def read() -> list[dict[str, Any]]:
         names = list_workspaces(workspaces.root, owner)
-        return [_status(WorkspaceStore(workspace_path(workspaces.root, owner, n), n)) for n in names]
+        return [_status(WorkspaceStore(workspace_path(workspaces.root, owner, n), n))
+                for n in names]
 
     return web.json_response({"object": "list", "data": await _in_thread(read)})
 
@@ -172,7 +206,8 @@ async def show(request: web.Request) -> web.Response:
 
 
 async def begin(request: web.Request) -> web.Response:
-    """``POST /v1/workspaces/{name}/begin``: create if new, record the manifest, say what to send."""
+    """``POST /v1/workspaces/{name}/begin``: create if new, record the manifest, say what to
+    send."""
     workspaces = request.app[WORKSPACES]
     name = request.match_info["name"]
     path = workspaces.path(request, name)
@@ -196,7 +231,8 @@ async def begin(request: web.Request) -> web.Response:
 
 
 async def upload(request: web.Request) -> web.Response:
-    """``POST /v1/workspaces/{name}/files``: parse and stage one batch (never served until commit)."""
+    """``POST /v1/workspaces/{name}/files``: parse and stage one batch (never served until
+    commit)."""
     workspaces = request.app[WORKSPACES]
     store = workspaces.existing(request, request.match_info["name"])
     batch: list[tuple[str, bytes]] = []
@@ -245,7 +281,8 @@ async def search(request: web.Request) -> web.Response:
     if not isinstance(query, str) or not query.strip():
         raise BadRequest("'query' must be a non-empty string", param="query")
     tokens = body.get("max_tokens", DEFAULT_SEARCH_TOKENS)
-    if not isinstance(tokens, int) or isinstance(tokens, bool) or not 1 <= tokens <= MAX_SEARCH_TOKENS:
+    if (not isinstance(tokens, int) or isinstance(tokens, bool)
+            or not 1 <= tokens <= MAX_SEARCH_TOKENS):
         raise BadRequest(f"'max_tokens' must be an integer from 1 to {MAX_SEARCH_TOKENS}",
                          param="max_tokens")
     result = await _in_thread(functools.partial(retrieve, store, query, tokens))

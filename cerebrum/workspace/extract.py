@@ -45,7 +45,11 @@ _CALL_RE = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\s*\(")
 _DOCSTRING_RE = re.compile(r"^[ \t]*[rRuU]?(\"\"\"|''')(.*?)\1", re.DOTALL | re.MULTILINE)
 _HASH_COMMENT_RE = re.compile(r"(?:^|\s)#+\s?(.*)$", re.MULTILINE)
 _SLASH_COMMENT_RE = re.compile(r"//+\s?(.*)$|/\*+(.*?)\*/", re.MULTILINE | re.DOTALL)
-_NOT_CALLS = frozenset(["if", "for", "while", "switch", "return", "catch", "elif", "and", "or", "not", "in", "is", "print", "super", "self", "this", "sizeof", "typeof", "def", "class", "function", "fn", "func", "new", "await", "yield", "lambda", "assert", "with", "except", "raise"])
+_NOT_CALLS = frozenset((
+    "if for while switch return catch elif and or not in is print super self this "
+    "sizeof typeof def class function fn func new await yield lambda assert with "
+    "except raise"
+).split())
 
 
 @attrs.frozen
@@ -55,7 +59,8 @@ class Definition:
     start_line: int
     end_line: int
     kind: str
-    """The chunker's kind: ``definition``, ``method``, ``class_header``, ``preamble``, ``block``..."""
+    """The chunker's kind: ``definition``, ``method``, ``class_header``, ``preamble``,
+    ``block``..."""
     name: str | None
     parent: str | None
     text: str

@@ -79,7 +79,17 @@ _JS_FRAME_RE = re.compile(r"\bat (?:([\w$.<>]+) )?\(?([^\s():]+\.[A-Za-z]+):(\d+
 _PATH_LINE_RE = re.compile(r"(?<![\w/.-])([\w./-]+\.(?:py|pyi|js|mjs|cjs|jsx|ts|tsx|rs|c|h|cc|cpp"
                            r"|cxx|hpp|hh|go|java|sh|bash))(?::(\d+))?\b")
 _TEST_WORDS = frozenset({"test", "tests", "testing", "pytest", "unittest", "fixture"})
-STOPWORDS = frozenset(["a", "an", "the", "this", "that", "these", "those", "it", "its", "to", "of", "in", "on", "for", "and", "or", "not", "no", "but", "with", "without", "from", "by", "as", "at", "is", "are", "be", "was", "were", "been", "being", "do", "does", "did", "done", "can", "could", "should", "would", "will", "shall", "may", "might", "must", "please", "make", "makes", "made", "use", "uses", "using", "used", "what", "why", "how", "which", "who", "whom", "where", "when", "there", "here", "into", "out", "up", "down", "all", "any", "each", "every", "some", "more", "most", "less", "than", "then", "also", "just", "only", "very", "like", "need", "want", "get", "gets", "got", "set", "new", "old", "one", "two", "if", "else", "so", "me", "my", "i", "you", "your", "we", "our", "us", "they", "them", "their", "he", "she", "his", "her", "fix", "fixes", "fixed", "bug", "issue", "error", "problem", "wrong", "work", "works", "working", "way", "code", "function", "method", "class", "file", "line", "lines", "value", "values", "return", "returns", "call", "calls", "called", "instead", "now", "never", "always"])
+STOPWORDS = frozenset((
+    "a an the this that these those it its to of in on for and or not no but with "
+    "without from by as at is are be was were been being do does did done can could "
+    "should would will shall may might must please make makes made use uses using "
+    "used what why how which who whom where when there here into out up down all any "
+    "each every some more most less than then also just only very like need want get "
+    "gets got set new old one two if else so me my i you your we our us they them "
+    "their he she his her fix fixes fixed bug issue error problem wrong work works "
+    "working way code function method class file line lines value values return "
+    "returns call calls called instead now never always"
+).split())
 
 
 @attrs.frozen
@@ -179,8 +189,10 @@ def analyse(question: str) -> Query:
                 names.add(part)
             else:
                 plain.add(part)
-    frames = [Frame(m.group(1), int(m.group(2)), m.group(3)) for m in _PY_FRAME_RE.finditer(question)]
-    frames += [Frame(m.group(2), int(m.group(3)), m.group(1)) for m in _JS_FRAME_RE.finditer(question)]
+    frames = [Frame(m.group(1), int(m.group(2)), m.group(3))
+              for m in _PY_FRAME_RE.finditer(question)]
+    frames += [Frame(m.group(2), int(m.group(3)), m.group(1))
+               for m in _JS_FRAME_RE.finditer(question)]
     for frame in frames:
         if frame.function and not frame.function.startswith("<"):
             names.add(frame.function.split(".")[-1])
@@ -305,7 +317,8 @@ def rank(
             covered = sum(w in asked for w in parts) / len(parts)
             if covered >= 0.5:
                 share = 1.0 if len(parts) > 1 else 0.5
-                add(unit_id, DESCRIBED_BOOST * share * covered, f"described ({covered:.0%} of its name)")
+                add(unit_id, DESCRIBED_BOOST * share * covered,
+                    f"described ({covered:.0%} of its name)")
     for unit_id, unit in units.items():
         if unit.parent and unit.parent in query.names and unit_id not in named:
             add(unit_id, PARENT_NAMED_BOOST, f"member of {unit.parent}")

@@ -75,8 +75,10 @@ CREATE INDEX IF NOT EXISTS defines_unit ON defines (unit_id);
 CREATE TABLE IF NOT EXISTS ref (unit_id INTEGER NOT NULL, name TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS ref_name ON ref (name);
 CREATE INDEX IF NOT EXISTS ref_unit ON ref (unit_id);
-CREATE VIRTUAL TABLE IF NOT EXISTS unit_fts USING fts5 (name, doc, body, path, tokenize = 'unicode61');
-CREATE TABLE IF NOT EXISTS manifest (path TEXT PRIMARY KEY, sha256 TEXT NOT NULL, size INTEGER NOT NULL);
+CREATE VIRTUAL TABLE IF NOT EXISTS unit_fts USING fts5 (
+    name, doc, body, path, tokenize = 'unicode61');
+CREATE TABLE IF NOT EXISTS manifest (
+    path TEXT PRIMARY KEY, sha256 TEXT NOT NULL, size INTEGER NOT NULL);
 """
 
 

@@ -52,7 +52,8 @@ def optimize(url: str, workspace: str, question: str) -> dict:
                          "cerebrum": {"workspace": workspace}}).encode(),
         headers={"Authorization": f"Bearer {TEST_KEY}", "Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())
+        answer: dict = json.loads(response.read())
+        return answer
 
 
 def test_index_is_incremental_and_status_tells_what_changed(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from cerebrum.orchestrator.workspace_views import WORKSPACES
 from cerebrum.prompt.optimizer import budget_tokens
 from cerebrum.prompt.tokens import estimate_tokens
 from cerebrum.workspace.store import sha256_hex
@@ -49,7 +52,8 @@ async def test_upload_list_show_and_delete(make_stub: MakeStub, make_orchestrato
     first = await upload(client, "demo", FILES)
     assert sorted(first["need"]) == sorted(FILES) and first["files"] == 5
     assert first["generation"] == 1 and first["definitions"] == 7
-    again = await upload(client, "demo", {**FILES, "text/words.py": "def shout(s):\n    return s\n"})
+    again = await upload(client, "demo",
+                         {**FILES, "text/words.py": "def shout(s):\n    return s\n"})
     assert again["need"] == ["text/words.py"] and again["changed"] == 1
     listed = await (await client.get("/v1/workspaces", headers=KEY_A)).json()
     assert [w["name"] for w in listed["data"]] == ["demo"]
@@ -103,7 +107,8 @@ async def test_bad_paths_names_and_sizes_are_clear_400s(
         assert response.status == 400 and body["error"]["param"] == "path", (path, body)
     too_big = await client.post("/v1/workspaces/demo/begin", headers=KEY_A, json={
         "files": [{"path": "a.py", "sha256": "0" * 64, "size": 5000}]})
-    assert too_big.status == 400 and "larger than 1000" in (await too_big.json())["error"]["message"]
+    assert too_big.status == 400
+    assert "larger than 1000" in (await too_big.json())["error"]["message"]
     bad_name = await client.post("/v1/workspaces/..x/begin", headers=KEY_A, json={"files": []})
     assert bad_name.status == 400 and (await bad_name.json())["error"]["param"] == "name"
     for body in ({}, {"files": "x"}, {"files": [{"path": "a.py"}]}, [1]):
@@ -134,8 +139,9 @@ async def test_optimize_shows_what_was_retrieved_and_the_budget_holds(
         make_stub: MakeStub, make_orchestrator: MakeOrchestrator, tmp_path: Path) -> None:
     client = await make(make_stub, make_orchestrator, tmp_path)
     await upload(client, "demo", FILES)
-    pasted = "Here is my caller:\n```python\n" + "def caller():\n    fetch_with_retry(s, u)\n" * 300 \
-        + "```\nwhy does the retry loop never stop when the server returns 503?"
+    pasted = ("Here is my caller:\n```python\n"
+              + "def caller():\n    fetch_with_retry(s, u)\n" * 300 + "```\n"
+              "why does the retry loop never stop when the server returns 503?")
     for content, max_tokens in (("why does the retry loop never stop when the server returns 503?",
                                  256), (pasted, 512)):
         answer = await client.post("/v1/optimize", headers=KEY_A, json={
@@ -168,7 +174,8 @@ async def test_chat_completions_carry_the_retrieved_code_to_the_backend(
     assert response.status == 200, await response.text()
     sent = stub.received[-1].body
     assert "cerebrum" not in sent
-    assert sent["messages"][0]["role"] == "system" and "def slugify" in sent["messages"][0]["content"]
+    assert sent["messages"][0]["role"] == "system"
+    assert "def slugify" in sent["messages"][0]["content"]
     assert sent["messages"][1] == {"role": "user", "content": "make a URL-safe title"}
     missing = await client.post("/v1/chat/completions", headers=KEY_A, json={
         "model": "stub-model", "messages": [{"role": "user", "content": "hi"}],
@@ -195,3 +202,37 @@ async def test_with_optimisation_off_retrieval_only_gets_the_room_left(
     sent = stub.received[-1].body["messages"]
     # Nothing fits beside a question that fills the context: nothing is added.
     assert len(sent) == 1 and sent[0]["content"] == long_question
+
+
+async def test_uploads_have_their_own_slots_and_never_shed_a_chat(
+        make_stub: MakeStub, make_orchestrator: MakeOrchestrator, tmp_path: Path) -> None:
+    """One chat slot, one workspace slot: an upload in flight leaves the chat its slot, and a
+    second workspace request (not the chat) is the one refused."""
+    client = await make(make_stub, make_orchestrator, tmp_path, max_concurrent=1,
+                        workspace_max_concurrent=1)
+    assert client.app is not None
+    workspaces = client.app[WORKSPACES]
+    release = asyncio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        yield b'{"files": ['
+        await release.wait()  # the upload stays in flight until the chat has been served
+        yield b']}'
+
+    held = asyncio.create_task(client.post("/v1/workspaces/demo/begin", headers=KEY_A,
+                                           data=slow_body()))
+    for _ in range(500):
+        if workspaces.uploads:
+            break
+        await asyncio.sleep(0.01)
+    assert workspaces.uploads == 1
+    chat = await client.post("/v1/chat/completions", headers=KEY_A, json={
+        "model": "stub-model", "messages": [{"role": "user", "content": "hi"}]})
+    assert chat.status == 200, await chat.text()
+    second = await client.get("/v1/workspaces", headers=KEY_A)
+    assert second.status == 503 and second.headers["Retry-After"] == "1"
+    assert (await second.json())["error"]["code"] == "overloaded"
+    release.set()
+    assert (await held).status == 200
+    assert workspaces.uploads == 0
+    assert (await client.get("/v1/workspaces", headers=KEY_A)).status == 200

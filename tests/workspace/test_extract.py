@@ -36,7 +36,8 @@ def test_comments_count_as_documentation() -> None:
 
 
 def test_other_languages_use_tree_sitter_and_unknown_files_are_skipped() -> None:
-    js = extract_file("web/app.js", "function renderPage(req) {\n  // draw it\n  return draw(req);\n}\n")
+    js = extract_file("web/app.js",
+                      "function renderPage(req) {\n  // draw it\n  return draw(req);\n}\n")
     assert js is not None and js.definitions[0].name == "renderPage"
     assert js.definitions[0].refs == frozenset({"draw"}) and "draw it" in js.definitions[0].doc
     assert extract_file("README.md", "# hi") is None

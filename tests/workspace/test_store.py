@@ -94,7 +94,7 @@ def test_a_failure_inside_a_batch_rolls_the_batch_back(store: WorkspaceStore,
     real = store_module.extract_file
     seen: list[str] = []
 
-    def failing(path: str, text: str):  # type: ignore[no-untyped-def]
+    def failing(path: str, text: str) -> object:
         seen.append(path)
         if len(seen) == 3:
             raise MemoryError("simulated")
