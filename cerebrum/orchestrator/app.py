@@ -20,7 +20,7 @@ from cerebrum.orchestrator.response_cache import ResponseCache
 from cerebrum.orchestrator.shedding import Concurrency, setup_load_shedding
 from cerebrum.orchestrator.state import ORCHESTRATOR, OrchestratorState
 from cerebrum.orchestrator.upstream import upstream_session
-from cerebrum.orchestrator.workspace_views import WORKSPACE_ROUTES, setup_workspaces
+from cerebrum.orchestrator.workspace_views import WORKSPACE_ROUTES, Workspaces, setup_workspaces
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -82,7 +82,9 @@ def create_orchestrator_app(
     setup_auth(app, config.client_api_keys, public=PUBLIC_PATHS)
     # Workspace uploads have slots of their own (CEREBRUM_WORKSPACE_MAX_CONCURRENT):
     # indexing a repository must not shed the chats these slots are for.
-    setup_load_shedding(app, concurrency, exempt_prefixes=WORKSPACE_ROUTES)
+    workspaces = Workspaces.from_config(config)
+    setup_load_shedding(app, concurrency,
+                        pools={prefix: workspaces.slots for prefix in WORKSPACE_ROUTES})
     app.cleanup_ctx.append(upstream_session)
     app.router.add_post("/v1/chat/completions", views.chat_completions)
     app.router.add_post("/v1/completions", views.completions)
@@ -91,5 +93,5 @@ def create_orchestrator_app(
     app.router.add_get("/v1/models/{model:.+}", views.get_model)
     app.router.add_post("/v1/embeddings", views.embeddings)
     app.router.add_get("/health", views.health)
-    setup_workspaces(app, config)
+    setup_workspaces(app, workspaces)
     return app

@@ -9,7 +9,7 @@ says how it is.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -24,40 +24,48 @@ RETRY_AFTER_S = 1.0
 
 class Concurrency:
     """How many requests are being served (``count``) and may be (``limit``), shared by the
-    middleware and ``/health``."""
+    middleware and ``/health``; ``what`` names them in the 503."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, what: str = "requests") -> None:
         self.limit = limit
+        self.what = what
         self.count = 0
 
 
 def setup_load_shedding(app: web.Application, concurrency: Concurrency, *,
                         exempt: Iterable[str] = NEVER_SHED,
-                        exempt_prefixes: Iterable[str] = ()) -> None:
+                        pools: Mapping[str, Concurrency] | None = None) -> None:
     """Install the shedding middleware, counting into ``concurrency``.
 
-    Paths in ``exempt``, or under one of ``exempt_prefixes``, take no slot
-    (their routes may count themselves elsewhere, as the workspace uploads do).
+    Paths in ``exempt`` take no slot. A path under one of the ``pools``'
+    prefixes counts in that pool instead (the workspace uploads: indexing a
+    repository must not shed the chats the main slots are for).
     """
     exempt_paths = frozenset(exempt)
-    prefixes = tuple(exempt_prefixes)
+    by_prefix = tuple((pools or {}).items())
+
+    def pool_of(path: str) -> Concurrency:
+        for prefix, pool in by_prefix:
+            if path.startswith(prefix):
+                return pool
+        return concurrency
 
     @web.middleware
     async def shed_load(request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Refuse with 503 + Retry-After when ``concurrency.limit`` requests are already
-        served."""
-        if request.path in exempt_paths or (prefixes and request.path.startswith(prefixes)):
+        """Refuse with 503 + Retry-After when the path's pool is full."""
+        if request.path in exempt_paths:
             return await handler(request)
-        if concurrency.count >= concurrency.limit:
-            _LOGGER.warning("shedding %s %s: %d requests in flight", request.method,
-                            request.path, concurrency.count)
-            raise Unavailable(f"the orchestrator is busy ({concurrency.count} requests in "
+        pool = pool_of(request.path)
+        if pool.count >= pool.limit:
+            _LOGGER.warning("shedding %s %s: %d %s in flight", request.method,
+                            request.path, pool.count, pool.what)
+            raise Unavailable(f"the orchestrator is busy ({pool.count} {pool.what} in "
                               "flight); retry shortly", retry_after=RETRY_AFTER_S,
                               code="overloaded")
-        concurrency.count += 1
+        pool.count += 1
         try:
             return await handler(request)
         finally:
-            concurrency.count -= 1
+            pool.count -= 1
 
     app.middlewares.append(shed_load)

@@ -24,7 +24,7 @@ import asyncio
 import functools
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,9 +32,10 @@ import attrs
 from aiohttp import web
 
 from cerebrum.bodies import read_json
-from cerebrum.errors import ApiError, BadRequest, NotFound, Unavailable
+from cerebrum.errors import ApiError, BadRequest, NotFound
 from cerebrum.middlewares import presented_key
 from cerebrum.orchestrator.config import OrchestratorConfig
+from cerebrum.orchestrator.shedding import Concurrency
 from cerebrum.orchestrator.state import ORCHESTRATOR
 from cerebrum.workspace.augment import Retriever, requested_workspace
 from cerebrum.workspace.paths import InvalidPath, check_name, owner_id
@@ -55,7 +56,6 @@ _T = TypeVar("_T")
 
 WORKSPACE_ROUTES = ("/v1/workspaces",)
 """Path prefix of every workspace route: shed by their own slots, not the chats'."""
-RETRY_AFTER_S = 1.0
 MAX_SEARCH_TOKENS = 16_000
 DEFAULT_SEARCH_TOKENS = 1500
 
@@ -75,15 +75,17 @@ class Workspaces:
     shared: bool
     locks: dict[Path, asyncio.Lock] = attrs.field(factory=dict)
     parsing: asyncio.Semaphore = attrs.field(factory=lambda: asyncio.Semaphore(1))
-    max_uploads: int = 1
-    uploads: int = 0
+    slots: Concurrency = attrs.field(factory=lambda: Concurrency(1, "workspace requests"))
+    """Workspace requests in flight (CEREBRUM_WORKSPACE_MAX_CONCURRENT), apart from the
+    chat slots: the load-shedding middleware counts ``WORKSPACE_ROUTES`` here."""
 
     @classmethod
     def from_config(cls, config: OrchestratorConfig) -> Workspaces:
         return cls(config.workspace_root(),
                    Limits(config.workspace_max_files, config.workspace_max_file_bytes,
                           config.workspace_max_bytes),
-                   config.workspace_shared, max_uploads=config.workspace_max_concurrent)
+                   config.workspace_shared,
+                   slots=Concurrency(config.workspace_max_concurrent, "workspace requests"))
 
     def owner(self, request: web.Request) -> str:
         return owner_id(presented_key(request), self.shared)
@@ -105,47 +107,20 @@ class Workspaces:
     def lock(self, path: Path) -> asyncio.Lock:
         return self.locks.setdefault(path, asyncio.Lock())
 
-    def admits(self) -> bool:
-        """Whether one more workspace request may start (else 503 + Retry-After)."""
-        return self.uploads < self.max_uploads
-
 
 WORKSPACES = web.AppKey("workspaces", Workspaces)
 
 
-def setup_workspaces(app: web.Application, config: OrchestratorConfig) -> None:
+def setup_workspaces(app: web.Application, workspaces: Workspaces) -> None:
     """Add the workspace routes and their state to the orchestrator's app."""
-    app[WORKSPACES] = Workspaces.from_config(config)
-    app.router.add_get("/v1/workspaces", _own_slot(list_all))
-    app.router.add_get("/v1/workspaces/{name}", _own_slot(show))
-    app.router.add_post("/v1/workspaces/{name}/begin", _own_slot(begin))
-    app.router.add_post("/v1/workspaces/{name}/files", _own_slot(upload))
-    app.router.add_post("/v1/workspaces/{name}/commit", _own_slot(commit))
-    app.router.add_post("/v1/workspaces/{name}/search", _own_slot(search))
-    app.router.add_delete("/v1/workspaces/{name}", _own_slot(delete))
-
-
-def _own_slot(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-              ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """Count a workspace request in the workspaces' own slots (the load-shedding middleware
-    lets these paths through): an upload in flight never makes a chat request be shed,
-    and past ``CEREBRUM_WORKSPACE_MAX_CONCURRENT`` the next workspace request gets 503 +
-    ``Retry-After``, which ``cerebrum index`` waits out."""
-
-    @functools.wraps(handler)
-    async def counted(request: web.Request) -> web.StreamResponse:
-        workspaces = request.app[WORKSPACES]
-        if not workspaces.admits():
-            raise Unavailable(f"the orchestrator is busy with {workspaces.uploads} workspace "
-                              "request(s); retry shortly", retry_after=RETRY_AFTER_S,
-                              code="overloaded")
-        workspaces.uploads += 1
-        try:
-            return await handler(request)
-        finally:
-            workspaces.uploads -= 1
-
-    return counted
+    app[WORKSPACES] = workspaces
+    app.router.add_get("/v1/workspaces", list_all)
+    app.router.add_get("/v1/workspaces/{name}", show)
+    app.router.add_post("/v1/workspaces/{name}/begin", begin)
+    app.router.add_post("/v1/workspaces/{name}/files", upload)
+    app.router.add_post("/v1/workspaces/{name}/commit", commit)
+    app.router.add_post("/v1/workspaces/{name}/search", search)
+    app.router.add_delete("/v1/workspaces/{name}", delete)
 
 
 async def _in_thread(call: Callable[[], _T]) -> _T:

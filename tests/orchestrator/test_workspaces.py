@@ -222,10 +222,10 @@ async def test_uploads_have_their_own_slots_and_never_shed_a_chat(
     held = asyncio.create_task(client.post("/v1/workspaces/demo/begin", headers=KEY_A,
                                            data=slow_body()))
     for _ in range(500):
-        if workspaces.uploads:
+        if workspaces.slots.count:
             break
         await asyncio.sleep(0.01)
-    assert workspaces.uploads == 1
+    assert workspaces.slots.count == 1
     chat = await client.post("/v1/chat/completions", headers=KEY_A, json={
         "model": "stub-model", "messages": [{"role": "user", "content": "hi"}]})
     assert chat.status == 200, await chat.text()
@@ -234,5 +234,5 @@ async def test_uploads_have_their_own_slots_and_never_shed_a_chat(
     assert (await second.json())["error"]["code"] == "overloaded"
     release.set()
     assert (await held).status == 200
-    assert workspaces.uploads == 0
+    assert workspaces.slots.count == 0
     assert (await client.get("/v1/workspaces", headers=KEY_A)).status == 200
