@@ -67,7 +67,6 @@ import json
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -80,7 +79,8 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from cerebrum.backend.registry import embedded_model_path  # noqa: E402
+from bench.backend_throughput import build_llama_server, free_port, wait_ready
+from cerebrum.backend.registry import embedded_model_path
 
 MODEL = "smollm2-135m"
 THREADS = 2
@@ -98,21 +98,6 @@ SAMPLING = {"temperature": 0, "top_k": 40, "top_p": 0.95, "min_p": 0.05,
 COLD_TOKENS = 200
 """A later turn prefilling more than this re-computed the history: a cache miss."""
 TARGETS = (("round-robin", 0.2), ("least-busy", 0.2), ("direct", 1.3))
-
-
-def free_port() -> int:
-    """A free loopback port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def build_llama_server() -> Path:
-    """The cached llama-server binary (bench/build_llama_server.sh builds it once)."""
-    out = subprocess.run([str(ROOT / "bench" / "build_llama_server.sh")], check=True,
-                         stdout=subprocess.PIPE, text=True,
-                         env={**os.environ, "PYTHON": sys.executable})
-    return Path(out.stdout.strip().splitlines()[-1])
 
 
 def start_llama_server(binary: Path, model: Path, port: int, log: Path,
@@ -179,23 +164,6 @@ async def serve_relays(targets: list[int]) -> None:
     await stop.wait()
     for relay in relays:
         await relay.__aexit__()
-
-
-async def wait_ready(session: aiohttp.ClientSession, url: str,
-                     process: subprocess.Popen[bytes], timeout: float = 300) -> None:
-    """Until ``url``/health answers 200 (the model is loaded)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url}: the server exited with {process.returncode}")
-        try:
-            async with session.get(url + "/health") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.2)
-    raise RuntimeError(f"{url} not ready after {timeout:.0f} s")
 
 
 # -- one chat turn ---------------------------------------------------------------
@@ -445,7 +413,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         connector = aiohttp.TCPConnector(force_close=True)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             for url, process in servers:
-                await wait_ready(session, url, process)
+                await wait_ready(session, url + "/health", process, timeout=300)
             for url in backend_urls:
                 # Warm-up of every backend: first-request costs, not measured.
                 await turn(session, url, [{"role": "user", "content": "warm up"}], 4)

@@ -54,6 +54,7 @@ from bench.backend_throughput import (
     N_CTX,
     THREADS,
     build_llama_server,
+    data_events,
     free_port,
     pct,
     poll_health,
@@ -118,14 +119,7 @@ async def stream(session: aiohttp.ClientSession, base: str, path: str, body: dic
                                                "stream_options": {"include_usage": True}}) as r:
         if r.status != 200:
             raise RuntimeError(f"{base}: HTTP {r.status}: {await r.text()}")
-        async for raw in r.content:
-            line = raw.strip()
-            if not line.startswith(b"data:"):
-                continue
-            data = line[5:].strip()
-            if data == b"[DONE]":
-                break
-            obj = json.loads(data)
+        async for obj in data_events(r):
             if obj.get("usage"):
                 usage = obj["usage"]
             for choice in obj.get("choices") or []:

@@ -40,7 +40,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,20 +100,25 @@ async def run_http(session: aiohttp.ClientSession, base: str, prompt: str, max_t
     async with session.post(base + "/v1/completions", json=body) as resp:
         if resp.status != 200:
             raise RuntimeError(f"{base}: HTTP {resp.status}: {await resp.text()}")
-        async for raw in resp.content:
-            line = raw.strip()
-            if not line.startswith(b"data:"):
-                continue
-            data = line[5:].strip()
-            if data == b"[DONE]":
-                break
-            obj = json.loads(data)
+        async for obj in data_events(resp):
             if obj.get("usage"):
                 usage = obj["usage"]
             choices = obj.get("choices") or []
             if choices and choices[0].get("text"):
                 timing.text()
     return timing.run(usage)
+
+
+async def data_events(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
+    """The JSON objects of an SSE answer's ``data:`` lines, up to ``[DONE]``."""
+    async for raw in resp.content:
+        line = raw.strip()
+        if not line.startswith(b"data:"):
+            continue
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            return
+        yield json.loads(data)
 
 
 class _Timing:
@@ -168,9 +173,10 @@ async def poll_health(session: aiohttp.ClientSession, url: str, stop: asyncio.Ev
 # -- processes -----------------------------------------------------------------
 
 def free_port() -> int:
+    """A free loopback port."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 async def wait_ready(session: aiohttp.ClientSession, url: str, proc: subprocess.Popen[bytes],
@@ -206,8 +212,10 @@ def start_api(port: int, log: Path, root: Path = ROOT) -> subprocess.Popen[bytes
 
 
 def build_llama_server() -> Path:
+    """The cached llama-server binary (bench/build_llama_server.sh builds it once)."""
     out = subprocess.run([str(ROOT / "bench" / "build_llama_server.sh")], check=True,
-                         stdout=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, text=True,
+                         env={**os.environ, "PYTHON": sys.executable})
     return Path(out.stdout.strip().splitlines()[-1])
 
 
