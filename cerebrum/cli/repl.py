@@ -243,6 +243,8 @@ def _sigint_cancels(loop: asyncio.AbstractEventLoop, task: asyncio.Future[Any]):
     try:
         loop.add_signal_handler(signal.SIGINT, task.cancel)
     except (NotImplementedError, RuntimeError):
+        # No signal handlers here (Windows' loops, or not the main thread):
+        # Ctrl-C then ends the program, as it would without this.
         yield
         return
     try:
