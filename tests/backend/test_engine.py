@@ -313,3 +313,47 @@ async def test_logprobs_ride_on_the_text_pieces_when_asked() -> None:
             assert lp.top[0][1] >= lp.top[1][1] >= lp.top[2][1]
     finally:
         await worker.close()
+
+
+async def test_a_step_lays_its_batch_out_in_sequence_order() -> None:
+    # With a KV stream per sequence, llama.cpp cuts a batch wherever the
+    # sequence id goes down, and each piece is a pass over all the weights.
+    # Two requests whose prefixes live in slots 1 and 0, arriving in that
+    # order, must still be decoded as one batch laid out 0, 1.
+    from cerebrum.backend.generation import Finished, GenerationJob
+    from cerebrum.backend.registry import embedded_registry
+    from cerebrum.backend.worker import ModelWorker
+    from cerebrum.openai_wire import SamplingParams
+
+    layouts: list[list[int]] = []
+
+    def record(engine: Engine) -> None:
+        batch = engine._batch
+        layouts.append([batch.seq_id[i][0] for i in range(batch.n_tokens)])
+
+    worker = ModelWorker(embedded_registry().default, threads=2, slots=2, on_step=record)
+    await worker.load()
+
+    def job(prompt: str) -> GenerationJob:
+        return GenerationJob(SamplingParams(max_tokens=6, temperature=0), prompt=prompt)
+
+    async def finish(*prompts: str) -> None:
+        for generation in [worker.start(job(p)) for p in prompts]:
+            while not isinstance(await generation.next_event(), Finished):
+                pass
+
+    try:
+        first, second = "def fibonacci(n):\n    a, b =", "The capital of France is Paris, and"
+        await finish(first)   # slot 0 keeps its tokens
+        await finish(second)  # slot 1
+        engine = worker.engine
+        assert engine is not None
+        held = [engine._slots[i].cached[:4] for i in range(2)]
+        layouts.clear()
+        await finish(second + " the", first + " 1")  # slot 1 arrives first
+        assert [s.cached[:4] for s in engine._slots] == held  # each went back to its slot
+        both = [layout for layout in layouts if len(set(layout)) == 2]
+        assert both, "the two requests never shared a step"
+        assert all(layout == sorted(layout) for layout in both), both
+    finally:
+        await worker.close()
