@@ -2,6 +2,7 @@
 """Backend engine: our batching backend against llama-server -np 1 and -np 4 --cont-batching.
 
     .venv/bin/python bench/backend_engine.py [--rounds 3] [--max-tokens 64] [--skip WORKLOAD]
+                                             [--relay]
 
 Same model (the embedded SmolLM2-135M), 2 threads, per-sequence context 2048,
 temperature 0 and the same sampling for three subjects, started once each
@@ -26,6 +27,11 @@ Workloads (each a few rounds, so the whole run stays within minutes):
   the busy process starts 4 s before, so every subject has met it);
 * ``health``: ``/health`` latency polled every 10 ms while 4 streams run (api only).
 
+``--relay`` puts every server behind the segmenting TCP relay of the
+reliability tests (tests/reliability/relay.py, in a process of its own: 1,400-
+byte pieces 3 ms apart), a real extra hop between client and server; ``/health``
+is still polled directly (it measures the backend's loop).
+
 Targets from issue 12 are printed beside the figures.
 """
 
@@ -48,6 +54,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.affinity_routing import start_relays
 from bench.backend_throughput import (
     CACHE,
     MODEL_NAME,
@@ -264,11 +271,20 @@ async def main_async(args: argparse.Namespace) -> int:
                 bases[subject] = f"http://127.0.0.1:{port}"
             for subject, proc in zip(subjects, procs, strict=True):
                 await wait_ready(session, bases[subject] + "/health", proc)
+            direct = dict(bases)  # /health is polled here: it measures the loop, not the hop
+            if args.relay:
+                ports = [int(base.rsplit(":", 1)[1]) for base in bases.values()]
+                relay, relayed = start_relays(ports, CACHE / "engine-relay.log")
+                procs.append(relay)
+                bases = {subject: f"http://127.0.0.1:{port}"
+                         for subject, port in zip(bases, relayed, strict=True)}
             for subject in subjects:  # warm-up: model load, first-request costs
                 await concurrent(session, bases[subject], 1, 8)
             print(f"model {model.name}, {THREADS} threads, {N_CTX} tokens per sequence, "
                   f"max_tokens {args.max_tokens}, {args.rounds} rounds, "
-                  f"subjects {', '.join(subjects)}", flush=True)
+                  f"subjects {', '.join(subjects)}"
+                  f"{', every server behind the segmenting relay' if args.relay else ''}",
+                  flush=True)
 
             if "conc" in workloads:
                 conc: dict[tuple[str, int], list[Run]] = {}
@@ -344,7 +360,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 stop = asyncio.Event()
                 async with aiohttp.ClientSession() as health_session:
                     poller = asyncio.create_task(poll_health(
-                        health_session, bases["api"] + "/health", stop, latencies))
+                        health_session, direct["api"] + "/health", stop, latencies))
                     for _ in range(args.rounds):
                         await concurrent(session, bases["api"], 4, args.max_tokens * 2)
                     stop.set()
@@ -413,6 +429,8 @@ def main() -> int:
     parser.add_argument("--skip", action="append", default=[], choices=SUBJECTS + WORKLOADS,
                         help="leave a subject or a workload out (repeatable)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--relay", action="store_true",
+                        help="every server behind the segmenting relay (a real network hop)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     return asyncio.run(main_async(args))
