@@ -184,7 +184,7 @@ async def wait_ready(session: aiohttp.ClientSession, url: str, proc: subprocess.
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}")
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
         try:
             async with session.get(url) as resp:
                 if resp.status == 200:
@@ -265,7 +265,7 @@ def report(runs: list[Run], health: list[float], args: argparse.Namespace) -> di
     ratio = lambda x, y: x / y  # noqa: E731
     diff = lambda x, y: x - y  # noqa: E731
     summary: dict[str, Any] = {"medians": med}
-    rows = []
+    rows: list[tuple[str, list[float], float, str, float | None, bool]] = []
     if by["api"] and by["inproc"]:
         rows.append(("API tok/s ÷ in-process", paired(runs, "api", "inproc", "tok_s", ratio),
                      med["api"]["tok_s"] / med["inproc"]["tok_s"], "≥ 0.97", 0.97, True))
@@ -320,7 +320,7 @@ async def main_async(args: argparse.Namespace) -> int:
         SUBJECTS.append("api-exp")
     subjects = [s for s in SUBJECTS if s not in args.skip]
     procs: list[subprocess.Popen[bytes]] = []
-    api = server = None
+    api = server = ""
     timeout = aiohttp.ClientTimeout(total=300)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session, \
