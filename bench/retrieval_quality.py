@@ -1,7 +1,7 @@
 """Retrieval quality on real bug-fix history: does the changed function reach the prompt, whole?
 
     python bench/retrieval_quality.py [--repo PATH ...] [--held-out PATH ...] [--max-cases 60]
-        [--budget 1500] [--only dev|held-out] [--json F] [--examples]
+        [--budget 1500] [--only dev|held-out] [--expansion 0.5] [--json F] [--examples]
 
 Cases come from real commits: a non-merge commit whose message reads like a
 bug fix and that changes one to three existing definitions outside tests.
@@ -20,7 +20,10 @@ the optimiser estimates):
 * ``def-bm25``: BM25 over single definitions (identifiers split into words),
   taken whole in rank order while they fit;
 * ``workspace``: this project's retrieval (``cerebrum.workspace.retrieve``):
-  BM25 over FTS5 plus structure, assembled whole-definitions-first.
+  BM25 over FTS5 plus structure, assembled whole-definitions-first;
+* ``+feedback``: the same with its optional expansion on (a second search on
+  the words the best first hits share, fused at ``--expansion``; 0 leaves
+  this system out): whether associations learned from the repository help.
 
 Scores: *whole* (share of the changed definitions whose full text is in the
 assembled context; per case, then averaged), *any whole* (cases with at least
@@ -298,7 +301,7 @@ def def_bm25(units: Sequence[tuple[str, Definition]], question: str,
 
 # --- running ----------------------------------------------------------------
 
-SYSTEMS = ("file-bm25", "def-bm25", "workspace")
+SYSTEMS = ("file-bm25", "def-bm25", "workspace", "+feedback")
 DEV, HELD_OUT = "dev", "held-out"
 
 
@@ -322,6 +325,8 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float | Non
     out: dict[str, dict[str, float | None]] = {}
     n = max(1, len(rows))
     for system in SYSTEMS:
+        if rows and system not in rows[0]:
+            continue
         results = [row[system] for row in rows]
         recalls = [r.recall5 for r in results if r.recall5 is not None]
         out[system] = {"whole": round(sum(r.whole for r in results) / n, 3),
@@ -353,7 +358,8 @@ def sync(store: WorkspaceStore, git: Git, tree: dict[str, str]) -> tuple[int, fl
 
 
 def evaluate(repo_path: Path, name: str, max_cases: int, budget: int, workdir: Path, *,
-             held_out_only: bool = False, only: str | None = None) -> dict[str, Any]:
+             held_out_only: bool = False, only: str | None = None,
+             expansion: float = 0.0) -> dict[str, Any]:
     git = Git(repo_path)
     try:
         cases = mine_cases(git, name, max_cases, budget)
@@ -362,6 +368,7 @@ def evaluate(repo_path: Path, name: str, max_cases: int, budget: int, workdir: P
         store = WorkspaceStore.create(workdir / f"{name}.sqlite", name)
         rows: list[dict[str, Any]] = []
         retrieval_ms: list[float] = []
+        feedback_ms: list[float] = []
         reindex: list[tuple[int, float]] = []
         units_cache: dict[str, list[Definition]] = {}
         for case, half in zip(cases, halves, strict=True):
@@ -390,12 +397,22 @@ def evaluate(repo_path: Path, name: str, max_cases: int, budget: int, workdir: P
             ours_top = [(found[c.unit_id].path, found[c.unit_id].start_line) for c in candidates
                         if found[c.unit_id].kind in DEFINITION_KINDS][:5]
             row["workspace"] = outcome(case.truth, assembled.text, ours_top)
+            if expansion:
+                started = time.perf_counter()
+                candidates, found = rank_units(store, case.question, expansion=expansion)
+                assembled = assemble_context(candidates, found, budget, workspace=name)
+                feedback_ms.append((time.perf_counter() - started) * 1000)
+                top = [(found[c.unit_id].path, found[c.unit_id].start_line) for c in candidates
+                       if found[c.unit_id].kind in DEFINITION_KINDS][:5]
+                row["+feedback"] = outcome(case.truth, assembled.text, top)
             rows.append(row)
         steps = reindex[1:]
         return {
             "repo": name, "rows": rows,
             "retrieval_ms_mean": round(sum(retrieval_ms) / max(1, len(retrieval_ms)), 2),
             "retrieval_ms_max": round(max(retrieval_ms, default=0.0), 2),
+            "feedback_ms_mean": round(sum(feedback_ms) / max(1, len(feedback_ms)), 2),
+            "feedback_ms_max": round(max(feedback_ms, default=0.0), 2),
             "first_index_s": round(reindex[0][1], 2) if reindex else None,
             "first_index_files": reindex[0][0] if reindex else None,
             "step_reindex_files_mean": round(sum(n for n, _ in steps) / max(1, len(steps)), 1),
@@ -432,7 +449,7 @@ def _repos(args: argparse.Namespace) -> Iterator[tuple[Path, str, bool]]:
 def _print_block(label: str, rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     summary = summarise(rows)
     print(f"  {label}: {len(rows)} cases")
-    for system in SYSTEMS:
+    for system in summary:
         row = summary[system]
         recall = f"{row['recall@5']:.2f}" if row["recall@5"] is not None else "  - "
         print(f"    {system:10} whole {row['whole']:.2f}  any-whole {row['any_whole']:.2f}  "
@@ -440,6 +457,9 @@ def _print_block(label: str, rows: Sequence[dict[str, Any]]) -> dict[str, dict[s
     ours, defs, files = (summary[s]["whole"] or 0.0 for s in ("workspace", "def-bm25",
                                                                "file-bm25"))
     if rows:
+        if "+feedback" in summary:
+            print(f"    +feedback / workspace = "
+                  f"{(summary['+feedback']['whole'] or 0.0) / ours if ours else float('inf'):.2f}x")
         print(f"    workspace / def-bm25 = {ours / defs if defs else float('inf'):.2f}x "
               f"(target 1.4x), workspace / file-bm25 = "
               f"{ours / files if files else float('inf'):.2f}x (target > 5x)")
@@ -456,6 +476,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=int, default=1500, help="token budget (estimated)")
     parser.add_argument("--only", choices=(DEV, HELD_OUT),
                         help="run one half only (tune with --only dev)")
+    parser.add_argument("--expansion", type=float, default=0.5,
+                        help="weight of the feedback search for the +feedback system (0: leave "
+                             "it out)")
     parser.add_argument("--json", type=Path, help="write the full results here")
     parser.add_argument("--examples", action="store_true", help="print every case's outcome")
     args = parser.parse_args(argv)
@@ -466,7 +489,8 @@ def main(argv: list[str] | None = None) -> int:
         for path, name, held_out in _repos(args):
             started = time.perf_counter()
             result = evaluate(path, name, args.max_cases, args.budget, Path(workdir),
-                              held_out_only=held_out, only=args.only)
+                              held_out_only=held_out, only=args.only,
+                              expansion=args.expansion)
             result["seconds"] = round(time.perf_counter() - started, 1)
             results.append(result)
             rows = result["rows"]
@@ -478,8 +502,9 @@ def main(argv: list[str] | None = None) -> int:
                 if part:
                     result[half] = _print_block(half, part)
             print(f"  retrieval {result['retrieval_ms_mean']} ms mean, "
-                  f"{result['retrieval_ms_max']} ms max; first index {result['first_index_files']}"
-                  f" files in {result['first_index_s']} s; then "
+                  f"{result['retrieval_ms_max']} ms max (+feedback "
+                  f"{result['feedback_ms_mean']} ms mean); first index "
+                  f"{result['first_index_files']} files in {result['first_index_s']} s; then "
                   f"{result['step_reindex_files_mean']} files re-parsed per case in "
                   f"{result['step_reindex_s_mean']} s")
             if args.examples:

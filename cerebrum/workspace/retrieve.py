@@ -12,7 +12,13 @@ Signals, in the order they are computed:
    last frame most;
 4. **files named**: a small boost to units of a file the question names;
 5. **neighbours**: callees and callers of the best few, so a fix that needs
-   a helper's contract gets it.
+   a helper's contract gets it;
+6. **expansion** (off by default: ``expansion=0``): a second search on the
+   words the best first hits share that the question did not use
+   (pseudo-relevance feedback, RM3's shape: associations learned from the
+   repository itself, the cheap stand-in for vectors), fused with weight
+   ``expansion``. Measured by ``bench/retrieval_quality.py`` as its own
+   system; it did not help on the development halves, so it stays off.
 
 Preambles and statement blocks count half (imports rarely answer a question),
 class headers less than the methods that do the work, tests less unless the
@@ -28,9 +34,11 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
 
 import attrs
 
@@ -65,6 +73,12 @@ FILE_PRIOR = 0.3
 """Share of a file's lexical weight (its best few units) added to each of its matching units."""
 HEAD_WEIGHT = 0.5
 """Extra weight of the question's first line (a subject line says what it is about)."""
+EXPANSION_SOURCES = 8
+"""The best lexical hits whose words the expansion reads."""
+EXPANSION_WORDS = 60
+"""Their heaviest words, looked up in the index's vocabulary."""
+EXPANSION_TERMS = 10
+"""Of those, the ones searched for (weight times rarity)."""
 MIN_SHARE_OF_BEST = 0.2
 """A unit scoring under this share of the best is not worth a token of the budget."""
 MAX_ITEMS = 40
@@ -90,6 +104,9 @@ STOPWORDS = frozenset((
     "working way code function method class file line lines value values return "
     "returns call calls called instead now never always"
 ).split())
+# Search words are stemmed ("this" -> "thi", "issue" -> "issu"), so the stop list
+# is held in both forms.
+_STOP_STEMS = STOPWORDS | frozenset(w for s in STOPWORDS for w in words(s))
 
 
 @attrs.frozen
@@ -205,7 +222,7 @@ def analyse(question: str) -> Query:
             frames.append(Frame(path, int(match.group(2))))
     terms: list[str] = []
     for word in words(question):
-        if word not in STOPWORDS and len(word) > 2 and word not in terms:
+        if word not in _STOP_STEMS and len(word) > 2 and word not in terms:
             terms.append(word)
     # "content length" in prose is content_length in code, which is indexed
     # joined too ("contentlength"): adjacent prose words are tried joined.
@@ -220,6 +237,31 @@ def analyse(question: str) -> Query:
     return Query(tuple(terms[:MAX_TERMS]), frozenset(names), frozenset(qualified),
                  frozenset(plain - names), tuple(frames), tuple(paths),
                  bool(all_words & _TEST_WORDS))
+
+
+def feedback_words(texts: Sequence[tuple[float, str]], asked: Collection[str],
+                   limit: int = EXPANSION_WORDS) -> dict[str, float]:
+    """The words of the best hits' texts that the question did not use, each weighted by
+    its share of a hit's words times that hit's score (RM3's relevance model)."""
+    weights: dict[str, float] = {}
+    for score, text in texts:
+        counts = Counter(w for w in words(text)
+                         if len(w) > 2 and w not in _STOP_STEMS and w not in asked)
+        length = sum(counts.values()) or 1
+        for word, count in counts.items():
+            weights[word] = weights.get(word, 0.0) + score * count / length
+    return dict(sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))[:limit])
+
+
+def expansion_terms(weights: Mapping[str, float], frequencies: Mapping[str, int], total: int,
+                    limit: int = EXPANSION_TERMS) -> list[str]:
+    """The feedback words worth a second search: weight times rarity in the index (a word
+    most units hold, ``self`` or ``none``, finds nothing new), and only words that other
+    units hold too."""
+    scored = [(weight * math.log(1 + total / frequencies[word]), word)
+              for word, weight in weights.items() if frequencies.get(word, 0) >= 2]
+    scored.sort(key=lambda pair: (-pair[0], pair[1]))
+    return [word for _, word in scored[:limit]]
 
 
 def fts_query(terms: Sequence[str]) -> str:
@@ -486,8 +528,10 @@ def _render(intro: str, chosen: Mapping[int, tuple[Candidate, str, bool]],
     return "\n".join(out).rstrip("\n")
 
 
-def rank_units(store: WorkspaceStore, question: str) -> tuple[list[Candidate], dict[int, UnitRow]]:
-    """Every candidate unit for ``question``, best first, and the units themselves."""
+def rank_units(store: WorkspaceStore, question: str, *, expansion: float = 0.0,
+               ) -> tuple[list[Candidate], dict[int, UnitRow]]:
+    """Every candidate unit for ``question``, best first, and the units themselves
+    (``expansion``: the weight of the feedback search; 0, the default, leaves it out)."""
     query = analyse(question)
     lexical = dict(store.search(fts_query(query.terms), LEXICAL_CANDIDATES))
     head = question.strip().split("\n", 1)[0]
@@ -497,6 +541,8 @@ def rank_units(store: WorkspaceStore, question: str) -> tuple[list[Candidate], d
         top_head = max(head_hits.values(), default=0.0) or 1.0
         for unit_id, score in head_hits.items():
             lexical[unit_id] = lexical.get(unit_id, 0.0) + HEAD_WEIGHT * score / top_head * top_all
+    if expansion and lexical:
+        _expand(store, query, lexical, expansion)
     wanted_names = set(query.names) | set(query.plain)
     defining = store.defining(wanted_names, limit=20) if wanted_names else {}
     named: dict[int, str] = {}
@@ -531,11 +577,29 @@ def rank_units(store: WorkspaceStore, question: str) -> tuple[list[Candidate], d
     return candidates, units
 
 
-def retrieve(store: WorkspaceStore, question: str, budget_tokens: int) -> Retrieved:
+def _expand(store: WorkspaceStore, query: Query, lexical: dict[int, float],
+            weight: float) -> None:
+    """Add the feedback search's scores to ``lexical`` (in place), its best worth ``weight``
+    of the first search's best."""
+    top_all = max(lexical.values())
+    sources = sorted(lexical, key=lambda i: (-lexical[i], i))[:EXPANSION_SOURCES]
+    found = store.units(sources)
+    weights = feedback_words([(lexical[i] / top_all, found[i].text)
+                              for i in sources if i in found], set(query.terms))
+    total, frequencies = store.document_frequencies(weights)
+    extra = expansion_terms(weights, frequencies, total)
+    hits = dict(store.search(fts_query(extra), LEXICAL_CANDIDATES)) if extra else {}
+    top_extra = max(hits.values(), default=0.0) or 1.0
+    for unit_id, score in hits.items():
+        lexical[unit_id] = lexical.get(unit_id, 0.0) + weight * score / top_extra * top_all
+
+
+def retrieve(store: WorkspaceStore, question: str, budget_tokens: int, *,
+             expansion: float = 0.0) -> Retrieved:
     """Search ``store`` for ``question`` and assemble the result into ``budget_tokens``."""
     started = time.perf_counter()
     with store.reading():
-        candidates, units = rank_units(store, question)
+        candidates, units = rank_units(store, question, expansion=expansion)
     result = assemble_context(candidates, units, budget_tokens, workspace=store.name)
     return attrs.evolve(result, elapsed_ms=(time.perf_counter() - started) * 1000.0)
 

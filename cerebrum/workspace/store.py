@@ -427,6 +427,22 @@ class WorkspaceStore:
         # SQLite's bm25() is negated so that ORDER BY ascending puts the best first.
         return [(row[0], -row[1]) for row in rows if row[0] in live][:limit]
 
+    def document_frequencies(self, terms: Iterable[str]) -> tuple[int, dict[str, int]]:
+        """How many units the index holds, and how many of them hold each of ``terms``
+        (from FTS5's own vocabulary; staged rows count too, which an idf can bear)."""
+        wanted = sorted(set(terms))
+        found: dict[str, int] = {}
+        with self._connect() as db:
+            db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.unit_vocab "
+                       "USING fts5vocab(main, unit_fts, row)")
+            total = db.execute("SELECT count(*) FROM unit").fetchone()[0]
+            for start in range(0, len(wanted), 500):
+                part = wanted[start:start + 500]
+                marks = ",".join("?" * len(part))
+                found.update(db.execute(
+                    f"SELECT term, doc FROM temp.unit_vocab WHERE term IN ({marks})", part))
+        return total, found
+
     def units(self, ids: Iterable[int]) -> dict[int, UnitRow]:
         """Live units by id."""
         wanted = list(dict.fromkeys(ids))

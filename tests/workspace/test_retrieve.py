@@ -12,12 +12,14 @@ from cerebrum.workspace.retrieve import (
     Query,
     analyse,
     assemble_context,
+    expansion_terms,
+    feedback_words,
     fts_query,
     rank,
     retrieve,
 )
 from cerebrum.workspace.store import UnitRow, WorkspaceStore
-from tests.workspace.repo import as_bytes, index
+from tests.workspace.repo import FILES, as_bytes, index
 
 
 @pytest.fixture
@@ -43,6 +45,14 @@ def test_the_question_is_read_into_terms_names_frames_and_paths() -> None:
 
 def test_prose_pairs_are_tried_joined() -> None:
     assert "contentlength" in analyse("the content length is wrong").terms
+
+
+def test_stopwords_are_dropped_in_their_stemmed_form_too() -> None:
+    # "this" stems to "thi", "issue" to "issu", "does" to "doe": none of them says what
+    # the question is about.
+    terms = analyse("This fixes the issue where it does not parse headers").terms
+    assert not {"thi", "fixe", "issu", "doe"} & set(terms)
+    assert {"pars", "header"} <= set(terms)
 
 
 def test_fts_queries_cannot_inject_syntax() -> None:
@@ -126,3 +136,37 @@ def test_a_traceback_points_at_its_file_and_line(store: WorkspaceStore) -> None:
 def test_nothing_relevant_retrieves_nothing_costly(store: WorkspaceStore) -> None:
     result = retrieve(store, "zzqx", 1000)
     assert result.text == "" and result.items == ()
+
+
+def test_feedback_words_are_weighted_by_hit_and_rarity() -> None:
+    weights = feedback_words([(1.0, "def expire(ttl): return ttl + ttl"), (0.5, "ttl = self")],
+                             asked={"expir"})
+    # Not what was asked, not a stopword; "self" stays, for its rarity to judge.
+    assert "expir" not in weights and "return" not in weights and "self" in weights
+    assert weights["ttl"] > 0 and weights["ttl"] == max(weights.values())
+    # Rarity decides between equal weights; a word no other unit has finds nothing new.
+    terms = expansion_terms({"ttl": 0.5, "none": 0.5, "once": 0.9},
+                            {"ttl": 3, "none": 900, "once": 1}, total=1000)
+    assert terms == ["ttl", "none"]
+
+
+SWEEP = {"net/sweep.py": '''def drop_outdated(items, now):
+    """Forget what has passed its deadline."""
+    for key, (value, expires) in list(items.items()):
+        if expires <= now:
+            del items[key]
+'''}
+
+
+def test_expansion_brings_in_what_the_best_hits_share(tmp_path: Path) -> None:
+    store = WorkspaceStore.create(tmp_path / "sweep.sqlite", "sweep")
+    index(store, as_bytes({**FILES, **SWEEP}))
+    question = "the cache keeps stale entries"
+    plain = retrieve(store, question, 1500)
+    assert plain.items and "drop_outdated" not in [item.name for item in plain.items]
+    # None of the question's words is in drop_outdated; "expires" and "items" are in the
+    # cache it found first.
+    expanded = retrieve(store, question, 1500, expansion=0.5)
+    assert expanded.items[0].name == plain.items[0].name
+    assert "drop_outdated" in [item.name for item in expanded.items]
+    assert estimate_tokens(expanded.text) <= 1500

@@ -163,3 +163,13 @@ def test_limits_and_bad_uploads_are_refused(tmp_path: Path) -> None:
         small.stage([("a.py", b"x = 2\n")])
     with pytest.raises(WorkspaceError, match="not in the manifest"):
         small.stage([("b.py", b"y = 2\n")])
+
+
+def test_document_frequencies_come_from_the_live_index(store: WorkspaceStore) -> None:
+    index(store, as_bytes())
+    total, found = store.document_frequencies(["retri", "ttl", "zzqx"])
+    assert total == store.status().units
+    # As many units as a search for the word finds.
+    assert found["retri"] == len(store.search(fts_query(["retri"]), 100)) > 1
+    assert found["ttl"] == 1 and "zzqx" not in found
+    assert store.document_frequencies([]) == (total, {})
