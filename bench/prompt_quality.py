@@ -671,16 +671,234 @@ HANDWRITTEN: list[tuple[str, str, str, str]] = [
     ),
 ]
 
+# A second blind set (split "hand2"), written in session 4 before any ranking
+# change for it and never tuned on. The functions were drawn at random
+# (seeded per language) from the files the generated cases use, skipping
+# generated tables (encodings/*), abstract declarations, tests and functions
+# no sentence describes apart from a sibling; each description says what the
+# function does as a user reporting a bug would, without the words of its name.
+_GO = _SRC / "go"
+_JAVA = _SRC / "java" / "java.base" / "java"
+_RUST = _SRC / "rust"
+_NPM = "/usr/lib/node_modules/npm"
+HANDWRITTEN_2: list[tuple[str, str, str, str]] = [
+    (
+        "python",
+        f"{_PY}/email/_policybase.py",
+        "_fold",
+        "When a header value contains raw 8-bit bytes that were smuggled in as surrogates, the line "
+        "that goes out is never wrapped to the maximum line length and ends up far too long. Where is "
+        "the name: value line put together?",
+    ),
+    (
+        "python",
+        f"{_PY}/importlib/_bootstrap.py",
+        "_exec",
+        "Re-running an already imported module in place fails with an ImportError saying the module "
+        "is not in sys.modules, although I can see it there; a namespace package without a loader "
+        "breaks the same way.",
+    ),
+    (
+        "python",
+        f"{_PY}/shlex.py",
+        "get_token",
+        "Items I push back onto the lexer are not handed out first, and when an included source file "
+        "runs out the lexer stops instead of going back to the file that included it.",
+    ),
+    (
+        "python",
+        f"{_PY}/tokenize.py",
+        "_all_string_prefixes",
+        "Literals written like Rb'...' or fR'...' (letters in either order, mixed upper and lower "
+        "case) are not recognised; the set of allowed letter combinations in front of the quote "
+        "looks incomplete.",
+    ),
+    (
+        "python",
+        f"{_PY}/sunau.py",
+        "setnchannels",
+        "I can't produce a Sun .au file with three audio tracks: anything but mono, stereo or four "
+        "tracks is refused. Where is that checked?",
+    ),
+    (
+        "python",
+        f"{_PY}/asyncore.py",
+        "handle_write_event",
+        "When a non-blocking socket that is still connecting becomes ready for output, the connect "
+        "callback should fire before the send callback, and a listening socket should ignore that "
+        "readiness altogether.",
+    ),
+    (
+        "python",
+        f"{_PY}/telnetlib.py",
+        "rawq_getchar",
+        "Pulling the next single character off the unprocessed input buffer hangs after the server "
+        "hangs up, instead of raising EOFError.",
+    ),
+    (
+        "go",
+        str(_GO / "bytes/bytes.go"),
+        "LastIndex",
+        "Searching a byte slice backwards for the final occurrence of a multi-byte separator returns "
+        "the wrong position when the match is right at the start.",
+    ),
+    (
+        "go",
+        str(_GO / "net/http/transfer.go"),
+        "seeUpcomingDoubleCRLF",
+        "The check that peeks ahead in the buffered reader for the empty line (\\r\\n\\r\\n) ending "
+        "a header block keeps growing the peek until the buffer is full. Is that loop right?",
+    ),
+    (
+        "go",
+        str(_GO / "strings/replace.go"),
+        "build",
+        "Choosing which replacement algorithm to use goes wrong: when every old string is one "
+        "character long but the new ones are longer, the first old/new pair given for a character "
+        "should take precedence, and it doesn't.",
+    ),
+    (
+        "go",
+        str(_GO / "flag/flag.go"),
+        "numError",
+        "Passing -n=99999999999999999999 to an integer option reports a parse failure instead of "
+        "saying the value is out of range. Where are strconv's failures translated?",
+    ),
+    (
+        "go",
+        str(_GO / "net/url/url.go"),
+        "validOptionalPort",
+        "A host like example.com:8o80 is accepted by the URL parser, while nothing after the colon "
+        "should be fine. Where is the part after the colon checked for digits?",
+    ),
+    (
+        "go",
+        str(_GO / "bufio/scan.go"),
+        "advance",
+        "A split function that claims to have consumed more than the buffered data, or a negative "
+        "amount, should stop the scanner with an error. Where is the consumed count applied to the "
+        "start position?",
+    ),
+    (
+        "java",
+        str(_JAVA / "util/jar/JarFile.java"),
+        "initializeVerifier",
+        "A signed jar whose META-INF signature files can't be parsed should be treated as unsigned, "
+        "but it blows up instead. Where are the manifest and signature entries gone through when "
+        "signature checking is first set up?",
+    ),
+    (
+        "java",
+        str(_JAVA / "util/PriorityQueue.java"),
+        "initFromPriorityQueue",
+        "Constructing one of these heaps from another instance of the same class should reuse its "
+        "array as it is, but for a subclass it must go through the generic collection path. Where "
+        "does the copy constructor decide that?",
+    ),
+    (
+        "java",
+        str(_JAVA / "text/CollationElementIterator.java"),
+        "setOffset",
+        "Moving the iterator to a given character position that falls inside a contracting sequence "
+        "(like Spanish 'ch') lands in the middle of the sequence instead of at its start.",
+    ),
+    (
+        "java",
+        str(_JAVA / "util/stream/Gatherers.java"),
+        "scan",
+        "I want a running total over a stream: every element folded into the previous result, and "
+        "each intermediate result pushed downstream, starting from a supplied initial value. The one "
+        "here skips the first result.",
+    ),
+    (
+        "java",
+        str(_JAVA / "io/StreamTokenizer.java"),
+        "toString",
+        "Printing the tokenizer in a log shows a quoted token as just the quote character, and I'd "
+        "like the line number shown as well. Where is that text built?",
+    ),
+    (
+        "rust",
+        str(_RUST / "regex-syntax/regex-syntax-0.6.27/src/hir/literal/mod.rs"),
+        "class_exceeds_limits",
+        "Extracting literals from a pattern with a big character set like [a-z] should stop when the "
+        "set has too many characters or the total byte size would blow up, but the size estimate "
+        "also counts literals that are already cut.",
+    ),
+    (
+        "rust",
+        str(_RUST / "serde-json/serde_json-1.0.87/src/number.rs"),
+        "as_f64",
+        "Converting a JSON number to a floating-point value with the arbitrary_precision feature on "
+        "gives None for huge values like 1e400; without the feature integers convert fine.",
+    ),
+    (
+        "rust",
+        str(_RUST / "clap/clap-4.0.32/src/builder/value_parser.rs"),
+        "any_value_parser",
+        "Mapping the built-in kinds (bool, String, OsString, PathBuf) to the concrete object that "
+        "converts a command-line argument picks the wrong one for paths.",
+    ),
+    (
+        "rust",
+        str(_RUST / "memchr/memchr-2.5.0/src/memmem/mod.rs"),
+        "run_search_tests_fwd",
+        "The helper that checks a substring-finding closure against the table of needle/haystack "
+        "cases compares with the reverse expectations instead of the front-to-back ones.",
+    ),
+    (
+        "javascript",
+        f"{_NPM}/node_modules/pacote/lib/fetcher.js",
+        "isRetriableError",
+        "Which failures get another attempt? A tarball that fails its checksum should be fetched "
+        "again, and so should a missing file (ENOENT), but a directory (EISDIR) shouldn't.",
+    ),
+    (
+        "javascript",
+        f"{_NPM}/node_modules/node-gyp/lib/install.js",
+        "downloadNodeLib",
+        "On Windows, fetching the import library for each architecture: a 404 from the mirror should "
+        "stop with the status code, and the checksum of what was streamed to disk must be recorded.",
+    ),
+    (
+        "javascript",
+        f"{_NPM}/lib/base-cmd.js",
+        "setWorkspaces",
+        "Filtering which sub-packages of a monorepo a command runs on: when I run npm from a folder "
+        "above the project root, the filters are resolved relative to the wrong directory.",
+    ),
+    (
+        "javascript",
+        f"{_NPM}/node_modules/ssri/lib/index.js",
+        "createIntegrity",
+        "Hashing a stream incrementally: I feed it chunks one by one and then ask for the final "
+        "hashes, and the resulting sha512-... entries lack the options suffix I passed.",
+    ),
+    (
+        "javascript",
+        f"{_NPM}/node_modules/nopt/lib/nopt-lib.js",
+        "resolveShort",
+        "Combined single-letter flags like -glp should expand into their long options, but a letter "
+        "alias defined as a space-separated string is not split into a list.",
+    ),
+]
 
-def handwritten_cases(rng: random.Random) -> list[dict]:
-    """The hand-described cases whose source is on this machine."""
+
+def handwritten_cases(
+    rng: random.Random,
+    described: Sequence[tuple[str, str, str, str]] = HANDWRITTEN,
+    split: str = "hand",
+) -> list[dict]:
+    """The hand-described cases whose source is on this machine (a missing one is said on stderr)."""
     cases = []
-    for language, path, name, question in HANDWRITTEN:
+    for language, path, name, question in described:
         if not os.path.exists(path):
+            print(f"{split}: {path} not found, {name} left out", file=sys.stderr)
             continue
         code = Path(path).read_text("utf-8", "replace").strip("\n")
         texts = [t for n, t in _all_targets(code, language) if n == name and t in code]
         if not texts:
+            print(f"{split}: {name} not found in {path}", file=sys.stderr)
             continue
         layout = rng.choice(["before", "after", "fenced_before", "fenced_after"])
         cases.append(
@@ -692,7 +910,7 @@ def handwritten_cases(rng: random.Random) -> list[dict]:
                 "target_text": texts[0],
                 "must_keep": [],
                 "layout": layout,
-                "split": "hand",
+                "split": split,
                 "text": _layout(code, question, layout, _fence_tag(language)),
                 "question": question,
             }
@@ -965,6 +1183,8 @@ def run_classes(
                 generated.append(case)
     if "described" in classes and split in ("all", "hand"):
         generated += handwritten_cases(random.Random(seed + 1))
+    if "described" in classes and split in ("all", "hand2"):
+        generated += handwritten_cases(random.Random(seed + 2), HANDWRITTEN_2, "hand2")
     for case in generated:
         started = time.perf_counter()
         if "messages" in case:
@@ -1064,8 +1284,8 @@ def summarize_classes(cases: list[dict]) -> str:
         rows.append(f"| {kind} | " + " | ".join(cells) + " |")
     rows += [
         "",
-        "| class | whole kept: dev files (tuned on) | held-out files | described by hand |",
-        "|---|---:|---:|---:|",
+        "| class | whole kept: dev files (tuned on) | held-out files | described by hand | by hand, 2nd set |",
+        "|---|---:|---:|---:|---:|",
     ]
     for kind in (*CLASSES, "all"):
         items = [c for c in cases if kind in ("all", c["class"])]
@@ -1073,9 +1293,10 @@ def summarize_classes(cases: list[dict]) -> str:
             dev = [c for c in items if c["split"] == "dev"]
             held = [c for c in items if c["split"] == "held"]
             hand = [c for c in items if c["split"] == "hand"]
+            hand2 = [c for c in items if c["split"] == "hand2"]
             rows.append(
                 f"| {kind} | {pct(dev, 'whole')} ({len(dev)}) | {pct(held, 'whole')} ({len(held)}) | "
-                f"{pct(hand, 'whole')} ({len(hand)}) |"
+                f"{pct(hand, 'whole')} ({len(hand)}) | {pct(hand2, 'whole')} ({len(hand2)}) |"
             )
     talks = [c for c in cases if "prefix_share" in c]
     if talks:
@@ -1201,10 +1422,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--split",
-        choices=("all", "dev", "held", "hand"),
+        choices=("all", "dev", "held", "hand", "hand2"),
         default="all",
         help="source files of the classes suite: dev (the half tuned on), held (the "
-        "held-out half), hand (the hand-described cases only) or all; each is "
+        "held-out half), hand or hand2 (the two hand-described sets only) or all; each is "
         "reported separately",
     )
     parser.add_argument(

@@ -577,6 +577,10 @@ def _comment_prefixes(language: str) -> tuple[str, ...]:
     return ("//", "/*", "*", "@")
 
 
+# Trailing comments longer than this go in a block of their own.
+_TRAILING_CHARS = 240
+
+
 def _build_chunks(lines: list[str], segments: list[_Segment], language: str) -> list[Chunk]:
     segments = sorted((s for s in segments if s.end > s.start), key=lambda s: s.start)
     prefixes = _comment_prefixes(language)
@@ -614,6 +618,22 @@ def _build_chunks(lines: list[str], segments: list[_Segment], language: str) -> 
         if segment.kind == BLOCK:
             kind = PREAMBLE if not chunks or all(c.kind == PREAMBLE for c in chunks) else BLOCK
             chunks.extend(_block_chunks(lines, start, end, kind, segment.names))
+            continue
+        # Comments after a definition's last line, apart from the next one (an
+        # essay on the algorithm below), are not the definition's: a block of their own.
+        tail = segment.end
+        while tail < end and not lines[tail].strip():
+            tail += 1
+        if (
+            end - tail > 0
+            and sum(len(lines[i]) + 1 for i in range(tail, end)) > _TRAILING_CHARS
+            and all(
+                not lines[i].strip() or lines[i].lstrip().startswith(prefixes)
+                for i in range(tail, end)
+            )
+        ):
+            chunks.extend(_definition_chunks(lines, start, tail, segment))
+            chunks.extend(_block_chunks(lines, tail, end, BLOCK, frozenset()))
         else:
             chunks.extend(_definition_chunks(lines, start, end, segment))
     # A leading preamble made of blank lines only is noise.

@@ -422,9 +422,20 @@ def syntax_scores(code: str) -> dict[str, float]:
 
 
 def _mostly_prose(code: str) -> bool:
-    # Comments are prose in code too (a Javadoc-heavy head): judge what is left.
+    # Comments are prose in code too (a Javadoc-heavy head): judge what is left,
+    # at the head and in the middle (a module docstring can fill the head).
+    half = _SAMPLE_CHARS // 2
+    middle = len(code) // 2
+    parts = (
+        [(code, 120)]
+        if len(code) <= _SAMPLE_CHARS
+        else [(code[:half], 60), (code[middle : middle + half], 60)]
+    )
     lines = [
-        line for line in strip_comments(code[:_SAMPLE_CHARS]).split("\n")[:120] if line.strip()
+        line
+        for part, count in parts
+        for line in strip_comments(part).split("\n")[:count]
+        if line.strip()
     ]
     if len(lines) < 5:  # a head of comments (licence, Javadoc): look further, then at the raw lines
         lines = [

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import attrs
 
 from cerebrum.prompt.chunking import CLASS_HEADER, METHOD, PREAMBLE, Chunk
+from cerebrum.prompt.concepts import phrase_words, related, root
 from cerebrum.prompt.reports import Frame, find_reports, strip_reports
 
 _LOGGER = logging.getLogger(__name__)
@@ -45,6 +46,16 @@ QUOTE_WEIGHT = 900.0
 # recurse", "the register part"): a share of the best word score, not a name's
 # weight, since the word may just be English.
 SOFT_NAME_SHARE = 0.6
+# A word of the lexicon's group of a question word ("combining" -> merge,
+# join, concat): matched like a question word, at this share of its weight.
+RELATED_SHARE = 0.4
+# A definition's own name is a word of the question (inflection aside) or
+# means one ("removing" -> ``delete``): its word score grows by this much per word.
+OWN_WORD_BONUS = 0.5
+OWN_RELATED_BONUS = 0.4
+# ... and gains this share of the best word score, times the square of the
+# share of its name the question says or means.
+NAME_MEANING_SHARE = 0.5
 _K1 = 1.2
 _B = 0.75
 
@@ -365,23 +376,47 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     names = focus.names
     cache: dict[str, tuple[str, ...]] = {}
     # Terms under 3 letters ("id", "x") would match inside every other word.
-    words = " ".join(w for w in _IDENT_RE.findall(focus.words) if w.lower() not in _WORD_STOPS)
+    plain_words = [w for w in _IDENT_RE.findall(focus.words) if w.lower() not in _WORD_STOPS]
+    plain_words += phrase_words(focus.words[:2000])
+    words = " ".join(plain_words)
     query = [t for t in dict.fromkeys(_terms(words, cache)) if t not in _WORD_STOPS and len(t) >= 3]
-    documents = [_document(chunk.text, query) for chunk in chunks] if query else []
+    defines = [
+        bool(chunk.name and chunk.name in names) or bool(chunk.names & names) for chunk in chunks
+    ]
+    inner_defined = (
+        {
+            position: found
+            for position, chunk in enumerate(chunks)
+            if not defines[position]
+            and chunk.kind != PREAMBLE
+            and (found := _inner_definition(chunk, names)) is not None
+        }
+        if names
+        else {}
+    )
+    # Behaviour described in words (nothing named is defined, no report): words
+    # that mean the question's words count too. A named definition is found by
+    # its name, and the rest of the budget goes by the question's own words.
+    described = not focus.frames and not any(defines) and not inner_defined
+    concepts = _concepts(plain_words, query if described else ())
+    counted = [*query, *(t for t in concepts.related if t not in query)]
+    documents = [_document(chunk.text, counted) for chunk in chunks] if query else []
     # The stats show the question's own words ("spaces"), not their stems ("spac").
     shown = (
         {stem(word.lower()): word.lower() for word in reversed(_IDENT_RE.findall(words))}
         if query
         else {}
     )
-    lexical = _bm25(documents, query) if query else [0.0] * len(chunks)
+    for term, extra in concepts.of_term.items():
+        for other in extra:
+            shown.setdefault(other, f"{other}… (≈ {shown.get(term, term)})")
+    weights = {term: RELATED_SHARE for term in counted[len(query) :]}
+    lexical = _bm25(documents, counted, weights) if query else [0.0] * len(chunks)
     if query:
-        lexical = _adjust_lexical(chunks, documents, lexical, query, cache)
+        lexical = _adjust_lexical(
+            chunks, documents, lexical, query, cache, concepts if described else None
+        )
     frames = _frame_scores(chunks, focus.frames) if focus.frames else {}
-
-    defines = [
-        bool(chunk.name and chunk.name in names) or bool(chunk.names & names) for chunk in chunks
-    ]
     # The question spells a definition's name in words: as good as naming it,
     # unless something is named outright.
     # (Only looked for when nothing is named: a named target outranks it anyway.)
@@ -396,6 +431,8 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     ]
     quoted = _quote_hits(chunks, focus.quotes) if focus.quotes else {}
     soft = [bool(chunk.name and chunk.name in focus.soft_names) for chunk in chunks]
+    # The share of a definition's name the question says or means ("removing" -> `delete`).
+    meant = _name_meanings(chunks, concepts) if query and described else [0.0] * len(chunks)
     # Nothing named, nothing spelled as a chunk: look for a spelled name defined
     # inside a chunk (a method of an object literal).
     spell_inside = bool(focus.phrases) and not any(defines) and not frames and not any(spelled)
@@ -408,7 +445,11 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     if any(defines) or frames:
         top = [i for i, hit in enumerate(defines) if hit] + list(frames)
     else:
-        ordered = sorted(range(len(chunks)), key=lambda i: -lexical[i])
+        # Found by words: the callees of the best definitions matter, not those
+        # of the imports (a preamble's calls only initialise module constants).
+        ordered = sorted(
+            (i for i in range(len(chunks)) if chunks[i].kind != PREAMBLE), key=lambda i: -lexical[i]
+        )
         top = [i for i in ordered[:3] if lexical[i] > 0]
     called: set[str] = set()
     callers: dict[str, str] = {}
@@ -430,7 +471,7 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
                 callee_name = min(chunk.names & called)
         score = lexical[position]
         why = (
-            _words_why(documents[position], query, shown)
+            _words_why(documents[position], counted, shown)
             if query and lexical[position] > 0
             else "order"
         )
@@ -466,8 +507,12 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
             score += SOFT_NAME_SHARE * best_lexical
             if position not in frames and position not in quoted:
                 why = f"defines `{chunk.name}`, a word of the question"
+        elif meant[position] > 0 and not defines[position]:
+            score += NAME_MEANING_SHARE * best_lexical * meant[position]
+            if position not in frames and position not in quoted and meant[position] >= 0.49:
+                why = f"defines `{chunk.name}`, whose name means words of the question"
         if not defines[position] and position not in frames and names and chunk.kind != PREAMBLE:
-            inner = _inner_definition(chunk, names)
+            inner = inner_defined.get(position)
             if inner is not None:
                 # A named function inside an object literal or a big block: the
                 # chunk holds it, and if the chunk is too big, that line is its best part.
@@ -564,19 +609,108 @@ def _inner_definition(chunk: Chunk, names: frozenset[str]) -> tuple[int, str] | 
     return None
 
 
+@attrs.frozen
+class _Concepts:
+    """The question's words as the lexicon reads them.
+
+    ``roots``: the roots of its words; ``meanings``: the roots of words that
+    mean one of them; ``related``: those counted in the chunks (3 letters or
+    more, not already a query term); ``of_term``: for each query term, the
+    related terms that stand for it.
+    """
+
+    roots: frozenset[str]
+    meanings: frozenset[str]
+    related: tuple[str, ...]
+    of_term: dict[str, tuple[str, ...]]
+
+
+def _concepts(words: Sequence[str], query: Sequence[str]) -> _Concepts:
+    roots: set[str] = set()
+    meanings: set[str] = set()
+    of_term: dict[str, tuple[str, ...]] = {}
+    wanted = set(query)
+    for word in words:
+        own = root(word)
+        roots.add(own)
+        near = related(word)
+        meanings |= near
+        term = stem(word.lower())
+        if term in wanted and near:
+            # Three-letter roots (``del``, ``arg``) would be found inside every other word.
+            extra = tuple(
+                r for r in sorted(near) if len(r) >= 4 and r not in wanted and r not in _WORD_STOPS
+            )
+            of_term[term] = tuple(dict.fromkeys((*of_term.get(term, ()), *extra)))
+    counted = tuple(dict.fromkeys(r for extra in of_term.values() for r in extra))
+    return _Concepts(frozenset(roots), frozenset(meanings - roots), counted, of_term)
+
+
+def _own_words(name: str, concepts: _Concepts) -> tuple[int, int, float, frozenset[str]]:
+    """How many words of ``name`` are words of the question, how many mean one, the share, which.
+
+    The share is of the name's words (or, for a one-word name in lower case
+    such as ``mkdtemp`` or ``readline``, of its letters) that the question
+    says or means. Such a name is searched for the question's roots and their
+    meanings inside it: 3 letters or more, or 2 at its start (``mk``).
+    """
+    words = split_identifier(name)
+    if len(words) == 1 and len(words[0]) >= 6:
+        word = words[0]
+        inside = [
+            r
+            for r in concepts.roots | concepts.meanings
+            if (len(r) >= 3 and r in word) or (len(r) == 2 and word.startswith(r))
+        ]
+        covered = [False] * len(word)
+        for found in inside:
+            at = word.find(found)
+            covered[at : at + len(found)] = [True] * len(found)
+        exact = sum(1 for r in inside if r in concepts.roots)
+        return exact, len(inside) - exact, sum(covered) / len(word), frozenset(inside)
+    roots = [root(word) for word in words if len(word) > 1 or len(words) == 1]
+    if not roots:
+        return 0, 0, 0.0, frozenset()
+    exact = sum(1 for r in roots if r in concepts.roots)
+    near = sum(1 for r in roots if r not in concepts.roots and r in concepts.meanings)
+    matched = frozenset(r for r in roots if r in concepts.roots or r in concepts.meanings)
+    return exact, near, (exact + near) / len(roots), matched
+
+
+def _name_meanings(chunks: Sequence[Chunk], concepts: _Concepts) -> list[float]:
+    """For each chunk, the square of the share of its name the question says or means,
+    divided by how many definitions' names mean the same word (``Arg``, ``NArg``,
+    ``Args`` all mean "arguments": none of them is singled out).
+    """
+    found = [
+        _own_words(chunk.name, concepts) if chunk.name else (0, 0, 0.0, frozenset())
+        for chunk in chunks
+    ]
+    sharing: dict[str, int] = {}
+    for _, _, _, matched in found:
+        for word in matched:
+            sharing[word] = sharing.get(word, 0) + 1
+    return [
+        share**2 / min(sharing[word] for word in matched) if matched else 0.0
+        for _, _, share, matched in found
+    ]
+
+
 def _adjust_lexical(
     chunks: Sequence[Chunk],
     documents: Sequence[tuple[dict[str, int], int]],
     lexical: list[float],
     query: Sequence[str],
     cache: dict[str, tuple[str, ...]],
+    concepts: _Concepts | None = None,
 ) -> list[float]:
     """Word matching tuned for behaviour described in words.
 
     A definition whose own name carries the words ("the retry loop" →
-    ``retry_loop``) gains half its score again; a class header (mostly a
-    docstring) whose methods are chunks of their own loses half, so a long
-    docstring does not outrank the method that does the thing.
+    ``retry_loop``) or means them ("removing" → ``delete``) gains half its
+    score again per word; a class header (mostly a docstring) whose methods
+    are chunks of their own loses half, so a long docstring does not outrank
+    the method that does the thing.
     """
     wanted = set(query)
     parents = {chunk.parent for chunk in chunks if chunk.parent and chunk.kind == METHOD}
@@ -587,21 +721,36 @@ def _adjust_lexical(
         for term in query
     }
     total = sum(weight.values()) or 1.0
+    of_term = concepts.of_term if concepts is not None else {}
     for position, chunk in enumerate(chunks):
         if lexical[position] <= 0:
             continue
         # A description is matched by the chunk that has most of its words,
         # above one that repeats a few of them; words in a definition's head
-        # (signature, docstring, leading comment) count double.
+        # (signature, docstring, leading comment) count double. A word met
+        # only through a word that means it counts at RELATED_SHARE.
         frequencies = documents[position][0]
-        coverage = sum(weight[term] for term in frequencies) / total
         head = chunk.text[:400].lower()
-        in_head = sum(weight[term] for term in frequencies if term in head) / total
+        coverage = in_head = 0.0
+        for term in query:
+            if term in frequencies:
+                coverage += weight[term]
+                in_head += weight[term] if term in head else 0.0
+            elif any(other in frequencies for other in of_term.get(term, ())):
+                coverage += RELATED_SHARE * weight[term]
+                if any(other in head for other in of_term[term] if other in frequencies):
+                    in_head += RELATED_SHARE * weight[term]
+        coverage /= total
+        in_head /= total
         adjusted[position] *= (0.5 + coverage) ** 2 * (1.0 + (in_head if chunk.name else 0.0))
         if chunk.name:
-            own = set(_split_terms(chunk.name, cache))
-            if own & wanted:
-                adjusted[position] *= 1.0 + 0.5 * len(own & wanted)
+            if concepts is None:
+                own = set(_split_terms(chunk.name, cache))
+                exact, near = len(own & wanted), 0
+            else:
+                exact, near, _, _ = _own_words(chunk.name, concepts)
+            if exact or near:
+                adjusted[position] *= 1.0 + OWN_WORD_BONUS * exact + OWN_RELATED_BONUS * near
         if chunk.kind == CLASS_HEADER and (chunk.name or chunk.parent) in parents:
             adjusted[position] *= 0.35
     return adjusted
@@ -616,15 +765,24 @@ def _words_why(
     return "matches the words " + words if hits else "order"
 
 
-def _bm25(documents: Sequence[tuple[dict[str, int], int]], query: Sequence[str]) -> list[float]:
-    """Okapi BM25 (k1=1.2, b=0.75) of each ``(frequencies, length)`` document for ``query``."""
+def _bm25(
+    documents: Sequence[tuple[dict[str, int], int]],
+    query: Sequence[str],
+    weights: dict[str, float] | None = None,
+) -> list[float]:
+    """Okapi BM25 (k1=1.2, b=0.75) of each ``(frequencies, length)`` document for ``query``.
+
+    ``weights`` scales a term's idf (1 where absent): words that only mean a question word.
+    """
     lengths = [length for _, length in documents]
     average = (sum(lengths) / len(lengths)) or 1.0
     count = len(documents)
     idf = {}
     for term in query:
         df = sum(1 for frequencies, _ in documents if term in frequencies)
-        idf[term] = math.log(1.0 + (count - df + 0.5) / (df + 0.5))
+        idf[term] = math.log(1.0 + (count - df + 0.5) / (df + 0.5)) * (
+            weights.get(term, 1.0) if weights else 1.0
+        )
     scores: list[float] = []
     for frequencies, length in documents:
         score = 0.0

@@ -1,0 +1,65 @@
+"""Behaviour described in words: the concept lexicon and trailing comments."""
+
+from cerebrum.prompt.chunking import chunk_text
+from cerebrum.prompt.concepts import phrase_words, related, root
+from cerebrum.prompt.ranking import rank_chunks
+
+_DEQUE = '''
+def first(deque):
+    """The element at the front, without taking it out."""
+    return deque.items[deque.head]
+
+
+def delete(deque, i):
+    """Take out the element at position i, moving the shorter side."""
+    front = i - deque.head
+    back = deque.tail - i
+    if front < back:
+        deque.items[deque.head + 1 : i + 1] = deque.items[deque.head : i]
+        deque.head += 1
+    else:
+        deque.items[i : deque.tail - 1] = deque.items[i + 1 : deque.tail]
+        deque.tail -= 1
+
+
+def element_count(deque):
+    """How many elements there are between head and tail, for the element report."""
+    return deque.tail - deque.head
+'''
+
+
+def test_root_meets_inflections() -> None:
+    assert root("resolving") == root("resolve") == root("resolved")
+    assert root("splitting") == root("split")
+    assert root("entries") == root("entry")
+
+
+def test_related_words_are_generic_synonyms() -> None:
+    assert root("delete") in related("removing")
+    assert root("merge") in related("combining")
+    assert root("removing") not in related("removing")
+    assert phrase_words("it evicts the least recently used entry") == ["lru"]
+
+
+def test_a_name_that_means_the_question_word_ranks_first() -> None:
+    chunks = chunk_text(_DEQUE, "python")
+    ranked = rank_chunks(chunks, "Removing an element shifts the wrong side of the array.")
+    assert ranked[0].chunk.name == "delete"
+    assert "means" in ranked[0].why
+
+
+def test_a_named_question_is_ranked_as_before() -> None:
+    chunks = chunk_text(_DEQUE, "python")
+    ranked = rank_chunks(chunks, "Explain `first`.")
+    assert ranked[0].chunk.name == "first"
+
+
+def test_comments_after_a_definition_are_a_block_of_their_own() -> None:
+    essay = "\n".join(
+        f"# note {i}: the cost of the algorithm below, step by step" for i in range(12)
+    )
+    code = f"def merge(a, b):\n    return sorted(a + b)\n\n{essay}\n\ndef other():\n    return 1\n"
+    chunks = chunk_text(code, "python")
+    merge = next(c for c in chunks if c.name == "merge")
+    assert "# note" not in merge.text
+    assert any("# note 0" in c.text and c.name is None for c in chunks)
