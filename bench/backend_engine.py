@@ -249,7 +249,7 @@ async def main_async(args: argparse.Namespace) -> int:
     CACHE.mkdir(parents=True, exist_ok=True)
     subjects = [s for s in SUBJECTS if s not in args.skip]
     workloads = [w for w in WORKLOADS if w not in args.skip]
-    procs: list[subprocess.Popen[bytes]] = []
+    procs: list[subprocess.Popen[Any]] = []  # the servers (bytes) and the relay (text)
     bases: dict[str, str] = {}
     timeout = aiohttp.ClientTimeout(total=600)
     # A connection per request: between one subject's turns the others run
