@@ -1,1 +1,4 @@
-"""Benchmark scripts (run as files: .venv/bin/python bench/NAME.py); a package so their shared helpers import as bench.*."""
+"""Benchmark scripts, run as files (.venv/bin/python bench/NAME.py).
+
+A package so that their shared helpers import as ``bench.*``.
+"""
