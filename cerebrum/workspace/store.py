@@ -29,6 +29,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import attrs
 
@@ -92,6 +93,18 @@ class Incomplete(WorkspaceError):
     def __init__(self, missing: Sequence[str]) -> None:
         super().__init__(f"{len(missing)} file(s) of the manifest are not uploaded yet")
         self.missing = list(missing)
+
+
+_T = TypeVar("_T")
+_IN_BATCH = 500
+"""Values bound in one ``IN (...)``: well under SQLite's limit on bound parameters."""
+
+
+def _in_batches(values: Sequence[_T]) -> Iterator[tuple[list[_T], str]]:
+    """``values`` in slices of ``_IN_BATCH``, each with its ``?,?,…`` placeholders."""
+    for start in range(0, len(values), _IN_BATCH):
+        part = list(values[start:start + _IN_BATCH])
+        yield part, ",".join("?" * len(part))
 
 
 @attrs.frozen
@@ -364,9 +377,7 @@ class WorkspaceStore:
 
     @staticmethod
     def _drop_files(db: sqlite3.Connection, file_ids: Sequence[int]) -> None:
-        for start in range(0, len(file_ids), 500):
-            ids = list(file_ids[start:start + 500])
-            marks = ",".join("?" * len(ids))
+        for ids, marks in _in_batches(file_ids):
             units = f"SELECT id FROM unit WHERE file_id IN ({marks})"
             db.execute(f"DELETE FROM unit_fts WHERE rowid IN ({units})", ids)
             db.execute(f"DELETE FROM defines WHERE unit_id IN ({units})", ids)
@@ -436,9 +447,7 @@ class WorkspaceStore:
             db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.unit_vocab "
                        "USING fts5vocab(main, unit_fts, row)")
             total = db.execute("SELECT count(*) FROM unit").fetchone()[0]
-            for start in range(0, len(wanted), 500):
-                part = wanted[start:start + 500]
-                marks = ",".join("?" * len(part))
+            for part, marks in _in_batches(wanted):
                 found.update(db.execute(
                     f"SELECT term, doc FROM temp.unit_vocab WHERE term IN ({marks})", part))
         return total, found
@@ -448,9 +457,7 @@ class WorkspaceStore:
         wanted = list(dict.fromkeys(ids))
         found: dict[int, UnitRow] = {}
         with self._connect() as db:
-            for start in range(0, len(wanted), 500):
-                part = wanted[start:start + 500]
-                marks = ",".join("?" * len(part))
+            for part, marks in _in_batches(wanted):
                 for row in db.execute(
                         f"SELECT {self._UNIT_COLUMNS} FROM unit u JOIN file f ON f.id = u.file_id "
                         f"WHERE f.live = 1 AND u.id IN ({marks})", part):
@@ -464,9 +471,7 @@ class WorkspaceStore:
         if not wanted:
             return out
         with self._connect() as db:
-            for start in range(0, len(wanted), 500):
-                part = wanted[start:start + 500]
-                marks = ",".join("?" * len(part))
+            for part, marks in _in_batches(wanted):
                 for name, unit_id in db.execute(
                         f"SELECT d.name, d.unit_id FROM defines d JOIN unit u ON u.id = d.unit_id "
                         f"JOIN file f ON f.id = u.file_id WHERE f.live = 1 AND d.name IN ({marks})"
@@ -482,11 +487,11 @@ class WorkspaceStore:
         out: dict[int, list[str]] = {}
         if not wanted:
             return out
-        marks = ",".join("?" * len(wanted))
         with self._connect() as db:
-            for unit_id, name in db.execute(
-                    f"SELECT unit_id, name FROM ref WHERE unit_id IN ({marks})", wanted):
-                out.setdefault(unit_id, []).append(name)
+            for part, marks in _in_batches(wanted):
+                for unit_id, name in db.execute(
+                        f"SELECT unit_id, name FROM ref WHERE unit_id IN ({marks})", part):
+                    out.setdefault(unit_id, []).append(name)
         return out
 
     def callers_of(self, names: Iterable[str], limit: int = 20) -> dict[str, list[int]]:
