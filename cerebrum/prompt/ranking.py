@@ -412,9 +412,16 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
             shown.setdefault(other, f"{other}… (≈ {shown.get(term, term)})")
     weights = {term: RELATED_SHARE for term in counted[len(query) :]}
     lexical = _bm25(documents, counted, weights) if query else [0.0] * len(chunks)
+    # What each definition's name says or means of the question: read by the
+    # word score and by the name-meaning bonus below, so computed once.
+    owned = (
+        [_own_words(chunk.name, concepts) if chunk.name else _NO_OWN_WORDS for chunk in chunks]
+        if query and described
+        else None
+    )
     if query:
         lexical = _adjust_lexical(
-            chunks, documents, lexical, query, cache, concepts if described else None
+            chunks, documents, lexical, query, cache, concepts if described else None, owned
         )
     frames = _frame_scores(chunks, focus.frames) if focus.frames else {}
     # The question spells a definition's name in words: as good as naming it,
@@ -432,7 +439,7 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     quoted = _quote_hits(chunks, focus.quotes) if focus.quotes else {}
     soft = [bool(chunk.name and chunk.name in focus.soft_names) for chunk in chunks]
     # The share of a definition's name the question says or means ("removing" -> `delete`).
-    meant = _name_meanings(chunks, concepts) if query and described else [0.0] * len(chunks)
+    meant = _name_meanings(owned) if owned is not None else [0.0] * len(chunks)
     # Nothing named, nothing spelled as a chunk: look for a spelled name defined
     # inside a chunk (a method of an object literal).
     spell_inside = bool(focus.phrases) and not any(defines) and not frames and not any(spelled)
@@ -646,7 +653,11 @@ def _concepts(words: Sequence[str], query: Sequence[str]) -> _Concepts:
     return _Concepts(frozenset(roots), frozenset(meanings - roots), counted, of_term)
 
 
-def _own_words(name: str, concepts: _Concepts) -> tuple[int, int, float, frozenset[str]]:
+_OwnWords = tuple[int, int, float, frozenset[str]]
+_NO_OWN_WORDS: _OwnWords = (0, 0, 0.0, frozenset())
+
+
+def _own_words(name: str, concepts: _Concepts) -> _OwnWords:
     """How many words of ``name`` are words of the question, how many mean one, the share, which.
 
     The share is of the name's words (or, for a one-word name in lower case
@@ -677,15 +688,11 @@ def _own_words(name: str, concepts: _Concepts) -> tuple[int, int, float, frozens
     return exact, near, (exact + near) / len(roots), matched
 
 
-def _name_meanings(chunks: Sequence[Chunk], concepts: _Concepts) -> list[float]:
+def _name_meanings(found: Sequence[_OwnWords]) -> list[float]:
     """For each chunk, the square of the share of its name the question says or means,
     divided by how many definitions' names mean the same word (``Arg``, ``NArg``,
     ``Args`` all mean "arguments": none of them is singled out).
     """
-    found = [
-        _own_words(chunk.name, concepts) if chunk.name else (0, 0, 0.0, frozenset())
-        for chunk in chunks
-    ]
     sharing: dict[str, int] = {}
     for _, _, _, matched in found:
         for word in matched:
@@ -703,6 +710,7 @@ def _adjust_lexical(
     query: Sequence[str],
     cache: dict[str, tuple[str, ...]],
     concepts: _Concepts | None = None,
+    owned: Sequence[_OwnWords] | None = None,
 ) -> list[float]:
     """Word matching tuned for behaviour described in words.
 
@@ -744,11 +752,11 @@ def _adjust_lexical(
         in_head /= total
         adjusted[position] *= (0.5 + coverage) ** 2 * (1.0 + (in_head if chunk.name else 0.0))
         if chunk.name:
-            if concepts is None:
+            if owned is None:
                 own = set(_split_terms(chunk.name, cache))
                 exact, near = len(own & wanted), 0
             else:
-                exact, near, _, _ = _own_words(chunk.name, concepts)
+                exact, near, _, _ = owned[position]
             if exact or near:
                 adjusted[position] *= 1.0 + OWN_WORD_BONUS * exact + OWN_RELATED_BONUS * near
         if chunk.kind == CLASS_HEADER and (chunk.name or chunk.parent) in parents:
