@@ -299,6 +299,19 @@ def def_bm25(units: Sequence[tuple[str, Definition]], question: str,
     return "\n\n".join(out), top
 
 
+def ours(store: WorkspaceStore, case: Case, budget: int, expansion: float,
+         timings: list[float]) -> Outcome:
+    """This project's retrieval for ``case`` (the feedback expansion at ``expansion``),
+    its time appended to ``timings``."""
+    started = time.perf_counter()
+    candidates, found = rank_units(store, case.question, expansion=expansion)
+    assembled = assemble_context(candidates, found, budget, workspace=store.name)
+    timings.append((time.perf_counter() - started) * 1000)
+    top = [(found[c.unit_id].path, found[c.unit_id].start_line) for c in candidates
+           if found[c.unit_id].kind in DEFINITION_KINDS][:5]
+    return outcome(case.truth, assembled.text, top)
+
+
 # --- running ----------------------------------------------------------------
 
 SYSTEMS = ("file-bm25", "def-bm25", "workspace", "+feedback")
@@ -390,21 +403,9 @@ def evaluate(repo_path: Path, name: str, max_cases: int, budget: int, workdir: P
             row["file-bm25"] = outcome(case.truth, file_bm25(files, case.question, budget), None)
             text, top = def_bm25(units, case.question, budget)
             row["def-bm25"] = outcome(case.truth, text, top)
-            started = time.perf_counter()
-            candidates, found = rank_units(store, case.question)
-            assembled = assemble_context(candidates, found, budget, workspace=name)
-            retrieval_ms.append((time.perf_counter() - started) * 1000)
-            ours_top = [(found[c.unit_id].path, found[c.unit_id].start_line) for c in candidates
-                        if found[c.unit_id].kind in DEFINITION_KINDS][:5]
-            row["workspace"] = outcome(case.truth, assembled.text, ours_top)
+            row["workspace"] = ours(store, case, budget, 0.0, retrieval_ms)
             if expansion:
-                started = time.perf_counter()
-                candidates, found = rank_units(store, case.question, expansion=expansion)
-                assembled = assemble_context(candidates, found, budget, workspace=name)
-                feedback_ms.append((time.perf_counter() - started) * 1000)
-                top = [(found[c.unit_id].path, found[c.unit_id].start_line) for c in candidates
-                       if found[c.unit_id].kind in DEFINITION_KINDS][:5]
-                row["+feedback"] = outcome(case.truth, assembled.text, top)
+                row["+feedback"] = ours(store, case, budget, expansion, feedback_ms)
             rows.append(row)
         steps = reindex[1:]
         return {
