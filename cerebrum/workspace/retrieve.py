@@ -11,9 +11,16 @@ Signals, in the order they are computed:
    (``File "x.py", line 12, in f``; ``at f (x.js:12:3)``; ``x.py:12``), the
    last frame most;
 4. **files named**: a small boost to units of a file the question names;
-5. **neighbours**: callees and callers of the best few, so a fix that needs
+   **modules named in words** ("the reloader" for ``_reloader.py``, "the
+   debugger" for ``debug/__init__.py``): a second search within that module,
+   fused with the first;
+5. **classes described**: methods of a class whose name the question spells
+   out in words ("file system cache" for ``FileSystemCache``, "multidict"
+   for ``MultiDict``), and special methods the question names in words
+   ("constructor" for ``__init__``), a boost each;
+6. **neighbours**: callees and callers of the best few, so a fix that needs
    a helper's contract gets it;
-6. **expansion** (off by default: ``expansion=0``): a second search on the
+7. **expansion** (off by default: ``expansion=0``): a second search on the
    words the best first hits share that the question did not use
    (pseudo-relevance feedback, RM3's shape: associations learned from the
    repository itself, the cheap stand-in for vectors), fused with weight
@@ -38,7 +45,7 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import attrs
 
@@ -79,6 +86,13 @@ EXPANSION_WORDS = 60
 """Their heaviest words, looked up in the index's vocabulary."""
 EXPANSION_TERMS = 10
 """Of those, the ones searched for (weight times rarity)."""
+MODULE_WEIGHT = 0.5
+"""The search within a module the question names in words, against the first search's best."""
+MAX_MODULES = 3
+PARENT_DESCRIBED_BOOST = 0.4
+"""For a method of a class whose name's words (two or more) the question uses."""
+SPECIAL_BOOST = 0.3
+"""For a special method the question names in words ("constructor": ``__init__``)."""
 MIN_SHARE_OF_BEST = 0.2
 """A unit scoring under this share of the best is not worth a token of the budget."""
 MAX_ITEMS = 40
@@ -104,6 +118,17 @@ STOPWORDS = frozenset((
     "working way code function method class file line lines value values return "
     "returns call calls called instead now never always"
 ).split())
+# Python's special methods, by the words prose uses for them.
+SPECIAL_METHODS = {
+    "constructor": ("__init__", "__new__"), "initializer": ("__init__",),
+    "initialiser": ("__init__",), "repr": ("__repr__",), "representation": ("__repr__",),
+    "iter": ("__iter__",), "iterate": ("__iter__",), "iterating": ("__iter__",),
+    "iteration": ("__iter__",), "subscript": ("__getitem__",),
+    "subscription": ("__getitem__",), "indexing": ("__getitem__",),
+    "equality": ("__eq__",), "comparison": ("__eq__", "__lt__"),
+    "hashing": ("__hash__",), "hashable": ("__hash__",),
+    "destructor": ("__del__",), "finalizer": ("__del__",),
+}
 # Search words are stemmed ("this" -> "thi", "issue" -> "issu"), so the stop list
 # is held in both forms.
 _STOP_STEMS = STOPWORDS | frozenset(w for s in STOPWORDS for w in words(s))
@@ -133,6 +158,9 @@ class Query:
     frames: tuple[Frame, ...]
     paths: tuple[str, ...]
     about_tests: bool
+    spoken: frozenset[str] = frozenset()
+    """Every word of the question in index form (stopwords too), adjacent words joined,
+    agent nouns' bases ("reloader": ``reload``), and the special methods it names."""
 
 
 @attrs.frozen
@@ -234,9 +262,44 @@ def analyse(question: str) -> Query:
             if joined not in terms:
                 terms.append(joined)
     all_words = set(re.findall(r"[a-z]+", question.lower()))
+    spoken = set(words(question)) | {a + b for a, b in itertools.pairwise(prose)}
+    spoken.update(agent_bases(prose))
+    for word in all_words:
+        spoken.update(SPECIAL_METHODS.get(word, ()))
     return Query(tuple(terms[:MAX_TERMS]), frozenset(names), frozenset(qualified),
                  frozenset(plain - names), tuple(frames), tuple(paths),
-                 bool(all_words & _TEST_WORDS))
+                 bool(all_words & _TEST_WORDS), frozenset(spoken))
+
+
+def agent_bases(prose: Sequence[str]) -> list[str]:
+    """Index forms of the verbs behind agent nouns ("debugger": ``debug``, "reloader":
+    ``reload``): a module is often named for what it does, and prose for who does it."""
+    out: list[str] = []
+    for word in prose:
+        if len(word) < 6 or not word.endswith("er") or word in STOPWORDS:
+            continue
+        base = word[:-2]
+        if base[-1] == base[-2]:
+            base = base[:-1]  # "debugger" -> "debug"
+        out.extend(w for w in words(base) if len(w) > 3 and w not in out)
+    return out
+
+
+def module_names(paths: Iterable[str]) -> set[str]:
+    """One-word module names of the non-test files (``_reloader.py``: ``reloader``;
+    ``debug/__init__.py``: ``debug``), in index form."""
+    out: set[str] = set()
+    for path in paths:
+        if is_test_path(path):
+            continue
+        parts = path.rsplit("/", 2)
+        stem = parts[-1].rsplit(".", 1)[0]
+        if stem in ("__init__", "__main__", "index", "mod", "lib") and len(parts) > 1:
+            stem = parts[-2]
+        found = words(stem)
+        if len(found) == 1 and len(found[0]) > 3 and found[0] not in _STOP_STEMS:
+            out.add(found[0])
+    return out
 
 
 def feedback_words(texts: Sequence[tuple[float, str]], asked: Collection[str],
@@ -276,6 +339,13 @@ def _name_words(name: str) -> tuple[str, ...]:
     if len(parts) > 1:
         parts = parts[1:]  # the first is the whole name joined
     return tuple(w for w in parts if len(w) > 2)
+
+
+def _described(name: str, spoken: Collection[str]) -> bool:
+    """Whether the question spells out a name of two or more words: joined ("multidict")
+    or word by word ("file system cache")."""
+    parts = identifier_words(name)
+    return len(parts) > 2 and (parts[0] in spoken or all(p in spoken for p in parts[1:]))
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -364,6 +434,12 @@ def rank(
     for unit_id, unit in units.items():
         if unit.parent and unit.parent in query.names and unit_id not in named:
             add(unit_id, PARENT_NAMED_BOOST, f"member of {unit.parent}")
+        elif PARENT_DESCRIBED_BOOST and unit.parent and unit.kind != CLASS_HEADER \
+                and _described(unit.parent, query.spoken):
+            add(unit_id, PARENT_DESCRIBED_BOOST, f"member of {unit.parent}, described")
+        if SPECIAL_BOOST and unit.name and unit.name.startswith("__") \
+                and unit.name in query.spoken:
+            add(unit_id, SPECIAL_BOOST, f"special method {unit.name}")
     for unit_id, position in traced.items():
         add(unit_id, TRACE_BOOST / (1 + position), "traceback frame")
     for unit_id in in_named_files:
@@ -541,6 +617,8 @@ def rank_units(store: WorkspaceStore, question: str, *, expansion: float = 0.0,
         top_head = max(head_hits.values(), default=0.0) or 1.0
         for unit_id, score in head_hits.items():
             lexical[unit_id] = lexical.get(unit_id, 0.0) + HEAD_WEIGHT * score / top_head * top_all
+    if MODULE_WEIGHT and lexical:
+        _search_modules(store, query, lexical)
     if expansion and lexical:
         _expand(store, query, lexical, expansion)
     wanted_names = set(query.names) | set(query.plain)
@@ -575,6 +653,25 @@ def rank_units(store: WorkspaceStore, question: str, *, expansion: float = 0.0,
     candidates = rank(lexical, units, query, named=named, traced=traced, in_named_files=in_files,
                       callees=callees, defining=graph_defining, callers=callers)
     return candidates, units
+
+
+def _fuse(lexical: dict[int, float], hits: Mapping[int, float], weight: float) -> None:
+    """Add a second search's scores to ``lexical`` (in place), its best worth ``weight``
+    of the first search's best."""
+    top_all = max(lexical.values(), default=0.0) or 1.0
+    top = max(hits.values(), default=0.0) or 1.0
+    for unit_id, score in hits.items():
+        lexical[unit_id] = lexical.get(unit_id, 0.0) + weight * score / top * top_all
+
+
+def _search_modules(store: WorkspaceStore, query: Query, lexical: dict[int, float]) -> None:
+    """Search again within each module the question names in words, fused into ``lexical``."""
+    named = sorted(module_names(store.paths()) & query.spoken)[:MAX_MODULES]
+    anything = fts_query(query.terms)
+    for module in named:
+        hits = store.search(f'path : "{module}" AND ({anything})', LEXICAL_CANDIDATES)
+        if hits:
+            _fuse(lexical, dict(hits), MODULE_WEIGHT)
 
 
 def _expand(store: WorkspaceStore, query: Query, lexical: dict[int, float],

@@ -413,6 +413,11 @@ class WorkspaceStore:
         with self._connect() as db:
             return dict(db.execute("SELECT path, sha256 FROM file WHERE live = 1"))
 
+    def paths(self) -> list[str]:
+        """Live paths (retrieval reads the module names a question may use from them)."""
+        with self._connect() as db:
+            return [row[0] for row in db.execute("SELECT path FROM file WHERE live = 1")]
+
     _UNIT_COLUMNS = ("u.id, f.path, u.start_line, u.end_line, u.kind, u.name, u.parent, "
                      "u.signature, u.text, u.tokens")
 

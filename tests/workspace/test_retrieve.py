@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
+import cerebrum.workspace.retrieve as retrieve_module
 from cerebrum.prompt.tokens import estimate_tokens
+from cerebrum.workspace.extract import words
 from cerebrum.workspace.retrieve import (
     Candidate,
     Query,
@@ -15,6 +17,7 @@ from cerebrum.workspace.retrieve import (
     expansion_terms,
     feedback_words,
     fts_query,
+    module_names,
     rank,
     retrieve,
 )
@@ -170,3 +173,58 @@ def test_expansion_brings_in_what_the_best_hits_share(tmp_path: Path) -> None:
     assert expanded.items[0].name == plain.items[0].name
     assert "drop_outdated" in [item.name for item in expanded.items]
     assert estimate_tokens(expanded.text) <= 1500
+
+
+def test_the_question_names_modules_and_special_methods_in_words() -> None:
+    spoken = analyse("The debugger's reloader breaks the constructor").spoken
+    assert {"debug", "reload", "__init__", "__new__"} <= spoken
+    assert "__repr__" not in spoken
+    # Stopwords are still words the question used: "file system cache" spells a class.
+    assert set(words("file system cache")) <= analyse("the file system cache").spoken
+
+
+def test_module_names_are_one_word_stems_of_source_files() -> None:
+    names = module_names(["pkg/_reloader.py", "pkg/debug/__init__.py", "pkg/form_parser.py",
+                          "tests/test_routing.py", "pkg/io.py", "src/lib.rs"])
+    assert names == {"reloader", "debug"}
+
+
+def test_rank_lifts_members_of_a_described_class_and_named_special_methods() -> None:
+    units = {1: unit(1, "pop", parent="Stack"), 2: unit(2, "pop", parent="MultiDict"),
+             3: unit(3, "_prune", parent="FileSystemCache"), 4: unit(4, "_prune", parent="Cache"),
+             5: unit(5, "__init__", parent="Parser"), 6: unit(6, "feed", parent="Parser")}
+    lexical = {i: 1.0 for i in units}
+
+    def first_of(question: str, among: set[int]) -> Candidate:
+        ranked = rank(lexical, units, analyse(question))
+        return next(c for c in ranked if c.unit_id in among)
+
+    assert first_of("multidict pop loses items", {1, 2}).unit_id == 2
+    assert "member of MultiDict, described" in first_of("multidict pop", {1, 2}).reasons
+    assert first_of("the file system cache grows forever", {3, 4}).unit_id == 3
+    assert first_of("the parser's constructor ignores options", {5, 6}).unit_id == 5
+    # One word is no class description: "cache" alone lifts neither.
+    assert not any("described" in why for why in first_of("the cache grows", {3, 4}).reasons)
+
+
+RELOADER = {
+    "serve/reloader.py": '''def run_child(argv):
+    """Start the child process with these arguments."""
+    return spawn(argv)
+''',
+    "serve/spawn.py": '''def restart_process(args, wrong=False):
+    """Restart a process with the given arguments again, restarting it cleanly."""
+    return args, wrong
+''',
+}
+
+
+def test_a_module_named_in_words_is_searched_on_its_own(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    store = WorkspaceStore.create(tmp_path / "reload.sqlite", "reload")
+    index(store, as_bytes(RELOADER))
+    question = "the reloader restarts the child process with the wrong arguments"
+    found = retrieve(store, question, 1500)
+    assert found.items[0].name == "run_child"
+    monkeypatch.setattr(retrieve_module, "MODULE_WEIGHT", 0.0)
+    assert retrieve(store, question, 1500).items[0].name == "restart_process"
