@@ -63,7 +63,12 @@ sys.path.insert(0, str(ROOT))
 
 from cerebrum.prompt.tokens import estimate_tokens  # noqa: E402
 from cerebrum.workspace.extract import Definition, extract_file, language_for, words  # noqa: E402
-from cerebrum.workspace.retrieve import assemble_context, is_test_path, rank_units  # noqa: E402
+from cerebrum.workspace.retrieve import (  # noqa: E402
+    STOPWORDS,
+    assemble_context,
+    is_test_path,
+    rank_units,
+)
 from cerebrum.workspace.store import ManifestEntry, WorkspaceStore, sha256_hex  # noqa: E402
 
 WERKZEUG = Path("/work/.mirror/pallets+werkzeug/repo")
@@ -229,6 +234,22 @@ def mine_cases(git: Git, repo: str, max_cases: int, budget: int) -> list[Case]:
             continue  # no system could keep it whole at this budget
         cases.append(Case(repo, commit, parent, _clean_message(subject, body), tuple(truth)))
     return cases
+
+
+_CODE_LIKE_RE = re.compile(r"[A-Za-z]\w*(?:_\w+|[a-z][A-Z]\w*|\.[A-Za-z_]\w*|\(\))")
+
+
+def informative(question: str) -> bool:
+    """Whether a message says anything about the code, read from the message alone: it
+    names an identifier in code form, or it has two words that are neither retrieval's
+    stopwords nor issue numbers ("This fixes #368", "Fixed a Python 3 bug", "fix quotes"
+    do not). Applied to every system alike; the unfiltered figures stay the headline."""
+    text = re.sub(r"https?://\S+|#\d+", " ", question)
+    if _CODE_LIKE_RE.search(text):
+        return True
+    content = {w.lower() for w in re.findall(r"[A-Za-z]{3,}", text)
+               if w.lower() not in STOPWORDS}
+    return len(content) >= 2
 
 
 # --- baselines ---------------------------------------------------------------
@@ -398,6 +419,7 @@ def evaluate(repo_path: Path, name: str, max_cases: int, budget: int, workdir: P
                 units.extend((path, u) for u in units_cache[sha]
                              if u.kind in DEFINITION_KINDS and u.name)
             row: dict[str, Any] = {"half": half, "commit": case.commit[:10],
+                                   "informative": informative(case.question),
                                    "question": case.question.split("\n")[0],
                                    "truth": [f"{t.path}:{t.name}" for t in case.truth]}
             row["file-bm25"] = outcome(case.truth, file_bm25(files, case.question, budget), None)
@@ -464,6 +486,15 @@ def _print_block(label: str, rows: Sequence[dict[str, Any]]) -> dict[str, dict[s
         print(f"    workspace / def-bm25 = {ours / defs if defs else float('inf'):.2f}x "
               f"(target 1.4x), workspace / file-bm25 = "
               f"{ours / files if files else float('inf'):.2f}x (target > 5x)")
+        told = [row for row in rows if row.get("informative")]
+        if told and len(told) < len(rows):
+            part = summarise(told)
+            shown = "  ".join(f"{system} {part[system]['whole']:.2f}" for system in part)
+            mine, base = part["workspace"]["whole"] or 0.0, part["def-bm25"]["whole"] or 0.0
+            print(f"    informative messages only ({len(told)} of {len(rows)}): {shown}; "
+                  f"workspace / def-bm25 = {mine / base if base else float('inf'):.2f}x")
+            summary["informative"] = {"cases": len(told), **{
+                system: part[system]["whole"] for system in part}}
     return summary
 
 
