@@ -1,7 +1,7 @@
 """Behaviour described in words: the concept lexicon and trailing comments."""
 
 from cerebrum.prompt.chunking import chunk_text
-from cerebrum.prompt.concepts import phrase_words, related, root
+from cerebrum.prompt.concepts import phrase_words, related, root, symbol_literals
 from cerebrum.prompt.ranking import rank_chunks
 
 _DEQUE = '''
@@ -63,3 +63,34 @@ def test_comments_after_a_definition_are_a_block_of_their_own() -> None:
     merge = next(c for c in chunks if c.name == "merge")
     assert "# note" not in merge.text
     assert any("# note 0" in c.text and c.name is None for c in chunks)
+
+
+_PORTS = '''
+def split_host(hostport):
+    """The host comes first: a name, an address or a bracketed address."""
+    host, _, rest = hostport.rpartition("@")
+    return host.strip("[]"), rest
+
+
+def port_suffix(text):
+    if not text:
+        return True
+    if text[0] != ':':
+        return False
+    return all('0' <= b <= '9' for b in text[1:])
+'''
+
+
+def test_words_for_characters_find_the_code_that_quotes_them() -> None:
+    assert symbol_literals("the part after the colon")["colon"] == ("':'", '":"')
+    assert '"--"' in symbol_literals("a double dash stops it")["dash"]
+    chunks = chunk_text(_PORTS, "python")
+    ranked = rank_chunks(chunks, "Where is the host's part after the colon checked for digits?")
+    assert ranked[0].chunk.name == "port_suffix"
+
+
+def test_phrases_of_computations_and_excess_have_their_code_words() -> None:
+    assert phrase_words("I want a running total") == ["cumulative"]
+    assert phrase_words("it stops when there are too many") == ["exceed"]
+    assert phrase_words("searching front-to-back") == ["forward"]
+    assert root("scan") in related("cumulative")
