@@ -94,3 +94,30 @@ def test_phrases_of_computations_and_excess_have_their_code_words() -> None:
     assert phrase_words("it stops when there are too many") == ["exceed"]
     assert phrase_words("searching front-to-back") == ["forward"]
     assert root("scan") in related("cumulative")
+
+
+_FETCH = '''
+def fetch_once(url):
+    """Fetch the page over the network, once."""
+    return urlopen(url).read()
+
+
+def fetch_with_attempts(url, attempts):
+    """Fetch the page, again after each network failure, up to the attempts."""
+    for _ in range(attempts):
+        try:
+            return fetch_once(url)
+        except OSError:
+            pass
+    raise OSError(url)
+'''
+
+
+def test_a_callee_found_by_words_stays_below_the_code_that_calls_it() -> None:
+    question = (
+        "Fetching the page over the network fails at once on the first failure; "
+        "the attempts are ignored."
+    )
+    ranked = rank_chunks(chunk_text(_FETCH, "python"), question)
+    assert [r.chunk.name for r in ranked[:2]] == ["fetch_with_attempts", "fetch_once"]
+    assert "is called by" in ranked[1].why
