@@ -785,12 +785,22 @@ def _adjust_lexical(
                 exact, near, _, _ = owned[position]
             if exact or near:
                 adjusted[position] *= 1.0 + OWN_WORD_BONUS * exact + OWN_RELATED_BONUS * near
-        if chunk.kind == CLASS_HEADER and (chunk.name or chunk.parent) in parents:
+        if (
+            chunk.kind == CLASS_HEADER
+            and (chunk.name or chunk.parent) in parents
+            and not _FUNCTION_HEAD_RE.match(chunk.signature)
+        ):
+            # (The head of a big function split at its nested functions is code, not a docstring.)
             adjusted[position] *= 0.35
         elif chunk.kind == PREAMBLE and concepts is not None:
             # A module docstring, like a class's, speaks of everything the file does.
             adjusted[position] *= 0.35
     return adjusted
+
+
+_FUNCTION_HEAD_RE = re.compile(
+    r"(?:(?:export|pub(?:\([\w:]+\))?|async|static|default)\s+)*(?:def|function|fn|func)\b"
+)
 
 
 def _words_why(

@@ -121,3 +121,24 @@ def test_a_callee_found_by_words_stays_below_the_code_that_calls_it() -> None:
     ranked = rank_chunks(chunk_text(_FETCH, "python"), question)
     assert [r.chunk.name for r in ranked[:2]] == ["fetch_with_attempts", "fetch_once"]
     assert "is called by" in ranked[1].why
+
+
+def test_the_head_of_a_big_split_function_is_code_not_a_docstring() -> None:
+    nested = "\n".join(f"    def step_{i}(item):\n        return item + {i}\n" for i in range(120))
+    code = (
+        "def evict_oldest(cache, maxsize):\n"
+        "    # Drop the least recently used entry once the cache is full.\n"
+        "    while len(cache.order) > maxsize:\n"
+        "        oldest = cache.order.pop(0)\n"
+        "        del cache.table[oldest]\n"
+        f"{nested}\n"
+        "    return cache\n\n\n"
+        "def cache_size(cache):\n"
+        '    """How many entries the full cache holds, the oldest entry too; '
+        'none is dropped here."""\n'
+        "    return len(cache.table)\n"
+    )
+    chunks = chunk_text(code, "python")
+    assert chunks[0].kind == "class_header"  # split at its nested functions
+    ranked = rank_chunks(chunks, "Once the cache is full the oldest entry is never dropped.")
+    assert ranked[0].chunk.name == "evict_oldest"
