@@ -27,6 +27,7 @@ from bench.prompt_quality import (  # noqa: E402
     HANDWRITTEN,
     HANDWRITTEN_2,
     HANDWRITTEN_3,
+    HANDWRITTEN_4,
     MAX_FILE_CHARS,
     MAX_TARGET_CHARS,
     MIN_FILE_CHARS,
@@ -36,8 +37,11 @@ from bench.prompt_quality import (  # noqa: E402
 )
 
 # The sets written before each one (never drawn again); a new set excludes them all.
-_ALL = (*HANDWRITTEN, *HANDWRITTEN_2, *HANDWRITTEN_3)
-_EARLIER = {"hand3": (*HANDWRITTEN, *HANDWRITTEN_2)}
+_ALL = (*HANDWRITTEN, *HANDWRITTEN_2, *HANDWRITTEN_3, *HANDWRITTEN_4)
+_EARLIER = {
+    "hand3": (*HANDWRITTEN, *HANDWRITTEN_2),
+    "hand4": (*HANDWRITTEN, *HANDWRITTEN_2, *HANDWRITTEN_3),
+}
 
 
 def _is_test(path: str) -> bool:

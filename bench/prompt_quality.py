@@ -1103,6 +1103,160 @@ HANDWRITTEN_3: list[tuple[str, str, str, str]] = [
 ]
 
 
+# A fourth blind set (split "hand4"), written in session 5 after hand3 was
+# measured, before the ranking changes that followed it; drawn the same way
+# (bench/draw_hand_targets.py --set hand4), the first four of each language
+# in drawing order, skipping a generated table (Python #5).
+HANDWRITTEN_4: list[tuple[str, str, str, str]] = [
+    (
+        "python",
+        f"{_PY}/argparse.py",
+        "_format_text",
+        "In argparse's help output, a description containing %(prog)s is not replaced by the program "
+        "name, and it is wrapped to the full width instead of the width minus the current indentation.",
+    ),
+    (
+        "python",
+        f"{_PY}/logging/config.py",
+        "cfg_convert",
+        "In a dictConfig, a value pointing at another part of the configuration by path "
+        "(handlers.email[subject], or [0] for a position) should walk down by dotted names and bracketed "
+        "keys, but a number inside the brackets is looked up as a string.",
+    ),
+    (
+        "python",
+        f"{_PY}/mimetypes.py",
+        "read_windows_registry",
+        "Loading extra MIME types from the operating system's own database (the hive under "
+        "HKEY_CLASSES_ROOT) ignores the strict flag: everything ends up among the standard types, even "
+        "with strict off.",
+    ),
+    (
+        "python",
+        f"{_PY}/pprint.py",
+        "format",
+        "Subclassing the pretty printer to customise how each object is turned into its text: the hook "
+        "that returns the text plus the readable and recursive flags is not called for nested objects.",
+    ),
+    (
+        "go",
+        str(_GO / "regexp/regexp.go"),
+        "FindIndex",
+        "Asking a compiled regexp for the start and end offsets of the leftmost match in a byte slice "
+        "returns more than two numbers.",
+    ),
+    (
+        "go",
+        str(_GO / "text/template/funcs.go"),
+        "goodFunc",
+        "Registering a template helper that returns a value and an error is rejected; only one result, "
+        "or two where the second is an error, should be allowed.",
+    ),
+    (
+        "go",
+        str(_GO / "encoding/json/decode.go"),
+        "Unmarshal",
+        "Decoding malformed JSON into a struct fills half of the struct before the syntax error is "
+        "reported; the input should be checked for well-formedness first.",
+    ),
+    (
+        "go",
+        str(_GO / "strings/strings.go"),
+        "Map",
+        "Applying a per-character replacement callback to a string: a negative return should drop that "
+        "character, and an invalid UTF-8 byte that comes back unchanged should be kept as it is.",
+    ),
+    (
+        "java",
+        str(_JAVA / "util/LinkedHashMap.java"),
+        "internalWriteEntries",
+        "Serializing a LinkedHashMap should emit each key and value in insertion order, following the "
+        "before/after links from the oldest element; the stream comes out in bucket order.",
+    ),
+    (
+        "java",
+        str(_JAVA / "util/concurrent/atomic/AtomicInteger.java"),
+        "getAndAccumulate",
+        "Combining the atomic int with a value through a binary operator should hand back the value from "
+        "before the update, but I receive the new one.",
+    ),
+    (
+        "java",
+        str(_JAVA / "util/concurrent/ThreadPoolExecutor.java"),
+        "setMaximumPoolSize",
+        "Lowering the upper bound on worker threads of an executor below the core count should throw "
+        "IllegalArgumentException, and when it drops below the current number of workers the idle ones "
+        "should be interrupted.",
+    ),
+    (
+        "java",
+        str(_JAVA / "text/DateFormatSymbols.java"),
+        "hashCode",
+        "Using these date symbol objects (month and weekday names, eras, AM/PM) as keys is slow: their "
+        "bucket number is recomputed every time instead of being remembered, and the zone strings are "
+        "left out of it.",
+    ),
+    (
+        "rust",
+        str(_RUST / "clap/clap-4.0.32/src/derive.rs"),
+        "from_str",
+        "Parsing a command-line value into one of an enum's variants, optionally ignoring case, gives an "
+        "error message that does not say which input was wrong.",
+    ),
+    (
+        "rust",
+        str(_RUST / "memchr/memchr-2.5.0/src/memmem/mod.rs"),
+        "run_search_tests_rev",
+        "The checking helper that applies a last-occurrence substring finder to the table of "
+        "needle/haystack cases compares its answers with the front-to-back expectations.",
+    ),
+    (
+        "rust",
+        str(_RUST / "memchr/memchr-2.5.0/src/memchr/x86/avx.rs"),
+        "forward_pos",
+        "On little-endian x86, turning the comparison bitmask of a 32-byte AVX chunk into the offset of "
+        "the first matching byte is off: it should count the trailing zero bits.",
+    ),
+    (
+        "rust",
+        str(_RUST / "serde-json/serde_json-1.0.87/src/value/de.rs"),
+        "visit_map",
+        "Deserializing a JSON object into a serde_json Value: with arbitrary_precision or raw_value on, "
+        "the special first key is recognised, but for an ordinary object the first key/value pair is lost.",
+    ),
+    (
+        "javascript",
+        f"{_NPM}/node_modules/npm-package-arg/lib/npa.js",
+        "pathToFileURL",
+        "Converting a folder location like ./my#dir into a link for the dependency spec should "
+        "percent-encode characters such as % and # one by one, and not prepend the scheme twice when it "
+        "is already there.",
+    ),
+    (
+        "javascript",
+        f"{_NPM}/node_modules/npm-package-arg/lib/npa.js",
+        "isAliasSpec",
+        "A dependency written as NPM:lodash@4 (upper case) is not recognised as installing one package "
+        "under another name.",
+    ),
+    (
+        "javascript",
+        f"{_NPM}/node_modules/nopt/lib/nopt-lib.js",
+        "nopt",
+        "The entry point of the option parser should return the parsed options with an argv object "
+        "holding the leftover arguments, the cooked list and an untouched copy of the original list, but "
+        "the original list is altered.",
+    ),
+    (
+        "javascript",
+        f"{_NPM}/node_modules/npm-packlist/lib/index.js",
+        "stat",
+        "When a package contains an entry whose name Windows can't handle (like con, or a trailing dot), "
+        "collecting the files to publish should skip that entry quietly instead of failing.",
+    ),
+]
+
+
 def handwritten_cases(
     rng: random.Random,
     described: Sequence[tuple[str, str, str, str]] = HANDWRITTEN,
@@ -1406,6 +1560,8 @@ def run_classes(
         generated += handwritten_cases(random.Random(seed + 2), HANDWRITTEN_2, "hand2")
     if "described" in classes and split in ("all", "hand3"):
         generated += handwritten_cases(random.Random(seed + 3), HANDWRITTEN_3, "hand3")
+    if "described" in classes and split in ("all", "hand4"):
+        generated += handwritten_cases(random.Random(seed + 4), HANDWRITTEN_4, "hand4")
     for case in generated:
         started = time.perf_counter()
         if "messages" in case:
@@ -1505,8 +1661,8 @@ def summarize_classes(cases: list[dict]) -> str:
         rows.append(f"| {kind} | " + " | ".join(cells) + " |")
     rows += [
         "",
-        "| class | whole kept: dev files (tuned on) | held-out files | described by hand | by hand, 2nd set | 3rd set |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| class | whole kept: dev files (tuned on) | held-out files | described by hand | by hand, 2nd set | 3rd set | 4th set |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for kind in (*CLASSES, "all"):
         items = [c for c in cases if kind in ("all", c["class"])]
@@ -1516,10 +1672,11 @@ def summarize_classes(cases: list[dict]) -> str:
             hand = [c for c in items if c["split"] == "hand"]
             hand2 = [c for c in items if c["split"] == "hand2"]
             hand3 = [c for c in items if c["split"] == "hand3"]
+            hand4 = [c for c in items if c["split"] == "hand4"]
             rows.append(
                 f"| {kind} | {pct(dev, 'whole')} ({len(dev)}) | {pct(held, 'whole')} ({len(held)}) | "
                 f"{pct(hand, 'whole')} ({len(hand)}) | {pct(hand2, 'whole')} ({len(hand2)}) | "
-                f"{pct(hand3, 'whole')} ({len(hand3)}) |"
+                f"{pct(hand3, 'whole')} ({len(hand3)}) | {pct(hand4, 'whole')} ({len(hand4)}) |"
             )
     talks = [c for c in cases if "prefix_share" in c]
     if talks:
@@ -1645,10 +1802,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--split",
-        choices=("all", "dev", "held", "hand", "hand2", "hand3"),
+        choices=("all", "dev", "held", "hand", "hand2", "hand3", "hand4"),
         default="all",
         help="source files of the classes suite: dev (the half tuned on), held (the "
-        "held-out half), hand, hand2 or hand3 (the hand-described sets only) or all; each is "
+        "held-out half), hand, hand2, hand3 or hand4 (the hand-described sets only) or all; each is "
         "reported separately",
     )
     parser.add_argument(
