@@ -108,11 +108,16 @@ def assemble(
     truncated = False
     cut_indices: set[int] = set()
     # The chunk cut to fit when it alone is over the budget: the best one, but
-    # not a preamble the question does not name (a module docstring that
-    # matched many words is not what was asked about; cut, it would fill the
-    # budget and keep out the definition ranked next).
+    # not a preamble or class header the question does not name (a module
+    # docstring or a long Javadoc that matched many words is not what was
+    # asked about; cut, it would fill the budget and keep out the definition
+    # ranked next).
     cut_at = next(
-        (p for p, item in enumerate(ranked) if item.chunk.kind != PREAMBLE or item.defines_target),
+        (
+            p
+            for p, item in enumerate(ranked)
+            if item.chunk.kind not in (PREAMBLE, CLASS_HEADER) or item.defines_target
+        ),
         0,
     )
     for position, item in enumerate(ranked):

@@ -113,3 +113,26 @@ def test_an_unnamed_preamble_too_big_to_send_is_not_cut_in_place_of_the_code() -
     result = assemble("", question, ranked, len(chunks), "python", 600)
     assert function.strip() in result.text
     assert not result.cut
+
+
+def test_an_unnamed_class_header_too_big_to_send_is_not_cut_in_place_of_a_method() -> None:
+    doc = "\n".join(
+        f"    # The stage completes with a result or an exception, case {i}." for i in range(150)
+    )
+    code = (
+        f"class Stage:\n{doc}\n    kind = 'stage'\n\n"
+        "    def recover(self, fn):\n"
+        "        return self.handle(lambda r, ex: self if ex is None else fn(ex))\n\n"
+        + "\n".join(f"    def other_{i}(self):\n        return {i}\n" for i in range(40))
+    )
+    chunks = chunk_text(code, "python")
+    header = next(c for c in chunks if c.kind == "class_header")
+    ranked = [RankedChunk(header, 10.0)] + [
+        RankedChunk(c, 5.0 if c.name == "recover" else 0.0) for c in chunks if c is not header
+    ]
+    ranked.sort(key=lambda item: -item.score)
+    result = assemble(
+        "", "Recovering from a failed stage is wrong.", ranked, len(chunks), "python", 300
+    )
+    assert "def recover(self, fn):" in result.text
+    assert not result.cut
