@@ -207,7 +207,7 @@ _PATH_RE = re.compile(
 
 
 _CODE_SHAPED_RE = re.compile(r"_|\d|[a-z][A-Z]|[A-Z]{2,}[a-z]|^[a-z]+[A-Z]")
-_CALLED_RE = re.compile(r"([A-Za-z_]\w*)\s*\(")
+_CALLED_RE = re.compile(r"([A-Za-z_]\w*)\((?!\s*[a-z]+\s+[a-z])")
 _DOTTED_RE = re.compile(r"\b([A-Za-z_]\w*)\.([A-Za-z_]\w*)\b")
 _QUOTED_RE = re.compile(
     r"\"([^\"\n]{8,200})\"|(?<![\w])'([^'\n]{8,200})'(?![\w])|\u201c([^\u201d\n]{8,200})\u201d"
@@ -383,8 +383,14 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     plain_words += phrase_words(focus.words[:2000])
     words = " ".join(plain_words)
     query = [t for t in dict.fromkeys(_terms(words, cache)) if t not in _WORD_STOPS and len(t) >= 3]
+    # A Java or C++ constructor bears its class's name: a question naming the
+    # class ("serializing a BitSet") names the class, and its members compete by
+    # their words (their class being named adds PARENT_WEIGHT), not as its definition.
     defines = [
-        bool(chunk.name and chunk.name in names) or bool(chunk.names & names) for chunk in chunks
+        bool(chunk.name and chunk.name in names) or bool(chunk.names & names)
+        if not _is_constructor(chunk)
+        else bool((chunk.names - {chunk.name}) & names)
+        for chunk in chunks
     ]
     inner_defined = (
         {
@@ -392,6 +398,7 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
             for position, chunk in enumerate(chunks)
             if not defines[position]
             and chunk.kind != PREAMBLE
+            and not _is_constructor(chunk)
             and (found := _inner_definition(chunk, names)) is not None
         }
         if names
@@ -435,6 +442,7 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     spell = bool(focus.phrases) and not any(defines) and not frames
     spelled = [
         spell
+        and not _is_constructor(chunk)
         and any(
             (phrase := name_phrase(name)) is not None and phrase in focus.phrases
             for name in ({chunk.name} if chunk.name else set()) | chunk.names
@@ -453,7 +461,17 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     else:
         spelled = [False] * len(chunks)
     # "Config.load": a method named by its class too beats a same-named method elsewhere.
-    parent_named = [bool(chunk.parent and chunk.parent in names) for chunk in chunks]
+    # A class spelled in words ("a buffering memory handler") is named as much:
+    # the question is about one of its members, which its words then pick.
+    spelled_classes = {
+        chunk.name
+        for chunk, hit in zip(chunks, spelled, strict=True)
+        if hit and chunk.kind == CLASS_HEADER and chunk.name
+    }
+    parent_named = [
+        bool(chunk.parent and (chunk.parent in names or chunk.parent in spelled_classes))
+        for chunk in chunks
+    ]
     if any(defines) or frames:
         top = [i for i, hit in enumerate(defines) if hit] + list(frames)
     else:
@@ -573,6 +591,10 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
             ranked[position] = attrs.evolve(ranked[position], score=max(before, ceiling))
     ranked.sort(key=lambda item: (-item.score, item.chunk.index))
     return ranked
+
+
+def _is_constructor(chunk: Chunk) -> bool:
+    return chunk.kind == METHOD and chunk.name is not None and chunk.name == chunk.parent
 
 
 def _quote_hits(chunks: Sequence[Chunk], quotes: Sequence[str]) -> dict[int, tuple[float, str]]:
