@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from cerebrum.prompt.chunking import CLASS_HEADER, METHOD, Chunk
+from cerebrum.prompt.chunking import CLASS_HEADER, METHOD, PREAMBLE, Chunk
 from cerebrum.prompt.language import TEXT
 from cerebrum.prompt.ranking import RankedChunk
 from cerebrum.prompt.tokens import estimate_tokens
@@ -107,6 +107,19 @@ def assemble(
     }
     truncated = False
     cut_indices: set[int] = set()
+    # The chunk cut to fit when it alone is over the budget: the best one, but
+    # not a preamble or class header the question does not name (a module
+    # docstring or a long Javadoc that matched many words is not what was
+    # asked about; cut, it would fill the budget and keep out the definition
+    # ranked next).
+    cut_at = next(
+        (
+            p
+            for p, item in enumerate(ranked)
+            if item.chunk.kind not in (PREAMBLE, CLASS_HEADER) or item.defines_target
+        ),
+        0,
+    )
     for position, item in enumerate(ranked):
         chunk = item.chunk
         if chunk.index in kept:
@@ -124,7 +137,7 @@ def assemble(
             for member in group:
                 kept[member.index] = member
             left -= cost
-        elif position == 0 and left >= _MIN_TRUNCATED_TOKENS:
+        elif position == cut_at and not kept and left >= _MIN_TRUNCATED_TOKENS:
             # The most relevant chunk alone is over budget: its best part beats
             # nothing, but the other chunks the question names (or the report's
             # callers) keep their room when they are small.

@@ -26,7 +26,8 @@ fetch retrieve download pull
 combine merge join concat concatenate union chain zip
 split separate divide partition chop
 sort sorted order ordering rank
-reverse reversed backward backwards invert descending
+reverse reversed backward backwards invert descending rev
+forward forwards fwd onward
 filter exclude skip ignore omit
 convert transform translate cast coerce
 copy clone duplicate dup replicate
@@ -156,6 +157,7 @@ context ctx
 state status stat
 success succeed ok
 sum accumulate aggregate reduce
+cumulative cumsum scan prefixsum
 average mean avg
 deviation stdev variance
 round ceil truncate
@@ -165,6 +167,14 @@ absolute abs
 hidden hide invisible
 default fallback
 disable disabled off
+heap priority heapq heapify
+subclass derived inherit inherits extends subtype
+superclass base parent supertype
+listen listening accept
+channel track mono stereo
+sample frame
+samplerate framerate frequency hz
+volume gain amplitude
 enable enabled on
 """
 
@@ -205,6 +215,22 @@ _PHRASES = {
     "null pointer": "nullptr",
     "upper case": "uppercase",
     "lower case": "lowercase",
+    "too many": "exceed",
+    "too much": "exceed",
+    "too large": "exceed",
+    "too big": "exceed",
+    "too long": "exceed",
+    "blow up": "overflow",
+    "blows up": "overflow",
+    "running total": "cumulative",
+    "running sum": "cumulative",
+    "prefix sum": "cumulative",
+    "front to back": "forward",
+    "left to right": "forward",
+    "back to front": "reverse",
+    "right to left": "reverse",
+    "sample rate": "samplerate",
+    "frame rate": "framerate",
 }
 _PHRASE_RE = re.compile(
     r"\b(?:" + "|".join(re.escape(p).replace(r"\ ", r"[\s-]+") for p in _PHRASES) + r")\b",
@@ -259,3 +285,70 @@ def phrase_words(text: str) -> list[str]:
         _PHRASES[" ".join(m.group(0).lower().replace("-", " ").split())]
         for m in _PHRASE_RE.finditer(text)
     ]
+
+
+# Words for characters, and the characters code writes for them: "the part
+# after the colon" is code comparing with ':', "a double dash" is "--",
+# "digits" are '0'..'9'. Keyed by root; the literal forms are searched for
+# quoted (``':'``, ``":"``), as a comparison or a split would write them.
+_SYMBOLS: dict[str, tuple[str, ...]] = {
+    "colon": (":",),
+    "semicolon": (";",),
+    "comma": (",",),
+    "dash": ("-",),
+    "hyphen": ("-",),
+    "minus": ("-",),
+    "slash": ("/",),
+    "backslash": ("\\\\",),
+    "dot": (".",),
+    "period": (".",),
+    "tilde": ("~",),
+    "underscore": ("_",),
+    "equal": ("=",),
+    "ampersand": ("&",),
+    "asterisk": ("*",),
+    "star": ("*",),
+    "pipe": ("|",),
+    "caret": ("^",),
+    "dollar": ("$",),
+    "percent": ("%",),
+    "hash": ("#",),
+    "pound": ("#",),
+    "plus": ("+",),
+    "exclamation": ("!",),
+    "apostrophe": ("'",),
+    "backtick": ("`",),
+    "bracket": ("[", "]"),
+    "brace": ("{", "}"),
+    "parenthesis": ("(", ")"),
+    "paren": ("(", ")"),
+    "space": (" ",),
+    "tab": ("\\t",),
+    "newline": ("\\n",),
+    "digit": ("0", "9"),
+    "letter": ("a", "z"),
+    "nul": ("\\0", "\\x00"),
+}
+# "Double dash", "dot dot", "double colon": the character twice.
+_DOUBLED_RE = re.compile(r"\b(?:double|two)[\s-]+(\w+)|\b(dot)[\s-]+dot\b", re.IGNORECASE)
+
+
+def symbol_literals(text: str) -> dict[str, tuple[str, ...]]:
+    """For each word of ``text`` that names a character, its quoted forms in code.
+
+    ``{"colon": ("':'", '":"')}``; a doubled one ("double dash") adds the
+    character twice (``"--"``). Keys are the words' roots.
+    """
+    found: dict[str, tuple[str, ...]] = {}
+    lowered = text.lower()
+    for word in set(re.findall(r"[a-z]+", lowered)):
+        key = root(word)
+        chars = _SYMBOLS.get(key)
+        if chars:
+            found[key] = tuple(f"{q}{c}{q}" for c in chars for q in ("'", '"'))
+    for match in _DOUBLED_RE.finditer(lowered):
+        key = root(match.group(1) or match.group(2))
+        chars = _SYMBOLS.get(key)
+        if chars and len(chars) == 1:
+            found[key] = (*found.get(key, ()), f'"{chars[0] * 2}"', f"'{chars[0] * 2}'")
+    return found

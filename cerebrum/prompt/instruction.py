@@ -33,7 +33,7 @@ _CODE_START_RE = re.compile(
         interface\s|type\s+\w+\s*=|enum\s|struct\s|typedef\b|namespace\b|template\s*<|
         package\s|func\s|public\b|private\b|protected\b|static\b|
         \#include|\#define|\#if|\#!|\#\s|\#$|//|/\*|\*|\}|\{|\)|\]|<\?|
-        echo\s|fi\b|done\b|esac\b|then\b|do\b|local\s|set\s+-|\"\"\"|\'\'\'|\w+\s*=[^=]|\w+(\.\w+)*\(.*\)\s*$
+        echo\s|fi\b|done\b|esac\b|then\b|do\b|local\s|set\s+-|[rRbBuUfF]{0,2}(?:\"\"\"|\'\'\')|\w+\s*=[^=]|\w+(\.\w+)*\(.*\)\s*$
     )""",
     re.VERBOSE,
 )

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import attrs
 
 from cerebrum.prompt.chunking import CLASS_HEADER, METHOD, PREAMBLE, Chunk
-from cerebrum.prompt.concepts import phrase_words, related, root
+from cerebrum.prompt.concepts import phrase_words, related, root, symbol_literals
 from cerebrum.prompt.reports import Frame, find_reports, strip_reports
 
 _LOGGER = logging.getLogger(__name__)
@@ -49,6 +49,9 @@ SOFT_NAME_SHARE = 0.6
 # A word of the lexicon's group of a question word ("combining" -> merge,
 # join, concat): matched like a question word, at this share of its weight.
 RELATED_SHARE = 0.4
+# A character a question word names ("colon" -> ':'), quoted in the code: as
+# telling as the word itself, nearly.
+SYMBOL_SHARE = 0.8
 # A definition's own name is a word of the question (inflection aside) or
 # means one ("removing" -> ``delete``): its word score grows by this much per word.
 OWN_WORD_BONUS = 0.5
@@ -204,7 +207,7 @@ _PATH_RE = re.compile(
 
 
 _CODE_SHAPED_RE = re.compile(r"_|\d|[a-z][A-Z]|[A-Z]{2,}[a-z]|^[a-z]+[A-Z]")
-_CALLED_RE = re.compile(r"([A-Za-z_]\w*)\s*\(")
+_CALLED_RE = re.compile(r"([A-Za-z_]\w*)\((?!\s*[a-z]+\s+[a-z])")
 _DOTTED_RE = re.compile(r"\b([A-Za-z_]\w*)\.([A-Za-z_]\w*)\b")
 _QUOTED_RE = re.compile(
     r"\"([^\"\n]{8,200})\"|(?<![\w])'([^'\n]{8,200})'(?![\w])|\u201c([^\u201d\n]{8,200})\u201d"
@@ -380,8 +383,14 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     plain_words += phrase_words(focus.words[:2000])
     words = " ".join(plain_words)
     query = [t for t in dict.fromkeys(_terms(words, cache)) if t not in _WORD_STOPS and len(t) >= 3]
+    # A Java or C++ constructor bears its class's name: a question naming the
+    # class ("serializing a BitSet") names the class, and its members compete by
+    # their words (their class being named adds PARENT_WEIGHT), not as its definition.
     defines = [
-        bool(chunk.name and chunk.name in names) or bool(chunk.names & names) for chunk in chunks
+        bool(chunk.name and chunk.name in names) or bool(chunk.names & names)
+        if not _is_constructor(chunk)
+        else bool((chunk.names - {chunk.name}) & names)
+        for chunk in chunks
     ]
     inner_defined = (
         {
@@ -389,6 +398,7 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
             for position, chunk in enumerate(chunks)
             if not defines[position]
             and chunk.kind != PREAMBLE
+            and not _is_constructor(chunk)
             and (found := _inner_definition(chunk, names)) is not None
         }
         if names
@@ -398,7 +408,7 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     # that mean the question's words count too. A named definition is found by
     # its name, and the rest of the budget goes by the question's own words.
     described = not focus.frames and not any(defines) and not inner_defined
-    concepts = _concepts(plain_words, query if described else ())
+    concepts = _concepts(plain_words, query if described else (), focus.words[:2000])
     counted = [*query, *(t for t in concepts.related if t not in query)]
     documents = [_document(chunk.text, counted) for chunk in chunks] if query else []
     # The stats show the question's own words ("spaces"), not their stems ("spac").
@@ -410,7 +420,9 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     for term, extra in concepts.of_term.items():
         for other in extra:
             shown.setdefault(other, f"{other}… (≈ {shown.get(term, term)})")
-    weights = {term: RELATED_SHARE for term in counted[len(query) :]}
+    weights = {
+        term: SYMBOL_SHARE if term[:1] in "'\"" else RELATED_SHARE for term in counted[len(query) :]
+    }
     lexical = _bm25(documents, counted, weights) if query else [0.0] * len(chunks)
     # What each definition's name says or means of the question: read by the
     # word score and by the name-meaning bonus below, so computed once.
@@ -430,6 +442,7 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     spell = bool(focus.phrases) and not any(defines) and not frames
     spelled = [
         spell
+        and not _is_constructor(chunk)
         and any(
             (phrase := name_phrase(name)) is not None and phrase in focus.phrases
             for name in ({chunk.name} if chunk.name else set()) | chunk.names
@@ -448,7 +461,17 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     else:
         spelled = [False] * len(chunks)
     # "Config.load": a method named by its class too beats a same-named method elsewhere.
-    parent_named = [bool(chunk.parent and chunk.parent in names) for chunk in chunks]
+    # A class spelled in words ("a buffering memory handler") is named as much:
+    # the question is about one of its members, which its words then pick.
+    spelled_classes = {
+        chunk.name
+        for chunk, hit in zip(chunks, spelled, strict=True)
+        if hit and chunk.kind == CLASS_HEADER and chunk.name
+    }
+    parent_named = [
+        bool(chunk.parent and (chunk.parent in names or chunk.parent in spelled_classes))
+        for chunk in chunks
+    ]
     if any(defines) or frames:
         top = [i for i, hit in enumerate(defines) if hit] + list(frames)
     else:
@@ -460,15 +483,20 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
         top = [i for i in ordered[:3] if lexical[i] > 0]
     called: set[str] = set()
     callers: dict[str, str] = {}
+    caller_at: dict[str, int] = {}
     for position in top:
         for callee in _CALL_RE.findall(chunks[position].text):
             if callee == chunks[position].name:
                 continue  # its own signature (or recursion)
             called.add(callee)
             callers.setdefault(callee, chunks[position].name or "the top chunk")
+            caller_at.setdefault(callee, position)
     best_lexical = max(lexical) if lexical else 0.0
 
     ranked: list[RankedChunk] = []
+    # Found by words only, a callee's bonus never lifts it above the chunk that
+    # calls it: the described code comes first, what it calls after.
+    lifted: dict[int, tuple[float, int]] = {}
     for position, chunk in enumerate(chunks):
         callee_name = None
         if not defines[position]:
@@ -542,7 +570,11 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
         if callee_name is not None:
             # Next to a named definition a callee is worth a fixed bonus; next to
             # chunks found by words only, a share of the best word score.
-            score += CALLEE_WEIGHT if any(defines) or frames else 0.3 * best_lexical
+            if any(defines) or frames:
+                score += CALLEE_WEIGHT
+            else:
+                lifted[position] = (score, caller_at.get(callee_name, position))
+                score += 0.3 * best_lexical
             if not defines[position] and position not in frames:
                 why = f"`{callee_name}` is called by `{callers.get(callee_name, '?')}`"
         if chunk.kind == PREAMBLE:
@@ -553,8 +585,16 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
         ranked.append(
             RankedChunk(chunk, score, defines[position], callee_name is not None, why, focus_line)
         )
+    for position, (before, caller) in lifted.items():
+        ceiling = ranked[caller].score * 0.99
+        if caller != position and ranked[position].score > ceiling:
+            ranked[position] = attrs.evolve(ranked[position], score=max(before, ceiling))
     ranked.sort(key=lambda item: (-item.score, item.chunk.index))
     return ranked
+
+
+def _is_constructor(chunk: Chunk) -> bool:
+    return chunk.kind == METHOD and chunk.name is not None and chunk.name == chunk.parent
 
 
 def _quote_hits(chunks: Sequence[Chunk], quotes: Sequence[str]) -> dict[int, tuple[float, str]]:
@@ -632,22 +672,25 @@ class _Concepts:
     of_term: dict[str, tuple[str, ...]]
 
 
-def _concepts(words: Sequence[str], query: Sequence[str]) -> _Concepts:
+def _concepts(words: Sequence[str], query: Sequence[str], text: str = "") -> _Concepts:
     roots: set[str] = set()
     meanings: set[str] = set()
     of_term: dict[str, tuple[str, ...]] = {}
     wanted = set(query)
+    # Words for characters ("colon", "double dash") stand for the quoted characters too.
+    symbols = symbol_literals(text) if wanted and text else {}
     for word in words:
         own = root(word)
         roots.add(own)
         near = related(word)
         meanings |= near
         term = stem(word.lower())
-        if term in wanted and near:
+        if term in wanted and (near or own in symbols):
             # Three-letter roots (``del``, ``arg``) would be found inside every other word.
             extra = tuple(
                 r for r in sorted(near) if len(r) >= 4 and r not in wanted and r not in _WORD_STOPS
             )
+            extra += symbols.get(own, ())
             of_term[term] = tuple(dict.fromkeys((*of_term.get(term, ()), *extra)))
     counted = tuple(dict.fromkeys(r for extra in of_term.values() for r in extra))
     return _Concepts(frozenset(roots), frozenset(meanings - roots), counted, of_term)
@@ -745,9 +788,14 @@ def _adjust_lexical(
                 coverage += weight[term]
                 in_head += weight[term] if term in head else 0.0
             elif any(other in frequencies for other in of_term.get(term, ())):
-                coverage += RELATED_SHARE * weight[term]
+                share = (
+                    SYMBOL_SHARE
+                    if any(o in frequencies for o in of_term[term] if o[:1] in "'\"")
+                    else RELATED_SHARE
+                )
+                coverage += share * weight[term]
                 if any(other in head for other in of_term[term] if other in frequencies):
-                    in_head += RELATED_SHARE * weight[term]
+                    in_head += share * weight[term]
         coverage /= total
         in_head /= total
         adjusted[position] *= (0.5 + coverage) ** 2 * (1.0 + (in_head if chunk.name else 0.0))
@@ -759,9 +807,22 @@ def _adjust_lexical(
                 exact, near, _, _ = owned[position]
             if exact or near:
                 adjusted[position] *= 1.0 + OWN_WORD_BONUS * exact + OWN_RELATED_BONUS * near
-        if chunk.kind == CLASS_HEADER and (chunk.name or chunk.parent) in parents:
+        if (
+            chunk.kind == CLASS_HEADER
+            and (chunk.name or chunk.parent) in parents
+            and not _FUNCTION_HEAD_RE.match(chunk.signature)
+        ):
+            # (The head of a big function split at its nested functions is code, not a docstring.)
+            adjusted[position] *= 0.35
+        elif chunk.kind == PREAMBLE and concepts is not None:
+            # A module docstring, like a class's, speaks of everything the file does.
             adjusted[position] *= 0.35
     return adjusted
+
+
+_FUNCTION_HEAD_RE = re.compile(
+    r"(?:(?:export|pub(?:\([\w:]+\))?|async|static|default)\s+)*(?:def|function|fn|func)\b"
+)
 
 
 def _words_why(

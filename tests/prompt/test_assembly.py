@@ -1,8 +1,8 @@
 """Assembly: budget, original order, elision markers, signatures, instruction first."""
 
 from cerebrum.prompt.assembly import assemble, comment_prefix
-from cerebrum.prompt.chunking import chunk_text
-from cerebrum.prompt.ranking import rank_chunks
+from cerebrum.prompt.chunking import PREAMBLE, chunk_text
+from cerebrum.prompt.ranking import RankedChunk, rank_chunks
 from cerebrum.prompt.tokens import estimate_tokens
 
 from .snippets import ALL, BIG_CLASS, PYTHON
@@ -87,3 +87,52 @@ def test_c_style_markers_and_text_markers() -> None:
 def test_instruction_before_code_stays_first() -> None:
     result = _assemble(ALL["go"], "go", "Explain walk.", 2000, before=True)
     assert result.text.startswith("Explain walk.\n\n```go\n")
+
+
+def test_an_unnamed_preamble_too_big_to_send_is_not_cut_in_place_of_the_code() -> None:
+    # A module docstring full of the question's words and a table of constants:
+    # ranked high, too big for the budget; the function after it must go out whole.
+    doc = "\n".join(f"The buffer holds raw input bytes, entry {i}." for i in range(40))
+    table = "\n".join(f"CODE_{i} = bytes([{i}, {i + 1}, {i + 2}])" for i in range(200))
+    function = (
+        "def next_byte(self):\n"
+        '    """Take the next raw byte off the input buffer."""\n'
+        "    if not self.rawq:\n"
+        "        raise EOFError\n"
+        "    byte, self.rawq = self.rawq[:1], self.rawq[1:]\n"
+        "    return byte\n"
+    )
+    code = f'"""{doc}\n"""\nimport os\n\n{table}\n\n\n{function}'
+    chunks = chunk_text(code, "python")
+    preamble = next(c for c in chunks if c.kind == PREAMBLE)
+    ranked = [RankedChunk(preamble, 10.0)] + [
+        RankedChunk(c, 5.0 if c.name == "next_byte" else 0.0) for c in chunks if c is not preamble
+    ]
+    ranked.sort(key=lambda item: -item.score)
+    question = "Taking the next raw byte off the input buffer hangs."
+    result = assemble("", question, ranked, len(chunks), "python", 600)
+    assert function.strip() in result.text
+    assert not result.cut
+
+
+def test_an_unnamed_class_header_too_big_to_send_is_not_cut_in_place_of_a_method() -> None:
+    doc = "\n".join(
+        f"    # The stage completes with a result or an exception, case {i}." for i in range(150)
+    )
+    code = (
+        f"class Stage:\n{doc}\n    kind = 'stage'\n\n"
+        "    def recover(self, fn):\n"
+        "        return self.handle(lambda r, ex: self if ex is None else fn(ex))\n\n"
+        + "\n".join(f"    def other_{i}(self):\n        return {i}\n" for i in range(40))
+    )
+    chunks = chunk_text(code, "python")
+    header = next(c for c in chunks if c.kind == "class_header")
+    ranked = [RankedChunk(header, 10.0)] + [
+        RankedChunk(c, 5.0 if c.name == "recover" else 0.0) for c in chunks if c is not header
+    ]
+    ranked.sort(key=lambda item: -item.score)
+    result = assemble(
+        "", "Recovering from a failed stage is wrong.", ranked, len(chunks), "python", 300
+    )
+    assert "def recover(self, fn):" in result.text
+    assert not result.cut

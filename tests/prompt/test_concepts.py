@@ -1,7 +1,7 @@
 """Behaviour described in words: the concept lexicon and trailing comments."""
 
 from cerebrum.prompt.chunking import chunk_text
-from cerebrum.prompt.concepts import phrase_words, related, root
+from cerebrum.prompt.concepts import phrase_words, related, root, symbol_literals
 from cerebrum.prompt.ranking import rank_chunks
 
 _DEQUE = '''
@@ -63,3 +63,82 @@ def test_comments_after_a_definition_are_a_block_of_their_own() -> None:
     merge = next(c for c in chunks if c.name == "merge")
     assert "# note" not in merge.text
     assert any("# note 0" in c.text and c.name is None for c in chunks)
+
+
+_PORTS = '''
+def split_host(hostport):
+    """The host comes first: a name, an address or a bracketed address."""
+    host, _, rest = hostport.rpartition("@")
+    return host.strip("[]"), rest
+
+
+def port_suffix(text):
+    if not text:
+        return True
+    if text[0] != ':':
+        return False
+    return all('0' <= b <= '9' for b in text[1:])
+'''
+
+
+def test_words_for_characters_find_the_code_that_quotes_them() -> None:
+    assert symbol_literals("the part after the colon")["colon"] == ("':'", '":"')
+    assert '"--"' in symbol_literals("a double dash stops it")["dash"]
+    chunks = chunk_text(_PORTS, "python")
+    ranked = rank_chunks(chunks, "Where is the host's part after the colon checked for digits?")
+    assert ranked[0].chunk.name == "port_suffix"
+
+
+def test_phrases_of_computations_and_excess_have_their_code_words() -> None:
+    assert phrase_words("I want a running total") == ["cumulative"]
+    assert phrase_words("it stops when there are too many") == ["exceed"]
+    assert phrase_words("searching front-to-back") == ["forward"]
+    assert root("scan") in related("cumulative")
+
+
+_FETCH = '''
+def fetch_once(url):
+    """Fetch the page over the network, once."""
+    return urlopen(url).read()
+
+
+def fetch_with_attempts(url, attempts):
+    """Fetch the page, again after each network failure, up to the attempts."""
+    for _ in range(attempts):
+        try:
+            return fetch_once(url)
+        except OSError:
+            pass
+    raise OSError(url)
+'''
+
+
+def test_a_callee_found_by_words_stays_below_the_code_that_calls_it() -> None:
+    question = (
+        "Fetching the page over the network fails at once on the first failure; "
+        "the attempts are ignored."
+    )
+    ranked = rank_chunks(chunk_text(_FETCH, "python"), question)
+    assert [r.chunk.name for r in ranked[:2]] == ["fetch_with_attempts", "fetch_once"]
+    assert "is called by" in ranked[1].why
+
+
+def test_the_head_of_a_big_split_function_is_code_not_a_docstring() -> None:
+    nested = "\n".join(f"    def step_{i}(item):\n        return item + {i}\n" for i in range(120))
+    code = (
+        "def evict_oldest(cache, maxsize):\n"
+        "    # Drop the least recently used entry once the cache is full.\n"
+        "    while len(cache.order) > maxsize:\n"
+        "        oldest = cache.order.pop(0)\n"
+        "        del cache.table[oldest]\n"
+        f"{nested}\n"
+        "    return cache\n\n\n"
+        "def cache_size(cache):\n"
+        '    """How many entries the full cache holds, the oldest entry too; '
+        'none is dropped here."""\n'
+        "    return len(cache.table)\n"
+    )
+    chunks = chunk_text(code, "python")
+    assert chunks[0].kind == "class_header"  # split at its nested functions
+    ranked = rank_chunks(chunks, "Once the cache is full the oldest entry is never dropped.")
+    assert ranked[0].chunk.name == "evict_oldest"

@@ -88,3 +88,13 @@ def test_message_text_joins_text_parts_and_skips_images() -> None:
 def test_code_weight_tells_code_from_chat() -> None:
     assert code_weight("Thanks, that helped a lot. Can you explain it again more slowly?") == 0
     assert code_weight("Look:\n" + PYTHON) > 500
+
+
+def test_a_prefixed_docstring_after_the_question_is_code() -> None:
+    code = (
+        'r"""A client for the protocol.\n\nIt reads and writes lines.\n"""\n'
+        "import os\n\n\ndef f():\n    return os.sep\n"
+    )
+    parts = split_prompt(f"Why does reading hang after the server quits?\n\n{code}")
+    assert parts.instruction == "Why does reading hang after the server quits?"
+    assert parts.code.startswith('r"""A client')

@@ -1,7 +1,7 @@
 """Ranking: definitions named in the instruction first, then callees, then BM25."""
 
 from cerebrum.prompt.chunking import chunk_text
-from cerebrum.prompt.ranking import rank_chunks, read_focus, split_identifier
+from cerebrum.prompt.ranking import named_identifiers, rank_chunks, read_focus, split_identifier
 
 from .snippets import ALL, BIG_CLASS, PYTHON
 
@@ -139,3 +139,69 @@ def test_quoted_message_finds_the_code_that_has_it() -> None:
     )
     assert ranked[0].chunk.name == "open_url"
     assert "quoted" in ranked[0].why
+
+
+def test_a_parenthetical_remark_is_not_a_call() -> None:
+    assert "call" not in named_identifiers("it fails in one call (a slice position, then a key)")
+    assert "run" in named_identifiers("why does run() fail?")
+    assert "parse" in named_identifiers("calling parse(text) twice fails")
+
+
+_BAG_PADDING = "\n".join(
+    f"    public int size{i}() {{ return words.length + {i}; }}" for i in range(40)
+)
+_BAG = f"""import java.io.*;
+
+public class Bag implements Serializable {{
+    private long[] words;
+
+    public Bag() {{
+        words = new long[1];
+    }}
+
+    public Bag(int bits) {{
+        words = new long[bits / 64 + 1];
+    }}
+
+{_BAG_PADDING}
+
+    private void writeObject(ObjectOutputStream s) throws IOException {{
+        trim();
+        s.putFields().put("bits", words);
+        s.writeFields();
+    }}
+}}
+"""
+
+
+def test_a_named_class_is_not_defined_by_its_constructors() -> None:
+    chunks = chunk_text(_BAG, "java")
+    ranked = rank_chunks(chunks, "Serializing a `Bag` keeps the spare capacity in the bits field.")
+    assert ranked[0].chunk.kind == "class_header"
+    # Constructors bear the class's name but compete with the other members by their words.
+    assert all(item.score < 500 for item in ranked if item.chunk.kind == "method")
+
+
+def test_the_members_of_a_class_spelled_in_words_share_its_naming() -> None:
+    helpers = "\n".join(f"    def helper_{i}(self):\n        return {i}\n" for i in range(60))
+    code = (
+        "class MemoryHandler:\n"
+        '    """Keeps records in memory."""\n\n'
+        "    def set_target(self, target):\n"
+        "        with self.lock:\n"
+        "            self.target = target\n\n"
+        f"{helpers}\n\n"
+        "class Other:\n"
+        "    def set_target(self, target):\n"
+        "        self.target = target\n"
+    )
+    ranked = rank_chunks(
+        chunk_text(code, "python"),
+        "Swapping where a buffering memory handler sends records is not done under its lock.",
+    )
+    assert ranked[0].chunk.name == "MemoryHandler"
+    member = next(
+        r for r in ranked if r.chunk.name == "set_target" and r.chunk.parent == "MemoryHandler"
+    )
+    other = next(r for r in ranked if r.chunk.name == "Other")  # small: one chunk
+    assert member.score > other.score + 100
