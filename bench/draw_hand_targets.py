@@ -29,11 +29,10 @@ from bench.prompt_quality import (  # noqa: E402
     HANDWRITTEN_3,
     HANDWRITTEN_4,
     MAX_FILE_CHARS,
-    MAX_TARGET_CHARS,
     MIN_FILE_CHARS,
-    MIN_TARGET_LINES,
     _all_targets,
     class_files,
+    eligible_targets,
 )
 
 # The sets written before each one (never drawn again); a new set excludes them all.
@@ -65,18 +64,8 @@ def draw(language: str, count: int, label: str) -> list[tuple[str, str, str]]:
         tries += 1
         path = rng.choice(files)
         code = Path(path).read_text("utf-8", "replace").strip("\n")
-        found = _all_targets(code, language)
-        names = [n for n, _ in found]
-        good = [
-            (n, t)
-            for n, t in found
-            if names.count(n) == 1
-            and len(t) <= MAX_TARGET_CHARS
-            and t.count("\n") + 1 >= MIN_TARGET_LINES
-            and t in code
-            and not n.startswith("__")
-            and (path, n) not in taken
-        ]
+        good = [(n, t) for n, t in eligible_targets(_all_targets(code, language), code)
+                if (path, n) not in taken]
         if not good:
             continue
         name, text = rng.choice(sorted(good))

@@ -1379,11 +1379,11 @@ def _fence_tag(language: str) -> str:
     return {"shell": "bash"}.get(language, language)
 
 
-def build_class_case(kind: str, language: str, path: str, rng: random.Random) -> dict | None:
-    code = Path(path).read_text("utf-8", "replace").strip("\n")
-    found = _all_targets(code, language)
+def eligible_targets(found: list[tuple[str, str]], code: str) -> list[tuple[str, str]]:
+    """Of a file's definitions (``_all_targets``), those a case may target: named once,
+    neither tiny nor huge, not dunder."""
     names = [n for n, _ in found]
-    good = [
+    return [
         (n, t)
         for n, t in found
         if names.count(n) == 1
@@ -1392,6 +1392,13 @@ def build_class_case(kind: str, language: str, path: str, rng: random.Random) ->
         and t in code
         and not n.startswith("__")
     ]
+
+
+def build_class_case(kind: str, language: str, path: str, rng: random.Random) -> dict | None:
+    code = Path(path).read_text("utf-8", "replace").strip("\n")
+    found = _all_targets(code, language)
+    names = [n for n, _ in found]
+    good = eligible_targets(found, code)
     if kind == "parsing":
         common = [(n, t) for n, t in good if n in _COMMON_WORDS]
         good = common if common and rng.random() < 0.5 else good
