@@ -420,9 +420,7 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     for term, extra in concepts.of_term.items():
         for other in extra:
             shown.setdefault(other, f"{other}… (≈ {shown.get(term, term)})")
-    weights = {
-        term: SYMBOL_SHARE if term[:1] in "'\"" else RELATED_SHARE for term in counted[len(query) :]
-    }
+    weights = {term: _meaning_share(term) for term in counted[len(query) :]}
     lexical = _bm25(documents, counted, weights) if query else [0.0] * len(chunks)
     # What each definition's name says or means of the question: read by the
     # word score and by the name-meaning bonus below, so computed once.
@@ -591,6 +589,12 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
             ranked[position] = attrs.evolve(ranked[position], score=max(before, ceiling))
     ranked.sort(key=lambda item: (-item.score, item.chunk.index))
     return ranked
+
+
+def _meaning_share(term: str) -> float:
+    """The weight of a term that stands for a question word: a quoted character the word
+    names ("colon" -> ':') nearly the word's own, a related word less."""
+    return SYMBOL_SHARE if term[:1] in "'\"" else RELATED_SHARE
 
 
 def _is_constructor(chunk: Chunk) -> bool:
@@ -787,14 +791,10 @@ def _adjust_lexical(
             if term in frequencies:
                 coverage += weight[term]
                 in_head += weight[term] if term in head else 0.0
-            elif any(other in frequencies for other in of_term.get(term, ())):
-                share = (
-                    SYMBOL_SHARE
-                    if any(o in frequencies for o in of_term[term] if o[:1] in "'\"")
-                    else RELATED_SHARE
-                )
+            elif present := [o for o in of_term.get(term, ()) if o in frequencies]:
+                share = max(_meaning_share(other) for other in present)
                 coverage += share * weight[term]
-                if any(other in head for other in of_term[term] if other in frequencies):
+                if any(other in head for other in present):
                     in_head += share * weight[term]
         coverage /= total
         in_head /= total

@@ -613,10 +613,7 @@ def rank_units(store: WorkspaceStore, question: str, *, expansion: float = 0.0,
     head = question.strip().split("\n", 1)[0]
     if HEAD_WEIGHT and head != question.strip():
         head_hits = dict(store.search(fts_query(analyse(head).terms), LEXICAL_CANDIDATES))
-        top_all = max(lexical.values(), default=0.0) or 1.0
-        top_head = max(head_hits.values(), default=0.0) or 1.0
-        for unit_id, score in head_hits.items():
-            lexical[unit_id] = lexical.get(unit_id, 0.0) + HEAD_WEIGHT * score / top_head * top_all
+        _fuse(lexical, head_hits, HEAD_WEIGHT)
     if MODULE_WEIGHT and lexical:
         _search_modules(store, query, lexical)
     if expansion and lexical:
@@ -686,9 +683,7 @@ def _expand(store: WorkspaceStore, query: Query, lexical: dict[int, float],
     total, frequencies = store.document_frequencies(weights)
     extra = expansion_terms(weights, frequencies, total)
     hits = dict(store.search(fts_query(extra), LEXICAL_CANDIDATES)) if extra else {}
-    top_extra = max(hits.values(), default=0.0) or 1.0
-    for unit_id, score in hits.items():
-        lexical[unit_id] = lexical.get(unit_id, 0.0) + weight * score / top_extra * top_all
+    _fuse(lexical, hits, weight)
 
 
 def retrieve(store: WorkspaceStore, question: str, budget_tokens: int, *,
