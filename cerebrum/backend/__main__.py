@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cerebrum.backend.app import create_backend_app
 from cerebrum.backend.config import BackendConfig
+from cerebrum.backend.priority import make_this_thread_realtime
 from cerebrum.backend.registry import RegistryError
 from cerebrum.config import ConfigError, environment, load_config, program_name
 from cerebrum.log import setup_logging
@@ -47,6 +48,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         config = load_config(BackendConfig, environment(dotenv=args.env_file),
                              allow_no_key=True if args.dev else None)
         setup_logging(json_lines=config.log_json, level=config.log_level)
+        if config.realtime_loop:
+            # Before the app starts any thread: those inherit the ordinary policy.
+            make_this_thread_realtime()
         app = create_backend_app(config)
     except (ConfigError, RegistryError) as exc:
         print(f"cerebrum backend: {exc}", file=sys.stderr)

@@ -67,6 +67,10 @@ class BackendConfig:
     delays the others' next token by one chunk, not by all of it."""
     log_json: bool = False
     log_level: str = "INFO"
+    realtime_loop: bool = True
+    """Ask for real-time priority (SCHED_RR 1) for the event loop's thread only, so
+    ``/health`` and streaming stay prompt while the model holds every core; where it
+    is refused the loop runs as started (cerebrum/backend/priority.py)."""
     max_connections: int = attrs.field(default=256, validator=positive)
     """Client connections open at once; past it the oldest idle one is closed."""
     header_timeout_s: float = attrs.field(default=10.0, validator=positive)

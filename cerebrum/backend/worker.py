@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import threading
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from cerebrum.backend.generation import (
     Generation,
     GenerationJob,
 )
+from cerebrum.backend.priority import run_at_normal_priority
 from cerebrum.backend.prompt_cache import DiskTier, PromptCache
 from cerebrum.backend.registry import ModelSpec, RegistryError
 from cerebrum.errors import BadRequest
@@ -228,25 +228,6 @@ class ModelWorker:
             if job.suffix is not None:
                 return fim_tokens(model, text, job.suffix, add_bos), stops
         return model.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True), stops
-
-
-def run_at_normal_priority() -> None:
-    """Put this thread (and the llama.cpp threads it will start) back at nice 0.
-
-    The service may run above normal priority (``Nice=-5`` in the systemd
-    unit) so that its event loop stays prompt while the model computes; the
-    model itself must then compete as an equal with other processes, neither
-    above them (it would starve the host) nor below (a busy neighbour would
-    starve it). Threads inherit their creator's nice value, so setting it on
-    the worker thread covers llama.cpp's compute threads too. Raising one's
-    own nice value needs no privilege.
-    """
-    try:
-        tid = threading.get_native_id()
-        if os.getpriority(os.PRIO_PROCESS, tid) < 0:
-            os.setpriority(os.PRIO_PROCESS, tid, 0)
-    except OSError:
-        _LOGGER.warning("could not set the model thread's priority", exc_info=True)
 
 
 def _chat_formatter(model: Any, chat_format: str | None) -> Any:

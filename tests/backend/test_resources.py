@@ -59,35 +59,3 @@ def test_real_reader_gives_plausible_figures() -> None:
     reader = PsutilReader()
     assert 0 <= reader.cpu_percent() <= 100
     assert reader.available_mb() > 0
-
-
-def test_the_model_thread_steps_down_to_normal_priority() -> None:
-    # The unit starts the service at Nice=-5 (its loop stays prompt); the
-    # model's thread must come back to 0, and leave a normal or lower
-    # priority as it is.
-    import os
-    import threading
-
-    import pytest
-
-    from cerebrum.backend.worker import run_at_normal_priority
-
-    seen: dict[str, int] = {}
-
-    def body(start: int, name: str) -> None:
-        tid = threading.get_native_id()
-        try:
-            os.setpriority(os.PRIO_PROCESS, tid, start)
-        except PermissionError:
-            seen[name] = -100
-            return
-        run_at_normal_priority()
-        seen[name] = os.getpriority(os.PRIO_PROCESS, tid)
-
-    for start, name in ((-5, "raised"), (3, "lowered")):
-        thread = threading.Thread(target=body, args=(start, name))
-        thread.start()
-        thread.join()
-    if seen["raised"] == -100:
-        pytest.skip("raising a thread's priority needs CAP_SYS_NICE")
-    assert seen == {"raised": 0, "lowered": 3}
