@@ -135,7 +135,10 @@ class Engine:
         cache: PromptCache | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_step: Callable[[Engine], None] | None = None,
+        flush: Callable[[], None] = lambda: None,
     ) -> None:
+        """``flush`` is called after each step (and when ``run`` returns): the
+        requests' ``emit`` may hold their events until then."""
         import llama_cpp
 
         self.slots = slots
@@ -149,6 +152,7 @@ class Engine:
         self._tokenize = tokenize
         self._clock = clock
         self._on_step = on_step
+        self._flush = flush
         self.cache = cache if cache is not None else PromptCache(0)
         self.stats = EngineStats()
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
@@ -262,9 +266,12 @@ class Engine:
                     # requests; if it does, fail rather than spin.
                     self._fail(self._waiting.popleft(),
                                GenerationError("no free slot in the engine"))
+                self._flush()
         except BaseException as exc:
             _LOGGER.exception("engine step failed")
             self._fail_everything(exc)
+        finally:
+            self._flush()
 
     def close(self) -> None:
         """Free the context and the batch (after ``run`` has returned)."""

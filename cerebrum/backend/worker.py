@@ -51,6 +51,42 @@ def kv_mb_per_slot(model: Any, context_size: int) -> float:
     return float(2 * layers * kv_heads * head_dim * 2 * context_size / (1024 * 1024))
 
 
+class Outbox:
+    """Events from the engine's thread to the event loop: one wake-up per engine step.
+
+    Each ``call_soon_threadsafe`` writes to the loop's self-pipe and wakes it
+    (at real-time priority the loop then preempts a model thread at once); one
+    per token and stream was 4% of the engine thread's time with 4 streams.
+    The engine emits during a step and flushes after it, so the loop wakes
+    once per step and delivers every stream's events in the order emitted.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: list[tuple[asyncio.AbstractEventLoop, Generation, Event]] = []
+
+    def put(self, loop: asyncio.AbstractEventLoop, generation: Generation, event: Event) -> None:
+        with self._lock:
+            self._items.append((loop, generation, event))
+
+    def flush(self) -> None:
+        with self._lock:
+            items, self._items = self._items, []
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Generation, Event]]] = {}
+        for loop, generation, event in items:
+            by_loop.setdefault(loop, []).append((generation, event))
+        for loop, batch in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, batch)
+            except RuntimeError:
+                pass  # that loop is closed: nobody is left to read these events
+
+
+def _deliver(batch: list[tuple[Generation, Event]]) -> None:
+    for generation, event in batch:
+        generation.events.put_nowait(event)
+
+
 class ModelWorker:
     """Loads one model on its own thread and runs its generations batched, ``slots`` at once."""
 
@@ -79,6 +115,7 @@ class ModelWorker:
         self._prefill_chunk = prefill_chunk
         self._room_mb = room_mb
         self._on_step = on_step
+        self._outbox = Outbox()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{spec.name}",
                                             initializer=run_at_normal_priority)
         self._model: Any = None
@@ -121,7 +158,7 @@ class ModelWorker:
 
         def emitter(generation: Generation) -> Callable[[Event], None]:
             def emit(event: Event) -> None:
-                loop.call_soon_threadsafe(generation.events.put_nowait, event)
+                self._outbox.put(loop, generation, event)
             return emit
 
         engine = self.engine
@@ -182,6 +219,7 @@ class ModelWorker:
                 model.model, model.vocab, self._tokenize,
                 slots=slots, context_size=self.spec.context_size, max_threads=self.threads,
                 prefill_chunk=self._prefill_chunk, cache=cache, on_step=self._on_step,
+                flush=self._outbox.flush,
             )
             self.slots = slots
         except BaseException:
