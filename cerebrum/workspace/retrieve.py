@@ -43,6 +43,7 @@ import functools
 import itertools
 import math
 import re
+import threading
 import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -300,6 +301,30 @@ def module_names(paths: Iterable[str]) -> set[str]:
         if len(found) == 1 and len(found[0]) > 3 and found[0] not in _STOP_STEMS:
             out.add(found[0])
     return out
+
+
+_MODULES_CACHED = 32
+"""Workspaces whose module names are kept (a few per client key)."""
+_modules: dict[tuple[str, str, int], frozenset[str]] = {}
+_modules_lock = threading.Lock()
+
+
+def workspace_modules(store: WorkspaceStore) -> frozenset[str]:
+    """:func:`module_names` of the workspace's live files, derived once per version of its
+    index (a commit bumps it) rather than on every question."""
+    key = (str(store.path), *store.version())
+    with _modules_lock:
+        found = _modules.get(key)
+    if found is not None:
+        return found
+    found = frozenset(module_names(store.paths()))
+    with _modules_lock:
+        for stale in [k for k in _modules if k[0] == key[0]]:
+            del _modules[stale]  # an older version of this workspace: never asked again
+        _modules[key] = found
+        while len(_modules) > _MODULES_CACHED:
+            del _modules[next(iter(_modules))]
+    return found
 
 
 def feedback_words(texts: Sequence[tuple[float, str]], asked: Collection[str],
@@ -663,7 +688,7 @@ def _fuse(lexical: dict[int, float], hits: Mapping[int, float], weight: float) -
 
 def _search_modules(store: WorkspaceStore, query: Query, lexical: dict[int, float]) -> None:
     """Search again within each module the question names in words, fused into ``lexical``."""
-    named = sorted(module_names(store.paths()) & query.spoken)[:MAX_MODULES]
+    named = sorted(workspace_modules(store) & query.spoken)[:MAX_MODULES]
     anything = fts_query(query.terms)
     for module in named:
         hits = store.search(f'path : "{module}" AND ({anything})', LEXICAL_CANDIDATES)

@@ -20,8 +20,9 @@ from cerebrum.workspace.retrieve import (
     module_names,
     rank,
     retrieve,
+    workspace_modules,
 )
-from cerebrum.workspace.store import UnitRow, WorkspaceStore
+from cerebrum.workspace.store import UnitRow, WorkspaceStore, delete_workspace
 from tests.workspace.repo import FILES, as_bytes, index
 
 
@@ -228,3 +229,33 @@ def test_a_module_named_in_words_is_searched_on_its_own(tmp_path: Path,
     assert found.items[0].name == "run_child"
     monkeypatch.setattr(retrieve_module, "MODULE_WEIGHT", 0.0)
     assert retrieve(store, question, 1500).items[0].name == "restart_process"
+
+
+def test_module_names_are_read_once_per_version_of_the_index(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "cached.sqlite"
+    store = WorkspaceStore.create(path, "cached")
+    index(store, as_bytes(RELOADER))
+    reads: list[str] = []
+    paths = WorkspaceStore.paths
+
+    def counted(self: WorkspaceStore) -> list[str]:
+        reads.append(self.name)
+        return paths(self)
+
+    monkeypatch.setattr(WorkspaceStore, "paths", counted)
+    assert "reloader" in workspace_modules(store)
+    assert "reloader" in workspace_modules(WorkspaceStore(path, "cached"))  # a new handle
+    assert len(reads) == 1
+    # A re-index (a commit) is a new version: the new module is seen.
+    index(store, as_bytes({**RELOADER, "serve/debugger.py": "def trace(frame):\n    pass\n"}))
+    assert "debugger" in workspace_modules(store)
+    assert len(reads) == 2
+    # Deleted and made again, a workspace starts at the same generation: still a new version.
+    other = tmp_path / "again.sqlite"
+    index(WorkspaceStore.create(other, "again"), as_bytes(RELOADER))
+    assert "reloader" in workspace_modules(WorkspaceStore(other, "again"))
+    delete_workspace(other)
+    again = WorkspaceStore.create(other, "again")
+    index(again, as_bytes({"web/router.py": "def route(path):\n    return path\n"}))
+    assert workspace_modules(again) == {"router"}
