@@ -259,3 +259,34 @@ def test_module_names_are_read_once_per_version_of_the_index(
     again = WorkspaceStore.create(other, "again")
     index(again, as_bytes({"web/router.py": "def route(path):\n    return path\n"}))
     assert workspace_modules(again) == {"router"}
+
+
+def test_stopwords_that_are_parts_of_names_still_join_their_neighbour() -> None:
+    terms = analyse("Prevent line statements eating newlines; the call blocks too").terms
+    assert {"linestatement", "linestatements", "callblock"} <= set(terms)
+    assert "theline" not in terms and "thecall" not in terms
+
+
+class _TwoModules:
+    """Just enough of a store for the module searches: two modules, canned hits."""
+
+    path = Path("/nowhere/two-modules.sqlite")
+
+    def version(self) -> tuple[str, int]:
+        return "fake", 1
+
+    def paths(self) -> list[str]:
+        return ["app/debugger.py", "app/reloader.py"]
+
+    def search(self, query: str, limit: int) -> list[tuple[int, float]]:
+        # The debugger's search finds the first search's best again; the reloader's another.
+        return [(1, 4.0)] if query.startswith('path : "debugger"') else [(2, 2.0)]
+
+
+def test_each_module_searched_is_weighed_against_the_first_search_alone() -> None:
+    lexical = {1: 10.0}
+    query = analyse("the debugger and the reloader both restart the process")
+    retrieve_module._search_modules(_TwoModules(), query, lexical)  # type: ignore[arg-type]
+    # Each module's best is worth MODULE_WEIGHT of the first search's best (10), whatever
+    # the module searched before it added to that best.
+    assert lexical == {1: 10.0 + 5.0, 2: 5.0}
