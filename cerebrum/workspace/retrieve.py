@@ -43,6 +43,7 @@ import functools
 import itertools
 import math
 import re
+import threading
 import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -118,6 +119,11 @@ STOPWORDS = frozenset((
     "working way code function method class file line lines value values return "
     "returns call calls called instead now never always"
 ).split())
+NAME_STOPWORDS = frozenset(
+    "call calls called file line lines class value values return returns error set get new "
+    "code function method".split())
+"""Stopwords that are also parts of names (``line_statement``, ``CallBlock``,
+``file_system``): they still join their neighbour."""
 # Python's special methods, by the words prose uses for them.
 SPECIAL_METHODS = {
     "constructor": ("__init__", "__new__"), "initializer": ("__init__",),
@@ -254,21 +260,35 @@ def analyse(question: str) -> Query:
             terms.append(word)
     # "content length" in prose is content_length in code, which is indexed
     # joined too ("contentlength"): adjacent prose words are tried joined.
+    # Words that are stopwords in prose but parts of names ("line statements":
+    # line_statement, "call blocks": CallBlock) may be joined too, and the second
+    # word is tried stemmed as well: the index keeps a name joined as it is spelt.
     prose = [w.lower() for w in re.findall(r"[A-Za-z]+", question)]
     for first, second in itertools.pairwise(prose):
-        if first not in STOPWORDS and second not in STOPWORDS and len(first) > 1 \
-                and len(second) > 1:
-            joined = first + second
-            if joined not in terms:
-                terms.append(joined)
+        if _joinable(first) and _joinable(second):
+            for joined in (first + second, first + _stem(second)):
+                if joined not in terms:
+                    terms.append(joined)
     all_words = set(re.findall(r"[a-z]+", question.lower()))
     spoken = set(words(question)) | {a + b for a, b in itertools.pairwise(prose)}
+    spoken |= {a + _stem(b) for a, b in itertools.pairwise(prose)}
     spoken.update(agent_bases(prose))
     for word in all_words:
         spoken.update(SPECIAL_METHODS.get(word, ()))
     return Query(tuple(terms[:MAX_TERMS]), frozenset(names), frozenset(qualified),
                  frozenset(plain - names), tuple(frames), tuple(paths),
                  bool(all_words & _TEST_WORDS), frozenset(spoken))
+
+
+def _joinable(word: str) -> bool:
+    """Whether a prose word may be half of a name spelt out in two words."""
+    return len(word) > 1 and (word not in STOPWORDS or word in NAME_STOPWORDS)
+
+
+def _stem(word: str) -> str:
+    """A prose word in index form ("statements": ``statement``)."""
+    found = words(word)
+    return found[0] if found else word
 
 
 def agent_bases(prose: Sequence[str]) -> list[str]:
@@ -300,6 +320,30 @@ def module_names(paths: Iterable[str]) -> set[str]:
         if len(found) == 1 and len(found[0]) > 3 and found[0] not in _STOP_STEMS:
             out.add(found[0])
     return out
+
+
+_MODULES_CACHED = 32
+"""Workspaces whose module names are kept (a few per client key)."""
+_modules: dict[tuple[str, str, int], frozenset[str]] = {}
+_modules_lock = threading.Lock()
+
+
+def workspace_modules(store: WorkspaceStore) -> frozenset[str]:
+    """:func:`module_names` of the workspace's live files, derived once per version of its
+    index (a commit bumps it) rather than on every question."""
+    key = (str(store.path), *store.version())
+    with _modules_lock:
+        found = _modules.get(key)
+    if found is not None:
+        return found
+    found = frozenset(module_names(store.paths()))
+    with _modules_lock:
+        for stale in [k for k in _modules if k[0] == key[0]]:
+            del _modules[stale]  # an older version of this workspace: never asked again
+        _modules[key] = found
+        while len(_modules) > _MODULES_CACHED:
+            del _modules[next(iter(_modules))]
+    return found
 
 
 def feedback_words(texts: Sequence[tuple[float, str]], asked: Collection[str],
@@ -652,10 +696,11 @@ def rank_units(store: WorkspaceStore, question: str, *, expansion: float = 0.0,
     return candidates, units
 
 
-def _fuse(lexical: dict[int, float], hits: Mapping[int, float], weight: float) -> None:
+def _fuse(lexical: dict[int, float], hits: Mapping[int, float], weight: float, *,
+          reference: float | None = None) -> None:
     """Add a second search's scores to ``lexical`` (in place), its best worth ``weight``
-    of the first search's best."""
-    top_all = max(lexical.values(), default=0.0) or 1.0
+    of the first search's best (of ``reference``, if given)."""
+    top_all = (max(lexical.values(), default=0.0) if reference is None else reference) or 1.0
     top = max(hits.values(), default=0.0) or 1.0
     for unit_id, score in hits.items():
         lexical[unit_id] = lexical.get(unit_id, 0.0) + weight * score / top * top_all
@@ -663,12 +708,15 @@ def _fuse(lexical: dict[int, float], hits: Mapping[int, float], weight: float) -
 
 def _search_modules(store: WorkspaceStore, query: Query, lexical: dict[int, float]) -> None:
     """Search again within each module the question names in words, fused into ``lexical``."""
-    named = sorted(module_names(store.paths()) & query.spoken)[:MAX_MODULES]
+    named = sorted(workspace_modules(store) & query.spoken)[:MAX_MODULES]
     anything = fts_query(query.terms)
+    # Each module's search is weighed against the first search alone, so the order the
+    # modules come in (and what the ones before fused) does not change its weight.
+    reference = max(lexical.values(), default=0.0)
     for module in named:
         hits = store.search(f'path : "{module}" AND ({anything})', LEXICAL_CANDIDATES)
         if hits:
-            _fuse(lexical, dict(hits), MODULE_WEIGHT)
+            _fuse(lexical, dict(hits), MODULE_WEIGHT, reference=reference)
 
 
 def _expand(store: WorkspaceStore, query: Query, lexical: dict[int, float],

@@ -27,6 +27,7 @@ import logging
 import os
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -228,6 +229,9 @@ class WorkspaceStore:
             elif version[0] != SCHEMA_VERSION:
                 raise WorkspaceError(f"workspace {name} has schema {version[0]}; "
                                      f"delete it and index again")
+            # A workspace deleted and made again starts at generation 0 again: this token
+            # tells the two apart (see :meth:`version`).
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('instance', ?)", (uuid.uuid4().hex,))
         return store
 
     @contextlib.contextmanager
@@ -412,6 +416,15 @@ class WorkspaceStore:
         """Live path → SHA-256 (what ``cerebrum index --status`` compares against)."""
         with self._connect() as db:
             return dict(db.execute("SELECT path, sha256 FROM file WHERE live = 1"))
+
+    def version(self) -> tuple[str, int]:
+        """What the live index is: this file's instance token and its generation. Every
+        write that changes live rows is a commit, and every commit bumps the generation, so
+        anything derived from the live rows may be cached under ``(path, version())``."""
+        with self._connect() as db:
+            meta = dict(db.execute(
+                "SELECT key, value FROM meta WHERE key IN ('instance', 'generation')"))
+        return meta.get("instance", ""), int(meta.get("generation", 0))
 
     def paths(self) -> list[str]:
         """Live paths (retrieval reads the module names a question may use from them)."""

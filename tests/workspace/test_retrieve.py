@@ -20,8 +20,9 @@ from cerebrum.workspace.retrieve import (
     module_names,
     rank,
     retrieve,
+    workspace_modules,
 )
-from cerebrum.workspace.store import UnitRow, WorkspaceStore
+from cerebrum.workspace.store import UnitRow, WorkspaceStore, delete_workspace
 from tests.workspace.repo import FILES, as_bytes, index
 
 
@@ -228,3 +229,64 @@ def test_a_module_named_in_words_is_searched_on_its_own(tmp_path: Path,
     assert found.items[0].name == "run_child"
     monkeypatch.setattr(retrieve_module, "MODULE_WEIGHT", 0.0)
     assert retrieve(store, question, 1500).items[0].name == "restart_process"
+
+
+def test_module_names_are_read_once_per_version_of_the_index(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "cached.sqlite"
+    store = WorkspaceStore.create(path, "cached")
+    index(store, as_bytes(RELOADER))
+    reads: list[str] = []
+    paths = WorkspaceStore.paths
+
+    def counted(self: WorkspaceStore) -> list[str]:
+        reads.append(self.name)
+        return paths(self)
+
+    monkeypatch.setattr(WorkspaceStore, "paths", counted)
+    assert "reloader" in workspace_modules(store)
+    assert "reloader" in workspace_modules(WorkspaceStore(path, "cached"))  # a new handle
+    assert len(reads) == 1
+    # A re-index (a commit) is a new version: the new module is seen.
+    index(store, as_bytes({**RELOADER, "serve/debugger.py": "def trace(frame):\n    pass\n"}))
+    assert "debugger" in workspace_modules(store)
+    assert len(reads) == 2
+    # Deleted and made again, a workspace starts at the same generation: still a new version.
+    other = tmp_path / "again.sqlite"
+    index(WorkspaceStore.create(other, "again"), as_bytes(RELOADER))
+    assert "reloader" in workspace_modules(WorkspaceStore(other, "again"))
+    delete_workspace(other)
+    again = WorkspaceStore.create(other, "again")
+    index(again, as_bytes({"web/router.py": "def route(path):\n    return path\n"}))
+    assert workspace_modules(again) == {"router"}
+
+
+def test_stopwords_that_are_parts_of_names_still_join_their_neighbour() -> None:
+    terms = analyse("Prevent line statements eating newlines; the call blocks too").terms
+    assert {"linestatement", "linestatements", "callblock"} <= set(terms)
+    assert "theline" not in terms and "thecall" not in terms
+
+
+class _TwoModules:
+    """Just enough of a store for the module searches: two modules, canned hits."""
+
+    path = Path("/nowhere/two-modules.sqlite")
+
+    def version(self) -> tuple[str, int]:
+        return "fake", 1
+
+    def paths(self) -> list[str]:
+        return ["app/debugger.py", "app/reloader.py"]
+
+    def search(self, query: str, limit: int) -> list[tuple[int, float]]:
+        # The debugger's search finds the first search's best again; the reloader's another.
+        return [(1, 4.0)] if query.startswith('path : "debugger"') else [(2, 2.0)]
+
+
+def test_each_module_searched_is_weighed_against_the_first_search_alone() -> None:
+    lexical = {1: 10.0}
+    query = analyse("the debugger and the reloader both restart the process")
+    retrieve_module._search_modules(_TwoModules(), query, lexical)  # type: ignore[arg-type]
+    # Each module's best is worth MODULE_WEIGHT of the first search's best (10), whatever
+    # the module searched before it added to that best.
+    assert lexical == {1: 10.0 + 5.0, 2: 5.0}
