@@ -17,32 +17,24 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
 from pathlib import Path
 
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.backend_throughput import poll_health
 from cerebrum.backend.priority import make_this_thread_realtime
-
-INTERVAL_S = 0.010
 
 
 async def poll(url: str) -> list[float]:
+    """Poll until stdin closes (the benchmark's signal that its streams are done)."""
     latencies: list[float] = []
     loop = asyncio.get_running_loop()
-    stdin_closed = loop.run_in_executor(None, sys.stdin.read)
+    stop = asyncio.Event()
+    loop.run_in_executor(None, sys.stdin.read).add_done_callback(lambda _: stop.set())
     async with aiohttp.ClientSession() as session:
-        while not stdin_closed.done():
-            t = time.perf_counter()
-            async with session.get(url) as resp:
-                await resp.read()
-                if resp.status != 200:
-                    raise RuntimeError(f"/health answered {resp.status}")
-            elapsed = time.perf_counter() - t
-            latencies.append(elapsed * 1000)
-            await asyncio.sleep(max(0.0, INTERVAL_S - elapsed))
+        await poll_health(session, url, stop, latencies)
     return latencies
 
 
