@@ -29,6 +29,7 @@ from bench.prompt_quality import (  # noqa: E402
     HANDWRITTEN_3,
     HANDWRITTEN_4,
     HANDWRITTEN_5,
+    HANDWRITTEN_6,
     MAX_FILE_CHARS,
     MIN_FILE_CHARS,
     _all_targets,
@@ -37,11 +38,19 @@ from bench.prompt_quality import (  # noqa: E402
 )
 
 # The sets written before each one (never drawn again); a new set excludes them all.
-_ALL = (*HANDWRITTEN, *HANDWRITTEN_2, *HANDWRITTEN_3, *HANDWRITTEN_4, *HANDWRITTEN_5)
+_ALL = (
+    *HANDWRITTEN,
+    *HANDWRITTEN_2,
+    *HANDWRITTEN_3,
+    *HANDWRITTEN_4,
+    *HANDWRITTEN_5,
+    *HANDWRITTEN_6,
+)
 _EARLIER = {
     "hand3": (*HANDWRITTEN, *HANDWRITTEN_2),
     "hand4": (*HANDWRITTEN, *HANDWRITTEN_2, *HANDWRITTEN_3),
     "hand5": (*HANDWRITTEN, *HANDWRITTEN_2, *HANDWRITTEN_3, *HANDWRITTEN_4),
+    "hand6": (*HANDWRITTEN, *HANDWRITTEN_2, *HANDWRITTEN_3, *HANDWRITTEN_4, *HANDWRITTEN_5),
 }
 
 

@@ -1460,6 +1460,109 @@ HANDWRITTEN_5: list[tuple[str, str, str, str]] = [
 ]
 
 
+# A sixth blind set (split "hand6"), written in session 6's second round,
+# after hand5 was measured and read, before the changes of that round; drawn
+# the same way (bench/draw_hand_targets.py --set hand6 --per-language 4
+# --languages python,go,java,rust,javascript,c), the first two of each
+# language in drawing order, skipping generated tables (Python #2, #4).
+# Taken: Python #1, 3; Go, Java, Rust, JavaScript and C #1-2.
+HANDWRITTEN_6: list[tuple[str, str, str, str]] = [
+    (
+        "python",
+        f"{_PY}/distutils/msvccompiler.py",
+        "get_build_version",
+        "distutils works out which Microsoft C compiler release built the running interpreter from "
+        "the MSC v.1900 marker in the interpreter's banner string; release 13 never existed, so the "
+        "number should jump to 14, and with no marker at all it should assume 6.",
+    ),
+    (
+        "python",
+        f"{_PY}/tokenize.py",
+        "compat",
+        "Turning a token stream back into source text when the tokens are only (type, string) pairs: "
+        "two adjacent string literals are glued together, and after a dedent the next line gets the "
+        "wrong indentation.",
+    ),
+    (
+        "go",
+        str(_GO / "net/http/transfer.go"),
+        "mergeSetHeader",
+        "When the trailing fields of a message arrive after the body, the incoming map should be "
+        "copied key by key into the one already there, or simply taken over when there is none yet.",
+    ),
+    (
+        "go",
+        str(_GO / "bytes/buffer.go"),
+        "UnreadRune",
+        "Stepping back one UTF-8 character in a bytes.Buffer after a successful character read should "
+        "move the offset back by that character's width; after any other operation it must fail "
+        "with an error.",
+    ),
+    (
+        "java",
+        str(_JAVA / "net/URLClassLoader.java"),
+        "defineClass",
+        "Loading a type from a jar through the URL loader: before its bytes are turned into a type, "
+        "its package should be declared from the jar's manifest (or with no attributes), and a race "
+        "with another thread declaring it at the same time must not fail.",
+    ),
+    (
+        "java",
+        str(_JAVA / "text/RuleBasedCollator.java"),
+        "clone",
+        "Copying an instance of a RuleBasedCollator subclass: the copy shares the iteration state "
+        "(the cursors and the primary, secondary and tertiary results) with the original instead of "
+        "resetting it; for the exact type a copy constructor should be used.",
+    ),
+    (
+        "rust",
+        str(_RUST / "clap/clap-4.0.32/src/error/mod.rs"),
+        "unrecognized_subcommand",
+        "When a user types a nested command that does not exist, the error should carry the mistyped "
+        "name and the usage line as context, but the usage is missing from the message.",
+    ),
+    (
+        "rust",
+        str(_RUST / "serde-json/serde_json-1.0.87/src/lexical/math.rs"),
+        "long_mul",
+        "The schoolbook big-integer product in serde_json's float parsing should add each partial "
+        "product of the first number with one limb of the second, shifted by its position, then drop "
+        "the leading zero limbs; the result is wrong when the second has more than one limb.",
+    ),
+    (
+        "javascript",
+        f"{_NPM}/lib/utils/verify-signatures.js",
+        "buildRegistryConfig",
+        "When verifying package signatures, the keys fetched for a custom package server should be "
+        "stored under the //host/path:_keys setting for that server, but the path part of its address "
+        "is left out.",
+    ),
+    (
+        "javascript",
+        f"{_NPM}/lib/utils/display.js",
+        "#renderFrame",
+        "The terminal progress animation should advance to the next character of its sequence at "
+        "each tick and wrap around after the last one; when resuming it must not erase the line first.",
+    ),
+    (
+        "c",
+        f"{_GGML}/ggml-cpu/quants.c",
+        "ggml_vec_dot_q8_0_q8_0_generic",
+        "The plain C fallback for the inner product of two rows of 8-bit quantized blocks (32 weights "
+        "and one half-float scale each) should multiply each block's integer sum by both scales; the "
+        "result is off.",
+    ),
+    (
+        "c",
+        f"{_GGML}/ggml-cpu/quants.c",
+        "ggml_vec_dot_q4_1_q8_1_generic",
+        "The scalar path for 4-bit blocks that carry a minimum (a scale and an offset per block) "
+        "against 8-bit blocks with precomputed sums: the low nibbles pair with the first half of the "
+        "activations, the high nibbles with the second half, and the offset times the sum is added.",
+    ),
+]
+
+
 def handwritten_cases(
     rng: random.Random,
     described: Sequence[tuple[str, str, str, str]] = HANDWRITTEN,
@@ -1774,6 +1877,8 @@ def run_classes(
         generated += handwritten_cases(random.Random(seed + 4), HANDWRITTEN_4, "hand4")
     if "described" in classes and split in ("all", "hand5"):
         generated += handwritten_cases(random.Random(seed + 5), HANDWRITTEN_5, "hand5")
+    if "described" in classes and split in ("all", "hand6"):
+        generated += handwritten_cases(random.Random(seed + 6), HANDWRITTEN_6, "hand6")
     for case in generated:
         started = time.perf_counter()
         if "messages" in case:
@@ -1873,8 +1978,8 @@ def summarize_classes(cases: list[dict]) -> str:
         rows.append(f"| {kind} | " + " | ".join(cells) + " |")
     rows += [
         "",
-        "| class | whole kept: dev files (tuned on) | held-out files | described by hand | by hand, 2nd set | 3rd set | 4th set | 5th set |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| class | whole kept: dev files (tuned on) | held-out files | described by hand | by hand, 2nd set | 3rd set | 4th set | 5th set | 6th set |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for kind in (*CLASSES, "all"):
         items = [c for c in cases if kind in ("all", c["class"])]
@@ -1886,11 +1991,12 @@ def summarize_classes(cases: list[dict]) -> str:
             hand3 = [c for c in items if c["split"] == "hand3"]
             hand4 = [c for c in items if c["split"] == "hand4"]
             hand5 = [c for c in items if c["split"] == "hand5"]
+            hand6 = [c for c in items if c["split"] == "hand6"]
             rows.append(
                 f"| {kind} | {pct(dev, 'whole')} ({len(dev)}) | {pct(held, 'whole')} ({len(held)}) | "
                 f"{pct(hand, 'whole')} ({len(hand)}) | {pct(hand2, 'whole')} ({len(hand2)}) | "
                 f"{pct(hand3, 'whole')} ({len(hand3)}) | {pct(hand4, 'whole')} ({len(hand4)}) | "
-                f"{pct(hand5, 'whole')} ({len(hand5)}) |"
+                f"{pct(hand5, 'whole')} ({len(hand5)}) | {pct(hand6, 'whole')} ({len(hand6)}) |"
             )
     talks = [c for c in cases if "prefix_share" in c]
     if talks:
@@ -2016,10 +2122,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--split",
-        choices=("all", "dev", "held", "hand", "hand2", "hand3", "hand4", "hand5"),
+        choices=("all", "dev", "held", "hand", "hand2", "hand3", "hand4", "hand5", "hand6"),
         default="all",
         help="source files of the classes suite: dev (the half tuned on), held (the "
-        "held-out half), hand, hand2 ... hand5 (the hand-described sets only) or all; each is "
+        "held-out half), hand, hand2 ... hand6 (the hand-described sets only) or all; each is "
         "reported separately",
     )
     parser.add_argument(
