@@ -144,7 +144,7 @@ class Focus:
     soft_names: frozenset[str] = frozenset()
     """Plain words that may be names or just English (``walk``, ``register``, ``Value``)."""
     phrases: frozenset[str] = frozenset()
-    """Runs of 2-5 of its words, stemmed and joined (``readline``): names spelled in words."""
+    """Runs of 2-7 of its words, stemmed and joined (``readline``): names spelled in words."""
     quotes: tuple[str, ...] = ()
     """Quoted strings (an error message, a sentence of a docstring), lower-cased."""
 
@@ -209,7 +209,7 @@ with and or not is are be so as at by from all any each my your its their
 )
 _BACKTICK_RE = re.compile(r"`([^`\n]{1,80})`")
 _PATH_RE = re.compile(
-    r"(?<![\w/.])((?:[\w.-]+/)*[\w-]+\.(?:py|pyi|js|mjs|cjs|jsx|ts|tsx|rs|c|h|cc|cpp|cxx|hpp|hh|go|java|kt|sh|rb|toml|json|yaml|yml))\b"
+    r"(?<![\w/.])((?:[\w.-]+/)*[\w-]+\.(?:py|pyi|js|mjs|cjs|jsx|ts|tsx|rs|c|h|cc|cpp|cxx|hpp|hh|go|java|kt|sh|rb|toml|json|yaml|yml|html|htm|css|xml|txt|md|rst|cfg|ini))\b"
 )
 
 
@@ -271,7 +271,7 @@ def soft_names(instruction: str, names: set[str] | frozenset[str]) -> frozenset[
 
 
 def _phrases(text: str) -> frozenset[str]:
-    """Runs of 2-5 words of ``text``, stemmed and joined, with and without articles.
+    """Runs of 2-7 words of ``text``, stemmed and joined, with and without articles.
 
     A run stays within a clause: 'I get "Serial filter ..."' spells no ``getSerialFilter``.
     """
@@ -286,7 +286,7 @@ def _clause_phrases(text: str) -> set[str]:
     found: set[str] = set()
     for sequence in (words, [word for word in words if word not in _PHRASE_SKIP]):
         for start in range(len(sequence)):
-            for size in range(2, 6):
+            for size in range(2, 8):
                 if start + size > len(sequence):
                     break
                 found.add("".join(sequence[start : start + size]))
@@ -479,6 +479,26 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
         )
         for chunk in chunks
     ]
+    if any(spelled):
+        # A name the question spells inside a longer one it spells ("quietly
+        # join" in "the quietly join pool invoke all task part") is not meant.
+        spelt_phrases = {
+            phrase
+            for chunk, hit in zip(chunks, spelled, strict=True)
+            if hit
+            for name in ({chunk.name} if chunk.name else set()) | chunk.names
+            if (phrase := name_phrase(name)) is not None and phrase in focus.phrases
+        }
+        spelled = [
+            hit
+            and any(
+                (phrase := name_phrase(name)) is not None
+                and phrase in focus.phrases
+                and not any(phrase != other and phrase in other for other in spelt_phrases)
+                for name in ({chunk.name} if chunk.name else set()) | chunk.names
+            )
+            for chunk, hit in zip(chunks, spelled, strict=True)
+        ]
     quoted = _quote_hits(chunks, focus.quotes) if focus.quotes else {}
     soft = [bool(chunk.name and chunk.name in focus.soft_names) for chunk in chunks]
     # The share of a definition's name the question says or means ("removing" -> `delete`).
