@@ -1,6 +1,6 @@
 """Draw functions at random for a blind hand-described set of ``prompt_quality.py``.
 
-The hand-described sets (``HANDWRITTEN_2``, ``HANDWRITTEN_3``) are written
+The hand-described sets (``HANDWRITTEN_2`` to ``HANDWRITTEN_5``) are written
 from functions drawn here, not chosen: per language, with a fixed seed, a
 random file of the class suite's sources (``CLASS_SOURCES``, 12-120 KB, the
 class suite's exclusions, test files left out) and in it a random function
@@ -28,6 +28,8 @@ from bench.prompt_quality import (  # noqa: E402
     HANDWRITTEN_2,
     HANDWRITTEN_3,
     HANDWRITTEN_4,
+    HANDWRITTEN_5,
+    HANDWRITTEN_6,
     MAX_FILE_CHARS,
     MIN_FILE_CHARS,
     _all_targets,
@@ -36,10 +38,19 @@ from bench.prompt_quality import (  # noqa: E402
 )
 
 # The sets written before each one (never drawn again); a new set excludes them all.
-_ALL = (*HANDWRITTEN, *HANDWRITTEN_2, *HANDWRITTEN_3, *HANDWRITTEN_4)
+_ALL = (
+    *HANDWRITTEN,
+    *HANDWRITTEN_2,
+    *HANDWRITTEN_3,
+    *HANDWRITTEN_4,
+    *HANDWRITTEN_5,
+    *HANDWRITTEN_6,
+)
 _EARLIER = {
     "hand3": (*HANDWRITTEN, *HANDWRITTEN_2),
     "hand4": (*HANDWRITTEN, *HANDWRITTEN_2, *HANDWRITTEN_3),
+    "hand5": (*HANDWRITTEN, *HANDWRITTEN_2, *HANDWRITTEN_3, *HANDWRITTEN_4),
+    "hand6": (*HANDWRITTEN, *HANDWRITTEN_2, *HANDWRITTEN_3, *HANDWRITTEN_4, *HANDWRITTEN_5),
 }
 
 

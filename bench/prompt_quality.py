@@ -1257,6 +1257,312 @@ HANDWRITTEN_4: list[tuple[str, str, str, str]] = [
 ]
 
 
+# A fifth blind set (split "hand5"), written in session 6 before any ranking
+# change of that session, after hand4 had become a tuning set. Drawn the same
+# way (bench/draw_hand_targets.py --set hand5 --per-language 8 --languages
+# python,go,java,rust,javascript,c), the first four of each language in
+# drawing order, skipping a generated table (Python #4, encodings/*) and a
+# test (Rust #2, class_union_bytes). C comes from the llama-cpp-python sdist
+# the class suite already reads (bench/.cache, left out where it is missing).
+# Taken: Python #1-3, 5; Go #1-4; Java #1-4; Rust #1, 3-5; JavaScript #1-4; C #1-4.
+_GGML = os.path.join(next(iter(sorted(glob.glob(_LLAMA))), _LLAMA), "ggml", "src")
+HANDWRITTEN_5: list[tuple[str, str, str, str]] = [
+    (
+        "python",
+        f"{_PY}/_collections_abc.py",
+        "_is_param_expr",
+        "Writing collections.abc.Callable[Concatenate[int, P], str] raises a TypeError: the first "
+        "item of the subscription should be allowed to be a list of argument types, the ellipsis, "
+        "typing's Concatenate form, or a variable that stands for a whole signature's arguments.",
+    ),
+    (
+        "python",
+        f"{_PY}/pydoc.py",
+        "classlink",
+        "In pydoc's HTML pages, each base type listed under a type's heading should be an <a href> "
+        "anchor to module.html#Name when its module really exposes it under that name; it is shown "
+        "as plain text instead.",
+    ),
+    (
+        "python",
+        f"{_PY}/multiprocessing/managers.py",
+        "accepter",
+        "The multiprocessing manager's server stops taking new clients after a socket error on one "
+        "incoming connection; it should keep going and serve each client on its own daemon thread.",
+    ),
+    (
+        "python",
+        f"{_PY}/telnetlib.py",
+        "read_lazy",
+        "In telnetlib, asking for whatever data is already queued, without blocking, should first "
+        "pass the raw bytes through the option processing and then hand back the cooked bytes; it "
+        "returns b'' although bytes are waiting in the raw queue.",
+    ),
+    (
+        "go",
+        str(_GO / "net/http/socks_bundle.go"),
+        "Authenticate",
+        "Going through a SOCKS5 proxy with a user name and secret: a 256-character user name should "
+        "be refused before anything is sent, and when the proxy answers the sub-negotiation with a "
+        "non-zero status the dial should fail, but it goes on.",
+    ),
+    (
+        "go",
+        str(_GO / "regexp/regexp.go"),
+        "allMatches",
+        'Finding every occurrence of a pattern that can be empty (like a*) in "baaab" reports an '
+        "empty hit right after the previous non-empty one; those should be skipped, and the scan "
+        "should step forward one UTF-8 character at a time.",
+    ),
+    (
+        "go",
+        str(_GO / "archive/tar/reader.go"),
+        "readGNUSparsePAXHeaders",
+        "Extracting a file with holes from a tarball made by the free-software tar in POSIX extended "
+        "format: the real file name and real size stored in the extended records (format version "
+        "1.0, where the hole map follows in the data) are not applied to the entry.",
+    ),
+    (
+        "go",
+        str(_GO / "regexp/exec.go"),
+        "newReader",
+        "Matching a regexp against a stream of runes a second time reuses the cached stream input "
+        "without resetting its position and end-of-text flag, so the second run starts where the "
+        "first one stopped.",
+    ),
+    (
+        "java",
+        str(_JAVA / "util/WeakHashMap.java"),
+        "getFence",
+        "Splitting a WeakHashMap's key set for a parallel stream: the upper bound of the bucket "
+        "range and the estimated element count should be captured lazily on first use, together "
+        "with the modification count, but the spliterator sees the table's old length.",
+    ),
+    (
+        "java",
+        str(_JAVA / "util/stream/FindOps.java"),
+        "foundResult",
+        "In a parallel findFirst, when a subtask comes up with an answer it should end the whole "
+        "search only if it is the leftmost task, and otherwise only cancel the tasks to its right; "
+        "instead the search ends early with a later element.",
+    ),
+    (
+        "java",
+        str(_JAVA / "util/concurrent/ConcurrentLinkedDeque.java"),
+        "size",
+        "Counting the elements of a concurrent double-ended queue while other threads take from it: "
+        "the walk should start over when it falls off an unlinked node and stop at "
+        "Integer.MAX_VALUE, but it gives a wrong number.",
+    ),
+    (
+        "java",
+        str(_JAVA / "util/random/RandomGeneratorFactory.java"),
+        "entry",
+        "The factory's table of known random generator algorithms should pair each algorithm's name "
+        "with a properties record built from its class, group, state sizes i, j and k, "
+        "equidistribution and flags, but one algorithm is filed under another's name.",
+    ),
+    (
+        "rust",
+        str(_RUST / "regex-syntax/regex-syntax-0.6.27/src/lib.rs"),
+        "escape_into",
+        "Quoting a string so that it matches literally inside a regex should put a backslash before "
+        "every special character and append to the caller's existing String buffer, but the buffer "
+        "is emptied first.",
+    ),
+    (
+        "rust",
+        str(_RUST / "serde-json/serde_json-1.0.87/src/lexical/math.rs"),
+        "karatsuba_mul_fwd",
+        "In serde_json's big-number float parsing, the divide-and-conquer product helper that takes "
+        "the two limb slices in either order should hand the shorter one first to the recursive "
+        "product, but it passes them as given.",
+    ),
+    (
+        "rust",
+        str(_RUST / "memchr/memchr-2.5.0/src/memchr/mod.rs"),
+        "memchr2",
+        "Looking for the first position holding either of two given bytes should return None "
+        "straight away for an empty slice, without going into the SIMD code, and use the naive "
+        "search under Miri.",
+    ),
+    (
+        "rust",
+        str(_RUST / "memchr/memchr-2.5.0/src/memchr/mod.rs"),
+        "memchr3_iter",
+        "Walking over every position where any one of three given bytes occurs in a haystack should "
+        "give a lazy sequence of offsets, but the constructor gets the needles in the wrong order.",
+    ),
+    (
+        "javascript",
+        f"{_NPM}/lib/commands/ls.js",
+        "visit",
+        "In npm ls, the problems of each dependency walked over (missing, invalid, extraneous) "
+        "should be added to the global list only when that dependency is included in the output; "
+        "problems of excluded ones are reported too.",
+    ),
+    (
+        "javascript",
+        f"{_NPM}/lib/utils/display.js",
+        "#clearSpinner",
+        "When npm's progress animation is erased before a log line is printed, the cursor should go "
+        "back to column 0 and the rest of the terminal row be wiped; the busy indicator's last frame "
+        "is left on screen.",
+    ),
+    (
+        "javascript",
+        f"{_NPM}/lib/utils/verify-signatures.js",
+        "getEdgeType",
+        "When verifying registry signatures, a dependency's kind (optional, peer, dev or a plain one) "
+        "should be reported as the package.json field it comes from, but peer ones are labelled "
+        "devDependencies.",
+    ),
+    (
+        "javascript",
+        f"{_NPM}/node_modules/npm-package-arg/lib/npa.js",
+        "npa",
+        "Parsing a package specifier like @scope/pkg@1.2 or a user/repo shorthand: the leading @ of a "
+        "scoped name must not be taken for the version separator, and a bare name without a version "
+        "should default to *.",
+    ),
+    (
+        "c",
+        f"{_GGML}/ggml-cpu/quants.c",
+        "ggml_vec_dot_iq1_s_q8_K_generic",
+        "The portable scalar kernel for the 1.5-bit importance-quantized format against 8-bit "
+        "activations: each 32-weight group's scale is 2·(3 bits)+1, and the high bit 0x8000 should "
+        "flip the sign of the offset applied with the activations' block sums; the result is off.",
+    ),
+    (
+        "c",
+        f"{_GGML}/ggml-cpu/quants.c",
+        "ggml_vec_dot_q2_K_q8_K_generic",
+        "In the plain C fallback that multiplies 2-bit quantized super-blocks with 8-bit ones, the "
+        "minimum correction (the high nibble of each scale times the sums of the activations) "
+        "should be subtracted; the result is off on machines without AVX.",
+    ),
+    (
+        "c",
+        f"{_GGML}/ggml-cpu/quants.c",
+        "ggml_vec_dot_iq2_s_q8_K_generic",
+        "Scalar path for the 2.5-bit importance-quantized format: each group of eight weights has "
+        "its own sign bits, the two 4-bit scales of a 32-weight sub-block are 1 + 2·nibble, and the "
+        "final sum should be scaled by one eighth.",
+    ),
+    (
+        "c",
+        f"{_GGML}/ggml-alloc.c",
+        "ggml_dyn_tallocr_remove_block",
+        "In the graph allocator, taking one entry out of a chunk's list of free regions should shift "
+        "the later entries one place to the left and decrement the count; the last region ends up "
+        "listed twice.",
+    ),
+]
+
+
+# A sixth blind set (split "hand6"), written in session 6's second round,
+# after hand5 was measured and read, before the changes of that round; drawn
+# the same way (bench/draw_hand_targets.py --set hand6 --per-language 4
+# --languages python,go,java,rust,javascript,c), the first two of each
+# language in drawing order, skipping generated tables (Python #2, #4).
+# Taken: Python #1, 3; Go, Java, Rust, JavaScript and C #1-2.
+HANDWRITTEN_6: list[tuple[str, str, str, str]] = [
+    (
+        "python",
+        f"{_PY}/distutils/msvccompiler.py",
+        "get_build_version",
+        "distutils works out which Microsoft C compiler release built the running interpreter from "
+        "the MSC v.1900 marker in the interpreter's banner string; release 13 never existed, so the "
+        "number should jump to 14, and with no marker at all it should assume 6.",
+    ),
+    (
+        "python",
+        f"{_PY}/tokenize.py",
+        "compat",
+        "Turning a token stream back into source text when the tokens are only (type, string) pairs: "
+        "two adjacent string literals are glued together, and after a dedent the next line gets the "
+        "wrong indentation.",
+    ),
+    (
+        "go",
+        str(_GO / "net/http/transfer.go"),
+        "mergeSetHeader",
+        "When the trailing fields of a message arrive after the body, the incoming map should be "
+        "copied key by key into the one already there, or simply taken over when there is none yet.",
+    ),
+    (
+        "go",
+        str(_GO / "bytes/buffer.go"),
+        "UnreadRune",
+        "Stepping back one UTF-8 character in a bytes.Buffer after a successful character read should "
+        "move the offset back by that character's width; after any other operation it must fail "
+        "with an error.",
+    ),
+    (
+        "java",
+        str(_JAVA / "net/URLClassLoader.java"),
+        "defineClass",
+        "Loading a type from a jar through the URL loader: before its bytes are turned into a type, "
+        "its package should be declared from the jar's manifest (or with no attributes), and a race "
+        "with another thread declaring it at the same time must not fail.",
+    ),
+    (
+        "java",
+        str(_JAVA / "text/RuleBasedCollator.java"),
+        "clone",
+        "Copying an instance of a RuleBasedCollator subclass: the copy shares the iteration state "
+        "(the cursors and the primary, secondary and tertiary results) with the original instead of "
+        "resetting it; for the exact type a copy constructor should be used.",
+    ),
+    (
+        "rust",
+        str(_RUST / "clap/clap-4.0.32/src/error/mod.rs"),
+        "unrecognized_subcommand",
+        "When a user types a nested command that does not exist, the error should carry the mistyped "
+        "name and the usage line as context, but the usage is missing from the message.",
+    ),
+    (
+        "rust",
+        str(_RUST / "serde-json/serde_json-1.0.87/src/lexical/math.rs"),
+        "long_mul",
+        "The schoolbook big-integer product in serde_json's float parsing should add each partial "
+        "product of the first number with one limb of the second, shifted by its position, then drop "
+        "the leading zero limbs; the result is wrong when the second has more than one limb.",
+    ),
+    (
+        "javascript",
+        f"{_NPM}/lib/utils/verify-signatures.js",
+        "buildRegistryConfig",
+        "When verifying package signatures, the keys fetched for a custom package server should be "
+        "stored under the //host/path:_keys setting for that server, but the path part of its address "
+        "is left out.",
+    ),
+    (
+        "javascript",
+        f"{_NPM}/lib/utils/display.js",
+        "#renderFrame",
+        "The terminal progress animation should advance to the next character of its sequence at "
+        "each tick and wrap around after the last one; when resuming it must not erase the line first.",
+    ),
+    (
+        "c",
+        f"{_GGML}/ggml-cpu/quants.c",
+        "ggml_vec_dot_q8_0_q8_0_generic",
+        "The plain C fallback for the inner product of two rows of 8-bit quantized blocks (32 weights "
+        "and one half-float scale each) should multiply each block's integer sum by both scales; the "
+        "result is off.",
+    ),
+    (
+        "c",
+        f"{_GGML}/ggml-cpu/quants.c",
+        "ggml_vec_dot_q4_1_q8_1_generic",
+        "The scalar path for 4-bit blocks that carry a minimum (a scale and an offset per block) "
+        "against 8-bit blocks with precomputed sums: the low nibbles pair with the first half of the "
+        "activations, the high nibbles with the second half, and the offset times the sum is added.",
+    ),
+]
+
+
 def handwritten_cases(
     rng: random.Random,
     described: Sequence[tuple[str, str, str, str]] = HANDWRITTEN,
@@ -1569,6 +1875,10 @@ def run_classes(
         generated += handwritten_cases(random.Random(seed + 3), HANDWRITTEN_3, "hand3")
     if "described" in classes and split in ("all", "hand4"):
         generated += handwritten_cases(random.Random(seed + 4), HANDWRITTEN_4, "hand4")
+    if "described" in classes and split in ("all", "hand5"):
+        generated += handwritten_cases(random.Random(seed + 5), HANDWRITTEN_5, "hand5")
+    if "described" in classes and split in ("all", "hand6"):
+        generated += handwritten_cases(random.Random(seed + 6), HANDWRITTEN_6, "hand6")
     for case in generated:
         started = time.perf_counter()
         if "messages" in case:
@@ -1668,8 +1978,8 @@ def summarize_classes(cases: list[dict]) -> str:
         rows.append(f"| {kind} | " + " | ".join(cells) + " |")
     rows += [
         "",
-        "| class | whole kept: dev files (tuned on) | held-out files | described by hand | by hand, 2nd set | 3rd set | 4th set |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| class | whole kept: dev files (tuned on) | held-out files | described by hand | by hand, 2nd set | 3rd set | 4th set | 5th set | 6th set |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for kind in (*CLASSES, "all"):
         items = [c for c in cases if kind in ("all", c["class"])]
@@ -1680,10 +1990,13 @@ def summarize_classes(cases: list[dict]) -> str:
             hand2 = [c for c in items if c["split"] == "hand2"]
             hand3 = [c for c in items if c["split"] == "hand3"]
             hand4 = [c for c in items if c["split"] == "hand4"]
+            hand5 = [c for c in items if c["split"] == "hand5"]
+            hand6 = [c for c in items if c["split"] == "hand6"]
             rows.append(
                 f"| {kind} | {pct(dev, 'whole')} ({len(dev)}) | {pct(held, 'whole')} ({len(held)}) | "
                 f"{pct(hand, 'whole')} ({len(hand)}) | {pct(hand2, 'whole')} ({len(hand2)}) | "
-                f"{pct(hand3, 'whole')} ({len(hand3)}) | {pct(hand4, 'whole')} ({len(hand4)}) |"
+                f"{pct(hand3, 'whole')} ({len(hand3)}) | {pct(hand4, 'whole')} ({len(hand4)}) | "
+                f"{pct(hand5, 'whole')} ({len(hand5)}) | {pct(hand6, 'whole')} ({len(hand6)}) |"
             )
     talks = [c for c in cases if "prefix_share" in c]
     if talks:
@@ -1809,10 +2122,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--split",
-        choices=("all", "dev", "held", "hand", "hand2", "hand3", "hand4"),
+        choices=("all", "dev", "held", "hand", "hand2", "hand3", "hand4", "hand5", "hand6"),
         default="all",
         help="source files of the classes suite: dev (the half tuned on), held (the "
-        "held-out half), hand, hand2, hand3 or hand4 (the hand-described sets only) or all; each is "
+        "held-out half), hand, hand2 ... hand6 (the hand-described sets only) or all; each is "
         "reported separately",
     )
     parser.add_argument(

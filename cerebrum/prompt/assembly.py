@@ -112,11 +112,23 @@ def assemble(
     # docstring or a long Javadoc that matched many words is not what was
     # asked about; cut, it would fill the budget and keep out the definition
     # ranked next).
+    # A named class header that alone is over the budget, whose methods are
+    # chunks of their own, is not cut either: its members, which the class
+    # being named already lifts, compete by the question's other words.
+    members = {c.parent for c in by_index.values() if c.kind == METHOD and c.parent}
     cut_at = next(
         (
             p
             for p, item in enumerate(ranked)
-            if item.chunk.kind not in (PREAMBLE, CLASS_HEADER) or item.defines_target
+            if item.chunk.kind not in (PREAMBLE, CLASS_HEADER)
+            or (
+                item.defines_target
+                and not (
+                    item.chunk.kind == CLASS_HEADER
+                    and item.chunk.name in members
+                    and cost_of[item.chunk.index] > left
+                )
+            )
         ),
         0,
     )

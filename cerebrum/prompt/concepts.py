@@ -260,6 +260,65 @@ def root(word: str) -> str:
     return word
 
 
+# Derivational suffixes, longest first: (suffix, replacements, shortest base).
+# "serialization" -> serializ, "normalising" -> normaliz, "insertion" ->
+# insert, "expansion" -> expand, "emptiness" -> empty, "lazily" -> lazy,
+# "readable" -> read: the word code names it by. (Agent nouns are left
+# alone: "integer", "character", "whether" are not made of a verb.)
+_DERIVATIONS: tuple[tuple[str, tuple[str, ...], int], ...] = (
+    ("isations", ("iz", "is"), 4),
+    ("izations", ("iz",), 4),
+    ("isation", ("iz", "is"), 4),
+    ("ization", ("iz",), 4),
+    ("ising", ("iz",), 4),
+    ("ised", ("iz",), 4),
+    ("iser", ("iz",), 4),
+    ("ises", ("iz",), 4),
+    ("ise", ("iz",), 4),
+    ("ations", ("",), 5),
+    ("ation", ("",), 5),
+    ("sions", ("d", "t"), 4),
+    ("sion", ("d", "t"), 4),
+    ("ions", ("",), 5),
+    ("ion", ("",), 5),
+    ("ments", ("",), 6),
+    ("ment", ("",), 6),
+    ("iness", ("y",), 4),
+    ("ness", ("",), 4),
+    ("ably", ("",), 4),
+    ("ibly", ("",), 4),
+    ("able", ("", "e"), 4),
+    ("ible", ("", "e"), 4),
+    ("ily", ("y",), 3),
+    ("ly", ("",), 5),
+)
+
+
+@functools.cache
+def derivations(word: str) -> tuple[str, ...]:
+    """Forms code may write ``word`` in, besides its inflection: its root where
+    the plain suffix stripper misses it ("splitting" -> split) and the base of a
+    derived word ("serialization" -> serializ, "insertion" -> insert,
+    "emptiness" -> empty), lower-cased."""
+    word = word.lower()
+    found: list[str] = []
+    # Only the root that the plain suffix stripper misses: a doubled consonant
+    # ("splitting" -> split, not splitt) or "-ies" ("entries" -> entr, for entry).
+    own = root(word)
+    inflected = re.match(r"(.*?)(?:ing|ed)$", word)
+    if len(own) >= 4 and (
+        word.endswith("ies")
+        or (inflected and inflected.group(1)[-2:] == own[-1] * 2 and inflected.group(1)[:-1] == own)
+    ):
+        found.append(own)
+    for suffix, replacements, shortest in _DERIVATIONS:
+        if word.endswith(suffix) and len(word) - len(suffix) >= shortest:
+            base = word[: -len(suffix)]
+            found.extend(base + tail for tail in replacements)
+            break
+    return tuple(dict.fromkeys(f for f in found if f != word and len(f) >= 4))
+
+
 @functools.cache
 def _index() -> dict[str, frozenset[str]]:
     """Each root of the lexicon -> the roots of every group it belongs to."""

@@ -261,6 +261,7 @@ _WEIGHTS: dict[str, dict[str, float]] = {
 # No single token may count more than this many times: one repeated word
 # (``self`` in a big class) must not outvote everything else.
 _CAP_PER_TOKEN = 12
+_STD_PATH_RE = re.compile(r"\bstd::\w+")
 
 # Comments are prose: a Javadoc's "interface", "type", "number" and "any" are
 # not TypeScript. They are taken out of the sample before tokens are counted
@@ -408,6 +409,13 @@ def syntax_scores(code: str) -> dict[str, float]:
     for language, weight, markers, shape in _SHAPES:
         if any(marker in sample for marker in markers):
             scores[language] += weight * min(len(shape.findall(sample)), _CAP_PER_TOKEN)
+    # ``std::`` is Rust's standard library too: next to Rust's own keywords
+    # (fn, impl, mut, crate) it is no evidence of C++ (clap's `use std::...`).
+    if counts["std"] and counts["fn"] + counts["impl"] + counts["mut"] + counts["crate"] >= 3:
+        shared = min(counts["std"], _CAP_PER_TOKEN) + min(
+            len(_STD_PATH_RE.findall(sample)), _CAP_PER_TOKEN
+        )
+        scores["cpp"] = max(0.0, scores["cpp"] - 3 * shared)
     # TypeScript is JavaScript plus types; C++ is C plus its own constructs
     # (C never has them). Each needs its own evidence first.
     if scores["typescript"] >= 6 and scores["javascript"] >= 3:

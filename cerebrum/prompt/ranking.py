@@ -16,6 +16,7 @@ code wins, as it would for a human reader.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 import attrs
 
 from cerebrum.prompt.chunking import CLASS_HEADER, METHOD, PREAMBLE, Chunk
-from cerebrum.prompt.concepts import phrase_words, related, root, symbol_literals
+from cerebrum.prompt.concepts import derivations, phrase_words, related, root, symbol_literals
 from cerebrum.prompt.reports import Frame, find_reports, strip_reports
 
 _LOGGER = logging.getLogger(__name__)
@@ -52,6 +53,9 @@ RELATED_SHARE = 0.4
 # A character a question word names ("colon" -> ':'), quoted in the code: as
 # telling as the word itself, nearly.
 SYMBOL_SHARE = 0.8
+# A question word's root or derivation's base ("splitting" -> split,
+# "serialization" -> serializ): the same word, written as code writes it.
+DERIVED_SHARE = 0.8
 # A definition's own name is a word of the question (inflection aside) or
 # means one ("removing" -> ``delete``): its word score grows by this much per word.
 OWN_WORD_BONUS = 0.5
@@ -59,6 +63,9 @@ OWN_RELATED_BONUS = 0.4
 # ... and gains this share of the best word score, times the square of the
 # share of its name the question says or means.
 NAME_MEANING_SHARE = 0.5
+# Two question words in the question's order, adjacent in a chunk: its word
+# score grows by up to this much (all pairs found).
+PAIR_BONUS = 1.0
 _K1 = 1.2
 _B = 0.75
 
@@ -137,7 +144,7 @@ class Focus:
     soft_names: frozenset[str] = frozenset()
     """Plain words that may be names or just English (``walk``, ``register``, ``Value``)."""
     phrases: frozenset[str] = frozenset()
-    """Runs of 2-5 of its words, stemmed and joined (``readline``): names spelled in words."""
+    """Runs of 2-7 of its words, stemmed and joined (``readline``): names spelled in words."""
     quotes: tuple[str, ...] = ()
     """Quoted strings (an error message, a sentence of a docstring), lower-cased."""
 
@@ -202,7 +209,7 @@ with and or not is are be so as at by from all any each my your its their
 )
 _BACKTICK_RE = re.compile(r"`([^`\n]{1,80})`")
 _PATH_RE = re.compile(
-    r"(?<![\w/.])((?:[\w.-]+/)*[\w-]+\.(?:py|pyi|js|mjs|cjs|jsx|ts|tsx|rs|c|h|cc|cpp|cxx|hpp|hh|go|java|kt|sh|rb|toml|json|yaml|yml))\b"
+    r"(?<![\w/.])((?:[\w.-]+/)*[\w-]+\.(?:py|pyi|js|mjs|cjs|jsx|ts|tsx|rs|c|h|cc|cpp|cxx|hpp|hh|go|java|kt|sh|rb|toml|json|yaml|yml|html|htm|css|xml|txt|md|rst|cfg|ini))\b"
 )
 
 
@@ -264,7 +271,7 @@ def soft_names(instruction: str, names: set[str] | frozenset[str]) -> frozenset[
 
 
 def _phrases(text: str) -> frozenset[str]:
-    """Runs of 2-5 words of ``text``, stemmed and joined, with and without articles.
+    """Runs of 2-7 words of ``text``, stemmed and joined, with and without articles.
 
     A run stays within a clause: 'I get "Serial filter ..."' spells no ``getSerialFilter``.
     """
@@ -279,7 +286,7 @@ def _clause_phrases(text: str) -> set[str]:
     found: set[str] = set()
     for sequence in (words, [word for word in words if word not in _PHRASE_SKIP]):
         for start in range(len(sequence)):
-            for size in range(2, 6):
+            for size in range(2, 8):
                 if start + size > len(sequence):
                     break
                 found.add("".join(sequence[start : start + size]))
@@ -379,7 +386,15 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     names = focus.names
     cache: dict[str, tuple[str, ...]] = {}
     # Terms under 3 letters ("id", "x") would match inside every other word.
-    plain_words = [w for w in _IDENT_RE.findall(focus.words) if w.lower() not in _WORD_STOPS]
+    # A named class is found by its name; its words would lift every member
+    # that mentions it (its constructors above all), so its members compete
+    # by the question's other words.
+    classes = {c.name for c in chunks if c.kind == CLASS_HEADER and c.name in names}
+    plain_words = [
+        w
+        for w in _IDENT_RE.findall(focus.words)
+        if w.lower() not in _WORD_STOPS and w not in classes
+    ]
     plain_words += phrase_words(focus.words[:2000])
     words = " ".join(plain_words)
     query = [t for t in dict.fromkeys(_terms(words, cache)) if t not in _WORD_STOPS and len(t) >= 3]
@@ -411,6 +426,16 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     concepts = _concepts(plain_words, query if described else (), focus.words[:2000])
     counted = [*query, *(t for t in concepts.related if t not in query)]
     documents = [_document(chunk.text, counted) for chunk in chunks] if query else []
+    # A base inside its own word ("integ" of "integer") counts only where the
+    # word is not: its other forms ("integral"), not the word twice.
+    nested = [
+        (base, term)
+        for term, extra in concepts.of_term.items()
+        for base in extra
+        if base in concepts.close and term.startswith(base)
+    ]
+    if nested:
+        documents = [_unnest(document, nested) for document in documents]
     # The stats show the question's own words ("spaces"), not their stems ("spac").
     shown = (
         {stem(word.lower()): word.lower() for word in reversed(_IDENT_RE.findall(words))}
@@ -420,7 +445,7 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     for term, extra in concepts.of_term.items():
         for other in extra:
             shown.setdefault(other, f"{other}… (≈ {shown.get(term, term)})")
-    weights = {term: _meaning_share(term) for term in counted[len(query) :]}
+    weights = {term: _meaning_share(term, concepts.close) for term in counted[len(query) :]}
     lexical = _bm25(documents, counted, weights) if query else [0.0] * len(chunks)
     # What each definition's name says or means of the question: read by the
     # word score and by the name-meaning bonus below, so computed once.
@@ -431,7 +456,14 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     )
     if query:
         lexical = _adjust_lexical(
-            chunks, documents, lexical, query, cache, concepts if described else None, owned
+            chunks,
+            documents,
+            lexical,
+            query,
+            cache,
+            concepts if described else None,
+            owned,
+            _pairs(focus.words[:2000], set(query)) if described else (),
         )
     frames = _frame_scores(chunks, focus.frames) if focus.frames else {}
     # The question spells a definition's name in words: as good as naming it,
@@ -447,6 +479,26 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
         )
         for chunk in chunks
     ]
+    if any(spelled):
+        # A name the question spells inside a longer one it spells ("quietly
+        # join" in "the quietly join pool invoke all task part") is not meant.
+        spelt_phrases = {
+            phrase
+            for chunk, hit in zip(chunks, spelled, strict=True)
+            if hit
+            for name in ({chunk.name} if chunk.name else set()) | chunk.names
+            if (phrase := name_phrase(name)) is not None and phrase in focus.phrases
+        }
+        spelled = [
+            hit
+            and any(
+                (phrase := name_phrase(name)) is not None
+                and phrase in focus.phrases
+                and not any(phrase != other and phrase in other for other in spelt_phrases)
+                for name in ({chunk.name} if chunk.name else set()) | chunk.names
+            )
+            for chunk, hit in zip(chunks, spelled, strict=True)
+        ]
     quoted = _quote_hits(chunks, focus.quotes) if focus.quotes else {}
     soft = [bool(chunk.name and chunk.name in focus.soft_names) for chunk in chunks]
     # The share of a definition's name the question says or means ("removing" -> `delete`).
@@ -591,10 +643,30 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     return ranked
 
 
-def _meaning_share(term: str) -> float:
+def _meaning_share(term: str, close: frozenset[str] = frozenset()) -> float:
     """The weight of a term that stands for a question word: a quoted character the word
-    names ("colon" -> ':') nearly the word's own, a related word less."""
+    names ("colon" -> ':') or the word's own base ("splitting" -> split) nearly the
+    word's own, a related word less."""
+    if term in close:
+        return DERIVED_SHARE
     return SYMBOL_SHARE if term[:1] in "'\"" else RELATED_SHARE
+
+
+def _unnest(
+    document: tuple[dict[str, int], int], nested: Sequence[tuple[str, str]]
+) -> tuple[dict[str, int], int]:
+    frequencies, length = document
+    if not any(base in frequencies for base, _ in nested):
+        return document
+    frequencies = dict(frequencies)
+    for base, term in nested:
+        if base in frequencies:
+            left = frequencies[base] - frequencies.get(term, 0)
+            if left > 0:
+                frequencies[base] = left
+            else:
+                del frequencies[base]
+    return frequencies, length
 
 
 def _is_constructor(chunk: Chunk) -> bool:
@@ -674,6 +746,8 @@ class _Concepts:
     meanings: frozenset[str]
     related: tuple[str, ...]
     of_term: dict[str, tuple[str, ...]]
+    close: frozenset[str] = frozenset()
+    """Related terms that are a question word's own base (its root, a derivation's)."""
 
 
 def _concepts(words: Sequence[str], query: Sequence[str], text: str = "") -> _Concepts:
@@ -683,21 +757,32 @@ def _concepts(words: Sequence[str], query: Sequence[str], text: str = "") -> _Co
     wanted = set(query)
     # Words for characters ("colon", "double dash") stand for the quoted characters too.
     symbols = symbol_literals(text) if wanted and text else {}
+    close: set[str] = set()
     for word in words:
         own = root(word)
         roots.add(own)
         near = related(word)
-        meanings |= near
         term = stem(word.lower())
-        if term in wanted and (near or own in symbols):
+        bases = derivations(word) if term in wanted else ()
+        for base in bases:
+            roots.add(root(base))
+            near |= related(base)
+        meanings |= near
+        if term in wanted and (near or own in symbols or bases):
             # Three-letter roots (``del``, ``arg``) would be found inside every other word.
-            extra = tuple(
+            # (A base holding the term is found by the term already.)
+            same = tuple(b for b in bases if b not in wanted and term not in b)
+            close.update(same)
+            extra = same
+            extra += tuple(
                 r for r in sorted(near) if len(r) >= 4 and r not in wanted and r not in _WORD_STOPS
             )
             extra += symbols.get(own, ())
             of_term[term] = tuple(dict.fromkeys((*of_term.get(term, ()), *extra)))
     counted = tuple(dict.fromkeys(r for extra in of_term.values() for r in extra))
-    return _Concepts(frozenset(roots), frozenset(meanings - roots), counted, of_term)
+    return _Concepts(
+        frozenset(roots), frozenset(meanings - roots), counted, of_term, frozenset(close)
+    )
 
 
 _OwnWords = tuple[int, int, float, frozenset[str]]
@@ -758,6 +843,7 @@ def _adjust_lexical(
     cache: dict[str, tuple[str, ...]],
     concepts: _Concepts | None = None,
     owned: Sequence[_OwnWords] | None = None,
+    pairs: Sequence[tuple[str, str]] = (),
 ) -> list[float]:
     """Word matching tuned for behaviour described in words.
 
@@ -776,7 +862,9 @@ def _adjust_lexical(
         for term in query
     }
     total = sum(weight.values()) or 1.0
+    pair_total = sum(min(weight[a], weight[b]) for a, b in pairs) or 1.0
     of_term = concepts.of_term if concepts is not None else {}
+    close = concepts.close if concepts is not None else frozenset()
     for position, chunk in enumerate(chunks):
         if lexical[position] <= 0:
             continue
@@ -792,14 +880,30 @@ def _adjust_lexical(
                 coverage += weight[term]
                 in_head += weight[term] if term in head else 0.0
             elif present := [o for o in of_term.get(term, ()) if o in frequencies]:
-                share = max(_meaning_share(other) for other in present)
+                share = max(_meaning_share(other, close) for other in present)
                 coverage += share * weight[term]
                 if any(other in head for other in present):
                     in_head += share * weight[term]
         coverage /= total
         in_head /= total
         adjusted[position] *= (0.5 + coverage) ** 2 * (1.0 + (in_head if chunk.name else 0.0))
-        if chunk.name:
+        if pairs:
+            # Words in the question's order, next to each other in the chunk
+            # ("returning the updated value"; "accumulate and get" in
+            # ``accumulateAndGet``, not ``getAndAccumulate``): the chunk says
+            # what the question says, not only the same words.
+            lowered = chunk.text.lower()
+            near = sum(
+                min(weight[first], weight[second])
+                for first, second in pairs
+                if first in frequencies
+                and second in frequencies
+                and _pair_re(first, second).search(lowered)
+            )
+            if near:
+                adjusted[position] *= 1.0 + PAIR_BONUS * near / pair_total
+        # A constructor's name is its class's: it says nothing of what the constructor does.
+        if chunk.name and not _is_constructor(chunk):
             if owned is None:
                 own = set(_split_terms(chunk.name, cache))
                 exact, near = len(own & wanted), 0
@@ -818,6 +922,28 @@ def _adjust_lexical(
             # A module docstring, like a class's, speaks of everything the file does.
             adjusted[position] *= 0.35
     return adjusted
+
+
+@functools.cache
+def _pair_re(first: str, second: str) -> re.Pattern[str]:
+    """``first`` then ``second``: inside one identifier, or at most two words apart."""
+    a, b = re.escape(first), re.escape(second)
+    return re.compile(rf"{a}[a-z0-9_]{{0,12}}?{b}|{a}\w*\W+(?:\w+\W+){{0,2}}?{b}")
+
+
+def _pairs(text: str, terms: set[str]) -> tuple[tuple[str, str], ...]:
+    """Consecutive query terms of ``text`` within a clause (stop words between them skipped)."""
+    pairs: dict[tuple[str, str], None] = {}
+    for clause in _CLAUSE_RE.split(text):
+        previous = None
+        for word in _PHRASE_WORD_RE.findall(clause):
+            term = stem(word.lower())
+            if term not in terms:
+                continue
+            if previous is not None and previous != term:
+                pairs[(previous, term)] = None
+            previous = term
+    return tuple(pairs)
 
 
 _FUNCTION_HEAD_RE = re.compile(

@@ -136,3 +136,23 @@ def test_an_unnamed_class_header_too_big_to_send_is_not_cut_in_place_of_a_method
     )
     assert "def recover(self, fn):" in result.text
     assert not result.cut
+
+
+def test_a_named_class_header_too_big_to_send_leaves_the_budget_to_its_members() -> None:
+    doc = "\n".join(f"    # A map that remembers insertion order, note {i}." for i in range(150))
+    code = (
+        f"class OrderedMap:\n{doc}\n    kind = 'map'\n\n"
+        "    def write_entries(self, out):\n"
+        "        for key, value in self.links_from_oldest():\n"
+        "            out.write(key)\n"
+        "            out.write(value)\n\n"
+        + "\n".join(f"    def other_{i}(self):\n        return {i}\n" for i in range(40))
+    )
+    result = _assemble(
+        code,
+        "python",
+        "Serializing an `OrderedMap` should write each key and value from the oldest links.",
+        300,
+    )
+    assert "def write_entries(self, out):" in result.text
+    assert not result.cut

@@ -142,3 +142,39 @@ def test_the_head_of_a_big_split_function_is_code_not_a_docstring() -> None:
     assert chunks[0].kind == "class_header"  # split at its nested functions
     ranked = rank_chunks(chunks, "Once the cache is full the oldest entry is never dropped.")
     assert ranked[0].chunk.name == "evict_oldest"
+
+
+def test_derivations_give_the_forms_code_writes() -> None:
+    from cerebrum.prompt.concepts import derivations
+
+    assert "serializ" in derivations("serialization")
+    assert "normaliz" in derivations("normalising")
+    assert "insert" in derivations("insertion")
+    assert "expand" in derivations("expansion")
+    assert "split" in derivations("splitting")
+    assert "empty" in derivations("emptiness")
+    # Plain words and agent nouns are left alone.
+    assert derivations("value") == ()
+    assert derivations("integer") == ()
+
+
+_CODEC = '''
+def print_record(record):
+    """Show a record on the screen, in field order."""
+    print(record)
+
+
+def serialize_tree(tree, out):
+    """Write every node of the tree to out, children first."""
+    for child in tree.children:
+        serialize_tree(child, out)
+    out.write(repr(tree.value).encode())
+'''
+
+
+def test_a_derived_word_finds_the_verb_code_names_it_by() -> None:
+    # "Serialization" is `serialize`: without the derivation, "order" picks print_record.
+    ranked = rank_chunks(
+        chunk_text(_CODEC, "python"), "Serialization puts things in the wrong order."
+    )
+    assert ranked[0].chunk.name == "serialize_tree"

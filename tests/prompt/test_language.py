@@ -142,3 +142,32 @@ def test_file_name_inside_the_code_does_not_override_clear_syntax() -> None:
         + JS_WITH_TYPEOF.replace("(value, kind)", "(value: unknown, kind: string): number") * 2
     )
     assert detect_language(code) == "typescript"
+
+
+_RUST_WITH_STD = """
+use std::convert::TryInto;
+use std::ops::RangeBounds;
+use std::path::PathBuf;
+
+pub struct Ranged<T: std::convert::TryFrom<i64>> {
+    bounds: (std::ops::Bound<i64>, std::ops::Bound<i64>),
+    target: std::marker::PhantomData<T>,
+}
+
+impl<T: std::convert::TryFrom<i64>> Ranged<T> {
+    pub fn range<B: RangeBounds<i64>>(mut self, range: B) -> Self {
+        let start = match range.start_bound() {
+            std::ops::Bound::Included(i) => std::ops::Bound::Included(*i),
+            std::ops::Bound::Excluded(i) => std::ops::Bound::Excluded(*i),
+            std::ops::Bound::Unbounded => std::ops::Bound::Unbounded,
+        };
+        self.bounds.0 = start;
+        self
+    }
+}
+"""
+
+
+def test_rust_full_of_std_paths_is_rust_not_cpp() -> None:
+    # `std::` is Rust's standard library too; next to fn, impl and mut it says Rust.
+    assert detect_language(_RUST_WITH_STD) == "rust"

@@ -205,3 +205,36 @@ def test_the_members_of_a_class_spelled_in_words_share_its_naming() -> None:
     )
     other = next(r for r in ranked if r.chunk.name == "Other")  # small: one chunk
     assert member.score > other.score + 100
+
+
+_SIBLINGS = (
+    "def close_and_read(stream):\n    return finish(stream, 2)\n\n\n"
+    "def read_and_close(stream):\n    return finish(stream, 1)\n\n\n"
+    + "".join(f"def other_{i}(x):\n    return x + {i}\n\n\n" for i in range(30))
+)
+
+
+def test_words_in_the_question_order_pick_the_near_sibling() -> None:
+    # Both names have the words; the order says which (a tie would keep the first).
+    chunks = chunk_text(_SIBLINGS, "python")
+    ranked = rank_chunks(chunks, "When I read and then close the stream, the result is wrong.")
+    assert ranked[0].chunk.name == "read_and_close"
+    ranked = rank_chunks(chunks, "When I close and then read the stream, the result is wrong.")
+    assert ranked[0].chunk.name == "close_and_read"
+
+
+_LONG_NAMES = (
+    "def quietly_join(task):\n    return task.wait()\n\n\n"
+    "def quietly_join_pool_invoke_all_task(pool, tasks):\n"
+    "    for task in tasks:\n        pool.submit(task)\n    return [t.wait() for t in tasks]\n\n\n"
+    + "".join(f"def other_{i}(x):\n    return x + {i}\n\n\n" for i in range(30))
+)
+
+
+def test_a_name_spelled_inside_a_longer_spelled_name_is_not_meant() -> None:
+    ranked = rank_chunks(
+        chunk_text(_LONG_NAMES, "python"),
+        "Something is off in how it does the quietly join pool invoke all task part.",
+    )
+    assert ranked[0].chunk.name == "quietly_join_pool_invoke_all_task"
+    assert ranked[1].score < 500
