@@ -470,35 +470,25 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     # unless something is named outright.
     # (Only looked for when nothing is named: a named target outranks it anyway.)
     spell = bool(focus.phrases) and not any(defines) and not frames
-    spelled = [
-        spell
-        and not _is_constructor(chunk)
-        and any(
-            (phrase := name_phrase(name)) is not None and phrase in focus.phrases
-            for name in ({chunk.name} if chunk.name else set()) | chunk.names
-        )
-        for chunk in chunks
-    ]
-    if any(spelled):
-        # A name the question spells inside a longer one it spells ("quietly
-        # join" in "the quietly join pool invoke all task part") is not meant.
-        spelt_phrases = {
+    # The phrases of each definition's names the question spells, read once.
+    spelt_by_chunk = [
+        {
             phrase
-            for chunk, hit in zip(chunks, spelled, strict=True)
-            if hit
             for name in ({chunk.name} if chunk.name else set()) | chunk.names
             if (phrase := name_phrase(name)) is not None and phrase in focus.phrases
         }
-        spelled = [
-            hit
-            and any(
-                (phrase := name_phrase(name)) is not None
-                and phrase in focus.phrases
-                and not any(phrase != other and phrase in other for other in spelt_phrases)
-                for name in ({chunk.name} if chunk.name else set()) | chunk.names
-            )
-            for chunk, hit in zip(chunks, spelled, strict=True)
-        ]
+        if spell and not _is_constructor(chunk)
+        else set()
+        for chunk in chunks
+    ]
+    # A name the question spells inside a longer one it spells ("quietly
+    # join" in "the quietly join pool invoke all task part") is not meant.
+    every_spelt = set().union(*spelt_by_chunk)
+    spelled = [
+        any(not any(phrase != other and phrase in other for other in every_spelt)
+            for phrase in phrases)
+        for phrases in spelt_by_chunk
+    ]
     quoted = _quote_hits(chunks, focus.quotes) if focus.quotes else {}
     soft = [bool(chunk.name and chunk.name in focus.soft_names) for chunk in chunks]
     # The share of a definition's name the question says or means ("removing" -> `delete`).
