@@ -81,6 +81,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.backend_throughput import build_llama_server, free_port, wait_ready
 from cerebrum.backend.registry import embedded_model_path
+from cerebrum.backend.repacking import llama_server_flags
 
 MODEL = "smollm2-135m"
 THREADS = 2
@@ -106,7 +107,8 @@ def start_llama_server(binary: Path, model: Path, port: int, log: Path,
     return subprocess.Popen(
         [str(binary), "-m", str(model), "--alias", MODEL, "-t", str(THREADS),
          "-tb", str(THREADS), "-c", str(SLOT_CONTEXT * SLOTS), "-np", str(SLOTS),
-         "--cache-ram", str(cache_ram), "--host", "127.0.0.1", "--port", str(port)],
+         "--cache-ram", str(cache_ram), "--host", "127.0.0.1", "--port", str(port),
+         *llama_server_flags()],
         stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 

@@ -73,6 +73,7 @@ from bench.backend_throughput import (
     wait_ready,
 )
 from cerebrum.backend.registry import embedded_model_path
+from cerebrum.backend.repacking import llama_server_flags
 
 SLOTS = 4
 UNIT_NICE = -5
@@ -233,7 +234,7 @@ def start_api(port: int) -> subprocess.Popen[bytes]:
 def start_llama_server(binary: Path, model: Path, port: int, slots: int) -> subprocess.Popen[bytes]:
     args = [str(binary), "-m", str(model), "-t", str(THREADS), "-tb", str(THREADS),
             "-c", str(N_CTX * slots), "-np", str(slots), "--host", "127.0.0.1",
-            "--port", str(port)]
+            "--port", str(port), *llama_server_flags()]
     if slots > 1:
         args.append("--cont-batching")
     return subprocess.Popen(args, stdout=(CACHE / f"engine-ls-np{slots}.log").open("wb"),

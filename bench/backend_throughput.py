@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cerebrum.backend.registry import embedded_model_path  # noqa: E402
+from cerebrum.backend.repacking import llama_server_flags  # noqa: E402
 from cerebrum.backend.sampling import MIN_P, REPEAT_PENALTY, TOP_K  # noqa: E402
 
 THREADS = 2
@@ -224,7 +225,7 @@ def start_llama_server(binary: Path, model: Path, port: int,
     return subprocess.Popen(
         [str(binary), "-m", str(model), "-t", str(THREADS), "-tb", str(THREADS),
          "-c", str(N_CTX), "-np", "1", "-fa", "off", "--host", "127.0.0.1",
-         "--port", str(port)],
+         "--port", str(port), *llama_server_flags()],
         stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from cerebrum.backend.repacking import llama_server_flags
 from tests.services import ROOT, clean_env, free_port, stop_process, wait_healthy
 
 BUILD_SCRIPT = ROOT / "bench" / "build_llama_server.sh"
@@ -73,7 +74,7 @@ class LlamaServer:
                 [str(self.binary), "-m", str(self.model), "--alias", MODEL_ALIAS,
                  "-t", str(self.threads), "-tb", str(self.threads),
                  "-c", str(self.context * self.slots), "-np", str(self.slots),
-                 "--host", "127.0.0.1", "--port", str(self.port)],
+                 "--host", "127.0.0.1", "--port", str(self.port), *llama_server_flags()],
                 env=clean_env(), stdout=log, stderr=log)
         # /health answers 503 while the model loads, then 200.
         wait_healthy(self.url, self.process, self.log)

@@ -30,6 +30,7 @@ from typing import Any
 import attrs
 from aiohttp import web
 
+from cerebrum.backend import repacking
 from cerebrum.backend.registry import ModelRegistry, ModelSpec
 from cerebrum.errors import BadRequest, ContextLengthExceeded, Unavailable
 
@@ -75,6 +76,7 @@ class Embedder:
         import llama_cpp
 
         _lower_this_threads_priority()
+        repacking.guard()
         n_ctx = self.spec.context_size
         self._llama = llama_cpp.Llama(
             model_path=str(self.spec.path),

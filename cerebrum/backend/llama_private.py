@@ -15,6 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cerebrum.backend import repacking
+
 TESTED_VERSION = "0.3.36"
 """The llama-cpp-python release these names were checked against (requirements-vps.txt)."""
 
@@ -54,6 +56,7 @@ def load_model(path: Path) -> Any:
     import llama_cpp
     from llama_cpp import _internals, _logger
 
+    repacking.guard()
     _logger.set_verbose(False)
     params = llama_cpp.llama_model_default_params()
     return _internals.LlamaModel(path_model=str(path), params=params, verbose=False)
