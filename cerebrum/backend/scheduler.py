@@ -7,6 +7,7 @@ out on the llama context.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 
 import attrs
@@ -147,8 +148,15 @@ class ThreadTuner:
     itself. It keeps a moving average of seconds per step for each (batch
     size, thread count), stays on the fastest, and now and then probes a
     neighbouring count: often after a change, more rarely while the choice
-    holds, and at once when the current choice turns much slower than when
-    it was confirmed (a neighbour has just started).
+    holds, and at once when the current choice's average turns much slower
+    than when it was confirmed (a neighbour has just started).
+
+    On a shared VM single steps are noisy (another guest's burst doubles one
+    step now and then): a probe lasts ``probe_steps`` steps and counts their
+    median, one slow step alone triggers nothing, and a change needs a
+    ``margin``. (Measured here with single-step probes: a burst made one
+    thread look faster than two, and the tuner then spent a whole 4-stream
+    round on one thread at 36 ms a step against 22.)
 
     Only decode steps of a known batch size are measured (``key``); prompt
     chunks vary too much in cost and use the current choice.
@@ -160,7 +168,11 @@ class ThreadTuner:
     alpha: float = 0.25
     """Weight of a new sample in a moving average."""
     slowdown: float = 1.4
-    """Probe at once when the current choice turns this much slower."""
+    """Probe at once when the current choice's average turns this much slower."""
+    probe_steps: int = 3
+    """Steps a probe lasts; their median is its figure."""
+    margin: float = 0.1
+    """A probed count replaces the current one only when this much faster."""
     current: int = attrs.field(init=False)
     probes: int = attrs.field(init=False, default=0)
     switches: int = attrs.field(init=False, default=0)
@@ -169,6 +181,8 @@ class ThreadTuner:
     _interval: int = attrs.field(init=False)
     _countdown: int = attrs.field(init=False)
     _probing: int | None = attrs.field(init=False, default=None)
+    _probe_key: int | None = attrs.field(init=False, default=None)
+    _probe_samples: list[float] = attrs.field(init=False, factory=list)
     _direction: int = attrs.field(init=False, default=-1)
 
     def __attrs_post_init__(self) -> None:
@@ -181,13 +195,16 @@ class ThreadTuner:
         """Threads for the next step; ``key`` is its batch size, None for a prompt chunk."""
         if self.max_threads == 1 or key is None:
             return self.current
+        if self._probing is not None:
+            # A probe runs on its own batch size; other steps keep the current choice.
+            return self._probing if key == self._probe_key else self.current
         if (key, self.current) not in self._costs:
             return self.current  # measure the current choice at this size first
         self._countdown -= 1
         if self._countdown > 0:
             return self.current
         probe = self._neighbour()
-        self._probing = probe
+        self._probing, self._probe_key, self._probe_samples = probe, key, []
         self.probes += 1
         return probe
 
@@ -196,26 +213,30 @@ class ThreadTuner:
         if self.max_threads == 1 or key is None or seconds <= 0:
             return
         cell = (key, threads)
+        if self._probing is not None and threads == self._probing and key == self._probe_key:
+            self._probe_samples.append(seconds)
+            if len(self._probe_samples) >= self.probe_steps:
+                # A probe's figure replaces the old one, which may date from
+                # before a neighbour came or went.
+                self._costs[cell] = statistics.median(self._probe_samples)
+                self._probing = None
+                self._decide(key)
+            return
+        if threads != self.current:
+            return
         old = self._costs.get(cell)
-        if old is None or threads != self.current:
-            # A probe is a rare sample: it replaces the figure, which may date
-            # from before a neighbour came or went.
-            self._costs[cell] = seconds
-        else:
-            self._costs[cell] = old + self.alpha * (seconds - old)
-        if self._probing is not None and threads == self._probing:
-            self._probing = None
-            self._decide(key)
-        elif threads == self.current:
-            confirmed = self._confirmed.setdefault(key, self._costs[cell])
-            # Much slower than it was (on average, or one step twice as slow):
-            # look around now, a neighbour may have started.
-            if self._costs[cell] > confirmed * self.slowdown or seconds > 2 * confirmed:
-                self._countdown = 1
+        self._costs[cell] = seconds if old is None else old + self.alpha * (seconds - old)
+        confirmed = self._confirmed.setdefault(key, self._costs[cell])
+        # Much slower than it was, on average (one slow step is noise): look
+        # around now, a neighbour may have started.
+        if self._costs[cell] > confirmed * self.slowdown:
+            self._countdown = 1
 
     def _decide(self, key: int) -> None:
         known = {t: cost for (k, t), cost in self._costs.items() if k == key}
         best = min(known, key=known.__getitem__)
+        if self.current in known and known[best] > known[self.current] * (1 - self.margin):
+            best = self.current  # not clearly faster: stay
         if best != self.current:
             self.current = best
             self.switches += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 from cerebrum.backend.prompt_cache import DiskTier, PromptCache
@@ -132,8 +133,10 @@ def test_tuner_stays_on_all_threads_when_they_are_fastest() -> None:
     tuner = ThreadTuner(2)
     chosen = _run_tuner(tuner, {1: 0.014, 2: 0.008}, 500)
     assert tuner.current == 2
-    # Probes back off while the choice holds: a handful in 500 steps.
-    assert 1 <= chosen.count(1) <= 8
+    # Probes back off while the choice holds: a handful in 500 steps, of
+    # ``probe_steps`` steps each.
+    assert 1 <= tuner.probes <= 8
+    assert chosen.count(1) == tuner.probe_steps * tuner.probes
 
 
 def test_tuner_drops_a_thread_when_a_neighbour_arrives_and_returns_after() -> None:
@@ -142,12 +145,30 @@ def test_tuner_drops_a_thread_when_a_neighbour_arrives_and_returns_after() -> No
     # A neighbour takes a core: two threads stall each other.
     busy = _run_tuner(tuner, {1: 0.018, 2: 0.060}, 60)
     assert tuner.current == 1
-    assert busy[-20:].count(1) >= 19  # an occasional probe of two threads
+    assert busy[-20:].count(1) >= 17  # an occasional probe of two threads (3 steps)
     assert busy.index(1) <= 2  # the slowdown triggers a probe at once
     # The neighbour leaves: a later probe finds two threads fast again.
     quiet = _run_tuner(tuner, {1: 0.014, 2: 0.008}, 300)
     assert tuner.current == 2
     assert quiet[-100:].count(2) >= 98
+
+
+def test_tuner_is_not_fooled_by_a_noisy_shared_core() -> None:
+    # A shared VM: another guest now and then takes a core, so a two-thread
+    # step (which needs both) is 2.5x slower; one thread is not hit. Bursts
+    # of four steps every 60, and single slow steps at random (a fifth).
+    # Two threads stay faster on average (about 30 against 36 ms), so most
+    # steps should stay there. Single-step probes got this wrong four steps
+    # in ten (measured on the real backend: a whole round on one thread).
+    rng = random.Random(0)
+    tuner = ThreadTuner(2)
+    chosen = []
+    for step in range(3000):
+        threads = tuner.choose(2)
+        slow = step % 60 < 4 or rng.random() < 0.2
+        tuner.observe(2, threads, 0.036 if threads == 1 else 0.022 * (2.5 if slow else 1.0))
+        chosen.append(threads)
+    assert chosen.count(1) < 0.25 * len(chosen)
 
 
 def test_tuner_keeps_each_batch_size_apart_and_ignores_prompt_chunks() -> None:
