@@ -60,6 +60,9 @@ from cerebrum.errors import ApiError, ContextLengthExceeded
 
 _LOGGER = logging.getLogger(__name__)
 
+IDLE_RECHECK_S = 1.0
+"""After a pause this long the host may have changed: the thread tuner looks again."""
+
 Tokenizer = Callable[[GenerationJob], tuple[list[int], list[str]]]
 """A job's prompt tokens and its stop strings (the request's plus the chat template's)."""
 
@@ -187,6 +190,7 @@ class Engine:
         self._waiting: deque[_Request] = deque()
         self._arrivals = itertools.count()
         self._running = False
+        self._idle_since: float | None = None
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -249,6 +253,8 @@ class Engine:
 
     def run(self) -> None:
         """Step until no request is left; then return (``submit`` starts it again)."""
+        if self._idle_since is not None and self._clock() - self._idle_since >= IDLE_RECHECK_S:
+            self.threads.wake()
         try:
             while True:
                 with self._lock:
@@ -256,6 +262,7 @@ class Engine:
                     self._inbox.clear()
                     if not new and not self._waiting and not self._busy():
                         self._running = False
+                        self._idle_since = self._clock()
                         return
                 self._waiting.extend(new)
                 self._admit_waiting()

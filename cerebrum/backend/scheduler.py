@@ -232,6 +232,17 @@ class ThreadTuner:
         if self._costs[cell] > confirmed * self.slowdown:
             self._countdown = 1
 
+    def wake(self) -> None:
+        """The engine was idle a while: below all threads, probe at the next step.
+
+        Probes are counted in steps, and no step runs while idle, so a
+        neighbour that left during a pause would otherwise be noticed only
+        after up to ``probe_every_max`` steps on too few threads. (A neighbour
+        that came needs no help: the slowdown shows in the first steps.)
+        """
+        if self.current < self.max_threads and self._probing is None:
+            self._countdown = 1
+
     def _decide(self, key: int) -> None:
         known = {t: cost for (k, t), cost in self._costs.items() if k == key}
         best = min(known, key=known.__getitem__)

@@ -171,6 +171,23 @@ def test_tuner_is_not_fooled_by_a_noisy_shared_core() -> None:
     assert chosen.count(1) < 0.25 * len(chosen)
 
 
+def test_tuner_looks_again_after_a_pause_when_below_all_threads() -> None:
+    tuner = ThreadTuner(2)
+    _run_tuner(tuner, {1: 0.014, 2: 0.008}, 100)
+    _run_tuner(tuner, {1: 0.018, 2: 0.060}, 600)  # a long busy spell: probes grow rare
+    assert tuner.current == 1
+    # The neighbour leaves while the engine is idle; the next request starts.
+    tuner.wake()
+    quiet = _run_tuner(tuner, {1: 0.014, 2: 0.008}, 20)
+    assert tuner.current == 2
+    assert quiet[:18] == [2] * 18  # the probe itself, then the new choice
+    # On all threads already, a pause changes nothing.
+    probes = tuner.probes
+    tuner.wake()
+    _run_tuner(tuner, {1: 0.014, 2: 0.008}, 10)
+    assert tuner.probes == probes
+
+
 def test_tuner_keeps_each_batch_size_apart_and_ignores_prompt_chunks() -> None:
     tuner = ThreadTuner(2)
     _run_tuner(tuner, {1: 0.014, 2: 0.008}, 100, key=1)
