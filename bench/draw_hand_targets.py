@@ -1,6 +1,6 @@
 """Draw functions at random for a blind hand-described set of ``prompt_quality.py``.
 
-The hand-described sets (``HANDWRITTEN_2`` to ``HANDWRITTEN_5``) are written
+The hand-described sets (``HANDWRITTEN_2`` to ``HANDWRITTEN_7``) are written
 from functions drawn here, not chosen: per language, with a fixed seed, a
 random file of the class suite's sources (``CLASS_SOURCES``, 12-120 KB, the
 class suite's exclusions, test files left out) and in it a random function
@@ -30,6 +30,7 @@ from bench.prompt_quality import (  # noqa: E402
     HANDWRITTEN_4,
     HANDWRITTEN_5,
     HANDWRITTEN_6,
+    HANDWRITTEN_7,
     MAX_FILE_CHARS,
     MIN_FILE_CHARS,
     _all_targets,
@@ -45,12 +46,21 @@ _ALL = (
     *HANDWRITTEN_4,
     *HANDWRITTEN_5,
     *HANDWRITTEN_6,
+    *HANDWRITTEN_7,
 )
 _EARLIER = {
     "hand3": (*HANDWRITTEN, *HANDWRITTEN_2),
     "hand4": (*HANDWRITTEN, *HANDWRITTEN_2, *HANDWRITTEN_3),
     "hand5": (*HANDWRITTEN, *HANDWRITTEN_2, *HANDWRITTEN_3, *HANDWRITTEN_4),
     "hand6": (*HANDWRITTEN, *HANDWRITTEN_2, *HANDWRITTEN_3, *HANDWRITTEN_4, *HANDWRITTEN_5),
+    "hand7": (
+        *HANDWRITTEN,
+        *HANDWRITTEN_2,
+        *HANDWRITTEN_3,
+        *HANDWRITTEN_4,
+        *HANDWRITTEN_5,
+        *HANDWRITTEN_6,
+    ),
 }
 
 
@@ -75,8 +85,11 @@ def draw(language: str, count: int, label: str) -> list[tuple[str, str, str]]:
         tries += 1
         path = rng.choice(files)
         code = Path(path).read_text("utf-8", "replace").strip("\n")
-        good = [(n, t) for n, t in eligible_targets(_all_targets(code, language), code)
-                if (path, n) not in taken]
+        good = [
+            (n, t)
+            for n, t in eligible_targets(_all_targets(code, language), code)
+            if (path, n) not in taken
+        ]
         if not good:
             continue
         name, text = rng.choice(sorted(good))

@@ -1563,6 +1563,206 @@ HANDWRITTEN_6: list[tuple[str, str, str, str]] = [
 ]
 
 
+# A seventh blind set (split "hand7"), written in session 7 before any ranking
+# change of that session, after hand..hand6 had all become tuning sets; drawn
+# the same way (bench/draw_hand_targets.py --set hand7 --per-language 8
+# --languages python,go,java,rust,javascript,c), the first four of each
+# language in drawing order; nothing skipped (no generated table or test
+# among them). Taken: Python, Go, Java, Rust, JavaScript and C #1-4.
+HANDWRITTEN_7: list[tuple[str, str, str, str]] = [
+    (
+        "python",
+        f"{_PY}/unittest/mock.py",
+        "assert_awaited_once_with",
+        "In unittest.mock, checking that an AsyncMock's coroutine ran exactly one time and got "
+        "particular arguments passes even when it was scheduled and ran twice; it should fail and "
+        "say how many times it actually ran.",
+    ),
+    (
+        "python",
+        f"{_PY}/email/_parseaddr.py",
+        "parsedate",
+        "Converting the timestamp of an email header into a 9-item tuple for time.mktime gives a "
+        "tenth item, the offset from UTC, which the longer variant returns; when the text is "
+        "invalid the None should come back unchanged.",
+    ),
+    (
+        "python",
+        f"{_PY}/distutils/filelist.py",
+        "_find_all_simple",
+        "distutils' manifest building: walking a directory to collect every regular file beneath it "
+        "should follow symbolic links to directories and leave out entries that are not plain "
+        "files, such as sockets or broken links.",
+    ),
+    (
+        "python",
+        f"{_PY}/logging/__init__.py",
+        "_releaseLock",
+        "logging: giving back the module-wide mutex that was taken before the handler lists were "
+        "changed should do nothing when threading support is missing and the mutex is None.",
+    ),
+    (
+        "go",
+        str(_GO / "archive/tar/writer.go"),
+        "Close",
+        "Finishing a tar archive: the writer should flush the padding of the last entry, then write "
+        "the two zero records of the trailer; doing it a second time must return nil, and every "
+        "write afterwards must fail.",
+    ),
+    (
+        "go",
+        str(_GO / "bufio/bufio.go"),
+        "ReadRune",
+        "bufio: decoding one UTF-8 character from the buffered input returns U+FFFD with width 1 "
+        "when a multi-byte character straddles the end of the buffered data; the buffer should be "
+        "filled first until a full encoding is there.",
+    ),
+    (
+        "go",
+        str(_GO / "regexp/exec.go"),
+        "newOnePassMachine",
+        "regexp: the state of the backtrack-free matcher should be reused from its sync.Pool rather "
+        "than allocated for each match, with a fresh zeroed value only when the pool is empty.",
+    ),
+    (
+        "go",
+        str(_GO / "net/http/fs.go"),
+        "Seek",
+        "http.FS: moving the offset of a file served from an fs.FS (for Range requests) should "
+        "return an error saying the file cannot be repositioned when its type does not support "
+        "it, and otherwise hand the call to the file.",
+    ),
+    (
+        "java",
+        str(_JAVA / "util/Currency.java"),
+        "computeAllCurrencies",
+        "The set of available money codes built from the country table: for a country with a "
+        "special case (a cutover date) the old code should be listed before the cutover time and "
+        "the new one after it; countries without legal tender are skipped, and the codes of the "
+        "extra list appended.",
+    ),
+    (
+        "java",
+        str(_JAVA / "text/ChoiceFormat.java"),
+        "stringToNum",
+        "ChoiceFormat patterns: a limit written as the infinity sign, or as minus that sign, "
+        "should be read as positive or negative infinity, and as a double otherwise; today the ∞ "
+        "sign makes parseDouble throw.",
+    ),
+    (
+        "java",
+        str(_JAVA / "util/concurrent/locks/ReentrantReadWriteLock.java"),
+        "tryReadLock",
+        "In the reentrant shared/exclusive synchronizer, the non-blocking attempt to acquire the "
+        "shared side should fail at once when another thread holds the exclusive side, throw an "
+        "Error past the maximum hold count, and keep the per-thread hold counts (the first holder, "
+        "the cached counter) right.",
+    ),
+    (
+        "java",
+        str(_JAVA / "io/Console.java"),
+        "instantiateConsole",
+        "The terminal implementation chosen by a system property (by module name) should be loaded "
+        "through ServiceLoader; when none matches or loading fails, fall back to the built-in one, "
+        "but only when both stdin and stdout are terminals.",
+    ),
+    (
+        "rust",
+        str(_RUST / "serde-json/serde_json-1.0.87/src/error.rs"),
+        "fix_position",
+        "serde_json: an error raised without line and column information should be rebuilt from "
+        "its code by the given closure so that it gets the place in the input; an error that "
+        "already carries a line must be returned unchanged.",
+    ),
+    (
+        "rust",
+        str(_RUST / "clap/clap-4.0.32/src/error/mod.rs"),
+        "too_few_values",
+        "clap: the error for an option that received less than its minimum count of arguments "
+        "should carry the argument, the minimum and the actual count, and the usage line as "
+        "context.",
+    ),
+    (
+        "rust",
+        str(_RUST / "memchr/memchr-2.5.0/src/memchr/x86/sse2.rs"),
+        "reverse_search1",
+        "memchr's SSE2 backward scan for one needle byte: comparing a 16-byte block should give the "
+        "index of the last matching byte in it, counted from the start of the haystack, or None "
+        "when no lane matches.",
+    ),
+    (
+        "rust",
+        str(_RUST / "clap/clap-4.0.32/src/error/format.rs"),
+        "escape",
+        "clap's error messages should wrap a user's input in quotes (Debug formatting) when it "
+        "contains whitespace, and show it as it is otherwise.",
+    ),
+    (
+        "javascript",
+        f"{_NPM}/lib/utils/allow-scripts-cmd.js",
+        "runMode",
+        "The shared entry point of the allow-scripts and deny-scripts commands: on a global install "
+        "it should throw EGLOBAL, listing pending packages cannot be combined with positional "
+        "arguments or --all, and with no arguments it should print the usage.",
+    ),
+    (
+        "javascript",
+        f"{_NPM}/lib/commands/ls.js",
+        "getChildren",
+        "npm ls: the dependencies listed under a package should stop at the --depth limit "
+        "(workspaces count as depth 0), include the extraneous ones, and be sorted alphabetically.",
+    ),
+    (
+        "javascript",
+        f"{_NPM}/lib/utils/verify-signatures.js",
+        "constructor",
+        "npm audit signatures: the verifier object should be set up with empty lists of invalid and "
+        "missing packages, an empty key map and zero counts of verified signatures and "
+        "attestations, and exit code 0.",
+    ),
+    (
+        "javascript",
+        f"{_NPM}/lib/commands/ls.js",
+        "initTree",
+        "npm ls --package-lock-only should load the dependency graph from the lockfile rather than "
+        "node_modules; the root is marked as included only when no package names were given, at "
+        "depth 0.",
+    ),
+    (
+        "c",
+        f"{_GGML}/ggml-alloc.c",
+        "ggml_gallocr_reserve_n_size",
+        "The graph allocator: asking how many bytes each backend buffer would need for a graph, "
+        "without allocating anything, should add up the largest extent of every memory region of "
+        "each buffer; the figures reported are too small.",
+    ),
+    (
+        "c",
+        f"{_GGML}/ggml-cpu/quants.c",
+        "ggml_vec_dot_iq1_m_q8_K_generic",
+        "The plain C fallback of the inner product for the medium 1-bit importance quantization "
+        "(1.75 bits per weight) against 8-bit super-blocks: the sign of each group's shift comes "
+        "from the high bits, and the two 3-bit scales of each half are applied; the sum is wrong.",
+    ),
+    (
+        "c",
+        f"{_GGML}/ggml-alloc.c",
+        "ggml_dyn_tallocr_new_chunk",
+        "The tensor allocator should add another memory region (up to the maximum count) whose "
+        "single free range covers at least the requested amount; the last permitted region gets an "
+        "effectively unlimited free range so that a graph always fits.",
+    ),
+    (
+        "c",
+        f"{_GGML}/ggml-alloc.c",
+        "ggml_dyn_tallocr_insert_block",
+        "When a tensor's memory is given back, the freed range should be added to the free list "
+        "kept sorted by offset, shifting the later entries up, so that neighbouring free ranges "
+        "can be merged; an assert fires when the list is full.",
+    ),
+]
+
+
 def handwritten_cases(
     rng: random.Random,
     described: Sequence[tuple[str, str, str, str]] = HANDWRITTEN,
@@ -1879,6 +2079,8 @@ def run_classes(
         generated += handwritten_cases(random.Random(seed + 5), HANDWRITTEN_5, "hand5")
     if "described" in classes and split in ("all", "hand6"):
         generated += handwritten_cases(random.Random(seed + 6), HANDWRITTEN_6, "hand6")
+    if "described" in classes and split in ("all", "hand7"):
+        generated += handwritten_cases(random.Random(seed + 7), HANDWRITTEN_7, "hand7")
     for case in generated:
         started = time.perf_counter()
         if "messages" in case:
@@ -2122,10 +2324,21 @@ def main() -> None:
     )
     parser.add_argument(
         "--split",
-        choices=("all", "dev", "held", "hand", "hand2", "hand3", "hand4", "hand5", "hand6"),
+        choices=(
+            "all",
+            "dev",
+            "held",
+            "hand",
+            "hand2",
+            "hand3",
+            "hand4",
+            "hand5",
+            "hand6",
+            "hand7",
+        ),
         default="all",
         help="source files of the classes suite: dev (the half tuned on), held (the "
-        "held-out half), hand, hand2 ... hand6 (the hand-described sets only) or all; each is "
+        "held-out half), hand, hand2 ... hand7 (the hand-described sets only) or all; each is "
         "reported separately",
     )
     parser.add_argument(

@@ -157,6 +157,7 @@ context ctx
 state status stat
 success succeed ok
 sum accumulate aggregate reduce
+multiply mul mult product prod
 cumulative cumsum scan prefixsum
 average mean avg
 deviation stdev variance
@@ -231,6 +232,9 @@ _PHRASES = {
     "right to left": "reverse",
     "sample rate": "samplerate",
     "frame rate": "framerate",
+    "inner product": "dot",
+    "dot product": "dot",
+    "scalar product": "dot",
 }
 _PHRASE_RE = re.compile(
     r"\b(?:" + "|".join(re.escape(p).replace(r"\ ", r"[\s-]+") for p in _PHRASES) + r")\b",

@@ -213,6 +213,13 @@ _PATH_RE = re.compile(
 )
 
 
+# An address or a host name ("https://host/x.y", "example.com:8080"): no dotted pair of names.
+_URL_RE = re.compile(
+    r"\b[a-z][a-z0-9+.-]*://\S+"
+    r"|(?<![\w.])(?:[\w-]+\.)+(?:com|org|net|io|dev|edu|gov|info|example|localhost)\b(?::\w+)?(?:/\S*)?",
+    re.IGNORECASE,
+)
+_NAME_RE = re.compile(r"(?<![\w.])[A-Za-z_][A-Za-z0-9_]*")
 _CODE_SHAPED_RE = re.compile(r"_|\d|[a-z][A-Z]|[A-Z]{2,}[a-z]|^[a-z]+[A-Z]")
 _CALLED_RE = re.compile(r"([A-Za-z_]\w*)\((?!\s*[a-z]+\s+[a-z])")
 _DOTTED_RE = re.compile(r"\b([A-Za-z_]\w*)\.([A-Za-z_]\w*)\b")
@@ -247,12 +254,13 @@ def named_identifiers(instruction: str) -> set[str]:
             if len(identifier) >= 2 or identifier.isupper():
                 names.add(identifier)
     plain = _PATH_RE.sub(" ", instruction)
+    plain = _URL_RE.sub(" ", plain)
     for pair in _DOTTED_RE.findall(plain):
         names.update(word for word in pair if word.lower() not in _STOPWORDS)
     for identifier in _CALLED_RE.findall(plain):
         if identifier.lower() not in _STOPWORDS:
             names.add(identifier)
-    for identifier in _IDENT_RE.findall(plain):
+    for identifier in _NAME_RE.findall(plain):
         if identifier.lower() in _STOPWORDS or len(identifier) < 2:
             continue
         if is_code_shaped(identifier):
@@ -454,6 +462,12 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
         if query and described
         else None
     )
+    # Widths and counts the question says ("2-bit", "two bytes") and a name
+    # writes as digits (``q2_K``, ``memchr2``): near-identical siblings differ there.
+    widths = _widths(focus.words[:2000]) if described else frozenset()
+    width_share = [
+        _width_share(widths, chunk.name) if widths and chunk.name else 0.0 for chunk in chunks
+    ]
     if query:
         lexical = _adjust_lexical(
             chunks,
@@ -485,8 +499,10 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     # join" in "the quietly join pool invoke all task part") is not meant.
     every_spelt = set().union(*spelt_by_chunk)
     spelled = [
-        any(not any(phrase != other and phrase in other for other in every_spelt)
-            for phrase in phrases)
+        any(
+            not any(phrase != other and phrase in other for other in every_spelt)
+            for phrase in phrases
+        )
         for phrases in spelt_by_chunk
     ]
     quoted = _quote_hits(chunks, focus.quotes) if focus.quotes else {}
@@ -586,6 +602,10 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
             score += NAME_MEANING_SHARE * best_lexical * meant[position]
             if position not in frames and position not in quoted and meant[position] >= 0.49:
                 why = f"defines `{chunk.name}`, whose name means words of the question"
+        if width_share[position] and not defines[position]:
+            score += NAME_MEANING_SHARE * best_lexical * width_share[position] ** 2
+            if why == "order" or (width_share[position] == 1.0 and why.startswith("matches")):
+                why = f"defines `{chunk.name}`, whose name writes the question's numbers"
         if not defines[position] and position not in frames and names and chunk.kind != PREAMBLE:
             inner = inner_defined.get(position)
             if inner is not None:
@@ -912,6 +932,40 @@ def _adjust_lexical(
             # A module docstring, like a class's, speaks of everything the file does.
             adjusted[position] *= 0.35
     return adjusted
+
+
+# "8-bit", "64 bits", "1.5-bit": a width code writes in a name (``q8_0``, ``u64``, ``iq1_s``).
+_WIDTH_RE = re.compile(r"\b(\d{1,3})(?:\.\d+)?[\s-]?bits?\b", re.IGNORECASE)
+_NAME_WIDTH_RE = re.compile(r"(?<=[A-Za-z])\d{1,3}(?!\d)")
+
+
+_NUMBER_WORDS = {
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+}
+_WORD_RE = re.compile(r"[a-z]+")
+
+
+def _widths(text: str) -> frozenset[str]:
+    """The widths and counts ``text`` says: "8-bit" -> 8, "two bytes" -> 2 ("one" is everywhere)."""
+    found = set(_WIDTH_RE.findall(text))
+    found.update(_NUMBER_WORDS[w] for w in _WORD_RE.findall(text.lower()) if w in _NUMBER_WORDS)
+    return frozenset(found)
+
+
+def _width_share(widths: frozenset[str], name: str) -> float:
+    """The share of the numbers ``name`` writes after letters (``q2_K_q8_K``: 2, 8) or of the
+    question's, whichever are fewer, that the question says."""
+    own = set(_NAME_WIDTH_RE.findall(name))
+    if not own:
+        return 0.0
+    return len(widths & own) / min(len(widths), len(own))
 
 
 @functools.cache

@@ -39,6 +39,9 @@ def test_related_words_are_generic_synonyms() -> None:
     assert root("merge") in related("combining")
     assert root("removing") not in related("removing")
     assert phrase_words("it evicts the least recently used entry") == ["lru"]
+    # Arithmetic in words: "the product of" is code that multiplies (``mul``, ``dot``).
+    assert root("mul") in related("product")
+    assert phrase_words("the inner product of two rows") == ["dot"]
 
 
 def test_a_name_that_means_the_question_word_ranks_first() -> None:

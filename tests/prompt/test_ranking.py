@@ -238,3 +238,37 @@ def test_a_name_spelled_inside_a_longer_spelled_name_is_not_meant() -> None:
     )
     assert ranked[0].chunk.name == "quietly_join_pool_invoke_all_task"
     assert ranked[1].score < 500
+
+
+def test_a_host_name_and_a_hex_literal_name_nothing() -> None:
+    # "example.com" is a host, not the dotted pair `example.com`; "0x8000" and
+    # "8o80" are numbers (or typos of them), not the identifiers x8000 and o80.
+    names = named_identifiers("A host like example.com:8o80 is taken; 0x8000 is not masked")
+    assert names == set()
+    assert named_identifiers("see https://docs.example.org/lib/os.html#os.path for os.walk") == {
+        "os",
+        "walk",
+    }
+
+
+_KERNELS = "".join(
+    f"def unpack_q{bits}_blocks(data, scale):\n"
+    f"    out = []\n"
+    f"    for block in data:\n"
+    f"        out.append(block * scale)\n"
+    f"    return out\n\n\n"
+    for bits in (3, 2, 4)
+) + "".join(f"def other_{i}(x):\n    return x + {i}\n\n\n" for i in range(30))
+
+
+def test_a_width_the_question_says_picks_the_sibling_whose_name_writes_it() -> None:
+    # Three functions alike but for the digit in their names: "2-bit" decides.
+    ranked = rank_chunks(
+        chunk_text(_KERNELS, "python"), "Unpacking 2-bit blocks gives values off by the scale."
+    )
+    assert ranked[0].chunk.name == "unpack_q2_blocks"
+    assert "numbers" in ranked[0].why
+    ranked = rank_chunks(
+        chunk_text(_KERNELS, "python"), "Unpacking blocks of four bits gives wrong values."
+    )
+    assert ranked[0].chunk.name == "unpack_q4_blocks"
