@@ -266,6 +266,11 @@ class Engine:
                         return
                 self._waiting.extend(new)
                 self._admit_waiting()
+                # The rest of a burst arrives while its first request is
+                # admitted: take it into this step, not the next one (a step
+                # is 15-50 ms; admitting is under 1 ms a request).
+                while self._take_inbox():
+                    self._admit_waiting()
                 if self._busy():
                     self.step()
                 elif self._waiting:
@@ -294,6 +299,14 @@ class Engine:
             llama_cpp.llama_free(self._ctx)
             self._ctx = None
         self.cache.clear()
+
+    def _take_inbox(self) -> bool:
+        """Move newly submitted requests to the wait queue; True if there were any."""
+        with self._lock:
+            new = list(self._inbox)
+            self._inbox.clear()
+        self._waiting.extend(new)
+        return bool(new)
 
     def _busy(self) -> bool:
         return any(slot.request is not None for slot in self._slots)
@@ -415,6 +428,11 @@ class Engine:
         """Copy the slot's KV state into the prompt cache before it is overwritten."""
         llama_cpp = self._llama
         if self.cache.largest_entry <= 0 or not slot.cached:
+            return
+        # A request repeated (a retry, the same question again) leaves the same
+        # tokens in its slot: copying that state out again costs 0.4-1 ms per
+        # request right before its first token, and keeps nothing new.
+        if self.cache.holds(tuple(slot.cached)):
             return
         size = llama_cpp.llama_state_seq_get_size(self._ctx, slot.seq)
         if size <= 0 or size > self.cache.largest_entry:

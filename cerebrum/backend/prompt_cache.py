@@ -158,6 +158,21 @@ class PromptCache:
             infos += [CacheInfo(e.key, e.tokens) for e in self.disk.entries.values()]
         return infos
 
+    def holds(self, tokens: tuple[int, ...]) -> bool:
+        """Whether an entry already keeps the state of ``tokens`` (or of a longer run
+        starting with them): saving them again would copy the same bytes. A RAM
+        entry found counts as used now."""
+        for entry in self._entries.values():
+            if len(entry.tokens) >= len(tokens) and \
+                    common_prefix(entry.tokens, tokens) == len(tokens):
+                entry.last_used = next(self._clock)
+                return True
+        if self.disk is not None:
+            return any(len(e.tokens) >= len(tokens) and
+                       common_prefix(e.tokens, tokens) == len(tokens)
+                       for e in self.disk.entries.values())
+        return False
+
     def put(self, tokens: tuple[int, ...], data: bytes) -> bool:
         """Keep ``data`` (the state of ``tokens``); False when it does not fit."""
         size = len(data)

@@ -357,3 +357,52 @@ async def test_a_step_lays_its_batch_out_in_sequence_order() -> None:
         assert all(layout == sorted(layout) for layout in both), both
     finally:
         await worker.close()
+
+
+async def test_a_request_arriving_while_another_is_admitted_shares_its_first_step() -> None:
+    # Requests of a burst reach the engine a fraction of a millisecond apart,
+    # while the first of them is being admitted. They must join the first
+    # decode step rather than wait a whole step (15-50 ms) behind it.
+    import threading
+
+    from cerebrum.backend.generation import Finished, GenerationJob
+    from cerebrum.backend.registry import embedded_registry
+    from cerebrum.backend.worker import ModelWorker
+    from cerebrum.openai_wire import SamplingParams
+
+    layouts: list[list[int]] = []
+
+    def record(engine: Engine) -> None:
+        batch = engine._batch
+        layouts.append([batch.seq_id[i][0] for i in range(batch.n_tokens)])
+
+    worker = ModelWorker(embedded_registry().default, threads=2, slots=2, on_step=record)
+    await worker.load()
+    engine = worker.engine
+    assert engine is not None
+    admitting, second_sent = threading.Event(), threading.Event()
+    tokenize = engine._tokenize
+
+    def slow_first_tokenize(job: GenerationJob) -> Any:
+        if not admitting.is_set():
+            admitting.set()
+            second_sent.wait(5)  # the second request is submitted meanwhile
+        return tokenize(job)
+
+    engine._tokenize = slow_first_tokenize
+
+    def job(prompt: str) -> GenerationJob:
+        return GenerationJob(SamplingParams(max_tokens=4, temperature=0), prompt=prompt)
+
+    try:
+        first = worker.start(job(PROMPTS[0]))
+        assert await asyncio.get_running_loop().run_in_executor(None, admitting.wait, 5)
+        second = worker.start(job(PROMPTS[1]))
+        second_sent.set()
+        for generation in (first, second):
+            while not isinstance(event := await generation.next_event(), Finished):
+                pass
+            assert event.reason == "length"
+        assert len(set(layouts[0])) == 2, layouts[:2]
+    finally:
+        await worker.close()

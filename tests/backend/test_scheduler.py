@@ -247,6 +247,17 @@ def test_prompt_cache_drops_entries_that_a_longer_one_contains() -> None:
     assert [info.tokens for info in cache.infos()] == [(1, 2, 3, 4)]
 
 
+def test_prompt_cache_knows_what_it_already_holds_and_keeps_it_fresh() -> None:
+    # The engine skips saving a slot whose tokens an entry already keeps.
+    cache = PromptCache(capacity_bytes=250)
+    cache.put((1, 2, 3), b"a" * 100)
+    cache.put((4, 5), b"b" * 100)
+    assert cache.holds((1, 2, 3)) and cache.holds((1, 2))
+    assert not cache.holds((1, 2, 3, 4)) and not cache.holds((1, 9))
+    cache.put((6,), b"c" * 100)  # evicts the least recently used: (4, 5), not (1, 2, 3)
+    assert [info.tokens for info in cache.infos()] == [(1, 2, 3), (6,)]
+
+
 def test_prompt_cache_stays_above_the_ram_floor() -> None:
     room = [150.0]
     cache = PromptCache(capacity_bytes=10_000, room_bytes=lambda: room[0])
