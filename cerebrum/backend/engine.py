@@ -49,6 +49,7 @@ from cerebrum.backend.generation import (
     StopMatcher,
     TextPiece,
 )
+from cerebrum.backend.neighbours import IdleWatch, host_cores
 from cerebrum.backend.prompt_cache import PromptCache
 from cerebrum.backend.sampling import (
     Sampler,
@@ -191,6 +192,8 @@ class Engine:
         self._arrivals = itertools.count()
         self._running = False
         self._idle_since: float | None = None
+        self._idle_watch = IdleWatch()
+        self._cores = host_cores()
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -254,16 +257,21 @@ class Engine:
     def run(self) -> None:
         """Step until no request is left; then return (``submit`` starts it again)."""
         if self._idle_since is not None and self._clock() - self._idle_since >= IDLE_RECHECK_S:
-            self.threads.wake()
+            busy = self._idle_watch.busy_cores()
+            self.threads.wake(None if busy is None else self._cores - busy)
         try:
             while True:
                 with self._lock:
                     new = list(self._inbox)
                     self._inbox.clear()
-                    if not new and not self._waiting and not self._busy():
+                    idle = not new and not self._waiting and not self._busy()
+                    if idle:
                         self._running = False
                         self._idle_since = self._clock()
-                        return
+                if idle:
+                    # (Outside the lock: a submit must not wait for psutil.)
+                    self._idle_watch.start()
+                    return
                 self._waiting.extend(new)
                 self._admit_waiting()
                 # The rest of a burst arrives while its first request is

@@ -188,6 +188,27 @@ def test_tuner_looks_again_after_a_pause_when_below_all_threads() -> None:
     assert tuner.probes == probes
 
 
+def test_tuner_starts_on_the_cores_a_pause_left_free() -> None:
+    tuner = ThreadTuner(2)
+    _run_tuner(tuner, {1: 0.014, 2: 0.008}, 100)
+    # A neighbour took a core during the pause: start on one thread at once,
+    # without first paying steps on two (and their stalls).
+    tuner.wake(free_cores=1.02)
+    busy = _run_tuner(tuner, {1: 0.018, 2: 0.060}, 40)
+    assert busy[:15] == [1] * 15  # until the first probe
+    assert tuner.current == 1
+    # The pause found the same neighbour: no probe of two threads at once.
+    tuner.wake(free_cores=0.97)
+    assert _run_tuner(tuner, {1: 0.018, 2: 0.060}, 5) == [1] * 5
+    # The neighbour left during the next pause: two threads at once (probed).
+    tuner.wake(free_cores=1.96)
+    quiet = _run_tuner(tuner, {1: 0.014, 2: 0.008}, 10)
+    assert quiet[:3] == [2, 2, 2] and tuner.current == 2
+    # All free and on all threads: nothing to do.
+    tuner.wake(free_cores=2.0)
+    assert tuner.current == 2 and _run_tuner(tuner, {1: 0.014, 2: 0.008}, 3) == [2, 2, 2]
+
+
 def test_tuner_keeps_each_batch_size_apart_and_ignores_prompt_chunks() -> None:
     tuner = ThreadTuner(2)
     _run_tuner(tuner, {1: 0.014, 2: 0.008}, 100, key=1)
