@@ -236,12 +236,13 @@ class ThreadTuner:
         """The engine was idle a while; ``free_cores``: what the neighbours left
         free meanwhile, if known (``neighbours.IdleWatch``).
 
-        Fewer free cores than threads: start the next request on what is free,
-        as a fresh choice that probes soon. A neighbour that came during the
-        pause otherwise costs the first steps on too many threads, and one of
-        them stalls now and then for a whole time slice behind the neighbour
-        (110-340 ms against a 25 ms step, measured): the moving average
-        notices late and a short probe rarely sees one.
+        Fewer free cores than threads: start the next request on what is free.
+        A neighbour that came during the pause otherwise costs the first steps
+        on too many threads, and one of them stalls now and then for a whole
+        time slice behind the neighbour (110-340 ms against a 25 ms step,
+        measured): the moving average notices late and a short probe rarely
+        sees one. The reading covers the whole pause, so a neighbour that has
+        just finished looks the same: the choice is probed after a few steps.
 
         Otherwise, below all threads, probe at the next step: probes are
         counted in steps, and no step runs while idle, so a neighbour that
@@ -255,11 +256,14 @@ class ThreadTuner:
             if fit < self.current:
                 self.current = fit
                 self.switches += 1
-                self._interval = self._countdown = self.probe_every_min
+                self._interval = self.probe_every_min
+                self._countdown = self.probe_steps
                 self._confirmed = {}
                 return
             if fit == self.current:
-                return  # the pause says nothing new
+                if self.current < self.max_threads:
+                    self._countdown = min(self._countdown, self.probe_steps)
+                return
         if self.current < self.max_threads:
             self._countdown = 1
 
