@@ -740,20 +740,25 @@ def _mention_test(
     """Whether a spelled name is only mentioned: in every sentence that spells it, its
     words are under MENTION_SHARE of the sentence's words (weighted by idf; a word
     the code never uses says nothing of which part is meant)."""
-    count = len(documents)
-    found = {term: sum(1 for f, _ in documents if term in f) for term in query}
-    weight = {term: math.log(1.0 + count / (1 + df)) for term, df in found.items() if df}
-    sentences = [
-        (_clause_phrases(sentence), {t for t in _terms(sentence, {}) if t in weight})
-        for sentence in _SENTENCE_RE.split(text)
-    ]
+
+    # Read on the first call: most questions spell no name at all.
+    @functools.cache
+    def sentences() -> tuple[dict[str, float], list[tuple[set[str], set[str]]]]:
+        count = len(documents)
+        found = {term: sum(1 for f, _ in documents if term in f) for term in query}
+        weight = {term: math.log(1.0 + count / (1 + df)) for term, df in found.items() if df}
+        return weight, [
+            (_clause_phrases(sentence), {t for t in _terms(sentence, {}) if t in weight})
+            for sentence in _SENTENCE_RE.split(text)
+        ]
 
     def mentioned(name: str) -> bool:
+        weight, said_in = sentences()
         phrase = name_phrase(name)
         own = {stem(word) for word in split_identifier(name)}
         shares = [
             sum(weight[t] for t in terms if t in own) / sum(weight[t] for t in terms)
-            for phrases, terms in sentences
+            for phrases, terms in said_in
             if phrase in phrases and terms
         ]
         return bool(shares) and max(shares) < MENTION_SHARE
