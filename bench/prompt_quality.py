@@ -1763,6 +1763,201 @@ HANDWRITTEN_7: list[tuple[str, str, str, str]] = [
 ]
 
 
+# An eighth blind set (split "hand8"), written in session 9 before any ranking
+# change of that session, after hand..hand7 had all become tuning sets; drawn
+# the same way (bench/draw_hand_targets.py --set hand8 --per-language 8
+# --languages python,go,java,rust,javascript,c), the first four of each
+# language in drawing order, skipping a generated table (Python #2,
+# encodings/iso8859_4.py) and a test helper (Rust #1, run_all_tests_filter).
+# Taken: Python #1, 3-5; Go, Java #1-4; Rust #2-5; JavaScript and C #1-4.
+HANDWRITTEN_8: list[tuple[str, str, str, str]] = [
+    (
+        "python",
+        f"{_PY}/pickle.py",
+        "load_next_buffer",
+        "Unpickling data stored out of band should take one object at a time from the iterable "
+        "given to the Unpickler, and raise UnpicklingError, not StopIteration, when that iterable "
+        "is exhausted or was never passed.",
+    ),
+    (
+        "python",
+        f"{_PY}/multiprocessing/forkserver.py",
+        "read_signed",
+        "multiprocessing's fork server: getting a packed integer from a file descriptor should keep "
+        "going until all of its bytes have come in, and raise EOFError when the other end closes "
+        "halfway.",
+    ),
+    (
+        "python",
+        f"{_PY}/tokenize.py",
+        "exact_type",
+        "tokenize: for an operator token the property should give the specific kind from the "
+        "operator table (LPAR for '(') instead of the generic OP; every other token keeps its own "
+        "kind.",
+    ),
+    (
+        "python",
+        f"{_PY}/ntpath.py",
+        "relpath",
+        "ntpath: expressing a Windows filename as seen from a start directory (one '..' per level "
+        "up) should raise ValueError when the two are on different drives, and compare the "
+        "components without regard to case.",
+    ),
+    (
+        "go",
+        str(_GO / "net/http/client.go"),
+        "defaultCheckRedirect",
+        "net/http: when no policy is set, a Client that keeps getting 3xx responses with a "
+        "Location should give up with an error after ten hops; it follows them forever.",
+    ),
+    (
+        "go",
+        str(_GO / "bufio/bufio.go"),
+        "WriteRune",
+        "bufio: putting one Unicode code point into the buffered output should emit a single byte "
+        "for ASCII, flush first when fewer than four bytes of room are left, and treat negative "
+        "code points as invalid rather than as ASCII.",
+    ),
+    (
+        "go",
+        str(_GO / "net/http/client.go"),
+        "deadline",
+        "net/http: the Client's Timeout should become an absolute time (now plus the timeout) for "
+        "each request, and the zero time when no timeout is set.",
+    ),
+    (
+        "go",
+        str(_GO / "archive/tar/reader.go"),
+        "tryReadFull",
+        "archive/tar: filling a byte slice from a stream should loop until the slice is complete "
+        "or an error comes back, and count io.EOF as success when every byte arrived.",
+    ),
+    (
+        "java",
+        str(_JAVA / "util/concurrent/atomic/AtomicLongFieldUpdater.java"),
+        "updateAndGet",
+        "The reflection-based atomic helper for long fields: applying a LongUnaryOperator to the "
+        "field's current number should retry its CAS until it wins, then return the result, not "
+        "the old number.",
+    ),
+    (
+        "java",
+        str(_JAVA / "text/CollationElementIterator.java"),
+        "reset",
+        "CollationElementIterator: rewinding to the beginning of the text should also re-apply "
+        "the collator's decomposition mode and clear the expansion state and the swapped order.",
+    ),
+    (
+        "java",
+        str(_JAVA / "util/ReverseOrderSortedMapView.java"),
+        "values",
+        "A reversed view of a SortedMap: the collection of its mapped objects should iterate in "
+        "descending order, and size, clear, contains and remove should go to the underlying map.",
+    ),
+    (
+        "java",
+        str(_JAVA / "util/stream/ForEachOps.java"),
+        "onCompletion",
+        "Ordered forEach on a parallel stream: when a leaf task finishes it should dump its "
+        "buffered elements (or its spliterator's) into the action, then release the left-most "
+        "leaf of the following subtree, so that the encounter order is kept.",
+    ),
+    (
+        "rust",
+        str(_RUST / "serde-json/serde_json-1.0.87/src/value/de.rs"),
+        "visit_object_ref",
+        "serde_json: handing a borrowed JSON map to a deserialization callback should report an "
+        "invalid length error when entries are left unconsumed afterwards.",
+    ),
+    (
+        "rust",
+        str(_RUST / "serde-json/serde_json-1.0.87/src/de.rs"),
+        "deserialize_string",
+        "serde_json: a request for an owned text from the JSON reader should simply be forwarded "
+        "to the borrowed-text path.",
+    ),
+    (
+        "rust",
+        str(_RUST / "clap/clap-4.0.32/src/error/format.rs"),
+        "try_help",
+        "clap: the closing line of an error message that points the user at the usage flag should "
+        "be added only when such a flag exists; otherwise the message just ends with a newline.",
+    ),
+    (
+        "rust",
+        str(_RUST / "serde-json/serde_json-1.0.87/src/value/ser.rs"),
+        "serialize_value",
+        "serde_json's in-memory map builder: storing the item that belongs to the pending key "
+        "should take that key, insert the converted item into the map, and panic when no key was "
+        "given before it.",
+    ),
+    (
+        "javascript",
+        f"{_NPM}/node_modules/node-gyp/lib/find-visualstudio.js",
+        "findVisualStudio2017UsingSetupModule",
+        "node-gyp: on Node.js 22 and later, looking for the version 15 Microsoft C++ build tools "
+        "through the COM configuration API should be skipped with a log line, as that toolchain "
+        "is supported only up to Node 21.",
+    ),
+    (
+        "javascript",
+        f"{_NPM}/node_modules/npm-package-arg/lib/npa.js",
+        "setName",
+        "npm-package-arg: assigning the package's identifier should validate it and throw for an "
+        "invalid one, derive the scope from a leading @, and escape the slash of a scoped package "
+        "as %2f.",
+    ),
+    (
+        "javascript",
+        f"{_NPM}/lib/utils/display.js",
+        "#writeOutput",
+        "npm's display: messages at the standard level should go to stdout and those at the error "
+        "level to stderr; any other level is ignored.",
+    ),
+    (
+        "javascript",
+        f"{_NPM}/node_modules/pacote/lib/registry.js",
+        "packument",
+        "pacote: fetching a package's metadata document from the registry should share one "
+        "in-flight request through the cache, drop the cache entry on an error, and retry with "
+        "full metadata when the abbreviated (corgi) document gives a 404.",
+    ),
+    (
+        "c",
+        f"{_GGML}/ggml-alloc.c",
+        "ggml_gallocr_node_needs_realloc",
+        "When a graph is allocated again, each tensor's recorded assignment should be checked "
+        "against its current size: it is still good when the maximum size recorded is at least "
+        "what the buffer type asks for now, and not good when it had no buffer at all.",
+    ),
+    (
+        "c",
+        f"{_GGML}/ggml-alloc.c",
+        "ggml_gallocr_get_buffer_size",
+        "The graph allocator's report of how many bytes a backend's memory takes should be 0 for "
+        "one never created, and count memory shared by several backend types only at its first "
+        "index, not twice.",
+    ),
+    (
+        "c",
+        f"{_GGML}/ggml-alloc.c",
+        "alloc_tensor_range",
+        "ggml: giving a span of a context's weight arrays their memory makes a new backend block, "
+        "appends it to the list and places every array without data in it (views are initialised "
+        "instead); on any failure all blocks made so far must be freed and false returned.",
+    ),
+    (
+        "c",
+        f"{_GGML}/ggml-cpu/quants.c",
+        "ggml_vec_dot_iq2_xxs_q8_K_generic",
+        "The plain C fallback of the inner product for the extra-extra-small 2-bit importance "
+        "quantization (2.06 bits per weight) against 8-bit super-blocks: the 4-bit scale in the "
+        "top bits of the second word is applied as 2s+1 and the total multiplied by 1/8; the sum "
+        "is wrong.",
+    ),
+]
+
+
 def handwritten_cases(
     rng: random.Random,
     described: Sequence[tuple[str, str, str, str]] = HANDWRITTEN,
@@ -2081,6 +2276,8 @@ def run_classes(
         generated += handwritten_cases(random.Random(seed + 6), HANDWRITTEN_6, "hand6")
     if "described" in classes and split in ("all", "hand7"):
         generated += handwritten_cases(random.Random(seed + 7), HANDWRITTEN_7, "hand7")
+    if "described" in classes and split in ("all", "hand8"):
+        generated += handwritten_cases(random.Random(seed + 8), HANDWRITTEN_8, "hand8")
     for case in generated:
         started = time.perf_counter()
         if "messages" in case:
@@ -2335,10 +2532,11 @@ def main() -> None:
             "hand5",
             "hand6",
             "hand7",
+            "hand8",
         ),
         default="all",
         help="source files of the classes suite: dev (the half tuned on), held (the "
-        "held-out half), hand, hand2 ... hand7 (the hand-described sets only) or all; each is "
+        "held-out half), hand, hand2 ... hand8 (the hand-described sets only) or all; each is "
         "reported separately",
     )
     parser.add_argument(

@@ -20,7 +20,7 @@ import functools
 import logging
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 
@@ -40,6 +40,11 @@ FRAME_WEIGHT = 300.0
 # A definition whose name the question spells out in words ("the read line
 # part" -> ``readLine``, "retry loop" -> ``retry_loop``): nearly as good as named.
 PHRASE_WEIGHT = 800.0
+# ... unless, in every sentence that spells it, its words are under this
+# share of the sentence's words (by idf): then the name is mentioned in
+# passing ("..., and be sorted alphabetically"), and the sentence describes
+# what its other words find.
+MENTION_SHARE = 0.5
 # A quoted string of the question ("invalid compression method") found
 # verbatim in a chunk, shared among the chunks that have it (at most three).
 QUOTE_WEIGHT = 900.0
@@ -231,6 +236,7 @@ _CLAUSE_RE = re.compile(r"[\"'`\u201c\u201d.,;:!?()\[\]{}]|\n\s*\n")
 # Words a phrase may skip ("the read of a line" stays "read line"); "if", "or"
 # and "is" are kept, since names carry them (``putIfAbsent``, ``is_i64``).
 _PHRASE_SKIP = frozenset("a an the of".split())
+_SENTENCE_RE = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
 
 
 def is_code_shaped(identifier: str) -> bool:
@@ -505,6 +511,25 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
         )
         for phrases in spelt_by_chunk
     ]
+    # A function's name spelled as a few words of a longer sentence ("...
+    # and be sorted alphabetically" -> ``sortAlphabetically``) is mentioned, not
+    # described: the sentence's subject is what its other words find, and the
+    # mentioned name earns what a name meaning words of the question does. (A
+    # class spelled in words is context either way: its members compete.)
+    mention = _mention_test(focus.words[:2000], query, documents) if any(spelled) else None
+    if mention is not None:
+        spelled = [
+            hit
+            and (
+                chunk.kind == CLASS_HEADER
+                or not all(
+                    mention(name)
+                    for name in ({chunk.name} if chunk.name else set()) | chunk.names
+                    if name_phrase(name) in phrases
+                )
+            )
+            for chunk, hit, phrases in zip(chunks, spelled, spelt_by_chunk, strict=True)
+        ]
     quoted = _quote_hits(chunks, focus.quotes) if focus.quotes else {}
     soft = [bool(chunk.name and chunk.name in focus.soft_names) for chunk in chunks]
     # The share of a definition's name the question says or means ("removing" -> `delete`).
@@ -512,6 +537,7 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     # Nothing named, nothing spelled as a chunk: look for a spelled name defined
     # inside a chunk (a method of an object literal).
     spell_inside = bool(focus.phrases) and not any(defines) and not frames and not any(spelled)
+    inner_mention = _mention_test(focus.words[:2000], query, documents) if spell_inside else None
     if not any(defines) and not frames:
         defines = [named or phrase for named, phrase in zip(defines, spelled, strict=True)]
     else:
@@ -619,7 +645,7 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
             and position not in frames
             and chunk.kind != PREAMBLE
         ):
-            inner = _inner_spelled(chunk, focus.phrases)
+            inner = _inner_spelled(chunk, focus.phrases, inner_mention)
             if inner is not None:
                 score += PHRASE_WEIGHT / 2
                 focus_line, why = inner
@@ -708,7 +734,43 @@ _INNER_DEF_RE = re.compile(
 _INNER_MIN_CHARS = 1000
 
 
-def _inner_spelled(chunk: Chunk, phrases: frozenset[str]) -> tuple[int, str] | None:
+def _mention_test(
+    text: str, query: Sequence[str], documents: Sequence[tuple[dict[str, int], int]]
+) -> Callable[[str], bool]:
+    """Whether a spelled name is only mentioned: in every sentence that spells it, its
+    words are under MENTION_SHARE of the sentence's words (weighted by idf; a word
+    the code never uses says nothing of which part is meant)."""
+
+    # Read on the first call: most questions spell no name at all.
+    @functools.cache
+    def sentences() -> tuple[dict[str, float], list[tuple[set[str], set[str]]]]:
+        count = len(documents)
+        found = {term: sum(1 for f, _ in documents if term in f) for term in query}
+        weight = {term: math.log(1.0 + count / (1 + df)) for term, df in found.items() if df}
+        return weight, [
+            (_clause_phrases(sentence), {t for t in _terms(sentence, {}) if t in weight})
+            for sentence in _SENTENCE_RE.split(text)
+        ]
+
+    def mentioned(name: str) -> bool:
+        weight, said_in = sentences()
+        phrase = name_phrase(name)
+        own = {stem(word) for word in split_identifier(name)}
+        shares = [
+            sum(weight[t] for t in terms if t in own) / sum(weight[t] for t in terms)
+            for phrases, terms in said_in
+            if phrase in phrases and terms
+        ]
+        return bool(shares) and max(shares) < MENTION_SHARE
+
+    return mentioned
+
+
+def _inner_spelled(
+    chunk: Chunk,
+    phrases: frozenset[str],
+    mentioned: Callable[[str], bool] | None = None,
+) -> tuple[int, str] | None:
     """The line (0-based) where ``chunk`` defines, inside itself, a name the question spells."""
     if len(chunk.text) < _INNER_MIN_CHARS:
         return None
@@ -717,6 +779,8 @@ def _inner_spelled(chunk: Chunk, phrases: frozenset[str]) -> tuple[int, str] | N
         name = match.group(1)
         phrase = name_phrase(name)
         if phrase is not None and phrase in phrases and name != chunk.name:
+            if mentioned is not None and mentioned(name):
+                continue
             line = chunk.start_line + text.count("\n", 1, match.start() + 1)
             return (
                 line,

@@ -272,3 +272,35 @@ def test_a_width_the_question_says_picks_the_sibling_whose_name_writes_it() -> N
         chunk_text(_KERNELS, "python"), "Unpacking blocks of four bits gives wrong values."
     )
     assert ranked[0].chunk.name == "unpack_q4_blocks"
+
+
+_TREE = '''def sort_alphabetically(names):
+    return sorted(names, key=str.lower)
+
+
+def collect_tree(package, depth, limit):
+    """The dependencies shown under ``package``, down to ``limit`` levels."""
+    if depth >= limit:
+        return []
+    found = [dep for dep in package.dependencies if dep.extraneous or not dep.dev]
+    return sort_alphabetically(dep.name for dep in found)
+
+
+''' + "".join(f"def other_{i}(x):\n    return x + {i}\n\n\n" for i in range(30))
+
+
+def test_a_name_spelled_in_passing_is_mentioned_not_described() -> None:
+    # "... and be sorted alphabetically" spells `sort_alphabetically`, but the
+    # sentence describes the code that calls it: its other words find that.
+    chunks = chunk_text(_TREE, "python")
+    ranked = rank_chunks(
+        chunks,
+        "The dependencies listed under a package should stop at the depth limit, include "
+        "the extraneous ones, and be sorted alphabetically.",
+    )
+    assert ranked[0].chunk.name == "collect_tree"
+    assert ranked[0].score < 500  # nothing took a name's weight
+    # When the spelled words are what the sentence says, they name it.
+    ranked = rank_chunks(chunks, "Something is off in how it does the sort alphabetically part.")
+    assert ranked[0].chunk.name == "sort_alphabetically"
+    assert "spells" in ranked[0].why
