@@ -315,15 +315,10 @@ async def test_logprobs_ride_on_the_text_pieces_when_asked() -> None:
         await worker.close()
 
 
-async def test_a_step_lays_its_batch_out_in_sequence_order() -> None:
-    # With a KV stream per sequence, llama.cpp cuts a batch wherever the
-    # sequence id goes down, and each piece is a pass over all the weights.
-    # Two requests whose prefixes live in slots 1 and 0, arriving in that
-    # order, must still be decoded as one batch laid out 0, 1.
-    from cerebrum.backend.generation import Finished, GenerationJob
+async def _worker_recording_layouts() -> tuple[Any, list[list[int]]]:
+    """A loaded 2-slot worker and, filled step by step, each step's sequence ids."""
     from cerebrum.backend.registry import embedded_registry
     from cerebrum.backend.worker import ModelWorker
-    from cerebrum.openai_wire import SamplingParams
 
     layouts: list[list[int]] = []
 
@@ -333,6 +328,18 @@ async def test_a_step_lays_its_batch_out_in_sequence_order() -> None:
 
     worker = ModelWorker(embedded_registry().default, threads=2, slots=2, on_step=record)
     await worker.load()
+    return worker, layouts
+
+
+async def test_a_step_lays_its_batch_out_in_sequence_order() -> None:
+    # With a KV stream per sequence, llama.cpp cuts a batch wherever the
+    # sequence id goes down, and each piece is a pass over all the weights.
+    # Two requests whose prefixes live in slots 1 and 0, arriving in that
+    # order, must still be decoded as one batch laid out 0, 1.
+    from cerebrum.backend.generation import Finished, GenerationJob
+    from cerebrum.openai_wire import SamplingParams
+
+    worker, layouts = await _worker_recording_layouts()
 
     def job(prompt: str) -> GenerationJob:
         return GenerationJob(SamplingParams(max_tokens=6, temperature=0), prompt=prompt)
@@ -366,18 +373,9 @@ async def test_a_request_arriving_while_another_is_admitted_shares_its_first_ste
     import threading
 
     from cerebrum.backend.generation import Finished, GenerationJob
-    from cerebrum.backend.registry import embedded_registry
-    from cerebrum.backend.worker import ModelWorker
     from cerebrum.openai_wire import SamplingParams
 
-    layouts: list[list[int]] = []
-
-    def record(engine: Engine) -> None:
-        batch = engine._batch
-        layouts.append([batch.seq_id[i][0] for i in range(batch.n_tokens)])
-
-    worker = ModelWorker(embedded_registry().default, threads=2, slots=2, on_step=record)
-    await worker.load()
+    worker, layouts = await _worker_recording_layouts()
     engine = worker.engine
     assert engine is not None
     admitting, second_sent = threading.Event(), threading.Event()
