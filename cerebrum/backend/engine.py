@@ -49,7 +49,7 @@ from cerebrum.backend.generation import (
     StopMatcher,
     TextPiece,
 )
-from cerebrum.backend.neighbours import IdleWatch, host_cores
+from cerebrum.backend.neighbours import IdleWatch
 from cerebrum.backend.prompt_cache import PromptCache
 from cerebrum.backend.sampling import (
     Sampler,
@@ -193,7 +193,6 @@ class Engine:
         self._running = False
         self._idle_since: float | None = None
         self._idle_watch = IdleWatch()
-        self._cores = host_cores()
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -257,8 +256,7 @@ class Engine:
     def run(self) -> None:
         """Step until no request is left; then return (``submit`` starts it again)."""
         if self._idle_since is not None and self._clock() - self._idle_since >= IDLE_RECHECK_S:
-            busy = self._idle_watch.busy_cores()
-            self.threads.wake(None if busy is None else self._cores - busy)
+            self.threads.wake(self._idle_watch.free_cores())
         try:
             while True:
                 with self._lock:
@@ -440,7 +438,8 @@ class Engine:
         # A request repeated (a retry, the same question again) leaves the same
         # tokens in its slot: copying that state out again costs 0.4-1 ms per
         # request right before its first token, and keeps nothing new.
-        if self.cache.holds(tuple(slot.cached)):
+        tokens = tuple(slot.cached)
+        if self.cache.holds(tokens):
             return
         size = llama_cpp.llama_state_seq_get_size(self._ctx, slot.seq)
         if size <= 0 or size > self.cache.largest_entry:
@@ -448,7 +447,7 @@ class Engine:
         buffer = (ctypes.c_uint8 * size)()
         written = llama_cpp.llama_state_seq_get_data(self._ctx, buffer, size, slot.seq)
         if written:
-            self.cache.put(tuple(slot.cached), bytes(memoryview(buffer)[:written]))
+            self.cache.put(tokens, bytes(memoryview(buffer)[:written]))
 
     def step(self) -> None:
         """One decode of every running sequence (and prompt chunks), then sampling."""

@@ -28,6 +28,7 @@ class IdleWatch:
 
     def __init__(self) -> None:
         self._process = psutil.Process()
+        self._cores = host_cores()
         self._start: tuple[float, float, float] | None = None
 
     def start(self) -> None:
@@ -47,6 +48,11 @@ class IdleWatch:
         except (psutil.Error, OSError):
             return None
         return max(0.0, others / elapsed)
+
+    def free_cores(self) -> float | None:
+        """The cores the neighbours left free since ``start`` (None as ``busy_cores``)."""
+        busy = self.busy_cores()
+        return None if busy is None else self._cores - busy
 
     def _own_seconds(self) -> float:
         times = self._process.cpu_times()

@@ -163,23 +163,18 @@ class PromptCache:
         starting with them): saving them again would copy the same bytes. A RAM
         entry found counts as used now."""
         for entry in self._entries.values():
-            if len(entry.tokens) >= len(tokens) and \
-                    common_prefix(entry.tokens, tokens) == len(tokens):
+            if _starts_with(entry.tokens, tokens):
                 entry.last_used = next(self._clock)
                 return True
-        if self.disk is not None:
-            return any(len(e.tokens) >= len(tokens) and
-                       common_prefix(e.tokens, tokens) == len(tokens)
-                       for e in self.disk.entries.values())
-        return False
+        return self.disk is not None and any(
+            _starts_with(e.tokens, tokens) for e in self.disk.entries.values())
 
     def put(self, tokens: tuple[int, ...], data: bytes) -> bool:
         """Keep ``data`` (the state of ``tokens``); False when it does not fit."""
         size = len(data)
         # An entry whose tokens are a prefix of the new one is redundant now.
         for info in self.infos():
-            if len(info.tokens) <= len(tokens) and common_prefix(info.tokens, tokens) == len(
-                    info.tokens):
+            if _starts_with(tokens, info.tokens):
                 self._forget(info.key)
         capacity = int(min(float(self.capacity), self.size_bytes + self._room()))
         drop = choose_evictions(
@@ -255,3 +250,8 @@ class PromptCache:
         self._entries.clear()
         if self.disk is not None:
             self.disk.clear()
+
+
+def _starts_with(tokens: tuple[int, ...], prefix: tuple[int, ...]) -> bool:
+    """Whether ``tokens`` begins with all of ``prefix``."""
+    return len(tokens) >= len(prefix) and common_prefix(tokens, prefix) == len(prefix)

@@ -254,11 +254,8 @@ class ThreadTuner:
         if free_cores is not None:
             fit = max(1, min(self.max_threads, int(free_cores + 0.5)))
             if fit < self.current:
-                self.current = fit
-                self.switches += 1
-                self._interval = self.probe_every_min
+                self._switch(fit)
                 self._countdown = self.probe_steps
-                self._confirmed = {}
                 return
             if fit == self.current:
                 if self.current < self.max_threads:
@@ -273,14 +270,18 @@ class ThreadTuner:
         if self.current in known and known[best] > known[self.current] * (1 - self.margin):
             best = self.current  # not clearly faster: stay
         if best != self.current:
-            self.current = best
-            self.switches += 1
-            self._interval = self.probe_every_min
-            self._confirmed = {}
+            self._switch(best)
         else:
             self._interval = min(self.probe_every_max, self._interval * 2)
             self._confirmed[key] = known[best]
         self._countdown = self._interval
+
+    def _switch(self, threads: int) -> None:
+        """A new choice: probed often again, its old confirmations void."""
+        self.current = threads
+        self.switches += 1
+        self._interval = self.probe_every_min
+        self._confirmed = {}
 
     def _neighbour(self) -> int:
         """Alternate between one thread fewer and one more, within 1..max_threads."""

@@ -516,8 +516,9 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     # described: the sentence's subject is what its other words find, and the
     # mentioned name earns what a name meaning words of the question does. (A
     # class spelled in words is context either way: its members compete.)
-    mention = _mention_test(focus.words[:2000], query, documents) if any(spelled) else None
-    if mention is not None:
+    # (Lazy: it reads the sentences only when a name is spelled.)
+    mention = _mention_test(focus.words[:2000], query, documents)
+    if any(spelled):
         spelled = [
             hit
             and (
@@ -537,7 +538,6 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     # Nothing named, nothing spelled as a chunk: look for a spelled name defined
     # inside a chunk (a method of an object literal).
     spell_inside = bool(focus.phrases) and not any(defines) and not frames and not any(spelled)
-    inner_mention = _mention_test(focus.words[:2000], query, documents) if spell_inside else None
     if not any(defines) and not frames:
         defines = [named or phrase for named, phrase in zip(defines, spelled, strict=True)]
     else:
@@ -645,7 +645,7 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
             and position not in frames
             and chunk.kind != PREAMBLE
         ):
-            inner = _inner_spelled(chunk, focus.phrases, inner_mention)
+            inner = _inner_spelled(chunk, focus.phrases, mention)
             if inner is not None:
                 score += PHRASE_WEIGHT / 2
                 focus_line, why = inner
