@@ -13,12 +13,19 @@ out and asyncio logs an "accept() out of system resource" traceback per try.
   keep-alive or a trickler), or, when every one is busy, is itself closed.
 
 The units raise ``LimitNOFILE`` well above ``max_connections``, so the guard,
-not the kernel, is what says no.
+not the kernel, is what says no. The guard sees a connection only after asyncio
+has accepted it, and asyncio accepts up to the listen backlog in one go (two
+loop turns before the guard's hook runs, one more before a closed socket's
+descriptor is freed): a server that was not scheduled for a moment finds its
+whole queue waiting. ``accept_backlog`` keeps that queue short enough for the
+descriptors the limit leaves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import resource
 import signal
 from collections import OrderedDict
 from collections.abc import Callable
@@ -26,6 +33,16 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+
+log = logging.getLogger(__name__)
+
+# Descriptors a service holds besides its clients' connections: the listening
+# socket, the loop's selector and self-pipe, logs, backend pools, model files.
+RESERVED_DESCRIPTORS = 32
+# asyncio's own default; a longer queue buys nothing at these services' scale.
+MAX_BACKLOG = 128
+# Accept bursts that can hold descriptors before the guard closes any.
+BURSTS_IN_FLIGHT = 4
 
 
 class ConnectionGuard:
@@ -100,6 +117,18 @@ def _busy(handler: RequestHandler) -> bool:
     return bool(getattr(handler, "_request_in_progress", False))
 
 
+def accept_backlog(max_connections: int, descriptor_limit: int) -> int:
+    """The listen backlog (so asyncio's accept burst) that keeps ``max_connections``
+    open plus the bursts in flight within ``descriptor_limit``."""
+    spare = descriptor_limit - max_connections - RESERVED_DESCRIPTORS
+    return max(1, min(MAX_BACKLOG, spare // BURSTS_IN_FLIGHT))
+
+
+def _descriptor_limit() -> int:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return MAX_BACKLOG * 64 if soft == resource.RLIM_INFINITY else soft
+
+
 def run_app(app: web.Application, *, host: str, port: int, max_connections: int,
             header_timeout_s: float, shutdown_timeout: float = 60.0,
             print: Callable[[str], Any] | None = None) -> None:
@@ -117,7 +146,13 @@ async def _serve(app: web.Application, host: str, port: int, guard: ConnectionGu
     try:
         assert runner.server is not None
         guard.install(runner.server)
-        site = web.TCPSite(runner, host, port)
+        limit = _descriptor_limit()
+        if limit < 2 * guard.max_connections:
+            log.warning("open-files limit %d is below twice max_connections (%d): raise "
+                        "LimitNOFILE or lower the connection limit", limit,
+                        guard.max_connections)
+        site = web.TCPSite(runner, host, port,
+                           backlog=accept_backlog(guard.max_connections, limit))
         await site.start()
         if print is not None:
             print(f"serving on http://{host}:{port}")

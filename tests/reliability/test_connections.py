@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import resource
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,6 +27,12 @@ TRICKLERS = 300
 
 @contextlib.contextmanager
 def orchestrator(log: Path, **env: str) -> Iterator[int]:
+    with orchestrator_process(log, **env) as (port, _):
+        yield port
+
+
+@contextlib.contextmanager
+def orchestrator_process(log: Path, **env: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     port = free_port()
 
     def low_limit() -> None:
@@ -38,7 +46,7 @@ def orchestrator(log: Path, **env: str) -> Iterator[int]:
             env=clean_env(CEREBRUM_BACKEND_URL=f"http://127.0.0.1:{free_port()}", **env))
     try:
         wait_healthy(f"http://127.0.0.1:{port}", process, log)
-        yield port
+        yield port, process
     finally:
         process.terminate()
         process.wait(30)
@@ -77,6 +85,42 @@ async def test_normal_requests_are_served_during_a_slowloris(tmp_path: Path) -> 
     assert "out of system resource" not in text
 
 
+async def _queued(port: int, count: int) -> list[asyncio.StreamWriter]:
+    """Connect ``count`` at once and keep those the kernel completes within half a
+    second (a stopped server's listen queue takes only as many as its backlog)."""
+    async def one() -> asyncio.StreamWriter | None:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 0.5)
+        except (TimeoutError, OSError):
+            return None
+        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        return writer
+    return [w for w in await asyncio.gather(*(one() for _ in range(count))) if w is not None]
+
+
+async def test_a_burst_of_queued_connections_leaves_descriptors_to_spare(tmp_path: Path) -> None:
+    """A server that was not scheduled for a moment (a busy Pi, a 2-core CI machine)
+    finds its whole listen queue waiting and accepts it in one go, before the guard
+    sees any of it: the queue must be short enough for the descriptors left."""
+    log = tmp_path / "cm4.log"
+    with orchestrator_process(log, CEREBRUM_MAX_CONNECTIONS="32",
+                              CEREBRUM_HEADER_TIMEOUT_S="2") as (port, process):
+        writers = await _tricklers(port, 40)  # the guard holds its 32
+        os.kill(process.pid, signal.SIGSTOP)
+        try:
+            writers += await _queued(port, 200)
+        finally:
+            os.kill(process.pid, signal.SIGCONT)
+        try:
+            await asyncio.sleep(0.5)
+            assert await _health(port) == 200
+        finally:
+            for writer in writers:
+                writer.close()
+    text = log.read_text(errors="replace")
+    assert "out of system resource" not in text
+
+
 async def test_accept_errors_at_the_descriptor_limit_are_rate_limited(tmp_path: Path) -> None:
     log = tmp_path / "cm4.log"
     # A connection limit above the descriptor limit: the kernel says no first.
@@ -104,3 +148,13 @@ def test_the_units_raise_the_descriptor_limit_above_max_connections() -> None:
         (limit,) = values(parse_unit(UNITS[name]), "Service", "LimitNOFILE")
         # Room for the connections plus backends, model files, logs.
         assert int(limit) >= 2 * config.max_connections, name
+
+
+def test_the_accept_backlog_leaves_room_for_the_bursts_in_flight() -> None:
+    from cerebrum.server import BURSTS_IN_FLIGHT, RESERVED_DESCRIPTORS, accept_backlog
+
+    for limit, connections in [(128, 32), (1024, 256), (4096, 256), (600, 100)]:
+        backlog = accept_backlog(connections, limit)
+        assert connections + BURSTS_IN_FLIGHT * backlog + RESERVED_DESCRIPTORS <= limit
+    assert accept_backlog(256, 4096) == 128  # the units: asyncio's usual queue
+    assert accept_backlog(10_000, 128) == 1  # hopeless limits still serve
