@@ -17,8 +17,10 @@ not the kernel, is what says no. The guard sees a connection only after asyncio
 has accepted it, and asyncio accepts up to the listen backlog in one go (two
 loop turns before the guard's hook runs, one more before a closed socket's
 descriptor is freed): a server that was not scheduled for a moment finds its
-whole queue waiting. ``accept_backlog`` keeps that queue short enough for the
-descriptors the limit leaves.
+whole queue waiting. ``fit_to_descriptors`` keeps that queue short enough for
+the descriptors the limit leaves, and where the limit is too low for
+``max_connections`` itself, lowers the guard's limit (with a warning) so the
+guard still says no before the kernel.
 """
 
 from __future__ import annotations
@@ -117,11 +119,15 @@ def _busy(handler: RequestHandler) -> bool:
     return bool(getattr(handler, "_request_in_progress", False))
 
 
-def accept_backlog(max_connections: int, descriptor_limit: int) -> int:
-    """The listen backlog (so asyncio's accept burst) that keeps ``max_connections``
-    open plus the bursts in flight within ``descriptor_limit``."""
-    spare = descriptor_limit - max_connections - RESERVED_DESCRIPTORS
-    return max(1, min(MAX_BACKLOG, spare // BURSTS_IN_FLIGHT))
+def fit_to_descriptors(max_connections: int, descriptor_limit: int) -> tuple[int, int]:
+    """The (connections, listen backlog) for which ``connections`` open plus
+    ``BURSTS_IN_FLIGHT`` accept bursts stay within ``descriptor_limit``: the backlog
+    as long as the spare descriptors allow (at most asyncio's usual 128, at least an
+    eighth of them), the connections lowered only where the limit forces it."""
+    spare = max(0, descriptor_limit - RESERVED_DESCRIPTORS)
+    floor = max(1, min(MAX_BACKLOG, spare // 8))
+    backlog = max(floor, min(MAX_BACKLOG, (spare - max_connections) // BURSTS_IN_FLIGHT))
+    return max(1, min(max_connections, spare - BURSTS_IN_FLIGHT * backlog)), backlog
 
 
 def _descriptor_limit() -> int:
@@ -147,12 +153,13 @@ async def _serve(app: web.Application, host: str, port: int, guard: ConnectionGu
         assert runner.server is not None
         guard.install(runner.server)
         limit = _descriptor_limit()
-        if limit < 2 * guard.max_connections:
-            log.warning("open-files limit %d is below twice max_connections (%d): raise "
-                        "LimitNOFILE or lower the connection limit", limit,
-                        guard.max_connections)
-        site = web.TCPSite(runner, host, port,
-                           backlog=accept_backlog(guard.max_connections, limit))
+        connections, backlog = fit_to_descriptors(guard.max_connections, limit)
+        if connections < guard.max_connections:
+            log.warning("open-files limit %d leaves room for %d connections, not the %d "
+                        "configured: serving %d (raise LimitNOFILE to serve more)", limit,
+                        connections, guard.max_connections, connections)
+            guard.max_connections = connections
+        site = web.TCPSite(runner, host, port, backlog=backlog)
         await site.start()
         if print is not None:
             print(f"serving on http://{host}:{port}")
