@@ -124,8 +124,8 @@ async def test_a_burst_of_queued_connections_leaves_descriptors_to_spare(tmp_pat
 
 async def test_accept_errors_at_the_descriptor_limit_are_rate_limited(tmp_path: Path) -> None:
     log = tmp_path / "cm4.log"
-    # Descriptors held elsewhere (here 110 inherited ones, leaving half a dozen) overrun what the guard
-    # reserves for files and pools: the kernel says no first.
+    # Descriptors held elsewhere (here 110 inherited ones, leaving half a dozen)
+    # overrun what the guard reserves for files and pools: the kernel says no first.
     held = [os.open(os.devnull, os.O_RDONLY) for _ in range(110)]
     try:
         with orchestrator(log, tuple(held), CEREBRUM_MAX_CONNECTIONS="10000",
