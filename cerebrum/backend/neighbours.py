@@ -5,12 +5,23 @@ spinning threads, the client reading the stream and sampling jitter blur the
 figure (``scheduler.ThreadTuner`` asks the decoder instead). While it is idle
 none of that runs, so the CPU the host spent during the pause is the
 neighbours' own, and it is the best guess of what the next request will meet.
+
+Only a guess: a neighbour that worked through the pause and stopped just
+before the request (another server answering the request before ours, a
+build that has just finished) looks the same as one still at work, and the
+next request would start on too few threads. So at its end the pause's
+local figure is capped by the processes runnable at that moment (the
+kernel's own count, less this process's threads), read a few times over a
+couple of milliseconds so that a client that is just sending its request
+does not count. Steal (time another guest held our core on a VPS) has no
+such snapshot and counts as read.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import psutil
 
@@ -29,25 +40,33 @@ class IdleWatch:
     def __init__(self) -> None:
         self._process = psutil.Process()
         self._cores = host_cores()
-        self._start: tuple[float, float, float] | None = None
+        self._start: tuple[float, float, float, float] | None = None
 
     def start(self) -> None:
-        self._start = (time.monotonic(), _host_busy_seconds(), self._own_seconds())
+        self._start = (time.monotonic(), _host_busy_seconds(), self._own_seconds(),
+                       _steal_seconds())
 
     def busy_cores(self) -> float | None:
-        """Cores' worth of CPU other processes used since ``start``; None before it,
-        or when the host will not tell."""
+        """Cores' worth of CPU other processes used since ``start``, capped by those
+        still runnable now (see the module docstring); None before ``start``, or
+        when the host will not tell."""
         if self._start is None:
             return None
-        began, host, own = self._start
+        began, host, own, steal = self._start
         try:
             elapsed = time.monotonic() - began
             if elapsed <= 0:
                 return None
-            others = (_host_busy_seconds() - host) - (self._own_seconds() - own)
+            stolen = _steal_seconds() - steal
+            local = (_host_busy_seconds() - host) - (self._own_seconds() - own) - stolen
         except (psutil.Error, OSError):
             return None
-        return max(0.0, others / elapsed)
+        local = max(0.0, local / elapsed)
+        if local >= 0.5:  # (the snapshot costs 1-3 ms: only where it can matter)
+            now = runnable_neighbours()
+            if now is not None:
+                local = min(local, float(now))
+        return local + max(0.0, stolen / elapsed)
 
     def free_cores(self) -> float | None:
         """The cores the neighbours left free since ``start`` (None as ``busy_cores``)."""
@@ -57,6 +76,42 @@ class IdleWatch:
     def _own_seconds(self) -> float:
         times = self._process.cpu_times()
         return float(times.user + times.system)
+
+
+def runnable_neighbours(reads: int = 3, gap_s: float = 0.0005) -> int | None:
+    """Other processes' runnable threads, the fewest of ``reads`` snapshots
+    ``gap_s`` apart (a spinning neighbour is runnable in every one; a client
+    that is sending a request is soon asleep). None where ``/proc`` cannot tell."""
+    fewest: int | None = None
+    for i in range(reads):
+        if i:
+            time.sleep(gap_s)
+        try:
+            others = _runnable_on_host() - _runnable_here()
+        except (OSError, ValueError, IndexError):
+            return None
+        fewest = others if fewest is None else min(fewest, others)
+    return None if fewest is None else max(0, fewest)
+
+
+def _runnable_on_host() -> int:
+    # /proc/loadavg's fourth field: runnable scheduling entities / all of them.
+    return int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+
+
+def _runnable_here() -> int:
+    count = 0
+    for task in os.scandir("/proc/self/task"):
+        try:
+            stat = Path(task.path, "stat").read_text()
+        except OSError:  # the thread has just ended
+            continue
+        count += stat[stat.rindex(")") + 2] == "R"
+    return count
+
+
+def _steal_seconds() -> float:
+    return float(getattr(psutil.cpu_times(), "steal", 0.0))
 
 
 def _host_busy_seconds() -> float:
