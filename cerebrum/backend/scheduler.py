@@ -241,8 +241,9 @@ class ThreadTuner:
         on too many threads, and one of them stalls now and then for a whole
         time slice behind the neighbour (110-340 ms against a 25 ms step,
         measured): the moving average notices late and a short probe rarely
-        sees one. The reading covers the whole pause, so a neighbour that has
-        just finished looks the same: the choice is probed after a few steps.
+        sees one. The reading may still be wrong (steal that has just ended, a
+        neighbour that sleeps on I/O at the wrong moment): the choice is
+        probed after a few steps.
 
         Otherwise, below all threads, probe at the next step: probes are
         counted in steps, and no step runs while idle, so a neighbour that
