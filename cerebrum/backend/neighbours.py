@@ -11,9 +11,9 @@ before the request (another server answering the request before ours, a
 build that has just finished) looks the same as one still at work, and the
 next request would start on too few threads. So at its end the pause's
 local figure is capped by the processes runnable at that moment (the
-kernel's own count, less this process's threads), read a few times over a
-couple of milliseconds so that a client that is just sending its request
-does not count. Steal (time another guest held our core on a VPS) has no
+kernel's own count, less this process's threads), read again and again
+for up to 8 ms until it shows none, so that what wakes with the request
+itself does not count. Steal (time another guest held our core on a VPS) has no
 such snapshot and counts as read.
 """
 
@@ -62,7 +62,7 @@ class IdleWatch:
         except (psutil.Error, OSError):
             return None
         local = max(0.0, local / elapsed)
-        if local >= 0.5:  # (the snapshot costs 1-3 ms: only where it can matter)
+        if local >= 0.5:  # (the snapshots cost up to 8 ms: only where they can matter)
             now = runnable_neighbours()
             if now is not None:
                 local = min(local, float(now))
@@ -78,20 +78,23 @@ class IdleWatch:
         return float(times.user + times.system)
 
 
-def runnable_neighbours(reads: int = 3, gap_s: float = 0.0005) -> int | None:
-    """Other processes' runnable threads, the fewest of ``reads`` snapshots
-    ``gap_s`` apart (a spinning neighbour is runnable in every one; a client
-    that is sending a request is soon asleep). None where ``/proc`` cannot tell."""
+def runnable_neighbours(window_s: float = 0.008, gap_s: float = 0.0005) -> int | None:
+    """Other processes' runnable threads: the fewest seen in snapshots ``gap_s``
+    apart over ``window_s``, ending at the first that shows none. A spinning
+    neighbour is runnable in every one; what wakes with a request is not for
+    long (traced here at the first request after a pause: one other thread
+    runnable for 1-5 ms, then none). None where ``/proc`` cannot tell."""
     fewest: int | None = None
-    for i in range(reads):
-        if i:
-            time.sleep(gap_s)
+    deadline = time.monotonic() + window_s
+    while True:
         try:
-            others = _runnable_on_host() - _runnable_here()
+            others = max(0, _runnable_on_host() - _runnable_here())
         except (OSError, ValueError, IndexError):
             return None
         fewest = others if fewest is None else min(fewest, others)
-    return None if fewest is None else max(0, fewest)
+        if fewest == 0 or time.monotonic() >= deadline:
+            return fewest
+        time.sleep(gap_s)
 
 
 def _runnable_on_host() -> int:

@@ -236,8 +236,8 @@ class ThreadTuner:
         """The engine was idle a while; ``free_cores``: what the neighbours left
         free meanwhile, if known (``neighbours.IdleWatch``).
 
-        Fewer free cores than threads: start the next request on what is free.
-        A neighbour that came during the pause otherwise costs the first steps
+        Fewer or more free cores than threads: start the next request on what
+        is free (its prompt too: prompt chunks are never probes). A neighbour that came during the pause otherwise costs the first steps
         on too many threads, and one of them stalls now and then for a whole
         time slice behind the neighbour (110-340 ms against a 25 ms step,
         measured): the moving average notices late and a short probe rarely
@@ -245,7 +245,7 @@ class ThreadTuner:
         neighbour that sleeps on I/O at the wrong moment): the choice is
         probed after a few steps.
 
-        Otherwise, below all threads, probe at the next step: probes are
+        Without a reading, below all threads, probe at the next step: probes are
         counted in steps, and no step runs while idle, so a neighbour that
         left during a pause would be noticed only after up to
         ``probe_every_max`` steps on too few threads.
@@ -254,9 +254,12 @@ class ThreadTuner:
             return
         if free_cores is not None:
             fit = max(1, min(self.max_threads, int(free_cores + 0.5)))
-            if fit < self.current:
+            if fit != self.current:
+                # Down: confirmed by a probe soon. Up: the reading has seen the
+                # cores idle until now, so the usual probing after a change.
+                down = fit < self.current
                 self._switch(fit)
-                self._countdown = self.probe_steps
+                self._countdown = self.probe_steps if down else self._interval
                 return
             if fit == self.current:
                 if self.current < self.max_threads:

@@ -208,8 +208,10 @@ def test_tuner_starts_on_the_cores_a_pause_left_free() -> None:
     # The pause found the same neighbour: not a probe of two threads at once.
     tuner.wake(free_cores=0.97)
     assert _run_tuner(tuner, {1: 0.018, 2: 0.060}, 40)[:2] == [1] * 2
-    # The neighbour left during the next pause: two threads at once (probed).
+    # The neighbour left during the next pause: two threads at once (probed),
+    # the prompt's chunks included.
     tuner.wake(free_cores=1.96)
+    assert tuner.choose(None) == 2
     quiet = _run_tuner(tuner, {1: 0.014, 2: 0.008}, 10)
     assert quiet[:3] == [2, 2, 2] and tuner.current == 2
     # All free and on all threads: nothing to do.
