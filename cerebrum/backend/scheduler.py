@@ -237,13 +237,15 @@ class ThreadTuner:
         free meanwhile, if known (``neighbours.IdleWatch``).
 
         Fewer or more free cores than threads: start the next request on what
-        is free (its prompt too: prompt chunks are never probes). A neighbour that came during the pause otherwise costs the first steps
-        on too many threads, and one of them stalls now and then for a whole
-        time slice behind the neighbour (110-340 ms against a 25 ms step,
-        measured): the moving average notices late and a short probe rarely
-        sees one. The reading may still be wrong (steal that has just ended, a
-        neighbour that sleeps on I/O at the wrong moment): the choice is
-        probed after a few steps.
+        is free, its prompt too (prompt chunks are never probes). A neighbour
+        that came during the pause otherwise costs the first steps on too many
+        threads, and one of them stalls now and then for a whole time slice
+        behind the neighbour (110-340 ms against a 25 ms step, measured): the
+        moving average notices late and a short probe rarely sees one. One that
+        left costs the prompt and the first steps on too few. The reading may
+        still be wrong (steal that has just ended, a neighbour asleep on I/O at
+        the wrong moment): a step down is probed after a few steps, a step up
+        as after any change.
 
         Without a reading, below all threads, probe at the next step: probes are
         counted in steps, and no step runs while idle, so a neighbour that
