@@ -675,8 +675,93 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
         ceiling = ranked[caller].score * 0.99
         if caller != position and ranked[position].score > ceiling:
             ranked[position] = attrs.evolve(ranked[position], score=max(before, ceiling))
+    if query and not (any(defines) or frames):
+        _follow_best_match(ranked, chunks, documents, lexical, weights)
     ranked.sort(key=lambda item: (-item.score, item.chunk.index))
     return ranked
+
+
+# A callee of the best match follows it when at least this share of the
+# best match's word weight (idf) sits on the lines leading to its calls.
+FOLLOW_SHARE = 0.25
+# Lines before a call (and its own) read as what the call is for: a comment
+# over a call speaks of it, the code after it does not.
+_CALL_CONTEXT = 3
+
+
+def _follow_best_match(
+    ranked: list[RankedChunk],
+    chunks: Sequence[Chunk],
+    documents: Sequence[tuple[dict[str, int], int]],
+    lexical: Sequence[float],
+    weights: dict[str, float],
+) -> None:
+    """Place the callees the best match's words speak of right after it.
+
+    Found by words only, the best match is often the caller of the code that
+    really does the thing: "the table is doubled" matches ``putMapEntries``,
+    whose comment about doublings sits over its call of ``resize()``. The
+    callee's own words are few, and its siblings (``hash``, ``putVal``) are
+    called by the same match, so a callee is credited with the share of the
+    match's word weight (idf) found on the lines leading to its calls, its own
+    name aside (the call's purpose, in the caller's words). One with at least
+    ``FOLLOW_SHARE`` of it is placed right behind the match, ahead of the
+    match's other callees (never above the match: the described code comes
+    first), so when the budget allows, a caller match still keeps it whole.
+    """
+    candidates = [p for p in range(len(chunks)) if chunks[p].kind not in (PREAMBLE, CLASS_HEADER)]
+    if not candidates:
+        return
+    best = max(candidates, key=lambda p: (lexical[p], -chunks[p].index))
+    matched = documents[best][0]
+    if lexical[best] <= 0 or not matched:
+        return
+    defined: dict[str, list[int]] = {}
+    for position, chunk in enumerate(chunks):
+        if position != best and chunk.kind != PREAMBLE and chunk.name:
+            defined.setdefault(chunk.name, []).append(position)
+    lines = chunks[best].text.split("\n")
+    if len(lines) < 3 * (_CALL_CONTEXT + 1):
+        return  # a call's neighbourhood would be most of the match: it tells no call apart
+    around: dict[str, set[str]] = {}
+    for number, line in enumerate(lines):
+        for callee in _CALL_RE.findall(line):
+            # A name defined twice (``size`` of two inner classes) says
+            # nothing of which one is called.
+            if len(defined.get(callee, ())) == 1 and callee != chunks[best].name:
+                # The callee's own name is no word of the caller's about it.
+                window = "\n".join(lines[max(0, number - _CALL_CONTEXT) : number + 1])
+                window = window.replace(callee, " ").lower()
+                around.setdefault(callee, set()).update(t for t in matched if t in window)
+    if not around:
+        return
+    count = len(documents)
+    idf = {
+        term: math.log(1.0 + (count - df + 0.5) / (df + 0.5)) * weights.get(term, 1.0)
+        for term in matched
+        for df in (sum(1 for frequencies, _ in documents if term in frequencies),)
+    }
+    total = sum(idf.values()) or 1.0
+    shares = {
+        callee: share
+        for callee, terms in around.items()
+        if (share := sum(idf[t] for t in terms) / total) >= FOLLOW_SHARE
+    }
+    ceiling = ranked[best].score
+    name = chunks[best].name or "the best match"
+    followers = sorted(shares, key=lambda callee: -shares[callee])
+    for rank, callee in enumerate(followers, start=1):
+        # Between the match and its other callees (held at 0.99 of their caller).
+        score = ceiling * (1.0 - 0.005 * rank / (len(followers) + 1))
+        for position in defined[callee]:
+            item = ranked[position]
+            if item.score < score:
+                ranked[position] = attrs.evolve(
+                    item,
+                    score=score,
+                    is_callee=True,
+                    why=f"`{callee}` is called by `{name}` where its words are",
+                )
 
 
 def _meaning_share(term: str, close: frozenset[str] = frozenset()) -> float:

@@ -181,3 +181,55 @@ def test_a_derived_word_finds_the_verb_code_names_it_by() -> None:
         chunk_text(_CODEC, "python"), "Serialization puts things in the wrong order."
     )
     assert ranked[0].chunk.name == "serialize_tree"
+
+
+_TABLE = '''
+def put_all(table, items):
+    """Copy every pair of another mapping into the table's slots."""
+    if not items:
+        return
+    check_keys(items)
+    log_batch(table, items)
+    for key, value in items:
+        table.slots[slot_of(table, key)] = value
+        table.count += 1
+    # Once the table fills up past its limit it is doubled
+    # before the next batch comes in.
+    while table.count > table.limit:
+        grow(table)
+
+
+def check_keys(items):
+    """Every key must be hashable."""
+    for key, _ in items:
+        hash(key)
+
+
+def slot_of(table, key):
+    """The slot of an entry in the table: its hash folded into the table's slots, so that
+    the entries of a full table spread over all of its slots."""
+    return hash(key) % len(table.slots)
+
+
+def log_batch(table, items):
+    """Report how many entries went into the table."""
+    print(len(items), "entries", len(table.slots))
+
+
+def grow(table):
+    new = [None] * (2 * len(table.slots))
+    for key, value in table.pairs():
+        new[hash(key) % len(new)] = value
+    table.slots = new
+    table.limit *= 2
+'''
+
+
+def test_the_callee_the_best_match_speaks_of_follows_it() -> None:
+    # The description matches the caller, whose comment over the call of
+    # ``grow`` says what it does; ``grow``'s own words are few, and the
+    # caller's other callees (``slot_of``, ``log_batch``) have more.
+    question = "When the table fills up and is doubled, entries land in the wrong slots."
+    ranked = rank_chunks(chunk_text(_TABLE, "python"), question)
+    assert [r.chunk.name for r in ranked[:2]] == ["put_all", "grow"]
+    assert "is called by `put_all`" in ranked[1].why
