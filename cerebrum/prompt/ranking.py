@@ -566,10 +566,8 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     called: set[str] = set()
     callers: dict[str, str] = {}
     caller_at: dict[str, int] = {}
-    calls_of: dict[int, list[re.Match[str]]] = {}
     for position in top:
-        calls_of[position] = list(_CALL_RE.finditer(chunks[position].text))
-        for callee in (call.group(1) for call in calls_of[position]):
+        for callee in _CALL_RE.findall(chunks[position].text):
             if callee == chunks[position].name:
                 continue  # its own signature (or recursion)
             called.add(callee)
@@ -678,7 +676,7 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
         if caller != position and ranked[position].score > ceiling:
             ranked[position] = attrs.evolve(ranked[position], score=max(before, ceiling))
     if query and not (any(defines) or frames):
-        _follow_best_match(ranked, chunks, documents, lexical, weights, calls_of)
+        _follow_best_match(ranked, chunks, documents, lexical, weights)
     ranked.sort(key=lambda item: (-item.score, item.chunk.index))
     return ranked
 
@@ -697,7 +695,6 @@ def _follow_best_match(
     documents: Sequence[tuple[dict[str, int], int]],
     lexical: Sequence[float],
     weights: dict[str, float],
-    calls_of: dict[int, list[re.Match[str]]],
 ) -> None:
     """Place the callees the best match's words speak of right after it.
 
@@ -715,7 +712,7 @@ def _follow_best_match(
     candidates = [p for p in range(len(chunks)) if chunks[p].kind not in (PREAMBLE, CLASS_HEADER)]
     if not candidates:
         return
-    best = max(candidates, key=lexical.__getitem__)  # the first of equals
+    best = max(candidates, key=lambda p: (lexical[p], -chunks[p].index))
     matched = documents[best][0]
     if lexical[best] <= 0 or not matched:
         return
@@ -723,25 +720,19 @@ def _follow_best_match(
     for position, chunk in enumerate(chunks):
         if position != best and chunk.kind != PREAMBLE and chunk.name:
             defined.setdefault(chunk.name, []).append(position)
-    text = chunks[best].text
-    if text.count("\n") + 1 < 3 * (_CALL_CONTEXT + 1):
+    lines = chunks[best].text.split("\n")
+    if len(lines) < 3 * (_CALL_CONTEXT + 1):
         return  # a call's neighbourhood would be most of the match: it tells no call apart
-    lines: list[str] | None = None
     around: dict[str, set[str]] = {}
-    calls = calls_of[best] if best in calls_of else _CALL_RE.finditer(text)
-    for call in calls:
-        callee = call.group(1)
-        # A name defined twice (``size`` of two inner classes) says nothing
-        # of which one is called.
-        if len(defined.get(callee, ())) != 1 or callee == chunks[best].name:
-            continue
-        if lines is None:
-            lines = text.split("\n")
-        number = text.count("\n", 0, call.start())
-        # The callee's own name is no word of the caller's about it.
-        window = "\n".join(lines[max(0, number - _CALL_CONTEXT) : number + 1])
-        window = window.replace(callee, " ").lower()
-        around.setdefault(callee, set()).update(t for t in matched if t in window)
+    for number, line in enumerate(lines):
+        for callee in _CALL_RE.findall(line):
+            # A name defined twice (``size`` of two inner classes) says
+            # nothing of which one is called.
+            if len(defined.get(callee, ())) == 1 and callee != chunks[best].name:
+                # The callee's own name is no word of the caller's about it.
+                window = "\n".join(lines[max(0, number - _CALL_CONTEXT) : number + 1])
+                window = window.replace(callee, " ").lower()
+                around.setdefault(callee, set()).update(t for t in matched if t in window)
     if not around:
         return
     count = len(documents)
