@@ -1,6 +1,6 @@
 """Draw functions at random for a blind hand-described set of ``prompt_quality.py``.
 
-The hand-described sets (``HANDWRITTEN_2`` to ``HANDWRITTEN_8``) are written
+The hand-described sets (``HANDWRITTEN_2`` to ``HANDWRITTEN_9``) are written
 from functions drawn here, not chosen: per language, with a fixed seed, a
 random file of the class suite's sources (``CLASS_SOURCES``, 12-120 KB, the
 class suite's exclusions, test files left out) and in it a random function
@@ -32,6 +32,7 @@ from bench.prompt_quality import (  # noqa: E402
     HANDWRITTEN_6,
     HANDWRITTEN_7,
     HANDWRITTEN_8,
+    HANDWRITTEN_9,
     MAX_FILE_CHARS,
     MIN_FILE_CHARS,
     _all_targets,
@@ -49,6 +50,7 @@ _ALL = (
     *HANDWRITTEN_6,
     *HANDWRITTEN_7,
     *HANDWRITTEN_8,
+    *HANDWRITTEN_9,
 )
 _EARLIER = {
     "hand3": (*HANDWRITTEN, *HANDWRITTEN_2),
@@ -71,6 +73,16 @@ _EARLIER = {
         *HANDWRITTEN_5,
         *HANDWRITTEN_6,
         *HANDWRITTEN_7,
+    ),
+    "hand9": (
+        *HANDWRITTEN,
+        *HANDWRITTEN_2,
+        *HANDWRITTEN_3,
+        *HANDWRITTEN_4,
+        *HANDWRITTEN_5,
+        *HANDWRITTEN_6,
+        *HANDWRITTEN_7,
+        *HANDWRITTEN_8,
     ),
 }
 

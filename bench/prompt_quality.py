@@ -1958,6 +1958,215 @@ HANDWRITTEN_8: list[tuple[str, str, str, str]] = [
 ]
 
 
+# A ninth blind set (split "hand9"), written in session 10 before any ranking
+# change of that session, after hand..hand8 had all become tuning sets; drawn
+# the same way (bench/draw_hand_targets.py --set hand9 --per-language 8
+# --languages python,go,java,rust,javascript,c), the first four of each
+# language in drawing order, skipping generated tables (Python #2, #3, #5:
+# encodings/cp737.py, cp866.py, mac_romanian.py) and tests (Rust #3
+# test_from, #5 regression_rev_small_period).
+# Taken: Python #1, #4, #6, #7; Go, Java, JavaScript and C #1-4; Rust #1, #2, #4, #6.
+HANDWRITTEN_9: list[tuple[str, str, str, str]] = [
+    (
+        "python",
+        f"{_PY}/uuid.py",
+        "_random_getnode",
+        "uuid: when no hardware address can be found, the fallback 48-bit ID should be drawn by "
+        "chance and have the multicast bit (1 << 40) set, so that it can never clash with the MAC "
+        "of a real network card.",
+    ),
+    (
+        "python",
+        f"{_PY}/logging/__init__.py",
+        "set_name",
+        "logging: giving a handler a different label should drop its old entry from the "
+        "module-wide table of handlers, under the module lock, and record it under the new label "
+        "only when that label is non-empty.",
+    ),
+    (
+        "python",
+        f"{_PY}/pdb.py",
+        "user_exception",
+        "pdb: when the debugged program raises, the debugger should print the error's type and "
+        "message (prefixed with 'Internal ' for a StopIteration that has no traceback) and then "
+        "enter the interactive prompt, but stay quiet while it is still waiting for the main "
+        "script to start.",
+    ),
+    (
+        "python",
+        f"{_PY}/venv/__init__.py",
+        "create_configuration",
+        "venv: the pyvenv.cfg written into a new environment should record home, "
+        "include-system-site-packages, the version, the prompt and the executable, plus the "
+        "command line that reproduces it with the same flags (--symlinks, --copies, --without-pip "
+        "and so on).",
+    ),
+    (
+        "go",
+        str(_GO / "bufio/bufio.go"),
+        "collectFragments",
+        "bufio: reading up to a delimiter that lies beyond the buffer should keep copying each full "
+        "buffer into a list, add up the total length, and stop at the last piece or on any error "
+        "other than a full buffer.",
+    ),
+    (
+        "go",
+        str(_GO / "regexp/onepass.go"),
+        "onePassCopy",
+        "regexp: duplicating a compiled program for the single-scan matcher should also rewrite "
+        "alternations whose branch points back at another alternation (A:BC + B:DA becomes A:BC + "
+        "B:DC), so that more patterns qualify; when both legs point at alternations nothing is "
+        "changed.",
+    ),
+    (
+        "go",
+        str(_GO / "archive/tar/writer.go"),
+        "writeRawHeader",
+        "archive/tar: emitting the 512-byte block of an entry should flush the previous entry's "
+        "padding first, and for links, directories and other types without content the size of "
+        "the data that follows is zero.",
+    ),
+    (
+        "go",
+        str(_GO / "text/template/funcs.go"),
+        "call",
+        "text/template: invoking a function value from a template should reject nil and "
+        "non-functions, check the argument count (at least n-1 for variadic ones), convert each "
+        "argument to the parameter's type, and say which argument failed.",
+    ),
+    (
+        "java",
+        str(_JAVA / "util/concurrent/SynchronousQueue.java"),
+        "take",
+        "SynchronousQueue: a consumer waiting for an element should block until a producer hands "
+        "one over, and throw InterruptedException when the thread was interrupted before or while "
+        "it waited.",
+    ),
+    (
+        "java",
+        str(_JAVA / "util/stream/ForEachOps.java"),
+        "evaluateParallel",
+        "Stream forEach on several threads: the terminal operation should run the ordered task "
+        "when the encounter order must be respected, and the plain task with the wrapped sink "
+        "otherwise.",
+    ),
+    (
+        "java",
+        str(_JAVA / "util/concurrent/atomic/AtomicReference.java"),
+        "getAndAccumulate",
+        "AtomicReference: combining the current object with a given one through a binary function "
+        "should keep retrying its compare-set loop, re-apply the function only if another thread "
+        "changed the field in between, then return the previous object, not the new one.",
+    ),
+    (
+        "java",
+        str(_JAVA / "net/InetSocketAddress.java"),
+        "readObjectNoData",
+        "InetSocketAddress: when a serialized stream doesn't carry this class's fields at all, "
+        "deserialization should be refused with an error instead of leaving an unset socket "
+        "address.",
+    ),
+    (
+        "rust",
+        str(_RUST / "clap/clap-4.0.32/src/builder/value_parser.rs"),
+        "map",
+        "clap: turning a typed parser's parsed result into another type with a closure should wrap "
+        "the parser in an adapter that applies the function after parsing.",
+    ),
+    (
+        "rust",
+        str(_RUST / "memchr/memchr-2.5.0/src/memchr/mod.rs"),
+        "memchr",
+        "Finding the first position of a single byte in a slice should return None for an empty "
+        "slice and otherwise dispatch to the SIMD, libc or portable fallback version chosen at "
+        "build time (the naive one under Miri).",
+    ),
+    (
+        "rust",
+        str(_RUST / "regex-syntax/regex-syntax-0.6.27/src/lib.rs"),
+        "is_meta_character",
+        "regex-syntax: deciding whether a symbol has a special meaning in a pattern, so that it "
+        "must be escaped, should say yes for backslash, dot, plus, star, question mark, "
+        "parentheses, pipe, brackets, braces, caret, dollar, hash, ampersand, dash and tilde, and "
+        "no for everything else.",
+    ),
+    (
+        "rust",
+        str(_RUST / "serde-json/serde_json-1.0.87/src/number.rs"),
+        "visit_map",
+        "serde_json: deserializing an arbitrary-precision Number from the private single-key "
+        "object it is encoded as should fail with an invalid type error when the object has no "
+        "key, and otherwise read the number from the string entry.",
+    ),
+    (
+        "javascript",
+        f"{_NPM}/node_modules/nopt/lib/nopt-lib.js",
+        "validate",
+        "nopt: checking a parsed option against its declared type should accept any of a list of "
+        "types, drop the key from the parsed data on NaN or when no type definition accepts it, "
+        "and keep the converted result of the first definition that does.",
+    ),
+    (
+        "javascript",
+        f"{_NPM}/node_modules/node-gyp/lib/install.js",
+        "isValid",
+        "node-gyp install: each path coming out of the headers tarball should be counted and "
+        "logged verbosely when the filter lets it through, and logged at silly level as ignored "
+        "otherwise.",
+    ),
+    (
+        "javascript",
+        f"{_NPM}/node_modules/pacote/lib/fetcher.js",
+        "#toFile",
+        "pacote: saving the tarball stream at a destination path should pipe it into a write "
+        "stream, reject on an error from either side, and resolve with integrity, resolved and "
+        "from once the stream closes.",
+    ),
+    (
+        "javascript",
+        f"{_NPM}/node_modules/ssri/lib/index.js",
+        "pickAlgorithm",
+        "ssri: choosing which hash of an integrity object to check should consider only the ones "
+        "in the given list when there is one, take the strongest by the caller's chooser or the "
+        "default priority, and give null when none are in common.",
+    ),
+    (
+        "c",
+        f"{_GGML}/ggml-cpu/quants.c",
+        "ggml_vec_dot_iq3_xxs_q8_K_generic",
+        "The portable C fallback of the inner product of 3-bit importance-quantized weights (the "
+        "extra-extra-small kind, 3.06 bits per weight) with 8-bit super-blocks: each group's scale "
+        "is the top four bits of its packed word, applied as 2s+1, the signs come from the sign "
+        "table, and the total is multiplied by 0.25.",
+    ),
+    (
+        "c",
+        f"{_GGML}/ggml-cpu/quants.c",
+        "ggml_vec_dot_iq4_nl_q8_0_generic",
+        "The plain C fallback multiplying and summing 4-bit non-linear quantized weights (blocks "
+        "of 32 with a lookup table of 16 levels) with 8-bit blocks of the same size: the low "
+        "nibble of each byte pairs with the first half and the high nibble with the second half.",
+    ),
+    (
+        "c",
+        f"{_GGML}/ggml-alloc.c",
+        "ggml_vbuffer_alloc",
+        "Getting the real backend memory behind the graph planner's chunks should request one "
+        "block per chunk at that chunk's largest recorded size, tag each with the usage, and on "
+        "any failure release what was already obtained and return NULL.",
+    ),
+    (
+        "c",
+        f"{_GGML}/ggml-cpu/quants.c",
+        "ggml_vec_dot_iq4_xs_q8_K_generic",
+        "The reference C routine multiplying 4-bit importance-quantized weights in the extra-small "
+        "super-block layout (a 6-bit scale per 32 weights, its low four bits from one array and "
+        "the high two from a 16-bit word) by 8-bit activations: each scale is offset by -32 "
+        "before use.",
+    ),
+]
+
+
 def handwritten_cases(
     rng: random.Random,
     described: Sequence[tuple[str, str, str, str]] = HANDWRITTEN,
@@ -2278,6 +2487,8 @@ def run_classes(
         generated += handwritten_cases(random.Random(seed + 7), HANDWRITTEN_7, "hand7")
     if "described" in classes and split in ("all", "hand8"):
         generated += handwritten_cases(random.Random(seed + 8), HANDWRITTEN_8, "hand8")
+    if "described" in classes and split in ("all", "hand9"):
+        generated += handwritten_cases(random.Random(seed + 9), HANDWRITTEN_9, "hand9")
     for case in generated:
         started = time.perf_counter()
         if "messages" in case:
@@ -2533,10 +2744,11 @@ def main() -> None:
             "hand6",
             "hand7",
             "hand8",
+            "hand9",
         ),
         default="all",
         help="source files of the classes suite: dev (the half tuned on), held (the "
-        "held-out half), hand, hand2 ... hand8 (the hand-described sets only) or all; each is "
+        "held-out half), hand, hand2 ... hand9 (the hand-described sets only) or all; each is "
         "reported separately",
     )
     parser.add_argument(
