@@ -672,7 +672,10 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
             RankedChunk(chunk, score, defines[position], callee_name is not None, why, focus_line)
         )
     for position, (before, caller) in lifted.items():
-        ceiling = ranked[caller].score * 0.99
+        # A caller lifted as a callee itself (two chunks that call each other)
+        # caps by its own words' score, not by its lift: else the first capped
+        # sets the other's ceiling and the one with fewer words wins.
+        ceiling = (lifted[caller][0] if caller in lifted else ranked[caller].score) * 0.99
         if caller != position and ranked[position].score > ceiling:
             ranked[position] = attrs.evolve(ranked[position], score=max(before, ceiling))
     ranked.sort(key=lambda item: (-item.score, item.chunk.index))

@@ -304,3 +304,27 @@ def test_a_name_spelled_in_passing_is_mentioned_not_described() -> None:
     ranked = rank_chunks(chunks, "Something is off in how it does the sort alphabetically part.")
     assert ranked[0].chunk.name == "sort_alphabetically"
     assert "spells" in ranked[0].why
+
+
+_MUTUAL = '''
+def show(view, text):
+    """Show the text: each line rendered, wrapped, in the view's colours."""
+    paint(view, text)
+
+
+def paint(view, text):
+    """Render the text in the view's colours, line by line, wrapping each line at the
+    view's width and colouring each line as the view's colours say."""
+    for line in text.splitlines():
+        if view.pending:
+            show(view, view.pending)
+        view.draw(line, view.colours)
+'''
+
+
+def test_two_chunks_that_call_each_other_rank_by_their_own_words() -> None:
+    # Both are found by words and each is a callee of the other: neither's lift
+    # may set the other's ceiling (the first one capped used to lose).
+    question = "the colours of each line come out wrong when a wrapped line is rendered"
+    ranked = rank_chunks(chunk_text(_MUTUAL, "python"), question)
+    assert [r.chunk.name for r in ranked[:2]] == ["paint", "show"]
