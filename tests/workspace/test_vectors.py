@@ -4,6 +4,7 @@ real model's are in tests/orchestrator/test_workspace_vectors.py)."""
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import sqlite3
 from pathlib import Path
@@ -119,7 +120,7 @@ def test_nearest_is_the_brute_force_top_k_read_a_block_at_a_time() -> None:
 
     def cosine(v: list[float]) -> float:
         unit = decode(encode(v))
-        norm = sum(x * x for x in question) ** 0.5
+        norm = math.sqrt(sum(x * x for x in question))
         return sum(a * b for a, b in zip(unit, question, strict=True)) / norm
 
     expected = sorted(ids, key=lambda i: -cosine(rows[i]))[:10]
