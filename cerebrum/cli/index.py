@@ -250,12 +250,12 @@ def _vectors(status: dict[str, Any]) -> tuple[int, int] | None:
 
 
 def vectors_line(vectors: tuple[int, int] | None) -> str:
-    """`` · vectors for 12 of 1043 units (the rest are being embedded)``, or nothing."""
+    """`` · vectors for 12 of 1043 units (the rest ...)``, or nothing."""
     if vectors is None:
         return ""
     done, total = vectors
     return f" · vectors for {done} of {total} units" + (
-        " (the rest are being embedded on the orchestrator)" if done < total else "")
+        " (the rest are being embedded in the background)" if done < total else "")
 
 
 def summary_line(summary: Summary) -> str:

@@ -528,11 +528,12 @@ class WorkspaceStore:
         return row[0] if row else None
 
     def vector_blocks(self) -> Iterator[tuple[list[int], bytes]]:
-        """The live units' vectors, ``(ids, their vectors joined)`` a block at a time."""
+        """The live units' vectors, ``(ids, their vectors joined)`` a block at a time.
+
+        Only live units ever have one (a staged unit gets its vector in the commit that
+        makes it live), so the table is read alone, without a join."""
         with self._connect() as db:
-            cursor = db.execute(
-                "SELECT v.unit_id, v.vector FROM unit_vector v JOIN unit u ON u.id = v.unit_id "
-                "JOIN file f ON f.id = u.file_id WHERE f.live = 1")
+            cursor = db.execute("SELECT unit_id, vector FROM unit_vector")
             while rows := cursor.fetchmany(_VECTOR_BLOCK):
                 yield [row[0] for row in rows], b"".join(row[1] for row in rows)
 
