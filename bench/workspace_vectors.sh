@@ -2,16 +2,17 @@
 # Workspace vectors through the real services: fill time, a re-index after one changed file,
 # and search latency with vectors on and off (docs/benchmarks.md, workspaces, session 10).
 #
-#   bench/workspace_vectors.sh GGUF [PATH ...]    # default PATHs: cerebrum/workspace cerebrum/orchestrator
+#   bench/workspace_vectors.sh MODEL_DIR [PATH ...]    # default PATHs: cerebrum/workspace cerebrum/orchestrator
 #
-# GGUF: an embedding model (bench/embedding_model.sh makes all-MiniLM-L6-v2's). Starts the
-# backend serving it (context 128, as the retrieval bench embeds), one orchestrator with
+# MODEL_DIR: what `bench/embedding_model.sh MODEL_DIR` made (all-MiniLM-L6-v2 as a GGUF and
+# its models.toml). Starts the backend serving it with a context of 128 tokens (as the
+# retrieval bench embeds, and as docs/workspaces.md recommends), one orchestrator with
 # CEREBRUM_WORKSPACE_EMBEDDINGS_MODEL set and one without on the same workspace directory,
 # indexes a copy of PATHs at HEAD, waits for every unit's vector, changes one file, and
 # asks 40 commit subjects on each orchestrator. Everything under /work/bin/polite if present.
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-GGUF="$(realpath "${1:?usage: $0 GGUF [PATH ...]}")"; shift
+MODEL_DIR="$(realpath "${1:?usage: $0 MODEL_DIR [PATH ...]}")"; shift
 if [ $# -gt 0 ]; then PATHS=("$@"); else PATHS=(cerebrum/workspace cerebrum/orchestrator); fi
 cd "$ROOT" || exit 1
 PY="${PYTHON:-$ROOT/.venv/bin/python}"
@@ -20,14 +21,7 @@ export PYTHONPATH=$ROOT
 WORK="$(mktemp -d)"; B=59481; O=59482; L=59483
 mkdir -p "$WORK/repo"
 git archive HEAD "${PATHS[@]}" | tar -x -C "$WORK/repo"
-cat > "$WORK/models.toml" <<TOML
-[models.all-minilm-l6-v2]
-path = "$GGUF"
-context_size = 128
-embeddings = true
-embedding_pooling = "mean"
-threads = 2
-TOML
+sed 's/^context_size = .*/context_size = 128/' "$MODEL_DIR/models.toml" > "$WORK/models.toml"
 CEREBRUM_MODELS="$WORK/models.toml" CEREBRUM_THREADS=2 CEREBRUM_MAX_CPU_PERCENT=100000 CEREBRUM_MIN_FREE_RAM_MB=0 \
   $POLITE "$PY" -m cerebrum.backend --dev --port $B --env-file /dev/null > "$WORK/backend.log" 2>&1 &
 BPID=$!
