@@ -36,25 +36,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cerebrum.backend import repacking  # noqa: E402
+from cerebrum.workspace.vectors import text_digest, unit_text  # noqa: E402
 
 MAX_TOKENS = 128
 """What all-MiniLM-L6-v2 was trained on (it accepts 256): a definition's name,
-signature, docstring and first lines; the rest of a long body is cut."""
-MAX_CHARS = 1200
-"""Cut before tokenising: more characters than this never fit ``MAX_TOKENS``."""
+signature, docstring and first lines; the rest of a long body is cut (the product's
+``unit_text`` cuts the characters first)."""
 POOLING = {"mean": 1, "cls": 2, "last": 3}
 _COMMIT_EVERY = 64
-
-
-def unit_text(path: str, parent: str | None, name: str | None, text: str) -> str:
-    """What is embedded for one unit: where it is and what it is called, then its code
-    (signature, docstring and body, as the index keeps it)."""
-    qualified = f"{parent}.{name}" if parent and name else (name or "")
-    return f"{path} {qualified}\n{text}"[:MAX_CHARS]
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 def _file_digest(path: Path) -> str:
@@ -108,7 +97,7 @@ class VectorCache:
 
     def vectors(self, texts: Sequence[str]) -> np.ndarray:
         """One row per text, unit length (float32); only texts never seen are embedded."""
-        keys = [_digest(text) for text in texts]
+        keys = [text_digest(text) for text in texts]
         missing = list({key: text for key, text in zip(keys, texts, strict=True)
                         if key not in self._memory}.items())
         if missing:

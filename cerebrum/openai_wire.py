@@ -604,9 +604,12 @@ class EmbeddingRequest:
     model: str | None = None
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = None
+    truncate: bool = False
+    """Cut each input to the model's context instead of refusing it (an extension, as in
+    Hugging Face's text-embeddings-inference; the workspaces' vectors use it)."""
 
 
-EMBEDDING_FIELDS = frozenset({"input", "model", "encoding_format", "dimensions"})
+EMBEDDING_FIELDS = frozenset({"input", "model", "encoding_format", "dimensions", "truncate"})
 
 
 def structure_embedding_request(body: Any) -> EmbeddingRequest:
@@ -635,12 +638,16 @@ def structure_embedding_request(body: Any) -> EmbeddingRequest:
         if encoding not in ("float", "base64"):
             raise FieldError("encoding_format", "'encoding_format' must be 'float' or 'base64'")
         dimensions = body.get("dimensions")
+        truncate = body.get("truncate", False)
+        if not isinstance(truncate, bool):
+            raise FieldError("truncate", "'truncate' must be true or false")
         return EmbeddingRequest(
             tuple(texts),
             model=_expect_str(body["model"], "model") if body.get("model") is not None else None,
             encoding_format="base64" if encoding == "base64" else "float",
             dimensions=(_expect_int(dimensions, "dimensions", 1) if dimensions is not None
                         else None),
+            truncate=truncate,
         )
     except FieldError as exc:
         raise BadRequest(f"invalid request: {exc.message}", param=exc.param) from None

@@ -62,9 +62,11 @@ class Embedder:
     async def load(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._load_sync)
 
-    async def embed(self, texts: Sequence[str]) -> Embedded:
-        return await asyncio.get_running_loop().run_in_executor(self._executor,
-                                                                self._embed_sync, list(texts))
+    async def embed(self, texts: Sequence[str], *, truncate: bool = False) -> Embedded:
+        """``truncate``: keep each text's first tokens that fit the context, instead of
+        refusing a longer text."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._embed_sync, list(texts), truncate)
 
     async def close(self) -> None:
         try:
@@ -89,19 +91,22 @@ class Embedder:
         )
         self.dimension = int(self._llama.n_embd())
 
-    def _embed_sync(self, texts: list[str]) -> Embedded:
+    def _embed_sync(self, texts: list[str], truncate: bool = False) -> Embedded:
         llama = self._llama
         n_ctx = llama.n_ctx()
         counts = []
         for index, text in enumerate(texts):
             count = len(llama.tokenize(text.encode("utf-8"), add_bos=True, special=False))
-            if count > n_ctx:
+            if truncate:
+                count = min(count, n_ctx)
+            elif count > n_ctx:
                 where = "input" if len(texts) == 1 else f"input[{index}]"
                 raise ContextLengthExceeded(
                     f"'{where}' is {count} tokens, {count - n_ctx} over this model's context "
                     f"of {n_ctx} tokens", param=where)
             counts.append(count)
-        vectors = llama.embed(texts, normalize=True, truncate=False)
+        # llama-cpp-python cuts to n_batch, which is n_ctx here.
+        vectors = llama.embed(texts, normalize=True, truncate=truncate)
         return Embedded([list(map(float, v)) for v in vectors], sum(counts))
 
     def _close_sync(self) -> None:

@@ -105,7 +105,7 @@ async def embeddings(request: web.Request) -> web.Response:
         if parsed.dimensions is not None and parsed.dimensions != embedder.dimension:
             raise BadRequest(f"this model's embeddings have {embedder.dimension} dimensions; "
                              "'dimensions' cannot change that", param="dimensions")
-        result = await embedder.embed(parsed.inputs)
+        result = await embedder.embed(parsed.inputs, truncate=parsed.truncate)
     return web.json_response({
         "object": "list",
         "data": [{"object": "embedding", "index": index,

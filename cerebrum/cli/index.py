@@ -71,6 +71,8 @@ class Summary:
     definitions: int
     skipped: Counter[str]
     seconds: float
+    vectors: tuple[int, int] | None = None
+    """(units with a vector, units that get one) when the orchestrator has vectors on."""
 
 
 def workspace_name(root: Path, name: str | None) -> str:
@@ -238,14 +240,30 @@ async def sync(client: Client, root: Path, name: str, err: Output) -> Summary:
     return Summary(name, int(status.get("files", 0)), len(need), int(plan.get("unchanged", 0)),
                    int(plan.get("removed", 0)), int(status.get("units", 0)),
                    int(status.get("definitions", 0)), found.skipped,
-                   time.perf_counter() - started)
+                   time.perf_counter() - started, _vectors(status))
+
+
+def _vectors(status: dict[str, Any]) -> tuple[int, int] | None:
+    if not status.get("vectors_enabled"):
+        return None
+    return int(status.get("vectors", 0)), int(status.get("embeddable", 0))
+
+
+def vectors_line(vectors: tuple[int, int] | None) -> str:
+    """`` · vectors for 12 of 1043 units (the rest ...)``, or nothing."""
+    if vectors is None:
+        return ""
+    done, total = vectors
+    return f" · vectors for {done} of {total} units" + (
+        " (the rest are being embedded in the background)" if done < total else "")
 
 
 def summary_line(summary: Summary) -> str:
     """``workspace cerebrum: 137 files (3 sent, 134 unchanged, 0 removed) · 1118 units ...``."""
     line = (f"workspace {summary.name}: {summary.files} files ({summary.sent} sent, "
             f"{summary.unchanged} unchanged, {summary.removed} removed) · {summary.units} units, "
-            f"{summary.definitions} definitions · {summary.seconds:.1f} s")
+            f"{summary.definitions} definitions · {summary.seconds:.1f} s"
+            f"{vectors_line(summary.vectors)}")
     if summary.skipped:
         reasons = ", ".join(f"{why} {count}" for why, count in summary.skipped.most_common())
         line += f"\nskipped {sum(summary.skipped.values())} files: {reasons}"
@@ -316,7 +334,7 @@ async def _status(url: str, key: str | None, root: Path, name: str) -> str:
                   f"`cerebrum index {root}`")
     return (f"workspace {name}: {len(indexed)} files, {remote.get('units', 0)} units, "
             f"{remote.get('definitions', 0)} definitions, generation {remote.get('generation')}"
-            f"{ago}{pending}\n{state}")
+            f"{ago}{pending}{vectors_line(_vectors(remote))}\n{state}")
 
 
 def _ago(seconds: float) -> str:

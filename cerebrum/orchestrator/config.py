@@ -12,6 +12,7 @@ import attrs
 from cerebrum.config import check_keys, env_name, non_negative, positive
 from cerebrum.orchestrator.affinity import Balancing
 from cerebrum.prompt.routing import DEFAULT_LANGUAGE_MODELS
+from cerebrum.workspace.vectors import numpy_available
 
 
 def _normalise_url(url: str) -> str:
@@ -52,6 +53,13 @@ def _check_routes(_: Any, attribute: attrs.Attribute, value: tuple[str, ...]) ->
         language, equals, model = pair.partition("=")
         if not equals or not language.strip() or not model.strip():
             raise ValueError(f"{env_name(attribute.name)}: {pair!r} is not language=model")
+
+
+def _check_vectors(_: Any, attribute: attrs.Attribute, value: str | None) -> None:
+    # Checked at start-up, not imported: numpy stays out of an orchestrator without vectors.
+    if value is not None and not numpy_available():
+        raise ValueError(f"{env_name(attribute.name)} turns workspace vectors on, and their "
+                         "search needs numpy: pip install numpy (docs/workspaces.md, Vectors)")
 
 
 def _normalise_urls(urls: Iterable[str]) -> tuple[str, ...]:
@@ -113,10 +121,18 @@ class OrchestratorConfig:
     workspace_max_bytes: int = attrs.field(default=256 * 1024 * 1024, validator=positive)
     """Total source a workspace may hold."""
     workspace_shared: bool = False
+    """Every client key sees (and may delete) every workspace; off: each key has its own."""
     workspace_max_concurrent: int = attrs.field(default=2, validator=positive)
     """Workspace requests (uploads, status, search) in flight at once, apart from
     ``max_concurrent``: they never take a chat's slot, nor a chat theirs."""
-    """Every client key sees (and may delete) every workspace; off: each key has its own."""
+    workspace_embeddings_model: str | None = attrs.field(default=None, validator=_check_vectors)
+    """A model the backends serve on ``POST /v1/embeddings``: units are embedded after each
+    commit and questions fuse their vectors with the lexical scores. None (the default):
+    retrieval is lexical and nothing is embedded."""
+    workspace_embeddings_batch: int = attrs.field(default=32, validator=positive)
+    """Units per embeddings request while filling a workspace's vectors."""
+    workspace_embeddings_timeout_s: float = attrs.field(default=10.0, validator=positive)
+    """How long a question waits for its vector before it is answered lexically."""
 
     def workspace_root(self) -> Path:
         """The workspaces directory: the setting, else under the user's data directory."""

@@ -37,6 +37,8 @@ from cerebrum.middlewares import presented_key
 from cerebrum.orchestrator.config import OrchestratorConfig
 from cerebrum.orchestrator.shedding import Concurrency
 from cerebrum.orchestrator.state import ORCHESTRATOR
+from cerebrum.orchestrator.upstream import UPSTREAM
+from cerebrum.orchestrator.workspace_vectors import WorkspaceVectors, vector_bridge
 from cerebrum.workspace.augment import Retriever, requested_workspace
 from cerebrum.workspace.paths import InvalidPath, check_name, owner_id
 from cerebrum.workspace.retrieve import Retrieved, retrieve
@@ -78,6 +80,10 @@ class Workspaces:
     slots: Concurrency = attrs.field(factory=lambda: Concurrency(1, "workspace requests"))
     """Workspace requests in flight (CEREBRUM_WORKSPACE_MAX_CONCURRENT), apart from the
     chat slots: the load-shedding middleware counts ``WORKSPACE_ROUTES`` here."""
+    vectors: WorkspaceVectors | None = None
+    """Set by ``setup_workspaces`` when CEREBRUM_WORKSPACE_EMBEDDINGS_MODEL names a model."""
+    vector_settings: tuple[str | None, int, float] = (None, 32, 10.0)
+    """The embeddings model (None: vectors off), batch size and question timeout."""
 
     @classmethod
     def from_config(cls, config: OrchestratorConfig) -> Workspaces:
@@ -85,7 +91,10 @@ class Workspaces:
                    Limits(config.workspace_max_files, config.workspace_max_file_bytes,
                           config.workspace_max_bytes),
                    config.workspace_shared,
-                   slots=Concurrency(config.workspace_max_concurrent, "workspace requests"))
+                   slots=Concurrency(config.workspace_max_concurrent, "workspace requests"),
+                   vector_settings=(config.workspace_embeddings_model,
+                                    config.workspace_embeddings_batch,
+                                    config.workspace_embeddings_timeout_s))
 
     def owner(self, request: web.Request) -> str:
         return owner_id(presented_key(request), self.shared)
@@ -102,7 +111,7 @@ class Workspaces:
         if not path.is_file():
             raise NotFound(f"there is no workspace '{name}'; index one with `cerebrum index`",
                            param="workspace")
-        return WorkspaceStore(path, name, self.limits)
+        return WorkspaceStore.open(path, name, self.limits)
 
     def lock(self, path: Path) -> asyncio.Lock:
         return self.locks.setdefault(path, asyncio.Lock())
@@ -114,6 +123,15 @@ WORKSPACES = web.AppKey("workspaces", Workspaces)
 def setup_workspaces(app: web.Application, workspaces: Workspaces) -> None:
     """Add the workspace routes and their state to the orchestrator's app."""
     app[WORKSPACES] = workspaces
+    model, batch, timeout_s = workspaces.vector_settings
+    if model is not None:
+        vectors = workspaces.vectors = WorkspaceVectors(model, lambda: app[UPSTREAM], batch,
+                                                        timeout_s)
+
+        async def stop_fills(_: web.Application) -> None:
+            await vectors.close()  # before the upstream session closes (on_cleanup)
+
+        app.on_shutdown.append(stop_fills)
     app.router.add_get("/v1/workspaces", list_all)
     app.router.add_get("/v1/workspaces/{name}", show)
     app.router.add_post("/v1/workspaces/{name}/begin", begin)
@@ -135,8 +153,8 @@ async def _in_thread(call: Callable[[], _T]) -> _T:
         raise BadRequest(str(exc), param="files") from None
 
 
-def _status(store: WorkspaceStore) -> dict[str, Any]:
-    return {"object": "workspace", **attrs.asdict(store.status())}
+def _status(store: WorkspaceStore, vectors_on: bool) -> dict[str, Any]:
+    return {"object": "workspace", **attrs.asdict(store.status()), "vectors_enabled": vectors_on}
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -160,19 +178,20 @@ async def list_all(request: web.Request) -> web.Response:
 
     def read() -> list[dict[str, Any]]:
         names = list_workspaces(workspaces.root, owner)
-        return [_status(WorkspaceStore(workspace_path(workspaces.root, owner, n), n))
-                for n in names]
+        return [_status(WorkspaceStore.open(workspace_path(workspaces.root, owner, n), n),
+                        workspaces.vectors is not None) for n in names]
 
     return web.json_response({"object": "list", "data": await _in_thread(read)})
 
 
 async def show(request: web.Request) -> web.Response:
     """``GET /v1/workspaces/{name}``: figures, and with ``?files=1`` every path's hash."""
-    store = request.app[WORKSPACES].existing(request, request.match_info["name"])
+    workspaces = request.app[WORKSPACES]
+    store = workspaces.existing(request, request.match_info["name"])
     with_files = request.query.get("files", "") in ("1", "true", "yes")
 
     def read() -> dict[str, Any]:
-        answer = _status(store)
+        answer = _status(store, workspaces.vectors is not None)
         if with_files:
             answer["files"] = store.hashes()
         return answer
@@ -234,7 +253,10 @@ async def commit(request: web.Request) -> web.Response:
     store = workspaces.existing(request, request.match_info["name"])
     async with workspaces.lock(store.path):
         result = await _in_thread(store.commit)
-        status = await _in_thread(functools.partial(_status, store))
+        if workspaces.vectors is not None:
+            workspaces.vectors.fill(store)  # in the background: the commit does not wait
+        status = await _in_thread(functools.partial(_status, store,
+                                                    workspaces.vectors is not None))
     return web.json_response({**status, "changed": result.files, "removed": result.removed})
 
 
@@ -243,6 +265,8 @@ async def delete(request: web.Request) -> web.Response:
     workspaces = request.app[WORKSPACES]
     store = workspaces.existing(request, request.match_info["name"])
     async with workspaces.lock(store.path):
+        if workspaces.vectors is not None:
+            await workspaces.vectors.stop(store.path)
         await _in_thread(functools.partial(delete_workspace, store.path))
     workspaces.locks.pop(store.path, None)
     return web.json_response({"object": "workspace.deleted", "name": store.name, "deleted": True})
@@ -250,7 +274,8 @@ async def delete(request: web.Request) -> web.Response:
 
 async def search(request: web.Request) -> web.Response:
     """``POST /v1/workspaces/{name}/search``: the context retrieval would add for a question."""
-    store = request.app[WORKSPACES].existing(request, request.match_info["name"])
+    workspaces = request.app[WORKSPACES]
+    store = workspaces.existing(request, request.match_info["name"])
     body = await _body(request)
     query = body.get("query")
     if not isinstance(query, str) or not query.strip():
@@ -260,7 +285,10 @@ async def search(request: web.Request) -> web.Response:
             or not 1 <= tokens <= MAX_SEARCH_TOKENS):
         raise BadRequest(f"'max_tokens' must be an integer from 1 to {MAX_SEARCH_TOKENS}",
                          param="max_tokens")
-    result = await _in_thread(functools.partial(retrieve, store, query, tokens))
+    vector = (await workspaces.vectors.question_vector(store, query)
+              if workspaces.vectors is not None else None)
+    result = await _in_thread(functools.partial(retrieve, store, query, tokens,
+                                                question_vector=vector))
     return web.json_response({"object": "workspace.retrieval", **result.as_dict(),
                               "text": result.text})
 
@@ -274,18 +302,23 @@ def retriever_for(request: web.Request, body: Mapping[str, Any]) -> Retriever | 
     name = requested_workspace(request.headers, body)
     if name is None:
         return None
-    store = request.app[WORKSPACES].existing(request, name)
+    workspaces = request.app[WORKSPACES]
+    store = workspaces.existing(request, name)
+    embed = (vector_bridge(workspaces.vectors, asyncio.get_running_loop(), store)
+             if workspaces.vectors is not None else None)
 
     def run(question: str, budget: int) -> Retrieved:
         try:
-            result = retrieve(store, question, budget)
+            result = retrieve(store, question, budget,
+                              question_vector=embed(question) if embed else None)
         except (sqlite3.Error, WorkspaceError, OSError):
             _LOGGER.exception("retrieval from workspace %s failed; answering without it", name)
             return Retrieved("", 0, budget, (), 0)
         _LOGGER.info("retrieved %d units (%d tokens of %d) from workspace %s in %.1f ms",
                      len(result.items), result.tokens, budget, name, result.elapsed_ms,
                      extra={"event": "retrieval", "workspace": name,
-                            "units": len(result.items), "tokens": result.tokens})
+                            "units": len(result.items), "tokens": result.tokens,
+                            "vectors": result.vectors})
         return result
 
     return run

@@ -20,7 +20,12 @@ Signals, in the order they are computed:
    ("constructor" for ``__init__``), a boost each;
 6. **neighbours**: callees and callers of the best few, so a fix that needs
    a helper's contract gets it;
-7. **expansion** (off by default: ``expansion=0``): a second search on the
+7. **vectors** (only when the workspace has them and the question's vector is
+   given: ``CEREBRUM_WORKSPACE_EMBEDDINGS_MODEL``): the scores above, the best
+   made 1, plus ``VECTOR_WEIGHT`` x the min-max-scaled cosine of the
+   ``VECTOR_CANDIDATES`` units nearest the question; units only the vectors
+   find join as candidates (:func:`fuse_sum`);
+8. **expansion** (off by default: ``expansion=0``): a second search on the
    words the best first hits share that the question did not use
    (pseudo-relevance feedback, RM3's shape: associations learned from the
    repository itself, the cheap stand-in for vectors), fused with weight
@@ -55,6 +60,7 @@ from cerebrum.prompt.chunking import BLOCK, CLASS_HEADER, PART, PREAMBLE
 from cerebrum.prompt.tokens import estimate_tokens
 from cerebrum.workspace.extract import identifier_words, language_for, words
 from cerebrum.workspace.store import UnitRow, WorkspaceStore
+from cerebrum.workspace.vectors import nearest
 
 LEXICAL_CANDIDATES = 150
 MAX_TERMS = 40
@@ -94,6 +100,12 @@ PARENT_DESCRIBED_BOOST = 0.4
 """For a method of a class whose name's words (two or more) the question uses."""
 SPECIAL_BOOST = 0.3
 """For a special method the question names in words ("constructor": ``__init__``)."""
+VECTOR_CANDIDATES = 150
+"""The units nearest the question by cosine that take part (as many as the lexical search
+gives)."""
+VECTOR_WEIGHT = 0.3
+"""The scaled cosine's share against the best lexical score (1): the best on the bench's
+development halves (docs/benchmarks.md, workspaces, sessions 9 and 10)."""
 MIN_SHARE_OF_BEST = 0.2
 """A unit scoring under this share of the best is not worth a token of the budget."""
 MAX_ITEMS = 40
@@ -207,11 +219,13 @@ class Retrieved:
     items: tuple[RetrievedItem, ...]
     candidates: int
     elapsed_ms: float = 0.0
+    vectors: bool = False
+    """Whether the units' vectors took part (the reason ``vectors S`` says for which)."""
 
     def as_dict(self) -> dict[str, object]:
         return {"tokens": self.tokens, "budget_tokens": self.budget_tokens,
                 "candidates": self.candidates, "elapsed_ms": round(self.elapsed_ms, 2),
-                "items": [item.as_dict() for item in self.items]}
+                "vectors": self.vectors, "items": [item.as_dict() for item in self.items]}
 
 
 def _is_code_like(identifier: str) -> bool:
@@ -526,6 +540,47 @@ def rank(
     return [Candidate(i, scores[i], tuple(reasons[i])) for i in ordered]
 
 
+def scored_ranking(where: Mapping[int, tuple[str, str]], similarity: Mapping[int, float],
+                   about_tests: bool) -> dict[int, float]:
+    """The best ``VECTOR_CANDIDATES`` units by ``similarity``, scored 0..1 among them
+    (min-max, so a fusion weight means the same for every question), then discounted
+    like the lexical ranking (tests, asides, class headers). ``where``: each unit's path
+    and kind."""
+    order = sorted((i for i in similarity if i in where),
+                   key=lambda i: (-similarity[i], i))[:VECTOR_CANDIDATES]
+    if not order:
+        return {}
+    top, floor = similarity[order[0]], similarity[order[-1]]
+    out: dict[int, float] = {}
+    for unit_id in order:
+        path, kind = where[unit_id]
+        score = (similarity[unit_id] - floor) / ((top - floor) or 1.0)
+        if kind == CLASS_HEADER:
+            score *= HEADER_FACTOR
+        elif kind == PART:
+            score *= 0.8
+        if not about_tests and is_test_path(path):
+            score *= TEST_FACTOR
+        elif is_aside_path(path):
+            score *= ASIDE_FACTOR
+        out[unit_id] = score
+    return out
+
+
+def fuse_sum(candidates: Sequence[Candidate], vectors: Mapping[int, float],
+             weight: float) -> list[Candidate]:
+    """The ranking's scores (the best one = 1) plus ``weight`` x each unit's scaled cosine
+    (:func:`scored_ranking`); units found by vectors alone join with their vector share."""
+    best = (candidates[0].score if candidates else 0.0) or 1.0
+    scores = {c.unit_id: c.score / best for c in candidates}
+    reasons = {c.unit_id: c.reasons for c in candidates}
+    for unit_id, score in vectors.items():
+        scores[unit_id] = scores.get(unit_id, 0.0) + weight * score
+        reasons[unit_id] = (*reasons.get(unit_id, ()), f"vectors {score:.2f}")
+    return [Candidate(i, scores[i], reasons[i])
+            for i in sorted(scores, key=lambda i: (-scores[i], i))]
+
+
 def _fence_language(path: str) -> str:
     return language_for(path) or "text"
 
@@ -649,9 +704,13 @@ def _render(intro: str, chosen: Mapping[int, tuple[Candidate, str, bool]],
 
 
 def rank_units(store: WorkspaceStore, question: str, *, expansion: float = 0.0,
+               question_vector: Sequence[float] | None = None,
+               vector_weight: float = VECTOR_WEIGHT,
                ) -> tuple[list[Candidate], dict[int, UnitRow]]:
     """Every candidate unit for ``question``, best first, and the units themselves
-    (``expansion``: the weight of the feedback search; 0, the default, leaves it out)."""
+    (``expansion``: the weight of the feedback search; 0, the default, leaves it out;
+    ``question_vector``: the question's embedding, fused with the units' vectors at
+    ``vector_weight``; None, the default, ranks lexically)."""
     query = analyse(question)
     lexical = dict(store.search(fts_query(query.terms), LEXICAL_CANDIDATES))
     head = question.strip().split("\n", 1)[0]
@@ -693,6 +752,12 @@ def rank_units(store: WorkspaceStore, question: str, *, expansion: float = 0.0,
     units = {**units, **store.units(extra - set(units))}
     candidates = rank(lexical, units, query, named=named, traced=traced, in_named_files=in_files,
                       callees=callees, defining=graph_defining, callers=callers)
+    if question_vector is not None and vector_weight:
+        similarity = nearest(store.vector_blocks(), question_vector, VECTOR_CANDIDATES)
+        units = {**units, **store.units(set(similarity) - set(units))}
+        where = {i: (units[i].path, units[i].kind) for i in similarity if i in units}
+        candidates = fuse_sum(candidates, scored_ranking(where, similarity, query.about_tests),
+                              vector_weight)
     return candidates, units
 
 
@@ -735,13 +800,17 @@ def _expand(store: WorkspaceStore, query: Query, lexical: dict[int, float],
 
 
 def retrieve(store: WorkspaceStore, question: str, budget_tokens: int, *,
-             expansion: float = 0.0) -> Retrieved:
-    """Search ``store`` for ``question`` and assemble the result into ``budget_tokens``."""
+             expansion: float = 0.0, question_vector: Sequence[float] | None = None,
+             ) -> Retrieved:
+    """Search ``store`` for ``question`` and assemble the result into ``budget_tokens``
+    (with the units' vectors too when ``question_vector`` is given)."""
     started = time.perf_counter()
     with store.reading():
-        candidates, units = rank_units(store, question, expansion=expansion)
+        candidates, units = rank_units(store, question, expansion=expansion,
+                                       question_vector=question_vector)
     result = assemble_context(candidates, units, budget_tokens, workspace=store.name)
-    return attrs.evolve(result, elapsed_ms=(time.perf_counter() - started) * 1000.0)
+    return attrs.evolve(result, elapsed_ms=(time.perf_counter() - started) * 1000.0,
+                        vectors=question_vector is not None)
 
 
 def _frame_units(store: WorkspaceStore, frame: Frame) -> list[int]:

@@ -37,10 +37,13 @@ import attrs
 from cerebrum.prompt.tokens import estimate_tokens
 from cerebrum.workspace.extract import extract_file, path_words, word_text
 from cerebrum.workspace.paths import check_name, check_path
+from cerebrum.workspace.vectors import NOT_EMBEDDED, text_digest, unit_text
 
 _LOGGER = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+"""2 added ``unit_vector``; a version-1 file gets the table when it is opened."""
+_MIGRATES_FROM = ("1",)
 SUFFIX = ".sqlite"
 # FTS5 column weights for bm25(): a word in a definition's name says far more
 # about what it is than one in its body; its docstring is in between.
@@ -81,7 +84,12 @@ CREATE VIRTUAL TABLE IF NOT EXISTS unit_fts USING fts5 (
     name, doc, body, path, tokenize = 'unicode61');
 CREATE TABLE IF NOT EXISTS manifest (
     path TEXT PRIMARY KEY, sha256 TEXT NOT NULL, size INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS unit_vector (
+    unit_id INTEGER PRIMARY KEY, digest TEXT NOT NULL, vector BLOB NOT NULL);
 """
+_NOT_EMBEDDED = ", ".join(f"'{kind}'" for kind in NOT_EMBEDDED)
+_VECTOR_BLOCK = 2048
+"""Vectors read per block by the cosine search (384 float32 each: 3 MB a block)."""
 
 
 class WorkspaceError(Exception):
@@ -160,6 +168,12 @@ class Status:
     pending: int
     """Manifest files not yet uploaded (an update in progress or interrupted)."""
     staged: int
+    embeddable: int = 0
+    """Live units that get a vector when vectors are on (all but preambles and blocks)."""
+    vectors: int = 0
+    """Of those, the ones that have one."""
+    vector_model: str | None = None
+    """The model the vectors are of (None: never embedded)."""
 
 
 @attrs.frozen
@@ -226,6 +240,9 @@ class WorkspaceStore:
             if version is None:
                 db.execute("INSERT INTO meta VALUES ('schema', ?), ('generation', '0')",
                            (SCHEMA_VERSION,))
+            elif version[0] in _MIGRATES_FROM:
+                # The script above made the new tables; nothing else changed.
+                db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
             elif version[0] != SCHEMA_VERSION:
                 raise WorkspaceError(f"workspace {name} has schema {version[0]}; "
                                      f"delete it and index again")
@@ -233,6 +250,16 @@ class WorkspaceStore:
             # tells the two apart (see :meth:`version`).
             db.execute("INSERT OR IGNORE INTO meta VALUES ('instance', ?)", (uuid.uuid4().hex,))
         return store
+
+    @classmethod
+    def open(cls, path: Path, name: str, limits: Limits = Limits()) -> WorkspaceStore:
+        """An existing workspace, its schema brought up to date first if it is older
+        (a read when it is not)."""
+        store = cls(path, name, limits)
+        with store._connect() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        return store if row is not None and row[0] == SCHEMA_VERSION else cls.create(
+            path, name, limits)
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
@@ -370,6 +397,7 @@ class WorkspaceStore:
             gone = [row[0] for row in db.execute(
                 "SELECT f.id FROM file f WHERE f.live = 1 AND NOT EXISTS ("
                 "SELECT 1 FROM manifest m WHERE m.path = f.path)")]
+            self._carry_vectors(db)
             self._drop_files(db, replaced + gone)
             changed = db.execute("UPDATE file SET live = 1 WHERE live = 0").rowcount
             db.execute("DELETE FROM manifest")
@@ -380,9 +408,24 @@ class WorkspaceStore:
         return CommitResult(changed, len(gone), generation)
 
     @staticmethod
+    def _carry_vectors(db: sqlite3.Connection) -> None:
+        """Give each staged unit the vector of the live unit it replaces when the two are
+        the same text at the same place, so a changed file re-embeds only its changed
+        units."""
+        db.execute(
+            "INSERT OR REPLACE INTO unit_vector (unit_id, digest, vector) "
+            "SELECT new.id, v.digest, v.vector FROM file staged "
+            "JOIN file live ON live.path = staged.path AND live.live = 1 "
+            "JOIN unit new ON new.file_id = staged.id "
+            "JOIN unit old ON old.file_id = live.id AND old.text = new.text "
+            "AND old.name IS new.name AND old.parent IS new.parent "
+            "JOIN unit_vector v ON v.unit_id = old.id WHERE staged.live = 0")
+
+    @staticmethod
     def _drop_files(db: sqlite3.Connection, file_ids: Sequence[int]) -> None:
         for ids, marks in _in_batches(file_ids):
             units = f"SELECT id FROM unit WHERE file_id IN ({marks})"
+            db.execute(f"DELETE FROM unit_vector WHERE unit_id IN ({units})", ids)
             db.execute(f"DELETE FROM unit_fts WHERE rowid IN ({units})", ids)
             db.execute(f"DELETE FROM defines WHERE unit_id IN ({units})", ids)
             db.execute(f"DELETE FROM ref WHERE unit_id IN ({units})", ids)
@@ -407,10 +450,15 @@ class WorkspaceStore:
                 "SELECT count(*) FROM manifest m WHERE NOT EXISTS ("
                 "SELECT 1 FROM file f WHERE f.path = m.path AND f.sha256 = m.sha256)").fetchone()[0]
             staged = db.execute("SELECT count(*) FROM file WHERE live = 0").fetchone()[0]
+            embeddable, vectors = db.execute(
+                "SELECT count(*), count(v.unit_id) FROM unit u JOIN file f ON f.id = u.file_id "
+                "LEFT JOIN unit_vector v ON v.unit_id = u.id WHERE f.live = 1 "
+                f"AND u.kind NOT IN ({_NOT_EMBEDDED})").fetchone()
         indexed_at = meta.get("indexed_at")
         return Status(self.name, files, units, definitions, size, languages,
                       int(meta.get("generation", 0)),
-                      float(indexed_at) if indexed_at else None, pending, staged)
+                      float(indexed_at) if indexed_at else None, pending, staged,
+                      embeddable, vectors, meta.get("vector_model"))
 
     def hashes(self) -> dict[str, str]:
         """Live path → SHA-256 (what ``cerebrum index --status`` compares against)."""
@@ -430,6 +478,64 @@ class WorkspaceStore:
         """Live paths (retrieval reads the module names a question may use from them)."""
         with self._connect() as db:
             return [row[0] for row in db.execute("SELECT path FROM file WHERE live = 1")]
+
+    # --- vectors (optional: cerebrum.workspace.vectors) ----------------------
+
+    def units_to_embed(self, model: str, limit: int) -> list[tuple[int, str]]:
+        """Up to ``limit`` live units without a vector of ``model``, with the text to embed
+        (every embeddable unit when the vectors kept are another model's)."""
+        with self._connect() as db:
+            kept = db.execute("SELECT value FROM meta WHERE key = 'vector_model'").fetchone()
+            missing = "" if kept is None or kept[0] != model else "AND v.unit_id IS NULL "
+            rows = db.execute(
+                "SELECT u.id, f.path, u.parent, u.name, u.text FROM unit u "
+                "JOIN file f ON f.id = u.file_id LEFT JOIN unit_vector v ON v.unit_id = u.id "
+                f"WHERE f.live = 1 AND u.kind NOT IN ({_NOT_EMBEDDED}) {missing}"
+                "ORDER BY u.id LIMIT ?", (limit,)).fetchall()
+        return [(unit_id, unit_text(path, parent, name, text))
+                for unit_id, path, parent, name, text in rows]
+
+    def put_vectors(self, model: str, vectors: Sequence[tuple[int, str, bytes]]) -> int:
+        """Keep ``(unit id, digest of the text embedded, vector)`` rows; how many were kept.
+
+        A unit that changed or went while it was being embedded (an update committed
+        meanwhile; its id may even be reused) gets nothing: the digest of its text
+        now must be the one embedded. Vectors of another model are dropped first."""
+        kept = 0
+        with self._write() as db:
+            current = db.execute("SELECT value FROM meta WHERE key = 'vector_model'").fetchone()
+            if current is None or current[0] != model:
+                db.execute("DELETE FROM unit_vector")
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('vector_model', ?)", (model,))
+            by_id = {unit_id: (digest, blob) for unit_id, digest, blob in vectors}
+            for part, marks in _in_batches(list(by_id)):
+                for unit_id, path, parent, name, text in db.execute(
+                        "SELECT u.id, f.path, u.parent, u.name, u.text FROM unit u "
+                        f"JOIN file f ON f.id = u.file_id WHERE f.live = 1 AND u.id IN ({marks})",
+                        part).fetchall():
+                    digest, blob = by_id[unit_id]
+                    if text_digest(unit_text(path, parent, name, text)) == digest:
+                        db.execute("INSERT OR REPLACE INTO unit_vector VALUES (?, ?, ?)",
+                                   (unit_id, digest, blob))
+                        kept += 1
+        return kept
+
+    def vector_model(self) -> str | None:
+        """The model of the vectors kept, when there are any."""
+        with self._connect() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'vector_model' "
+                             "AND EXISTS (SELECT 1 FROM unit_vector)").fetchone()
+        return row[0] if row else None
+
+    def vector_blocks(self) -> Iterator[tuple[list[int], bytes]]:
+        """The live units' vectors, ``(ids, their vectors joined)`` a block at a time.
+
+        Only live units ever have one (a staged unit gets its vector in the commit that
+        makes it live), so the table is read alone, without a join."""
+        with self._connect() as db:
+            cursor = db.execute("SELECT unit_id, vector FROM unit_vector")
+            while rows := cursor.fetchmany(_VECTOR_BLOCK):
+                yield [row[0] for row in rows], b"".join(row[1] for row in rows)
 
     _UNIT_COLUMNS = ("u.id, f.path, u.start_line, u.end_line, u.kind, u.name, u.parent, "
                      "u.signature, u.text, u.tokens")

@@ -274,6 +274,23 @@ async def test_embeddings_have_the_model_dimension_and_are_deterministic(sdk) ->
     assert caught.value.body["param"] == "dimensions"
 
 
+async def test_an_embedding_input_over_the_context_is_cut_when_truncate_is_asked(
+        backend) -> None:
+    long = "def f(x):\n    return x\n" * 700  # over the embedded model's 2048 tokens
+    refused = await backend.post("/v1/embeddings", headers=AUTH,
+                                 json={"model": MODEL, "input": long})
+    assert refused.status == 400 and (await refused.json())["error"]["param"] == "input"
+    cut = await backend.post("/v1/embeddings", headers=AUTH,
+                             json={"model": MODEL, "input": [long, "short"], "truncate": True})
+    assert cut.status == 200, await cut.text()
+    answer = await cut.json()
+    vectors = [item["embedding"] for item in answer["data"]]
+    assert len(vectors) == 2 and math.isclose(sum(x * x for x in vectors[0]), 1.0,
+                                              rel_tol=1e-4)
+    # The long one counts its first 2048 tokens (the context), the short one its own few.
+    assert 2048 < answer["usage"]["prompt_tokens"] <= 2048 + 8
+
+
 async def test_retrieve_a_model(sdk) -> None:
     model = await sdk.models.retrieve(MODEL)
     assert model.id == MODEL

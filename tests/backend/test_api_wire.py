@@ -206,7 +206,7 @@ def test_the_field_lists_cover_what_the_structurer_reads() -> None:
     ({"input": [[1, 2]]}, "input[0]"),
     ({"input": "a", "encoding_format": "hex"}, "encoding_format"),
     ({"input": "a", "dimensions": 0}, "dimensions"),
-    ({"input": "a", "truncate": True}, "truncate"),
+    ({"input": "a", "truncate": "yes"}, "truncate"),
 ])
 def test_embedding_requests(body: dict[str, Any], param: str) -> None:
     with pytest.raises(BadRequest) as caught:
@@ -215,6 +215,8 @@ def test_embedding_requests(body: dict[str, Any], param: str) -> None:
     parsed = structure_embedding_request({"input": ["a", "b"], "encoding_format": "base64",
                                           "user": "u"})
     assert parsed.inputs == ("a", "b") and parsed.encoding_format == "base64"
+    assert not parsed.truncate
+    assert structure_embedding_request({"input": "a", "truncate": True}).truncate
 
 
 def test_include_usage_envelope() -> None:

@@ -89,11 +89,13 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService
     assert service.stop() == 0, service.log_text()
 
 
-def start_orchestrator(tmp: Path, backend_url: str) -> RunningService:
-    """``cm4_app.py`` on loopback in front of ``backend_url``, asking clients for the test key."""
+def start_orchestrator(tmp: Path, backend_url: str, **settings: str) -> RunningService:
+    """``cm4_app.py`` on loopback in front of ``backend_url``, asking clients for the test key
+    (``settings``: more ``CEREBRUM_*`` variables)."""
     return _start(tmp, "cm4_app.py", [], clean_env(tmp, CEREBRUM_API_KEY=TEST_KEY,
                                                    CEREBRUM_BACKEND_URL=backend_url,
-                                                   CEREBRUM_CLIENT_API_KEYS=TEST_KEY))
+                                                   CEREBRUM_CLIENT_API_KEYS=TEST_KEY,
+                                                   **settings))
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tests.cli.conftest import (
     clean_env,
     free_port,
     run_cli,
+    start_orchestrator,
 )
 from tests.workspace.repo import write_repo
 
@@ -128,3 +130,28 @@ def test_ask_and_chat_with_repo_draw_on_the_repository(
     # Nothing changed since ask: nothing was sent, so no indexing line.
     assert "workspace ask-repo" not in chat.stderr
     assert re.search(r"request [0-9a-f]{32}", chat.stderr), chat.stderr
+
+
+@pytest.mark.model
+def test_with_vectors_on_index_and_status_say_how_many_units_have_vectors(
+        home: Path, backend: RunningService) -> None:
+    orchestrator = start_orchestrator(home, backend.url,
+                                      CEREBRUM_WORKSPACE_EMBEDDINGS_MODEL="smollm2-135m",
+                                      CEREBRUM_WORKSPACE_EMBEDDINGS_TIMEOUT_S="300")
+    try:
+        repo = git_repo(home / "vec-repo")
+        env = env_for(home, orchestrator.url)
+        first = run_cli("index", str(repo), cwd=home, env=env)
+        assert first.returncode == 0, first.stderr
+        assert re.search(r"· vectors for \d of 7 units", first.stdout), first.stdout
+        deadline = time.monotonic() + 300
+        while "vectors for 7 of 7 units\n" not in (status := run_cli(
+                "index", "--status", cwd=repo, env=env)).stdout:
+            assert time.monotonic() < deadline, status.stdout
+            time.sleep(0.5)
+        assert status.stdout.endswith("up to date\n"), status.stdout
+        found = optimize(orchestrator.url, "vec-repo", "how many words does a text have?")
+        assert found["retrieval"]["vectors"] is True
+        assert found["retrieval"]["items"][0]["name"] == "count_words"
+    finally:
+        assert orchestrator.stop() == 0, orchestrator.log_text()
