@@ -6,10 +6,12 @@ the backends' ``POST /v1/embeddings`` in batches (through the shared
 ``Upstream``, so breakers and failover apply), one request at a time, and
 kept in the workspace's SQLite. The commit does not wait for it: a first
 index of a large repository takes minutes of the backend's time, and
-retrieval serves units without a vector lexically meanwhile. A failure ends
-that fill (logged once); the units stay lexical-only and the next commit's
-fill takes them up. A question is embedded just before retrieval; if that
-fails or is slow the retrieval is lexical.
+retrieval serves units without a vector lexically meanwhile. A failure (the
+backend restarting, busy past the read timeout) is tried again after 10 s,
+1 min and 5 min; after that the fill ends (logged), the units stay
+lexical-only and the next commit's fill takes them up. A question is
+embedded just before retrieval; if that fails or is slow the retrieval is
+lexical.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class WorkspaceVectors:
     fills: dict[Path, asyncio.Task[None]] = attrs.field(factory=dict)
     again: set[Path] = attrs.field(factory=set)
     """Workspaces committed to while their fill ran: it runs once more."""
+    retry_delays_s: tuple[float, ...] = (10.0, 60.0, 300.0)
+    """A failed fill waits this long before each new try, then gives up."""
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """One vector per text, in order (cut to the model's context by the backend)."""
@@ -118,11 +122,19 @@ class WorkspaceVectors:
 
     async def _fill(self, store: WorkspaceStore) -> None:
         loop = asyncio.get_running_loop()
+        retries = list(self.retry_delays_s)
         while True:
             self.again.discard(store.path)
             try:
                 await self._fill_once(store, loop)
             except EmbeddingFailed as exc:
+                if retries:
+                    delay = retries.pop(0)
+                    _LOGGER.warning("workspace %s: embedding failed (%s); trying again in "
+                                    "%g s", store.name, exc, delay,
+                                    extra={"event": "vectors", "workspace": store.name})
+                    await asyncio.sleep(delay)
+                    continue
                 _LOGGER.warning("workspace %s: embedding stopped (%s); its other units stay "
                                 "lexical until the next index run", store.name, exc,
                                 extra={"event": "vectors", "workspace": store.name})

@@ -3,6 +3,7 @@ the embedded model (which serves ``POST /v1/embeddings``), both on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,9 @@ async def test_with_the_endpoint_down_indexing_is_lexical_and_a_later_run_fills_
     backend_url = f"http://127.0.0.1:{unused_tcp_port}"  # nothing listens yet
     client = await orchestrator(aiohttp_client, backend_url, tmp_path,
                                 workspace_embeddings_model=MODEL)
+    vectors = client.app[WORKSPACES].vectors
+    assert vectors is not None
+    vectors.retry_delays_s = ()  # the fill gives up at once
     await upload(client, "demo", FILES, headers=NO_KEY)
     status = await settled(client)
     assert (status["files"], status["vectors"], status["embeddable"]) == (5, 0, 7)
@@ -138,6 +142,31 @@ async def test_with_the_endpoint_down_indexing_is_lexical_and_a_later_run_fills_
         sample_interval_s=0.05), port=unused_tcp_port)
     again = await upload(client, "demo", FILES, headers=NO_KEY)
     assert again["need"] == []  # nothing changed: the commit alone starts the fill
+    assert (await settled(client))["vectors"] == 7
+
+
+async def test_a_fill_that_fails_tries_again_and_fills_when_the_backend_is_back(
+        aiohttp_client: Any, aiohttp_server: Any, unused_tcp_port: int, tmp_path: Path,
+        reader: FakeReader, caplog: pytest.LogCaptureFixture) -> None:
+    backend_url = f"http://127.0.0.1:{unused_tcp_port}"  # nothing listens yet
+    client = await orchestrator(aiohttp_client, backend_url, tmp_path,
+                                workspace_embeddings_model=MODEL)
+    vectors = client.app[WORKSPACES].vectors
+    assert vectors is not None
+    vectors.retry_delays_s = (1.0, 30.0)
+    caplog.set_level(logging.WARNING, logger="cerebrum.orchestrator.workspace_vectors")
+    await upload(client, "demo", FILES, headers=NO_KEY)
+    for _ in range(200):  # the first try fails (nothing listens) ...
+        if any("trying again" in record.getMessage() for record in caplog.records):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the first try did not fail")
+    # ... and the backend comes back during the wait.
+    await aiohttp_server(create_backend_app(
+        BackendConfig(api_key=API_KEY, threads=2, max_queue=16), reader=reader,
+        sample_interval_s=0.05), port=unused_tcp_port)
+    # No second commit: the retry alone fills every unit.
     assert (await settled(client))["vectors"] == 7
 
 
