@@ -260,8 +260,7 @@ class Engine:
         try:
             while True:
                 with self._lock:
-                    new = list(self._inbox)
-                    self._inbox.clear()
+                    new = self._pop_inbox()
                     idle = not new and not self._waiting and not self._busy()
                     if idle:
                         self._running = False
@@ -309,10 +308,15 @@ class Engine:
     def _take_inbox(self) -> bool:
         """Move newly submitted requests to the wait queue; True if there were any."""
         with self._lock:
-            new = list(self._inbox)
-            self._inbox.clear()
+            new = self._pop_inbox()
         self._waiting.extend(new)
         return bool(new)
+
+    def _pop_inbox(self) -> list[_Request]:
+        """The requests submitted since the last call (the caller holds the lock)."""
+        new = list(self._inbox)
+        self._inbox.clear()
+        return new
 
     def _busy(self) -> bool:
         return any(slot.request is not None for slot in self._slots)

@@ -262,11 +262,9 @@ class ThreadTuner:
                 down = fit < self.current
                 self._switch(fit)
                 self._countdown = self.probe_steps if down else self._interval
-                return
-            if fit == self.current:
-                if self.current < self.max_threads:
-                    self._countdown = min(self._countdown, self.probe_steps)
-                return
+            elif self.current < self.max_threads:
+                self._countdown = min(self._countdown, self.probe_steps)
+            return
         if self.current < self.max_threads:
             self._countdown = 1
 
