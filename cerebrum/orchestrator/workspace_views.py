@@ -84,6 +84,8 @@ class Workspaces:
     """Set by ``setup_workspaces`` when CEREBRUM_WORKSPACE_EMBEDDINGS_MODEL names a model."""
     vector_settings: tuple[str | None, int, float] = (None, 32, 10.0)
     """The embeddings model (None: vectors off), batch size and question timeout."""
+    up_to_date: set[Path] = attrs.field(factory=set)
+    """Workspace files whose schema this process has checked (or brought up to date)."""
 
     @classmethod
     def from_config(cls, config: OrchestratorConfig) -> Workspaces:
@@ -111,7 +113,11 @@ class Workspaces:
         if not path.is_file():
             raise NotFound(f"there is no workspace '{name}'; index one with `cerebrum index`",
                            param="workspace")
-        return WorkspaceStore.open(path, name, self.limits)
+        if path in self.up_to_date:
+            return WorkspaceStore(path, name, self.limits)
+        store = WorkspaceStore.open(path, name, self.limits)
+        self.up_to_date.add(path)  # the check reads the file: once per path, not per request
+        return store
 
     def lock(self, path: Path) -> asyncio.Lock:
         return self.locks.setdefault(path, asyncio.Lock())
@@ -269,6 +275,7 @@ async def delete(request: web.Request) -> web.Response:
             await workspaces.vectors.stop(store.path)
         await _in_thread(functools.partial(delete_workspace, store.path))
     workspaces.locks.pop(store.path, None)
+    workspaces.up_to_date.discard(store.path)
     return web.json_response({"object": "workspace.deleted", "name": store.name, "deleted": True})
 
 

@@ -505,18 +505,7 @@ def rank(
 
     for unit_id in list(scores):
         unit = units[unit_id]
-        factor = 1.0
-        if unit.kind in (PREAMBLE, BLOCK):
-            factor *= BLOCK_FACTOR
-        elif unit.kind == PART:
-            factor *= 0.8
-        elif unit.kind == CLASS_HEADER:
-            factor *= HEADER_FACTOR
-        if not query.about_tests and is_test_path(unit.path):
-            factor *= TEST_FACTOR
-        elif is_aside_path(unit.path):
-            factor *= ASIDE_FACTOR
-        scores[unit_id] *= factor
+        scores[unit_id] *= _discount(unit.path, unit.kind, query.about_tests)
 
     top = sorted(scores, key=lambda i: (-scores[i], i))[:NEIGHBOUR_SOURCES]
     base = dict(scores)
@@ -551,20 +540,26 @@ def scored_ranking(where: Mapping[int, tuple[str, str]], similarity: Mapping[int
     if not order:
         return {}
     top, floor = similarity[order[0]], similarity[order[-1]]
-    out: dict[int, float] = {}
-    for unit_id in order:
-        path, kind = where[unit_id]
-        score = (similarity[unit_id] - floor) / ((top - floor) or 1.0)
-        if kind == CLASS_HEADER:
-            score *= HEADER_FACTOR
-        elif kind == PART:
-            score *= 0.8
-        if not about_tests and is_test_path(path):
-            score *= TEST_FACTOR
-        elif is_aside_path(path):
-            score *= ASIDE_FACTOR
-        out[unit_id] = score
-    return out
+    return {unit_id: (similarity[unit_id] - floor) / ((top - floor) or 1.0)
+            * _discount(*where[unit_id], about_tests) for unit_id in order}
+
+
+def _discount(path: str, kind: str, about_tests: bool) -> float:
+    """A unit's score factor for what it is (a block, a part, a class header) and where
+    it lies (tests, unless the question is about them; asides): lexical and vector
+    rankings alike."""
+    factor = 1.0
+    if kind in (PREAMBLE, BLOCK):
+        factor *= BLOCK_FACTOR
+    elif kind == PART:
+        factor *= 0.8
+    elif kind == CLASS_HEADER:
+        factor *= HEADER_FACTOR
+    if not about_tests and is_test_path(path):
+        factor *= TEST_FACTOR
+    elif is_aside_path(path):
+        factor *= ASIDE_FACTOR
+    return factor
 
 
 def fuse_sum(candidates: Sequence[Candidate], vectors: Mapping[int, float],

@@ -109,6 +109,12 @@ _IN_BATCH = 500
 """Values bound in one ``IN (...)``: well under SQLite's limit on bound parameters."""
 
 
+def _vector_model(db: sqlite3.Connection) -> str | None:
+    """The model the workspace's vectors are of, as recorded (None: never embedded)."""
+    row = db.execute("SELECT value FROM meta WHERE key = 'vector_model'").fetchone()
+    return None if row is None else str(row[0])
+
+
 def _in_batches(values: Sequence[_T]) -> Iterator[tuple[list[_T], str]]:
     """``values`` in slices of ``_IN_BATCH``, each with its ``?,?,…`` placeholders."""
     for start in range(0, len(values), _IN_BATCH):
@@ -485,8 +491,7 @@ class WorkspaceStore:
         """Up to ``limit`` live units without a vector of ``model``, with the text to embed
         (every embeddable unit when the vectors kept are another model's)."""
         with self._connect() as db:
-            kept = db.execute("SELECT value FROM meta WHERE key = 'vector_model'").fetchone()
-            missing = "" if kept is None or kept[0] != model else "AND v.unit_id IS NULL "
+            missing = "AND v.unit_id IS NULL " if _vector_model(db) == model else ""
             rows = db.execute(
                 "SELECT u.id, f.path, u.parent, u.name, u.text FROM unit u "
                 "JOIN file f ON f.id = u.file_id LEFT JOIN unit_vector v ON v.unit_id = u.id "
@@ -503,8 +508,7 @@ class WorkspaceStore:
         now must be the one embedded. Vectors of another model are dropped first."""
         kept = 0
         with self._write() as db:
-            current = db.execute("SELECT value FROM meta WHERE key = 'vector_model'").fetchone()
-            if current is None or current[0] != model:
+            if _vector_model(db) != model:
                 db.execute("DELETE FROM unit_vector")
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('vector_model', ?)", (model,))
             by_id = {unit_id: (digest, blob) for unit_id, digest, blob in vectors}
@@ -523,9 +527,8 @@ class WorkspaceStore:
     def vector_model(self) -> str | None:
         """The model of the vectors kept, when there are any."""
         with self._connect() as db:
-            row = db.execute("SELECT value FROM meta WHERE key = 'vector_model' "
-                             "AND EXISTS (SELECT 1 FROM unit_vector)").fetchone()
-        return row[0] if row else None
+            has_any = db.execute("SELECT 1 FROM unit_vector LIMIT 1").fetchone() is not None
+            return _vector_model(db) if has_any else None
 
     def vector_blocks(self) -> Iterator[tuple[list[int], bytes]]:
         """The live units' vectors, ``(ids, their vectors joined)`` a block at a time.
