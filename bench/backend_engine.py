@@ -310,7 +310,7 @@ async def main_async(args: argparse.Namespace) -> int:
                         print(f"{n:>11}  {subject:<8}{fmt(ttft):>20}{agg:>18.1f}")
                         results[f"conc{n}/{subject}"] = {
                             "ttft_p50": statistics.median(ttft), "ttft_max": max(ttft),
-                            "agg_tok_s": agg}
+                            "agg_tok_s": agg, "ttft_by_round": [r["ttft"] for r in runs]}
 
             if "chat" in workloads:
                 chat: dict[tuple[str, str], list[list[list[float]]]] = {}

@@ -77,13 +77,21 @@ _HTTP_EXCEPTION_ERRORS: dict[int, type[ApiError]] = {
 }
 
 
+RESPONSE_STARTED_KEY = web.RequestKey("cerebrum.response_started", bool)
+"""Set on a request once its response's status line and headers have gone out."""
+
+
+async def _note_response_started(request: web.Request, response: web.StreamResponse) -> None:
+    request[RESPONSE_STARTED_KEY] = True
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Render every failure as an OpenAI-style JSON error; never leak a traceback."""
     try:
         return await handler(request)
     except ApiError as exc:
-        return exc.to_response()
+        return _answer(request, exc.to_response())
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -95,19 +103,33 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response.set_status(exc.status)
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
-        return response
+        return _answer(request, response)
     except (ConnectionResetError, web.RequestPayloadError) as exc:
         # The client went away or sent a broken body: nothing useful to answer.
         _LOGGER.info("client connection failed: %s", type(exc).__name__)
-        return BadRequest("request body could not be read").to_response()
+        return _answer(request, BadRequest("request body could not be read").to_response())
     except Exception:
         _LOGGER.exception("unhandled error on %s %s", request.method, request.path)
-        return ApiError("internal server error").to_response()
+        return _answer(request, ApiError("internal server error").to_response())
+
+
+def _answer(request: web.Request, error: web.Response) -> web.StreamResponse:
+    """``error``, or where a response has already begun (a stream failed part way),
+    a cut connection: a JSON error cannot follow bytes already sent, and a
+    connection left open would keep the client waiting for the rest for ever."""
+    if not request.get(RESPONSE_STARTED_KEY):
+        return error
+    _LOGGER.warning("the response to %s %s had begun: connection closed instead of an error "
+                    "body", request.method, request.path)
+    if request.transport is not None:
+        request.transport.close()
+    return error  # aiohttp's write to the closed transport fails quietly
 
 
 def setup_errors(app: web.Application) -> None:
     """Install JSON error rendering."""
     app.middlewares.append(error_middleware)
+    app.on_response_prepare.append(_note_response_started)
 
 
 def presented_key(request: web.Request) -> str | None:

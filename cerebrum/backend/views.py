@@ -362,6 +362,13 @@ async def _stream(
                         break
             except ConnectionError:
                 log.outcome = "client_disconnected"
+            except Exception:
+                # A bug past the first bytes: no JSON error can replace the stream, so
+                # it ends with an error event (and no [DONE]) that the client can read.
+                _LOGGER.exception("the stream failed part way")
+                log.outcome = "error"
+                await sse.send(json.dumps(ApiError("internal server error").body()),
+                               event="error")
     return sse
 
 

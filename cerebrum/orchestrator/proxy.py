@@ -217,6 +217,13 @@ async def _relay(request: web.Request, backend: Backend, opened: Opened,
             except ConnectionResetError:
                 # The client went away between two writes.
                 record.outcome = "client_disconnected"
+            except Exception:
+                # A bug past the first bytes: no JSON error can replace the stream, so
+                # it ends with an error event (and no [DONE]) that the client can read.
+                _LOGGER.exception("relaying the stream failed part way")
+                record.outcome = "error"
+                await sse.send(json.dumps(ApiError("internal server error").body()),
+                               event="error")
         return sse
     finally:
         # Closing (not releasing) an unfinished response drops the connection,

@@ -6,9 +6,11 @@ import asyncio
 import logging
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
+from cerebrum.errors import BadGateway
 from cerebrum.middlewares import setup_errors, setup_request_id
 from cerebrum.orchestrator.shedding import Concurrency, setup_load_shedding
 
@@ -91,3 +93,33 @@ async def test_a_failing_handler_gives_its_slot_back(aiohttp_client: Any) -> Non
     for _ in range(3):
         assert (await client.get("/")).status == 500
     assert concurrency.count == 0
+
+
+@pytest.mark.parametrize("error", [RuntimeError("a bug"), BadGateway("the backend failed")])
+async def test_a_failure_after_the_response_began_cuts_the_connection(
+        aiohttp_client: Any, error: Exception) -> None:
+    """Bytes already sent cannot be followed by a JSON error: the client must see the
+    answer end broken, at once, not wait on an open connection (it did, for ever)."""
+
+    async def half_a_stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b"data: {}\r\n\r\n")
+        raise error
+
+    async def plain(request: web.Request) -> web.Response:
+        raise error
+
+    app = web.Application()
+    setup_errors(app)
+    app.router.add_get("/stream", half_a_stream)
+    app.router.add_get("/plain", plain)
+    client = await aiohttp_client(app)
+    response = await client.get("/stream")
+    assert response.status == 200
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await asyncio.wait_for(response.content.read(), 5)
+    # Before any byte, the same failure is still a JSON error.
+    answered = await client.get("/plain")
+    assert answered.status in (500, 502)
+    assert "error" in await answered.json()

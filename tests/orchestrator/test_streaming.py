@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+from cerebrum.orchestrator.sse_relay import SseRelayParser
 from tests.backend.sse import chunks, read_events
 from tests.orchestrator.conftest import BACKEND_KEY, MakeOrchestrator, MakeStub, chat
 from tests.orchestrator.stub_upstream import Behaviour
@@ -59,3 +60,26 @@ async def test_stream_ends_at_done_without_waiting_for_the_backend_to_close(
     async with client.post("/v1/chat/completions", json=chat(stream=True)) as response:
         events = await asyncio.wait_for(read_events(response), timeout=5)
     assert events[-1] == ("message", "[DONE]")
+
+
+async def test_a_bug_mid_relay_ends_the_stream_with_an_error_event(
+        make_stub: MakeStub, make_orchestrator: MakeOrchestrator, monkeypatch) -> None:
+    fed = []
+    original = SseRelayParser.feed
+
+    def fails_at_the_second_read(self, data):
+        fed.append(data)
+        if len(fed) > 1:
+            raise RuntimeError("a bug in the relay")
+        return original(self, data)
+
+    monkeypatch.setattr(SseRelayParser, "feed", fails_at_the_second_read)
+    stub, url = await make_stub()
+    stub.then(Behaviour(delay_s=0.05))
+    client = await make_orchestrator(url)
+    async with client.post("/v1/chat/completions", json=chat(stream=True)) as response:
+        assert response.status == 200
+        events = await asyncio.wait_for(read_events(response), timeout=5)
+    assert events[-1][0] == "error"
+    assert json.loads(events[-1][1])["error"]["message"] == "internal server error"
+    assert ("message", "[DONE]") not in events
