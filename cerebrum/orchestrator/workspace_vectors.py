@@ -42,6 +42,15 @@ class EmbeddingFailed(Exception):
     """The embeddings endpoint gave no usable answer; the message says what it gave."""
 
 
+@attrs.frozen
+class VectorSettings:
+    """``CEREBRUM_WORKSPACE_EMBEDDINGS_*``: the model, its batch size, a question's wait."""
+
+    model: str
+    batch: int = 32
+    question_timeout_s: float = 10.0
+
+
 @attrs.define
 class WorkspaceVectors:
     """The workspaces' embeddings client and their background fills (one per workspace)."""

@@ -38,7 +38,11 @@ from cerebrum.orchestrator.config import OrchestratorConfig
 from cerebrum.orchestrator.shedding import Concurrency
 from cerebrum.orchestrator.state import ORCHESTRATOR
 from cerebrum.orchestrator.upstream import UPSTREAM
-from cerebrum.orchestrator.workspace_vectors import WorkspaceVectors, vector_bridge
+from cerebrum.orchestrator.workspace_vectors import (
+    VectorSettings,
+    WorkspaceVectors,
+    vector_bridge,
+)
 from cerebrum.workspace.augment import Retriever, requested_workspace
 from cerebrum.workspace.paths import InvalidPath, check_name, owner_id
 from cerebrum.workspace.retrieve import Retrieved, retrieve
@@ -82,8 +86,8 @@ class Workspaces:
     chat slots: the load-shedding middleware counts ``WORKSPACE_ROUTES`` here."""
     vectors: WorkspaceVectors | None = None
     """Set by ``setup_workspaces`` when CEREBRUM_WORKSPACE_EMBEDDINGS_MODEL names a model."""
-    vector_settings: tuple[str | None, int, float] = (None, 32, 10.0)
-    """The embeddings model (None: vectors off), batch size and question timeout."""
+    vector_settings: VectorSettings | None = None
+    """What ``setup_workspaces`` builds ``vectors`` from; None: vectors off."""
     up_to_date: set[Path] = attrs.field(factory=set)
     """Workspace files whose schema this process has checked (or brought up to date)."""
 
@@ -94,9 +98,10 @@ class Workspaces:
                           config.workspace_max_bytes),
                    config.workspace_shared,
                    slots=Concurrency(config.workspace_max_concurrent, "workspace requests"),
-                   vector_settings=(config.workspace_embeddings_model,
-                                    config.workspace_embeddings_batch,
-                                    config.workspace_embeddings_timeout_s))
+                   vector_settings=VectorSettings(config.workspace_embeddings_model,
+                                                  config.workspace_embeddings_batch,
+                                                  config.workspace_embeddings_timeout_s)
+                   if config.workspace_embeddings_model else None)
 
     def owner(self, request: web.Request) -> str:
         return owner_id(presented_key(request), self.shared)
@@ -129,10 +134,11 @@ WORKSPACES = web.AppKey("workspaces", Workspaces)
 def setup_workspaces(app: web.Application, workspaces: Workspaces) -> None:
     """Add the workspace routes and their state to the orchestrator's app."""
     app[WORKSPACES] = workspaces
-    model, batch, timeout_s = workspaces.vector_settings
-    if model is not None:
-        vectors = workspaces.vectors = WorkspaceVectors(model, lambda: app[UPSTREAM], batch,
-                                                        timeout_s)
+    settings = workspaces.vector_settings
+    if settings is not None:
+        vectors = workspaces.vectors = WorkspaceVectors(settings.model, lambda: app[UPSTREAM],
+                                                        settings.batch,
+                                                        settings.question_timeout_s)
 
         async def stop_fills(_: web.Application) -> None:
             await vectors.close()  # before the upstream session closes (on_cleanup)
