@@ -8,10 +8,14 @@ status. Anything else is logged with its traceback and answered with a generic
 
 from __future__ import annotations
 
+import json
 import math
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from aiohttp import web
+
+if TYPE_CHECKING:
+    from aiohttp_sse import EventSourceResponse
 
 MAX_RETRY_AFTER_S = 3600.0
 """No ``Retry-After`` we send is longer (the orchestrator clamps a backend's further,
@@ -52,6 +56,11 @@ class ApiError(Exception):
                 "code": self.code,
             }
         }
+
+    async def send_as_event(self, sse: EventSourceResponse) -> None:
+        """End a stream already begun with this error: an SSE ``error`` event carrying the
+        same JSON object (no status can change once the first bytes are out)."""
+        await sse.send(json.dumps(self.body()), event="error")
 
     def to_response(self) -> web.Response:
         """A JSON response for this error."""

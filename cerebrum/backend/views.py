@@ -358,7 +358,7 @@ async def _stream(
                     elif isinstance(event, Failed):
                         error = _as_api_error(event.error)
                         log.outcome = "error"
-                        await sse.send(json.dumps(error.body()), event="error")
+                        await error.send_as_event(sse)
                         break
             except ConnectionError:
                 log.outcome = "client_disconnected"
@@ -367,8 +367,7 @@ async def _stream(
                 # it ends with an error event (and no [DONE]) that the client can read.
                 _LOGGER.exception("the stream failed part way")
                 log.outcome = "error"
-                await sse.send(json.dumps(ApiError("internal server error").body()),
-                               event="error")
+                await ApiError("internal server error").send_as_event(sse)
     return sse
 
 

@@ -222,8 +222,7 @@ async def _relay(request: web.Request, backend: Backend, opened: Opened,
                 # it ends with an error event (and no [DONE]) that the client can read.
                 _LOGGER.exception("relaying the stream failed part way")
                 record.outcome = "error"
-                await sse.send(json.dumps(ApiError("internal server error").body()),
-                               event="error")
+                await ApiError("internal server error").send_as_event(sse)
         return sse
     finally:
         # Closing (not releasing) an unfinished response drops the connection,
@@ -271,7 +270,7 @@ async def _relay_events(sse: EventSourceResponse, backend: Backend, opened: Open
         backend.breaker.record_failure()
         record.outcome = "backend_failed_midstream"
         _LOGGER.warning("%s", error.message, extra={"backend": backend.name})
-        await sse.send(json.dumps(error.body()), event="error")
+        await error.send_as_event(sse)
     elif parser.error is not None:
         record.outcome = "backend_error_event"
     else:

@@ -55,12 +55,11 @@ class VectorSettings:
 class WorkspaceVectors:
     """The workspaces' embeddings client and their background fills (one per workspace)."""
 
-    model: str
+    settings: VectorSettings
+    """The model; a question waits ``question_timeout_s`` for its vector, then is answered
+    lexically."""
     upstream: Callable[[], Upstream]
     """The app's ``Upstream`` (made when the app starts, after this)."""
-    batch: int = 32
-    question_timeout_s: float = 10.0
-    """A question waits this long for its vector, then is answered lexically."""
     fills: dict[Path, asyncio.Task[None]] = attrs.field(factory=dict)
     again: set[Path] = attrs.field(factory=set)
     """Workspaces committed to while their fill ran: it runs once more."""
@@ -69,10 +68,10 @@ class WorkspaceVectors:
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """One vector per text, in order (cut to the model's context by the backend)."""
-        payload = json.dumps({"model": self.model, "input": list(texts), "truncate": True},
+        payload = json.dumps({"model": self.settings.model, "input": list(texts), "truncate": True},
                              ensure_ascii=False).encode()
         try:
-            reply = await self.upstream().fetch("/v1/embeddings", payload, self.model)
+            reply = await self.upstream().fetch("/v1/embeddings", payload, self.settings.model)
         except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
             raise EmbeddingFailed(f"{type(exc).__name__}: {exc}") from None
         if reply.status != 200:
@@ -90,15 +89,15 @@ class WorkspaceVectors:
         """The question's vector when the workspace has vectors of this model, else None
         (also when embedding it fails or takes over ``question_timeout_s``)."""
         loop = asyncio.get_running_loop()
-        if await loop.run_in_executor(None, store.vector_model) != self.model:
+        if await loop.run_in_executor(None, store.vector_model) != self.settings.model:
             return None
         try:
-            async with asyncio.timeout(self.question_timeout_s):
+            async with asyncio.timeout(self.settings.question_timeout_s):
                 return (await self.embed([question[:QUESTION_CHARS] or " "]))[0]
         except (EmbeddingFailed, TimeoutError) as exc:
             _LOGGER.warning("workspace %s: the question was not embedded (%s); retrieving "
                             "lexically", store.name,
-                            str(exc) or f"no answer in {self.question_timeout_s:g} s")
+                            str(exc) or f"no answer in {self.settings.question_timeout_s:g} s")
             return None
 
     def fill(self, store: WorkspaceStore) -> None:
@@ -157,7 +156,7 @@ class WorkspaceVectors:
         while True:
             try:
                 todo = await loop.run_in_executor(
-                    None, store.units_to_embed, self.model, self.batch)
+                    None, store.units_to_embed, self.settings.model, self.settings.batch)
             except FileNotFoundError:
                 return
             if not todo:
@@ -167,7 +166,7 @@ class WorkspaceVectors:
                     for (unit_id, text), vector in zip(todo, vectors, strict=True)]
             if not store.path.exists():
                 return  # deleted meanwhile
-            kept = await loop.run_in_executor(None, store.put_vectors, self.model, rows)
+            kept = await loop.run_in_executor(None, store.put_vectors, self.settings.model, rows)
             embedded += kept
             if not kept:
                 break  # every unit changed meanwhile: the commit that changed them fills again
@@ -192,7 +191,7 @@ def vector_bridge(vectors: WorkspaceVectors, loop: asyncio.AbstractEventLoop,
             future = asyncio.run_coroutine_threadsafe(
                 vectors.question_vector(store, question), loop)
             try:
-                cache[question] = future.result(vectors.question_timeout_s + 5.0)
+                cache[question] = future.result(vectors.settings.question_timeout_s + 5.0)
             except Exception:  # the retrieval goes on lexically
                 future.cancel()
                 cache[question] = None

@@ -136,9 +136,7 @@ def setup_workspaces(app: web.Application, workspaces: Workspaces) -> None:
     app[WORKSPACES] = workspaces
     settings = workspaces.vector_settings
     if settings is not None:
-        vectors = workspaces.vectors = WorkspaceVectors(settings.model, lambda: app[UPSTREAM],
-                                                        settings.batch,
-                                                        settings.question_timeout_s)
+        vectors = workspaces.vectors = WorkspaceVectors(settings, lambda: app[UPSTREAM])
 
         async def stop_fills(_: web.Application) -> None:
             await vectors.close()  # before the upstream session closes (on_cleanup)

@@ -88,6 +88,10 @@ CREATE TABLE IF NOT EXISTS unit_vector (
     unit_id INTEGER PRIMARY KEY, digest TEXT NOT NULL, vector BLOB NOT NULL);
 """
 _NOT_EMBEDDED = ", ".join(f"'{kind}'" for kind in NOT_EMBEDDED)
+_EMBED_SELECT = ("SELECT u.id, f.path, u.parent, u.name, u.text FROM unit u "
+                 "JOIN file f ON f.id = u.file_id")
+"""A unit's id and what :func:`unit_text` embeds of it: what is embedded and what a kept
+vector is checked against are read alike."""
 _VECTOR_BLOCK = 2048
 """Vectors read per block by the cosine search (384 float32 each: 3 MB a block)."""
 
@@ -493,8 +497,7 @@ class WorkspaceStore:
         with self._connect() as db:
             missing = "AND v.unit_id IS NULL " if _vector_model(db) == model else ""
             rows = db.execute(
-                "SELECT u.id, f.path, u.parent, u.name, u.text FROM unit u "
-                "JOIN file f ON f.id = u.file_id LEFT JOIN unit_vector v ON v.unit_id = u.id "
+                f"{_EMBED_SELECT} LEFT JOIN unit_vector v ON v.unit_id = u.id "
                 f"WHERE f.live = 1 AND u.kind NOT IN ({_NOT_EMBEDDED}) {missing}"
                 "ORDER BY u.id LIMIT ?", (limit,)).fetchall()
         return [(unit_id, unit_text(path, parent, name, text))
@@ -514,8 +517,7 @@ class WorkspaceStore:
             by_id = {unit_id: (digest, blob) for unit_id, digest, blob in vectors}
             for part, marks in _in_batches(list(by_id)):
                 for unit_id, path, parent, name, text in db.execute(
-                        "SELECT u.id, f.path, u.parent, u.name, u.text FROM unit u "
-                        f"JOIN file f ON f.id = u.file_id WHERE f.live = 1 AND u.id IN ({marks})",
+                        f"{_EMBED_SELECT} WHERE f.live = 1 AND u.id IN ({marks})",
                         part).fetchall():
                     digest, blob = by_id[unit_id]
                     if text_digest(unit_text(path, parent, name, text)) == digest:
