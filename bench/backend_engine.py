@@ -18,7 +18,12 @@ Workloads (each a few rounds, so the whole run stays within minutes):
 
 * ``conc``: 1, 2 and 4 streams started at once (different prompts): time to
   first token per stream (p50, max) and aggregate tok/s (all completion
-  tokens ÷ first request sent → last token);
+  tokens ÷ first request sent → last token). Every request opens with a line
+  of its own (round, concurrency, stream), so each one is new to every
+  server's prompt cache, as different users' requests are, and the TTFT max
+  is a maximum over every round's cold prefills (``--repeat-prompts``: the
+  same prompts every round, the workload before session 12, where every
+  round after the first is a cache hit and the max is one cold sample);
 * ``chat``: two chats about two files, turns alternating A1 B1 A2 B2 A3 B3
   A4 B4, the whole history re-sent each turn as chat clients do; and one chat
   alone: TTFT of each turn (turns 2–4 are the ones a prompt cache helps);
@@ -154,10 +159,12 @@ def completion(prompt: str, max_tokens: int) -> dict[str, Any]:
 
 
 async def concurrent(session: aiohttp.ClientSession, base: str, n: int,
-                     max_tokens: int) -> Run:
+                     max_tokens: int, salt: str = "") -> Run:
+    """``n`` streams at once; ``salt`` (with the stream's index) opens each prompt."""
     sent = time.perf_counter()
     runs = await asyncio.gather(*(
-        stream(session, base, "/v1/completions", completion(PROMPTS[i], max_tokens), sent)
+        stream(session, base, "/v1/completions",
+               completion((f"{salt}.{i}\n" if salt else "") + PROMPTS[i], max_tokens), sent)
         for i in range(n)))
     end = max(r["last"] for r in runs)
     return {"ttft": [r["ttft_ms"] for r in runs],
@@ -297,8 +304,10 @@ async def main_async(args: argparse.Namespace) -> int:
                 for rnd in range(args.rounds):
                     for n in (1, 2, 4):
                         order = subjects[rnd % len(subjects):] + subjects[:rnd % len(subjects)]
+                        salt = "" if args.repeat_prompts else f"# request {rnd}.{n}"
                         for subject in order:
-                            run = await concurrent(session, bases[subject], n, args.max_tokens)
+                            run = await concurrent(session, bases[subject], n, args.max_tokens,
+                                                   salt)
                             conc.setdefault((subject, n), []).append(run)
                     print(f"conc round {rnd + 1}/{args.rounds} done", flush=True)
                 print("\nconcurrency  subject   TTFT p50 / max ms   aggregate tok/s")
@@ -451,6 +460,8 @@ def main() -> int:
     parser.add_argument("--skip", action="append", default=[], choices=SUBJECTS + WORKLOADS,
                         help="leave a subject or a workload out (repeatable)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--repeat-prompts", action="store_true",
+                        help="conc: the same prompts every round (cache hits after the first)")
     parser.add_argument("--relay", action="store_true",
                         help="every server behind the segmenting relay (a real network hop)")
     args = parser.parse_args()
