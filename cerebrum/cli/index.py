@@ -229,14 +229,16 @@ async def sync(client: Client, root: Path, name: str, err: Output) -> Summary:
     manifest = [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in found.files]
     plan = await _post(client, f"/v1/workspaces/{name}/begin", {"files": manifest})
     need = [path for path in plan.get("need", []) if isinstance(path, str)]
+    # Named in every later step: another client's begin meanwhile makes them refuse (409).
+    update = {"update": plan["update"]} if isinstance(plan.get("update"), str) else {}
     progress = Progress(err, len(need), f"indexing {name}")
     try:
         for batch in batches(root, need):
-            await _post(client, f"/v1/workspaces/{name}/files", {"files": batch})
+            await _post(client, f"/v1/workspaces/{name}/files", {"files": batch, **update})
             progress.advance(len(batch))
     finally:
         progress.finish()
-    status = await _post(client, f"/v1/workspaces/{name}/commit", {})
+    status = await _post(client, f"/v1/workspaces/{name}/commit", update)
     return Summary(name, int(status.get("files", 0)), len(need), int(plan.get("unchanged", 0)),
                    int(plan.get("removed", 0)), int(status.get("units", 0)),
                    int(status.get("definitions", 0)), found.skipped,

@@ -122,6 +122,8 @@ class OrchestratorConfig:
     """Total source a workspace may hold."""
     workspace_shared: bool = False
     """Every client key sees (and may delete) every workspace; off: each key has its own."""
+    workspace_max_per_key: int = attrs.field(default=64, validator=positive)
+    """Workspaces one client key may have (every key together when ``workspace_shared``)."""
     workspace_max_concurrent: int = attrs.field(default=2, validator=positive)
     """Workspace requests (uploads, status, search) in flight at once, apart from
     ``max_concurrent``: they never take a chat's slot, nor a chat theirs."""

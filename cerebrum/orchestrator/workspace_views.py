@@ -5,9 +5,11 @@ Routes (all behind the client key; shapes in docs/workspaces.md):
     GET    /v1/workspaces                   this key's workspaces and their figures
     GET    /v1/workspaces/{name}            one workspace (``?files=1``: path → sha256 too)
     POST   /v1/workspaces/{name}/begin      {"files": [{"path", "sha256", "size"}]}
-                                            → {"need": [...]}
-    POST   /v1/workspaces/{name}/files      {"files": [{"path", "content"}]}: parse, stage a batch
-    POST   /v1/workspaces/{name}/commit     staged files go live, removed ones go, atomically
+                                            → {"need": [...], "update": token}
+    POST   /v1/workspaces/{name}/files      {"files": [{"path", "content"}], "update"}: parse,
+                                            stage a batch
+    POST   /v1/workspaces/{name}/commit     {"update"}: staged files go live, removed ones go,
+                                            atomically
     POST   /v1/workspaces/{name}/search     {"query", "max_tokens"}: what retrieval would add
     DELETE /v1/workspaces/{name}
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import sqlite3
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -32,7 +35,7 @@ import attrs
 from aiohttp import web
 
 from cerebrum.bodies import read_json
-from cerebrum.errors import ApiError, BadRequest, NotFound
+from cerebrum.errors import ApiError, BadRequest, NotFound, Unavailable
 from cerebrum.middlewares import presented_key
 from cerebrum.orchestrator.config import OrchestratorConfig
 from cerebrum.orchestrator.shedding import Concurrency
@@ -47,9 +50,11 @@ from cerebrum.workspace.augment import Retriever, requested_workspace
 from cerebrum.workspace.paths import InvalidPath, check_name, owner_id
 from cerebrum.workspace.retrieve import Retrieved, retrieve
 from cerebrum.workspace.store import (
+    Gone,
     Incomplete,
     Limits,
     ManifestEntry,
+    NoUpdate,
     WorkspaceError,
     WorkspaceStore,
     delete_workspace,
@@ -64,12 +69,19 @@ WORKSPACE_ROUTES = ("/v1/workspaces",)
 """Path prefix of every workspace route: shed by their own slots, not the chats'."""
 MAX_SEARCH_TOKENS = 16_000
 DEFAULT_SEARCH_TOKENS = 1500
+_SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class Conflict(ApiError):
     status = 409
     error_type = "invalid_request_error"
     default_code = "conflict"
+
+
+class _TooMany(WorkspaceError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"this key already has {limit} workspaces, the most it may have; "
+                         "delete one first (CEREBRUM_WORKSPACE_MAX_PER_KEY)")
 
 
 @attrs.define
@@ -79,6 +91,9 @@ class Workspaces:
     root: Path
     limits: Limits
     shared: bool
+    max_per_key: int = 64
+    """Workspaces one key may have (CEREBRUM_WORKSPACE_MAX_PER_KEY): a key cannot fill the
+    disk with names."""
     locks: dict[Path, asyncio.Lock] = attrs.field(factory=dict)
     parsing: asyncio.Semaphore = attrs.field(factory=lambda: asyncio.Semaphore(1))
     slots: Concurrency = attrs.field(factory=lambda: Concurrency(1, "workspace requests"))
@@ -97,6 +112,7 @@ class Workspaces:
                    Limits(config.workspace_max_files, config.workspace_max_file_bytes,
                           config.workspace_max_bytes),
                    config.workspace_shared,
+                   max_per_key=config.workspace_max_per_key,
                    slots=Concurrency(config.workspace_max_concurrent, "workspace requests"),
                    vector_settings=VectorSettings(config.workspace_embeddings_model,
                                                   config.workspace_embeddings_batch,
@@ -157,10 +173,21 @@ async def _in_thread(call: Callable[[], _T]) -> _T:
         return await asyncio.get_running_loop().run_in_executor(None, call)
     except Incomplete as exc:
         raise Conflict(f"{exc}: {', '.join(exc.missing[:5])}", param="files") from None
+    except NoUpdate as exc:
+        raise Conflict(str(exc), param="update") from None
+    except _TooMany as exc:
+        raise Conflict(str(exc), param="name") from None
+    except Gone as exc:
+        raise NotFound(str(exc), param="workspace") from None
     except InvalidPath as exc:
         raise BadRequest(str(exc), param="path") from None
     except WorkspaceError as exc:
         raise BadRequest(str(exc), param="files") from None
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc):
+            raise
+        # Another process holds the file (SQLite waited 30 s for it): not this client's fault.
+        raise Unavailable("the workspace is busy; try again", retry_after=5) from None
 
 
 def _status(store: WorkspaceStore, vectors_on: bool) -> dict[str, Any]:
@@ -181,15 +208,28 @@ def _files(body: Mapping[str, Any]) -> list[Any]:
     return files
 
 
+def _update(body: Mapping[str, Any]) -> str | None:
+    """The update token ``begin`` answered with, if the client sends it (older ones do not)."""
+    update = body.get("update")
+    if update is not None and not isinstance(update, str):
+        raise BadRequest("'update' must be the string that begin answered with", param="update")
+    return update
+
+
 async def list_all(request: web.Request) -> web.Response:
     """``GET /v1/workspaces``: this key's workspaces."""
     workspaces = request.app[WORKSPACES]
     owner = workspaces.owner(request)
 
     def read() -> list[dict[str, Any]]:
-        names = list_workspaces(workspaces.root, owner)
-        return [_status(WorkspaceStore.open(workspace_path(workspaces.root, owner, n), n),
-                        workspaces.vectors is not None) for n in names]
+        answer = []
+        for name in list_workspaces(workspaces.root, owner):
+            try:
+                store = WorkspaceStore.open(workspace_path(workspaces.root, owner, name), name)
+                answer.append(_status(store, workspaces.vectors is not None))
+            except Gone:
+                continue  # deleted since the directory was read
+        return answer
 
     return web.json_response({"object": "list", "data": await _in_thread(read)})
 
@@ -218,7 +258,8 @@ async def begin(request: web.Request) -> web.Response:
     entries = []
     for position, item in enumerate(_files(await _body(request))):
         if not (isinstance(item, dict) and isinstance(item.get("path"), str)
-                and isinstance(item.get("sha256"), str) and len(item["sha256"]) == 64
+                and isinstance(item.get("sha256"), str)
+                and _SHA256_RE.fullmatch(item["sha256"])
                 and isinstance(item.get("size"), int) and not isinstance(item["size"], bool)
                 and item["size"] >= 0):
             raise BadRequest(f"files[{position}] must be {{\"path\": str, \"sha256\": 64 hex "
@@ -226,10 +267,17 @@ async def begin(request: web.Request) -> web.Response:
         entries.append(ManifestEntry(item["path"], item["sha256"].lower(), item["size"]))
     async with workspaces.lock(path):
         def run() -> dict[str, Any]:
+            # Checked before anything is made: a refused begin leaves no workspace behind.
+            WorkspaceStore.check_manifest(entries, workspaces.limits)
+            if not path.is_file():
+                owner = workspaces.owner(request)
+                if len(list_workspaces(workspaces.root, owner)) >= workspaces.max_per_key:
+                    raise _TooMany(workspaces.max_per_key)
             store = WorkspaceStore.create(path, name, workspaces.limits)
             plan = store.begin(entries)
             return {"object": "workspace.plan", "name": name, "need": list(plan.need),
-                    "unchanged": plan.unchanged, "removed": plan.removed}
+                    "unchanged": plan.unchanged, "removed": plan.removed,
+                    "update": plan.update}
 
         return web.json_response(await _in_thread(run))
 
@@ -238,9 +286,12 @@ async def upload(request: web.Request) -> web.Response:
     """``POST /v1/workspaces/{name}/files``: parse and stage one batch (never served until
     commit)."""
     workspaces = request.app[WORKSPACES]
-    store = workspaces.existing(request, request.match_info["name"])
+    name = request.match_info["name"]
+    path = workspaces.path(request, name)
+    body = await _body(request)
+    update = _update(body)
     batch: list[tuple[str, bytes]] = []
-    for position, item in enumerate(_files(await _body(request))):
+    for position, item in enumerate(_files(body)):
         if not (isinstance(item, dict) and isinstance(item.get("path"), str)
                 and isinstance(item.get("content"), str)):
             raise BadRequest(f"files[{position}] must be {{\"path\": str, \"content\": str}}",
@@ -251,8 +302,10 @@ async def upload(request: web.Request) -> web.Response:
             raise BadRequest(f"files[{position}]: content is not valid Unicode",
                              param=f"files[{position}].content") from None
         batch.append((item["path"], content))
-    async with workspaces.lock(store.path), workspaces.parsing:
-        result = await _in_thread(functools.partial(store.stage, batch))
+    async with workspaces.lock(path), workspaces.parsing:
+        # Looked up under the lock: a delete that came first has finished.
+        store = workspaces.existing(request, name)
+        result = await _in_thread(functools.partial(store.stage, batch, update))
     return web.json_response({"object": "workspace.staged", "files": result.files,
                               "units": result.units})
 
@@ -260,9 +313,12 @@ async def upload(request: web.Request) -> web.Response:
 async def commit(request: web.Request) -> web.Response:
     """``POST /v1/workspaces/{name}/commit``: the update goes live in one transaction."""
     workspaces = request.app[WORKSPACES]
-    store = workspaces.existing(request, request.match_info["name"])
-    async with workspaces.lock(store.path):
-        result = await _in_thread(store.commit)
+    name = request.match_info["name"]
+    path = workspaces.path(request, name)
+    update = _update(await _body(request)) if request.can_read_body else None
+    async with workspaces.lock(path):
+        store = workspaces.existing(request, name)
+        result = await _in_thread(functools.partial(store.commit, update))
         if workspaces.vectors is not None:
             workspaces.vectors.fill(store)  # in the background: the commit does not wait
         status = await _in_thread(functools.partial(_status, store,
@@ -273,8 +329,9 @@ async def commit(request: web.Request) -> web.Response:
 async def delete(request: web.Request) -> web.Response:
     """``DELETE /v1/workspaces/{name}``."""
     workspaces = request.app[WORKSPACES]
-    store = workspaces.existing(request, request.match_info["name"])
-    async with workspaces.lock(store.path):
+    name = request.match_info["name"]
+    async with workspaces.lock(workspaces.path(request, name)):
+        store = workspaces.existing(request, name)
         if workspaces.vectors is not None:
             await workspaces.vectors.stop(store.path)
         await _in_thread(functools.partial(delete_workspace, store.path))
@@ -322,7 +379,7 @@ def retriever_for(request: web.Request, body: Mapping[str, Any]) -> Retriever | 
         try:
             result = retrieve(store, question, budget,
                               question_vector=embed(question) if embed else None)
-        except (sqlite3.Error, WorkspaceError, OSError):
+        except Exception:  # a bug included: the promise above holds whatever failed
             _LOGGER.exception("retrieval from workspace %s failed; answering without it", name)
             return Retrieved("", 0, budget, (), 0)
         _LOGGER.info("retrieved %d units (%d tokens of %d) from workspace %s in %.1f ms",

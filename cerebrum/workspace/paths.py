@@ -25,6 +25,10 @@ class InvalidPath(ValueError):
     """A workspace name or file path a client may not use; the message says why."""
 
 
+_UNSEEN = frozenset({"Cc", "Cf", "Zl", "Zp"})
+"""Unicode categories refused in paths: control, format, line and paragraph separators."""
+
+
 def check_name(name: object) -> str:
     """Return ``name`` if it is a valid workspace name (letters, digits, ``._-``), else raise."""
     if not isinstance(name, str) or not name:
@@ -54,8 +58,11 @@ def check_path(path: object) -> str:
         raise InvalidPath("a file path is a non-empty string")
     if len(path) > MAX_PATH_CHARS:
         raise InvalidPath(f"a file path has at most {MAX_PATH_CHARS} characters")
-    if any(unicodedata.category(ch) == "Cc" for ch in path):
-        raise InvalidPath("a file path may not contain control characters")
+    if any(unicodedata.category(ch) in _UNSEEN for ch in path):
+        # Format characters (U+202E's reversed text, zero-width spaces) and line
+        # separators would make a path read as something else in the model's context.
+        raise InvalidPath("a file path may not contain control or invisible formatting "
+                          "characters")
     if "\\" in path:
         raise InvalidPath("a file path uses '/' (no backslashes)")
     if path.startswith("/") or re.match(r"[A-Za-z]:", path):

@@ -114,6 +114,8 @@ _SIGNATURE_CHARS = 120
 
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _CAMEL_RE = re.compile(r"[a-z0-9][A-Z]|[A-Z]{2,}[a-z]")
+MAX_FRAMES_EACH_END = 20
+"""Traceback frames read from each end of a question with more."""
 _BACKTICK_RE = re.compile(r"`([^`\n]{1,200})`")
 _PY_FRAME_RE = re.compile(r'File "([^"\n]+)", line (\d+)(?:, in ([A-Za-z_<][\w<>.]*))?')
 _JS_FRAME_RE = re.compile(r"\bat (?:([\w$.<>]+) )?\(?([^\s():]+\.[A-Za-z]+):(\d+)(?::\d+)?\)?")
@@ -237,8 +239,12 @@ def analyse(question: str) -> Query:
     names: set[str] = set()
     qualified: set[tuple[str, str]] = set()
     plain: set[str] = set()
-    quoted = {m.group(1) for m in _BACKTICK_RE.finditer(question)}
-    called = set(re.findall(r"([A-Za-z_]\w*)\(", question))
+    # Linear in the question's length, whatever it holds (a client may send any text):
+    # the identifiers inside backticks as one set, and calls from a word's start only
+    # (without the boundary a long run of letters is tried from each of its letters).
+    quoted = {part for m in _BACKTICK_RE.finditer(question)
+              for identifier in _IDENT_RE.findall(m.group(1)) for part in identifier.split(".")}
+    called = set(re.findall(r"\b([A-Za-z_]\w*)\(", question))
     for identifier in _IDENT_RE.findall(question):
         parts = identifier.split(".")
         if len(parts) > 1 and not re.fullmatch(r"[\w/-]+\.(py|js|ts|rs|go|java|c|h|cpp|sh|md)",
@@ -249,14 +255,13 @@ def analyse(question: str) -> Query:
         for part in parts:
             if len(part) < 2 or part.lower() in STOPWORDS:
                 continue
-            in_quotes = any(part in q for q in quoted)
-            if _is_code_like(part) or in_quotes or part in called:
+            if _is_code_like(part) or part in quoted or part in called:
                 names.add(part)
             else:
                 plain.add(part)
-    frames = [Frame(m.group(1), int(m.group(2)), m.group(3))
+    frames = [Frame(m.group(1), _line_number(m.group(2)), m.group(3))
               for m in _PY_FRAME_RE.finditer(question)]
-    frames += [Frame(m.group(2), int(m.group(3)), m.group(1))
+    frames += [Frame(m.group(2), _line_number(m.group(3)), m.group(1))
                for m in _JS_FRAME_RE.finditer(question)]
     for frame in frames:
         if frame.function and not frame.function.startswith("<"):
@@ -267,11 +272,13 @@ def analyse(question: str) -> Query:
         if path not in paths:
             paths.append(path)
         if match.group(2) and not any(f.path.endswith(path) for f in frames):
-            frames.append(Frame(path, int(match.group(2))))
+            frames.append(Frame(path, _line_number(match.group(2))))
     terms: list[str] = []
+    seen: set[str] = set()  # beside the list: a membership test in the list is quadratic
     for word in words(question):
-        if word not in _STOP_STEMS and len(word) > 2 and word not in terms:
+        if word not in _STOP_STEMS and len(word) > 2 and word not in seen:
             terms.append(word)
+            seen.add(word)
     # "content length" in prose is content_length in code, which is indexed
     # joined too ("contentlength"): adjacent prose words are tried joined.
     # Words that are stopwords in prose but parts of names ("line statements":
@@ -281,8 +288,9 @@ def analyse(question: str) -> Query:
     for first, second in itertools.pairwise(prose):
         if _joinable(first) and _joinable(second):
             for joined in (first + second, first + _stem(second)):
-                if joined not in terms:
+                if joined not in seen:
                     terms.append(joined)
+                    seen.add(joined)
     all_words = set(re.findall(r"[a-z]+", question.lower()))
     spoken = set(words(question)) | {a + b for a, b in itertools.pairwise(prose)}
     spoken |= {a + _stem(b) for a, b in itertools.pairwise(prose)}
@@ -292,6 +300,12 @@ def analyse(question: str) -> Query:
     return Query(tuple(terms[:MAX_TERMS]), frozenset(names), frozenset(qualified),
                  frozenset(plain - names), tuple(frames), tuple(paths),
                  bool(all_words & _TEST_WORDS), frozenset(spoken))
+
+
+def _line_number(digits: str) -> int:
+    """A line number as printed; an absurd one (more digits than any file has lines,
+    more than SQLite's integers hold) is read as "past the end"."""
+    return int(digits) if len(digits) <= 9 else 10**9
 
 
 def _joinable(word: str) -> bool:
@@ -725,7 +739,12 @@ def rank_units(store: WorkspaceStore, question: str, *, expansion: float = 0.0,
             if unit_id not in named or name in query.names:
                 named[unit_id] = name
     traced: dict[int, int] = {}
-    for position, frame in enumerate(reversed(query.frames)):
+    frames = query.frames
+    if len(frames) > 2 * MAX_FRAMES_EACH_END:
+        # Each frame costs reads: a huge paste keeps both ends (innermost first in
+        # Java and JavaScript, last in Python), the middle says least.
+        frames = frames[:MAX_FRAMES_EACH_END] + frames[-MAX_FRAMES_EACH_END:]
+    for position, frame in enumerate(reversed(frames)):
         for unit_id in _frame_units(store, frame):
             traced.setdefault(unit_id, position)
     in_files: list[int] = []

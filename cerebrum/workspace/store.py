@@ -13,6 +13,14 @@ and a re-run finishes the job:
    live versions, live files missing from the manifest are dropped, the
    manifest is cleared. It refuses while a manifest file is still missing.
 
+Each ``begin`` opens a new *update* (a token it answers with): ``stage`` and
+``commit`` refuse where no update is open, and, given the token, where
+another ``begin`` has replaced theirs since, so a retried commit cannot drop
+every file, and two clients updating one workspace at once cannot publish
+each other's half-finished work. Connections never create the file (only
+:meth:`WorkspaceStore.create` does), so a workspace deleted while a request
+was in flight is reported gone, not made again empty.
+
 WAL lets retrieval read while an update writes. Connections are opened per
 operation (cheap, and safe across the orchestrator's worker threads).
 Inserts are batched per uploaded batch, so memory stays bounded by one batch
@@ -27,6 +35,7 @@ import logging
 import os
 import sqlite3
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -100,6 +109,14 @@ class WorkspaceError(Exception):
     """A request the store cannot carry out; the message says why (a 4xx, not a bug)."""
 
 
+class Gone(WorkspaceError):
+    """The workspace's file is not there (deleted, maybe while this request ran)."""
+
+
+class NoUpdate(WorkspaceError):
+    """Staging or committing with no update open, or after another ``begin`` replaced it."""
+
+
 class Incomplete(WorkspaceError):
     """Commit refused: manifest files are still missing."""
 
@@ -149,6 +166,8 @@ class Plan:
     need: tuple[str, ...]
     unchanged: int
     removed: int
+    update: str
+    """The update this ``begin`` opened: ``stage`` and ``commit`` may name it."""
 
 
 @attrs.frozen
@@ -244,11 +263,12 @@ class WorkspaceStore:
         """Open the workspace, making its file and schema if new."""
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         store = cls(path, name, limits)
-        with store._connect() as db:
+        with store._connect(create=True) as db:
             db.executescript(_SCHEMA)
             version = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
             if version is None:
-                db.execute("INSERT INTO meta VALUES ('schema', ?), ('generation', '0')",
+                # OR IGNORE: two first requests may create one workspace at once.
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?), ('generation', '0')",
                            (SCHEMA_VERSION,))
             elif version[0] in _MIGRATES_FROM:
                 # The script above made the new tables; nothing else changed.
@@ -267,7 +287,10 @@ class WorkspaceStore:
         (a read when it is not)."""
         store = cls(path, name, limits)
         with store._connect() as db:
-            row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            try:
+                row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            except sqlite3.OperationalError:  # no schema yet: a create cut short by a crash
+                row = None
         return store if row is not None and row[0] == SCHEMA_VERSION else cls.create(
             path, name, limits)
 
@@ -282,11 +305,17 @@ class WorkspaceStore:
                 self._reader = None
 
     @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _connect(self, create: bool = False) -> Iterator[sqlite3.Connection]:
         if self._reader is not None:
             yield self._reader
             return
-        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        uri = f"file:{urllib.parse.quote(str(self.path))}?mode={'rwc' if create else 'rw'}"
+        try:
+            db = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
+        except sqlite3.OperationalError:
+            if self.path.exists():
+                raise
+            raise Gone(f"there is no workspace '{self.name}' (any more)") from None
         try:
             db.execute("PRAGMA journal_mode = WAL")
             # NORMAL in WAL mode: a power cut may lose the last commit, never corrupt.
@@ -309,14 +338,15 @@ class WorkspaceStore:
 
     # --- updating ---------------------------------------------------------
 
-    def begin(self, manifest: Sequence[ManifestEntry]) -> Plan:
-        """Record the repository's manifest; answer which files must be uploaded."""
-        if len(manifest) > self.limits.max_files:
-            raise WorkspaceError(f"a workspace holds at most {self.limits.max_files} files; "
+    @staticmethod
+    def check_manifest(manifest: Sequence[ManifestEntry], limits: Limits) -> None:
+        """Raise unless ``manifest`` is one this store would take (before anything is made)."""
+        if len(manifest) > limits.max_files:
+            raise WorkspaceError(f"a workspace holds at most {limits.max_files} files; "
                                  f"the manifest lists {len(manifest)}")
         total = sum(entry.size for entry in manifest)
-        if total > self.limits.max_total_bytes:
-            raise WorkspaceError(f"a workspace holds at most {self.limits.max_total_bytes} bytes; "
+        if total > limits.max_total_bytes:
+            raise WorkspaceError(f"a workspace holds at most {limits.max_total_bytes} bytes; "
                                  f"the manifest adds up to {total}")
         seen: set[str] = set()
         for entry in manifest:
@@ -324,10 +354,16 @@ class WorkspaceStore:
             if entry.path in seen:
                 raise WorkspaceError(f"the manifest lists {entry.path} twice")
             seen.add(entry.path)
-            if entry.size > self.limits.max_file_bytes:
-                raise WorkspaceError(f"{entry.path} is larger than "
-                                     f"{self.limits.max_file_bytes} bytes")
+            if entry.size > limits.max_file_bytes:
+                raise WorkspaceError(f"{entry.path} is larger than {limits.max_file_bytes} bytes")
+
+    def begin(self, manifest: Sequence[ManifestEntry]) -> Plan:
+        """Record the repository's manifest, opening a new update (any earlier one is
+        replaced); answer which files must be uploaded."""
+        self.check_manifest(manifest, self.limits)
+        update = uuid.uuid4().hex
         with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('update', ?)", (update,))
             db.execute("DELETE FROM manifest")
             db.executemany("INSERT INTO manifest VALUES (?, ?, ?)",
                            ((e.path, e.sha256, e.size) for e in manifest))
@@ -343,13 +379,28 @@ class WorkspaceStore:
             removed = db.execute(
                 "SELECT count(*) FROM file f WHERE f.live = 1 AND NOT EXISTS ("
                 "SELECT 1 FROM manifest m WHERE m.path = f.path)").fetchone()[0]
-        return Plan(tuple(need), len(manifest) - len(need), removed)
+        return Plan(tuple(need), len(manifest) - len(need), removed, update)
 
-    def stage(self, files: Iterable[tuple[str, bytes]]) -> StageResult:
+    @staticmethod
+    def _check_update(db: sqlite3.Connection, update: str | None) -> None:
+        """Raise :class:`NoUpdate` unless an update is open (and is ``update``, if named)."""
+        row = db.execute("SELECT value FROM meta WHERE key = 'update'").fetchone()
+        if row is None:
+            raise NoUpdate("no update is in progress: begin one first")
+        if update is not None and update != row[0]:
+            raise NoUpdate("another update of this workspace began since this one; "
+                           "begin again")
+
+    def stage(self, files: Iterable[tuple[str, bytes]], update: str | None = None) -> StageResult:
         """Parse and stage a batch of ``(path, content)``; each must match the manifest."""
         rows: list[tuple[str, str, int, str | None, list]] = []
+        seen: set[str] = set()
         with self._connect() as db:
+            self._check_update(db, update)
             for path, content in files:
+                if path in seen:
+                    raise WorkspaceError(f"{path} is in this batch twice")
+                seen.add(path)
                 expected = db.execute("SELECT sha256, size FROM manifest WHERE path = ?",
                                       (path,)).fetchone()
                 if expected is None:
@@ -365,6 +416,7 @@ class WorkspaceStore:
                              extracted.language if extracted else None, units))
         units_total = 0
         with self._write() as db:
+            self._check_update(db, update)  # again: a begin may have come while parsing
             for path, digest, size, language, units in rows:
                 old = [r[0] for r in db.execute(
                     "SELECT id FROM file WHERE path = ? AND live = 0", (path,))]
@@ -392,9 +444,11 @@ class WorkspaceStore:
                 units_total += len(units)
         return StageResult(len(rows), units_total)
 
-    def commit(self) -> CommitResult:
-        """Make the staged files live and drop the removed ones, atomically."""
+    def commit(self, update: str | None = None) -> CommitResult:
+        """Make the staged files live and drop the removed ones, atomically; this closes
+        the update."""
         with self._write() as db:
+            self._check_update(db, update)
             missing = [row[0] for row in db.execute(
                 "SELECT m.path FROM manifest m WHERE NOT EXISTS ("
                 "SELECT 1 FROM file f WHERE f.path = m.path AND f.sha256 = m.sha256) "
@@ -411,6 +465,7 @@ class WorkspaceStore:
             self._drop_files(db, replaced + gone)
             changed = db.execute("UPDATE file SET live = 1 WHERE live = 0").rowcount
             db.execute("DELETE FROM manifest")
+            db.execute("DELETE FROM meta WHERE key = 'update'")
             generation = int(db.execute(
                 "SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]) + 1
             db.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(generation),))

@@ -117,7 +117,8 @@ async def test_bad_paths_names_and_sizes_are_clear_400s(
     await upload(client, "demo", {"a.py": "x = 1\n"})
     after = await client.post("/v1/workspaces/demo/files", headers=KEY_A, json={
         "files": [{"path": "a.py", "content": "x = 1\n"}]})
-    assert after.status == 400 and "not in the manifest" in (await after.json())["error"]["message"]
+    # The commit closed the update: nothing may be staged until the next begin.
+    assert after.status == 409 and "begin one first" in (await after.json())["error"]["message"]
     await client.post("/v1/workspaces/demo/begin", headers=KEY_A, json={
         "files": [{"path": "a.py", "sha256": sha256_hex(b"x = 3\n"), "size": 6}]})
     wrong = await client.post("/v1/workspaces/demo/files", headers=KEY_A, json={
