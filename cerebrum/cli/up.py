@@ -32,7 +32,7 @@ import attrs
 from cerebrum.cli.errors import EXIT_OK, CliError, UsageError
 from cerebrum.cli.keygen import new_key
 from cerebrum.cli.render import Output
-from cerebrum.cli.running import record_path, remove_record, write_record
+from cerebrum.cli.running import read_record, record_path, remove_record, write_record
 from cerebrum.cli.serve import module_argv, module_env
 from cerebrum.config import read_dotenv
 
@@ -206,6 +206,12 @@ def add_parser(commands: argparse._SubParsersAction, *, parents: list[argparse.A
 def run(args: argparse.Namespace) -> int:
     err = Output(sys.stderr)
     host = "127.0.0.1"
+    running = read_record(args.env_file)
+    if running is not None:
+        # A second pair would replace the first's record (and remove it when it
+        # stopped), and the other commands would lose the first.
+        raise UsageError(f"Cerebrum is already up with {args.env_file} (process {running.pid}, "
+                         f"orchestrator {running.url}): use it, or stop it first.")
     for port in (args.port, args.backend_port):
         if _port_taken(host, port):
             raise UsageError(f"Port {port} on {host} is already in use: is Cerebrum already "

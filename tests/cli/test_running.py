@@ -93,3 +93,17 @@ def test_services_start_from_this_same_package() -> None:
     env = module_env({"PYTHONPATH": os.pathsep.join(["/elsewhere", home]), "X": "1"})
     assert env["PYTHONPATH"].split(os.pathsep) == [home, "/elsewhere"] and env["X"] == "1"
     assert module_env({})["PYTHONPATH"] == home
+
+
+def test_a_second_up_with_the_same_env_is_refused_before_it_starts_anything(
+        tmp_path: Path, capsys) -> None:
+    from cerebrum.cli.main import main
+
+    env_file = tmp_path / ".env"
+    # This test's own process stands in for a live `up`.
+    write_record(env_file, "http://127.0.0.1:17000", "http://127.0.0.1:19000")
+    code = main(["up", "--no-repl", "--env-file", str(env_file)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "already up" in err and "http://127.0.0.1:17000" in err
+    assert read_record(env_file) is not None  # the first one's record is untouched
