@@ -122,8 +122,8 @@ def load_config(cls: type[_T], environ: Mapping[str, str], **overrides: Any) -> 
     except cattrs.BaseValidationError as exc:
         problems = []
         for field, error in validation_problems(exc):
-            name = env_name(field) if field else "?"
-            problems.append(f"{name}: {error}")
+            # Without a field (a check across fields), the message names its variables.
+            problems.append(f"{env_name(field)}: {error}" if field else str(error))
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid configuration: {exc}") from None

@@ -77,6 +77,8 @@ def summary(stream: ChatStream, optimize: bool = True) -> str:
     """The one-line figures after an answer."""
     ttft = f"{stream.ttft_s:.2f} s" if stream.ttft_s is not None else "n/a"
     rate = f"{stream.tokens_per_s:.1f} tok/s" if stream.tokens_per_s is not None else "n/a tok/s"
+    # An answer cut by max_tokens reads like a whole one unless the line says so.
+    cut = ", stopped at the limit" if stream.finish_reason == "length" else ""
     return (f"request {stream.request_id} · {stream.model or 'unknown model'} · "
-            f"{stream.tokens} tokens · first token {ttft} · {rate} · "
+            f"{stream.tokens} tokens{cut} · first token {ttft} · {rate} · "
             f"prompt reduction {prompt_reduction(stream.headers, optimize)}")

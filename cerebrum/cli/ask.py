@@ -77,7 +77,8 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
                         help="draw on this repository: index it (only changed files travel), "
                              "then retrieve the code each question is about")
     parser.add_argument("--workspace", metavar="NAME",
-                        help="with --repo: the workspace name (default: the directory's name)")
+                        help="with --repo: the workspace name (default: the directory's name); "
+                             "alone: draw on this workspace as it was last indexed")
 
 
 def generation_fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -106,9 +107,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def with_repo(client: Client, args: argparse.Namespace, err: Output) -> dict[str, Any]:
-    """With ``--repo``: bring its workspace up to date; the body fields that retrieve from it."""
+    """With ``--repo``: bring its workspace up to date; the body fields that retrieve from it.
+
+    ``--workspace`` alone names one indexed earlier (maybe from another machine): it is
+    used as it is, and the orchestrator answers 404 if this key has none of that name."""
     if args.repo is None:
-        return {}
+        return {"cerebrum": {"workspace": args.workspace}} if args.workspace else {}
     from cerebrum.cli import index  # deferred: only --repo needs it
 
     root = index.repo_root(args.repo)

@@ -52,3 +52,12 @@ class Overloaded(CliError):
 
 class RequestFailed(CliError):
     exit_code = EXIT_ERROR
+
+
+def orchestrator_only(exc: RequestFailed, url: str, route: str) -> RequestFailed:
+    """``exc``, or, where the service has no ``route`` at all (a backend, another OpenAI
+    server), a sentence that says where to point ``--url`` instead."""
+    if "no route" in exc.message or "Not Found" in exc.message:
+        return RequestFailed(f"The service at {url} has no {route}: point --url at the "
+                             "orchestrator, not at a backend.")
+    return exc

@@ -28,7 +28,13 @@ from typing import Any
 import attrs
 
 from cerebrum.cli.client import Client
-from cerebrum.cli.errors import EXIT_OK, Overloaded, RequestFailed, UsageError
+from cerebrum.cli.errors import (
+    EXIT_OK,
+    Overloaded,
+    RequestFailed,
+    UsageError,
+    orchestrator_only,
+)
 from cerebrum.cli.render import Output
 from cerebrum.cli.settings import resolve
 from cerebrum.workspace.extract import language_for
@@ -227,7 +233,10 @@ async def sync(client: Client, root: Path, name: str, err: Output) -> Summary:
     started = time.perf_counter()
     found = await asyncio.to_thread(scan, root)
     manifest = [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in found.files]
-    plan = await _post(client, f"/v1/workspaces/{name}/begin", {"files": manifest})
+    try:
+        plan = await _post(client, f"/v1/workspaces/{name}/begin", {"files": manifest})
+    except RequestFailed as exc:
+        raise orchestrator_only(exc, client.url, "workspace API") from None
     need = [path for path in plan.get("need", []) if isinstance(path, str)]
     # Named in every later step: another client's begin meanwhile makes them refuse (409).
     update = {"update": plan["update"]} if isinstance(plan.get("update"), str) else {}

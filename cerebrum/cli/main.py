@@ -38,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cerebrum {__version__}")
     connection = argparse.ArgumentParser(add_help=False)
     connection.add_argument("--url", help="the orchestrator (default CEREBRUM_URL or "
-                                          "http://127.0.0.1:7000); any OpenAI-compatible "
-                                          "server works, the backend included")
+                                          "http://127.0.0.1:7000); ask and chat work with "
+                                          "any OpenAI-compatible server, the backend included")
     connection.add_argument("--env-file", type=Path, default=Path(".env"), metavar="FILE",
                             help="KEY=VALUE settings read under the environment (default .env)")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)

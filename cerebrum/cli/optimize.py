@@ -13,7 +13,7 @@ from typing import Any
 
 from cerebrum.cli.ask import add_prompt_arguments, compose, read_file
 from cerebrum.cli.client import Client
-from cerebrum.cli.errors import EXIT_OK, RequestFailed, UsageError
+from cerebrum.cli.errors import EXIT_OK, RequestFailed, UsageError, orchestrator_only
 from cerebrum.cli.render import Output, is_terminal
 from cerebrum.cli.settings import resolve
 
@@ -66,12 +66,7 @@ async def _optimize(url: str, key: str | None, body: dict[str, Any]) -> dict[str
         try:
             result, _ = await client.post_json("/v1/optimize", body)
         except RequestFailed as exc:
-            if "no route" in exc.message or "Not Found" in exc.message:
-                raise RequestFailed(
-                    f"The service at {url} has no /v1/optimize: point --url at the "
-                    "orchestrator, not at a backend."
-                ) from None
-            raise
+            raise orchestrator_only(exc, url, "/v1/optimize") from None
     if not isinstance(result, dict):
         raise RequestFailed(f"The service at {url} gave an unexpected answer to /v1/optimize.")
     return result

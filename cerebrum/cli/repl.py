@@ -75,23 +75,27 @@ class Conversation:
     def answered(self, text: str) -> None:
         self.messages.append({"role": "assistant", "content": text})
 
-    def _model_command(self, arg: str, out: Output, models: Sequence[str] | None) -> None:
+    def _model_command(self, arg: str, out: Output, models: Sequence[str] | None,
+                       err: Output) -> None:
         available = "" if models is None else f" (the service has: {', '.join(models) or 'none'})"
         if arg and arg != "default" and models is not None and arg not in models:
             # Refused now rather than failing on the next message.
-            out.line(f"unknown model {arg!r}; kept {self.model or 'the service default'}"
+            err.line(f"unknown model {arg!r}; kept {self.model or 'the service default'}"
                      f"{available}")
             return
         if arg:
             self.model = None if arg == "default" else arg
         out.line(out.dim(f"model: {self.model or 'the service default'}{available}"))
 
-    def command(self, line: str, out: Output, models: Sequence[str] | None = None) -> bool:
+    def command(self, line: str, out: Output, models: Sequence[str] | None = None,
+                err: Output | None = None) -> bool:
         """Run a /command; False means leave the REPL.
 
         ``models``: the service's model names, to check ``/model NAME`` against
-        (None: not known, so not checked).
+        (None: not known, so not checked). What went wrong goes to ``err`` (stderr in
+        the REPL, as every error of the CLI's), the rest to ``out``.
         """
+        err = err or out
         name, _, arg = line[1:].strip().partition(" ")
         arg = arg.strip()
         if name in ("quit", "exit", "q"):
@@ -99,30 +103,30 @@ class Conversation:
         if name == "help":
             out.line(HELP)
         elif name == "model":
-            self._model_command(arg, out, models)
+            self._model_command(arg, out, models, err)
         elif name == "optimize":
             if arg not in ("on", "off", ""):
-                out.line("usage: /optimize on|off")
+                err.line("usage: /optimize on|off")
             else:
                 if arg:
                     self.optimize = arg == "on"
                 out.line(out.dim(f"optimisation: {'on' if self.optimize else 'off'}"))
         elif name == "file":
             if not arg:
-                out.line("usage: /file PATH")
+                err.line("usage: /file PATH")
             else:
                 try:
                     path = Path(arg).expanduser()
                     self.attachments.append((arg, read_file(path)))
                     out.line(out.dim(f"attached {arg} to your next message"))
                 except CliError as exc:
-                    out.line(exc.message)
+                    err.line(exc.message)
         elif name == "reset":
             self.messages.clear()
             self.attachments.clear()
             out.line(out.dim("conversation cleared"))
         else:
-            out.line(f"unknown command /{name}; /help lists them")
+            err.line(f"unknown command /{name}; /help lists them")
         return True
 
 
@@ -156,8 +160,9 @@ async def chat(url: str, key: str | None, conversation: Conversation, *,
     read_line = _prompt_reader(history) if interactive else _plain_reader()
     async with Client(url, key) as client:
         await _check_reachable(client)
-        if args is not None and getattr(args, "repo", None) is not None:
-            # --repo: index first, then every question retrieves from it.
+        if args is not None:
+            # --repo: index first, then every question retrieves from it (--workspace
+            # alone: from that one as it is).
             conversation.fields.update(await with_repo(client, args, err))
         if interactive:
             out.line(out.dim(banner or f"Cerebrum chat with {url}. /help for commands; "
@@ -173,7 +178,7 @@ async def chat(url: str, key: str | None, conversation: Conversation, *,
                 continue
             if line.startswith("/"):
                 models = await _model_names(client, err) if _is_model_command(line) else None
-                if not conversation.command(line, out, models):
+                if not conversation.command(line, out, models, err):
                     break
                 continue
             await _answer(client, conversation, line, out, err)

@@ -26,6 +26,7 @@ from typing import Any
 
 import attrs
 
+from cerebrum.errors import BadRequest
 from cerebrum.openai_wire import AnyCompletionRequest, ChatCompletionRequest
 from cerebrum.prompt import DEFAULT_LANGUAGE_MODELS, optimize_messages, optimize_text, route_model
 from cerebrum.prompt.instruction import message_text
@@ -137,6 +138,29 @@ class Catalogue:
     @property
     def available(self) -> Collection[str]:
         return self.contexts.keys()
+
+
+OPTION_NAMES = ("optimize", "session", "workspace")
+"""What ``"cerebrum": {...}`` may hold."""
+
+
+def check_options(body: object) -> None:
+    """Refuse (400) an options object this service would not read whole: an unknown
+    option or an ``optimize`` that is not a boolean would otherwise be ignored silently
+    (``"optimize": "false"`` would leave optimisation on)."""
+    options = body.get(OPTIONS_FIELD) if isinstance(body, Mapping) else None
+    if options is None:
+        return
+    if not isinstance(options, Mapping):
+        raise BadRequest(f"'{OPTIONS_FIELD}' must be an object with any of "
+                         f"{', '.join(OPTION_NAMES)}", param=OPTIONS_FIELD)
+    for name in options:
+        if name not in OPTION_NAMES:
+            raise BadRequest(f"unknown option '{OPTIONS_FIELD}.{name}'; the options are "
+                             f"{', '.join(OPTION_NAMES)}", param=f"{OPTIONS_FIELD}.{name}")
+    if "optimize" in options and not isinstance(options["optimize"], bool):
+        raise BadRequest(f"'{OPTIONS_FIELD}.optimize' must be true or false",
+                         param=f"{OPTIONS_FIELD}.optimize")
 
 
 def wants_optimization(default: bool, headers: Mapping[str, str], body: Mapping[str, Any]) -> bool:

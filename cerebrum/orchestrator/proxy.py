@@ -39,6 +39,7 @@ from cerebrum.orchestrator.metrics import ORCHESTRATOR_METRICS
 from cerebrum.orchestrator.preparation import (
     Catalogue,
     PreparedRequest,
+    check_options,
     prepare_request,
     prompt_chars,
     wants_optimization,
@@ -138,6 +139,7 @@ async def prepare_and_fit(request: web.Request, body: Any, parsed: AnyCompletion
 
     ``optimize`` overrides the configured default and the request's opt-out.
     """
+    check_options(body)
     state = request.app[ORCHESTRATOR]
     upstream = request.app[UPSTREAM]
     await _check_model(upstream, parsed.model)

@@ -110,7 +110,8 @@ def test_ask_streams_a_plain_answer_and_one_summary_line(home: Path,
     summary = result.stderr.strip().splitlines()
     assert len(summary) == 1, result.stderr
     assert re.fullmatch(
-        r"request [0-9a-f]{32} · smollm2-135m · 8 tokens · first token \d+\.\d\d s · "
+        r"request [0-9a-f]{32} · smollm2-135m · 8 tokens, stopped at the limit · "
+        r"first token \d+\.\d\d s · "
         r"(\d+\.\d|n/a) tok/s · prompt reduction n/a", summary[0]), summary[0]
     assert "completion ok" in backend.log_text()
 
@@ -185,9 +186,10 @@ def test_chat_reads_one_message_per_line_when_piped(home: Path, backend: Running
     assert "optimisation: off" in result.stdout
     assert "model: the service default (the service has: smollm2-135m)" in result.stdout
     # Checked against /v1/models at once, not failing on the next message.
-    assert "unknown model 'no-such-model'; kept the service default" in result.stdout
+    # What went wrong is on stderr, with every other error of the CLI's.
+    assert "unknown model 'no-such-model'; kept the service default" in result.stderr
     assert "model: smollm2-135m (the service has: smollm2-135m)" in result.stdout
-    assert "unknown command /nonsense" in result.stdout
-    assert re.search(r"request [0-9a-f]{32} · smollm2-135m · 3 tokens .* reduction off",
+    assert "unknown command /nonsense" in result.stderr
+    assert re.search(r"request [0-9a-f]{32} · smollm2-135m · 3 tokens.* reduction off",
                      result.stderr), result.stderr
     assert not ESCAPE.search(result.stdout + result.stderr)

@@ -39,3 +39,15 @@ def test_help_says_what_model_with_and_without_a_name_does() -> None:
     assert "/model               show the model in use and those the service has" in HELP
     assert "/model NAME          use NAME from the next message on" in HELP
     assert "/model default: the service's choice" in HELP
+
+
+def test_what_went_wrong_goes_to_stderr_and_the_rest_to_stdout() -> None:
+    chat = Conversation(None, True, {})
+    for line in ("/model nonexistent", "/file /no/such/file.py", "/bogus", "/optimize maybe",
+                 "/file"):
+        out, err = io.StringIO(), io.StringIO()
+        assert chat.command(line, Output(out), ["smollm2-135m"], Output(err)) is True
+        assert out.getvalue() == "" and err.getvalue(), line
+    out, err = io.StringIO(), io.StringIO()
+    chat.command("/reset", Output(out), None, Output(err))
+    assert "conversation cleared" in out.getvalue() and err.getvalue() == ""

@@ -111,6 +111,15 @@ def test_index_failures_are_sentences(home: Path) -> None:
 
 
 @pytest.mark.model
+def test_index_against_a_backend_says_where_to_point_it(home: Path,
+                                                         backend: RunningService) -> None:
+    result = run_cli("index", str(write_repo(home / "at-backend")), cwd=home,
+                     env=env_for(home, backend.url))
+    assert result.returncode == 1, result.stderr
+    assert "has no workspace API: point --url at the orchestrator" in result.stderr
+
+
+@pytest.mark.model
 def test_ask_and_chat_with_repo_draw_on_the_repository(
         home: Path, orchestrator: RunningService) -> None:
     repo = git_repo(home / "ask-repo")
@@ -130,6 +139,15 @@ def test_ask_and_chat_with_repo_draw_on_the_repository(
     # Nothing changed since ask: nothing was sent, so no indexing line.
     assert "workspace ask-repo" not in chat.stderr
     assert re.search(r"request [0-9a-f]{32}", chat.stderr), chat.stderr
+    # By name alone, from anywhere: the workspace as last indexed; a name this key
+    # does not have is a sentence, not a question silently asked without it.
+    retrievals = orchestrator.log_text().count("from workspace ask-repo")
+    named = run_cli("ask", "--workspace", "ask-repo", "What does slugify do?", "--max-tokens",
+                    "3", cwd=home, env=env)
+    assert named.returncode == 0, named.stderr
+    assert orchestrator.log_text().count("from workspace ask-repo") == retrievals + 1
+    unknown = run_cli("ask", "--workspace", "nosuch", "What does slugify do?", cwd=home, env=env)
+    assert unknown.returncode != 0 and "no workspace 'nosuch'" in unknown.stderr, unknown.stderr
 
 
 @pytest.mark.model

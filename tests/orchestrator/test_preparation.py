@@ -130,6 +130,26 @@ async def test_the_backend_gets_the_optimised_prompt_and_the_client_the_stats(
     assert stub.received[1].body["messages"][1]["content"] == BIG_PROMPT
 
 
+@pytest.mark.parametrize("options, param", [
+    ({"bogus": 1}, "cerebrum.bogus"),
+    ({"optimize": "false"}, "cerebrum.optimize"),  # a string: optimisation stayed on
+    ("workspace", "cerebrum"),
+])
+async def test_options_the_orchestrator_would_not_read_are_refused(
+        make_stub: MakeStub, make_orchestrator: MakeOrchestrator, options: object,
+        param: str) -> None:
+    stub, url = await make_stub()
+    client = await make_orchestrator(url)
+    for path in ("/v1/chat/completions", "/v1/optimize"):
+        response = await client.post(path, json=chat_body("Hi.", cerebrum=options))
+        assert response.status == 400, path
+        assert (await response.json())["error"]["param"] == param
+    assert stub.received == []
+    fine = await client.post("/v1/chat/completions",
+                             json=chat_body("Hi.", cerebrum={"optimize": False, "session": "s"}))
+    assert fine.status == 200
+
+
 async def test_optimize_dry_run(make_stub: MakeStub, make_orchestrator: MakeOrchestrator) -> None:
     stub, url = await make_stub()
     client = await make_orchestrator(url)
