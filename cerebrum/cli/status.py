@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from cerebrum.cli.client import Client, Service
-from cerebrum.cli.errors import EXIT_OK, EXIT_UNREACHABLE, CliError
+from cerebrum.cli.errors import EXIT_OK, EXIT_UNREACHABLE, AuthFailed, CliError
 from cerebrum.cli.render import Output
 from cerebrum.cli.settings import resolve
 
@@ -22,7 +22,8 @@ def add_parser(commands: argparse._SubParsersAction, *, parents: list[argparse.A
         "status", parents=parents, help="health of both services; non-zero exit if one is down",
         description="Show the orchestrator's and the backend's health: state, circuit "
                     "breakers, loaded models, CPU and free RAM. Exits 0 when everything is "
-                    "up, 3 when a service is down or degraded.")
+                    "up, 3 when a service is down or degraded, 4 when the first one refuses "
+                    "the API key.")
     parser.add_argument("--backend-url", help="the backend (default CEREBRUM_BACKEND_URL "
                                               "or http://127.0.0.1:9000)")
     parser.add_argument("--only", choices=["orchestrator", "backend"],
@@ -39,15 +40,38 @@ def run(args: argparse.Namespace) -> int:
     if args.only != "orchestrator" and settings.backend_url != settings.url:
         targets.append(("backend", settings.backend_url))
     results = asyncio.run(_check_all(targets, settings.api_key))
+    # The key is tried on the first service only: the CLI's key is a client key for
+    # the orchestrator, and need not open the backend (which has a key of its own).
+    rejected = asyncio.run(_key_rejected(*targets[0], settings.api_key)) if (
+        targets and settings.api_key and results[0][3]) else None
     out = Output(sys.stdout)
     healthy = all(ok for _, _, _, ok in results)
     if args.json:
-        out.line(json.dumps({service: health if isinstance(health, dict) else {"error": health}
-                             for service, _, health, _ in results}, indent=2))
+        out.line(json.dumps({**{service: health if isinstance(health, dict)
+                                else {"error": health} for service, _, health, _ in results},
+                             **({"key": {"error": rejected}} if rejected else {})}, indent=2))
     else:
         for service, url, health, ok in results:
             _render(out, service, url, health, ok)
-    return EXIT_OK if healthy else EXIT_UNREACHABLE
+        if rejected:
+            out.line(f"{out.red('●')} {out.bold('key')}  {out.red('rejected')}")
+            out.line(f"    {rejected}")
+    if not healthy:
+        return EXIT_UNREACHABLE
+    return AuthFailed.exit_code if rejected else EXIT_OK
+
+
+async def _key_rejected(service: Service, url: str, key: str) -> str | None:
+    """Why ``service`` refuses ``key`` (an authenticated read), or None: it takes it, or
+    could not tell (a server without ``/v1/models``)."""
+    async with Client(url, key, service, connect_timeout=5, read_timeout=10) as client:
+        try:
+            await client.get_json("/v1/models")
+        except AuthFailed as exc:
+            return exc.message
+        except CliError:
+            return None
+    return None
 
 
 async def _check_all(targets: list[tuple[Service, str]],

@@ -148,6 +148,17 @@ def test_status_exits_non_zero_when_a_service_is_down(home: Path, backend: Runni
     assert as_json.returncode == 3 and '"backend"' in as_json.stdout
 
 
+def test_status_says_when_the_key_is_refused(home: Path, backend: RunningService) -> None:
+    env = {**clean_env(home), "CEREBRUM_API_KEY": "not-the-key-at-all-0000"}
+    result = run_cli("status", "--only", "backend", "--backend-url", backend.url, cwd=home,
+                     env=env)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "ready" in result.stdout and "key  rejected" in result.stdout
+    good = run_cli("status", "--only", "backend", "--backend-url", backend.url, cwd=home,
+                   env=env_for(home, backend.url))
+    assert good.returncode == 0 and "rejected" not in good.stdout, good.stdout
+
+
 def test_optimize_against_a_plain_backend_explains_what_to_point_at(
         home: Path, backend: RunningService) -> None:
     result = run_cli("optimize", "Refactor this", cwd=home, env=env_for(home, backend.url),
