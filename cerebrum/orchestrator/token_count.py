@@ -4,7 +4,11 @@ The optimiser counts tokens with an estimate (the Pi has no tokenizer). A
 Cerebrum backend answers ``POST /tokenize`` with the exact count of the
 request as generation would see it (chat template included); when that is
 over the context, the request is prepared again with the difference taken off
-the context, at most :data:`MAX_REFITS` times. A backend without the
+the context, at most :data:`MAX_REFITS` times. The other way too: where the
+estimate erred high (repeated words, prose) and the prompt was cut to fit
+while the exact count leaves room, it is prepared once more with that room
+given back, and taken if the model's count agrees it fits (otherwise a
+question that fits whole would go out cut). A backend without the
 endpoint (a foreign OpenAI-compatible server) answers 404: it is remembered
 for a while and the estimate stands.
 """
@@ -37,6 +41,8 @@ COUNT_ABOVE_SHARE = 0.3
 # A backend without /tokenize is asked again after this long (it may be upgraded).
 UNSUPPORTED_RETRY_S = 600.0
 _MARGIN_TOKENS = 8
+MIN_ROOM_TOKENS = 32
+"""Room by the exact count below which a cut prompt is not prepared again."""
 
 
 @attrs.define
@@ -127,11 +133,37 @@ async def fit_to_context(counter: TokenCounter, upstream: Upstream, prepared: Pr
             if count > allowed:
                 warnings += ((f"over_budget: {count} tokens by the model's count, "
                               f"{count - allowed} over its context"),)
-            return attrs.evolve(prepared, report=attrs.evolve(report, counted_tokens=count,
-                                                              warnings=warnings))
+            fitted = attrs.evolve(prepared, report=attrs.evolve(report, counted_tokens=count,
+                                                                warnings=warnings))
+            if shrink == 0 and count <= allowed:
+                return await _use_the_room(counter, upstream, fitted, count, allowed,
+                                           request_id, prepare_again)
+            return fitted
         # Take the overshoot off the context, scaled to the estimate's units.
         ratio = report.estimated_tokens / count if count else 1.0
         shrink += math.ceil((count - allowed) * max(ratio, 1.0)) + _MARGIN_TOKENS
         again = prepare_again(shrink)
         prepared = await again if asyncio.iscoroutine(again) else again
     return prepared
+
+
+async def _use_the_room(counter: TokenCounter, upstream: Upstream, prepared: PreparedRequest,
+                        count: int, allowed: int, request_id: str | None,
+                        prepare_again: Callable[[int], Any]) -> PreparedRequest:
+    """``prepared``, or, where it was cut although the exact count leaves room, the request
+    prepared again with that room (in the estimate's units) given back, if it fits."""
+    report = prepared.report
+    assert report is not None
+    room = allowed - count
+    if report.optimized_chars >= report.original_chars or room < MIN_ROOM_TOKENS:
+        return prepared
+    ratio = max(report.estimated_tokens / count, 1.0) if count else 1.0
+    again = prepare_again(-(math.floor(room * ratio) - _MARGIN_TOKENS))
+    grown = await again if asyncio.iscoroutine(again) else again
+    grown_count = await counter.count(upstream, grown, request_id)
+    if grown_count is None or grown_count > allowed or grown.report is None:
+        return prepared
+    # The context and budget as they really are (the grown ones were in estimate units).
+    return attrs.evolve(grown, context_tokens=prepared.context_tokens,
+                        report=attrs.evolve(grown.report, counted_tokens=grown_count,
+                                            budget_tokens=report.budget_tokens))

@@ -208,6 +208,23 @@ async def test_the_models_own_count_keeps_the_request_within_its_context(
     assert stats["warnings"]  # cut to fit, and said so
 
 
+async def test_a_question_the_estimate_overcounts_is_not_cut_when_the_model_says_it_fits(
+        make_backend: Any, make_orchestrator: MakeOrchestrator) -> None:
+    # One word repeated: the estimate counts ~1.5 tokens a word, SmolLM2's
+    # tokenizer one. By the estimate the question is over its budget and was
+    # cut to two thirds, by the model's count it fits whole.
+    question = "word " * 1500
+    body = {"messages": [{"role": "user", "content": question}]}
+    assert estimate_tokens(question) > 2048 - preparation.DEFAULT_REPLY_TOKENS
+    backend = await make_backend(api_key=BACKEND_KEY)
+    client = await make_orchestrator(str(backend.make_url("")), read_timeout_s=120.0)
+    dry = await (await client.post("/v1/optimize", json=body)).json()
+    assert dry["messages"][0]["content"] == question, dry["stats"]
+    stats = dry["stats"]
+    assert stats["counted_tokens"] <= 2048 - preparation.DEFAULT_REPLY_TOKENS
+    assert stats["budget_tokens"] < 2048  # the real budget, not the one it was regrown with
+
+
 async def test_a_backend_without_tokenize_keeps_the_estimate(
         make_stub: MakeStub, make_orchestrator: MakeOrchestrator) -> None:
     from cerebrum.orchestrator.state import ORCHESTRATOR
