@@ -159,7 +159,7 @@ async def _use_the_room(counter: TokenCounter, upstream: Upstream, prepared: Pre
         return prepared
     ratio = max(report.estimated_tokens / count, 1.0) if count else 1.0
     again = prepare_again(-(math.floor(room * ratio) - _MARGIN_TOKENS))
-    grown = await again if asyncio.iscoroutine(again) else again
+    grown: PreparedRequest = await again if asyncio.iscoroutine(again) else again
     grown_count = await counter.count(upstream, grown, request_id)
     if grown_count is None or grown_count > allowed or grown.report is None:
         return prepared
