@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient
 
 from cerebrum.orchestrator.workspace_views import WORKSPACES
 from cerebrum.workspace.paths import InvalidPath, check_path
@@ -25,6 +26,15 @@ ROOT = Path(__file__).resolve().parents[2]
 def _manifest(files: dict[str, str]) -> list[dict[str, object]]:
     return [{"path": p, "sha256": sha256_hex(t.encode()), "size": len(t.encode())}
             for p, t in files.items()]
+
+
+async def _begin_one_file(client: TestClient, name: str) -> dict[str, str]:
+    """An update of workspace ``name`` begun, with one file to send."""
+    files = {"a.py": "def a():\n    return 1\n"}
+    begun = await client.post(f"/v1/workspaces/{name}/begin", headers=KEY_A,
+                              json={"files": _manifest(files)})
+    assert begun.status == 200
+    return files
 
 
 async def test_a_retried_commit_is_refused_and_keeps_every_file(
@@ -67,9 +77,7 @@ async def test_an_update_replaced_by_another_clients_begin_cannot_commit(
 async def test_an_upload_that_waited_for_a_delete_gets_404_and_makes_nothing(
         make_stub: MakeStub, make_orchestrator: MakeOrchestrator, tmp_path: Path) -> None:
     client = await make(make_stub, make_orchestrator, tmp_path)
-    files = {"a.py": "def a():\n    return 1\n"}
-    await client.post("/v1/workspaces/race/begin", headers=KEY_A,
-                      json={"files": _manifest(files)})
+    files = await _begin_one_file(client, "race")
     assert client.app is not None
     workspaces = client.app[WORKSPACES]
     [path] = list(tmp_path.rglob("race.sqlite"))
@@ -114,9 +122,7 @@ async def test_a_refused_begin_leaves_no_workspace_and_hashes_must_be_hex(
 async def test_a_path_twice_in_one_batch_is_refused(
         make_stub: MakeStub, make_orchestrator: MakeOrchestrator, tmp_path: Path) -> None:
     client = await make(make_stub, make_orchestrator, tmp_path)
-    files = {"a.py": "def a():\n    return 1\n"}
-    await client.post("/v1/workspaces/demo/begin", headers=KEY_A,
-                      json={"files": _manifest(files)})
+    files = await _begin_one_file(client, "demo")
     twice = await client.post("/v1/workspaces/demo/files", headers=KEY_A, json={
         "files": [{"path": "a.py", "content": files["a.py"]}] * 3})
     assert twice.status == 400 and "twice" in (await twice.json())["error"]["message"]
