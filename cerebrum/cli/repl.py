@@ -29,7 +29,7 @@ from cerebrum.cli.ask import (
     with_repo,
 )
 from cerebrum.cli.client import Client
-from cerebrum.cli.errors import EXIT_OK, AuthFailed, CliError, Unreachable
+from cerebrum.cli.errors import EXIT_OK, AuthFailed, CliError, Unreachable, UsageError
 from cerebrum.cli.render import Output, is_terminal
 from cerebrum.cli.settings import resolve
 
@@ -160,6 +160,12 @@ async def chat(url: str, key: str | None, conversation: Conversation, *,
     read_line = _prompt_reader(history) if interactive else _plain_reader()
     async with Client(url, key) as client:
         await _check_reachable(client)
+        if conversation.model:
+            # --model is checked as /model is: at once, not on every message.
+            models = await _model_names(client, err)
+            if models is not None and conversation.model not in models:
+                raise UsageError(f"Unknown model {conversation.model!r}: the service has "
+                                 f"{', '.join(models) or 'none'}.")
         if args is not None:
             # --repo: index first, then every question retrieves from it (--workspace
             # alone: from that one as it is).

@@ -148,6 +148,16 @@ def test_status_exits_non_zero_when_a_service_is_down(home: Path, backend: Runni
     assert as_json.returncode == 3 and '"backend"' in as_json.stdout
 
 
+@pytest.mark.model
+def test_chat_with_an_unknown_model_is_refused_at_start(home: Path,
+                                                        backend: RunningService) -> None:
+    result = run_cli("chat", "--model", "no-such-model", cwd=home,
+                     env=env_for(home, backend.url), input="Say hi.\n")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Unknown model 'no-such-model': the service has smollm2-135m." in result.stderr
+    assert "request " not in result.stderr  # nothing was asked
+
+
 def test_status_says_when_the_key_is_refused(home: Path, backend: RunningService) -> None:
     env = {**clean_env(home), "CEREBRUM_API_KEY": "not-the-key-at-all-0000"}
     result = run_cli("status", "--only", "backend", "--backend-url", backend.url, cwd=home,
