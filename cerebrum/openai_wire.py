@@ -37,6 +37,8 @@ HARMLESS_FIELDS = frozenset({
 MAX_STOP = 4
 MAX_LOGIT_BIAS = 1024
 MAX_TOOLS = 128
+MAX_TOOLS_SCHEMA_BYTES = 256 * 1024
+"""All of a request's tool parameter schemas together, as JSON."""
 MAX_CHOICES = 8
 """The most answers one request may ask for (``n``); a backend also caps it at its slots."""
 MAX_TOP_LOGPROBS = 20
@@ -377,6 +379,12 @@ def _function_def(value: Any, param: str) -> FunctionDef:
     description = function.get("description")
     parameters = function.get("parameters")
     strict = function.get("strict")
+    if parameters is not None and _expect_object(parameters, f"{where}.parameters").get(
+            "type", "object") != "object":
+        # A call's arguments are a JSON object: any other schema gives calls that can
+        # never be read back as one.
+        raise FieldError(f"{where}.parameters", f"'{where}.parameters' must be an object "
+                                                "schema ('type': 'object')")
     return FunctionDef(
         name=name,
         description=_expect_str(description, f"{where}.description") if description else "",
@@ -396,6 +404,12 @@ def _tool_spec(body: Mapping[str, Any]) -> ToolSpec | None:
         return None
     functions = tuple(_function_def(t, f"tools[{i}]")
                       for i, t in enumerate(_expect_list(raw_tools, "tools", MAX_TOOLS)))
+    schema_bytes = sum(len(json.dumps(f.parameters)) for f in functions)
+    if schema_bytes > MAX_TOOLS_SCHEMA_BYTES:
+        # Each becomes grammar rules (seconds of work for megabytes), and a prompt
+        # that long would not fit any context anyway.
+        raise FieldError("tools", f"the tools' parameter schemas add up to {schema_bytes} bytes, "
+                                  f"over {MAX_TOOLS_SCHEMA_BYTES}")
     names = [f.name for f in functions]
     for index, name in enumerate(names):
         if name in names[:index]:
@@ -456,8 +470,10 @@ def _logit_bias(value: Any) -> tuple[tuple[int, float], ...]:
         raise FieldError("logit_bias", f"'logit_bias' may hold at most {MAX_LOGIT_BIAS} tokens")
     pairs = []
     for key, bias in biases.items():
-        if not key.isdigit():
-            raise FieldError(f"logit_bias.{key}", "'logit_bias' keys must be token ids")
+        # ASCII digits only: str.isdigit() takes "²" and "١", which int() refuses or
+        # reads as another token; nine digits are more than any vocabulary.
+        if not (key.isascii() and key.isdigit() and len(key) <= 9):
+            raise FieldError(f"logit_bias.{key[:20]}", "'logit_bias' keys must be token ids")
         pairs.append((int(key), _expect_float(bias, f"logit_bias.{key}", -100.0, 100.0)))
     return tuple(pairs)
 

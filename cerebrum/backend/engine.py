@@ -52,12 +52,13 @@ from cerebrum.backend.generation import (
 from cerebrum.backend.neighbours import IdleWatch
 from cerebrum.backend.prompt_cache import PromptCache
 from cerebrum.backend.sampling import (
+    NoTokenLeft,
     Sampler,
     TokenLogprob,
     build_sampler,
     token_logprobs,
 )
-from cerebrum.errors import ApiError, ContextLengthExceeded
+from cerebrum.errors import ApiError, BadRequest, ContextLengthExceeded
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -353,6 +354,11 @@ class Engine:
         n_ctx = self.context_size
         prompt_tokens = len(tokens)
         wanted = job.params.max_tokens
+        if prompt_tokens == 0:
+            # A model without a BOS token makes "" no tokens at all: nothing to decode
+            # (llama_decode refuses an empty batch, and that used to fail the engine step).
+            raise BadRequest("the prompt is empty: it must hold at least one token",
+                             param="messages" if job.messages is not None else "prompt")
         if prompt_tokens >= n_ctx:
             raise ContextLengthExceeded(
                 f"the prompt is {prompt_tokens} tokens, {prompt_tokens - n_ctx + 1} over "
@@ -532,7 +538,11 @@ class Engine:
         assert req is not None and req.sampler is not None and req.matcher is not None
         if not req.generating and req.siblings:
             self._branch(slot, index)
-        token = req.sampler.sample(self._ctx, index)
+        try:
+            token = req.sampler.sample(self._ctx, index)
+        except NoTokenLeft as exc:  # this request's constraints, not the engine: it alone ends
+            self._finish(slot, "stop", failed=exc)
+            return
         req.generating = True
         if llama_cpp.llama_vocab_is_eog(self._vocab, token):
             self._finish(slot, "stop")
@@ -589,10 +599,12 @@ class Engine:
                                                len(self._piece), 0, False)
         return self._piece.raw[:n]
 
-    def _finish(self, slot: _Slot, reason: FinishReason) -> None:
+    def _finish(self, slot: _Slot, reason: FinishReason,
+                failed: BaseException | None = None) -> None:
+        """The request in ``slot`` is done (or, with ``failed``, ends with that error)."""
         req = slot.request
         assert req is not None and req.matcher is not None
-        if reason != "stop":
+        if reason != "stop" and failed is None:
             tail = req.matcher.flush() + req.decoder.decode(b"", final=True)
             if tail:
                 self._emit_text(req, tail)
@@ -609,7 +621,8 @@ class Engine:
         slot.last_used = self._clock()
         # A sequence left mid-prompt (cancelled) keeps only what it computed:
         # ``cached`` already matches its KV.
-        req.emit(Finished(reason, len(req.tokens), req.produced))
+        req.emit(Failed(failed) if failed is not None
+                 else Finished(reason, len(req.tokens), req.produced))
 
     def _fail_group(self, req: _Request, error: BaseException) -> None:
         for member in req.group():

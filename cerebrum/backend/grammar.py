@@ -21,6 +21,7 @@ JSON Schema goes through llama-cpp-python's converter
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -40,6 +41,14 @@ parsed, against 12 of 12 with a single space, in a third of the time)."""
 
 MAX_SCHEMA_BYTES = 64 * 1024
 MAX_SCHEMA_DEPTH = 32
+MAX_REPEAT = 1000
+"""The largest ``maxLength``/``maxItems``/``minLength``/``minItems`` or ``{m,n}`` count in a
+``pattern``: the converter writes a count of N as N nested optional rules, and
+llama.cpp's parser recurses through them: refused from about 2,000 here, the
+process killed by a stack overflow at 20,000 (and a count of 10^9 took 52 s and
+8 GB to convert first)."""
+_COUNT_RE = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+_BOUNDS = ("minLength", "maxLength", "minItems", "maxItems")
 
 # What the converter honours; anything else that constrains is refused.
 _ANNOTATIONS = frozenset({
@@ -158,6 +167,13 @@ def check_schema(schema: Any, where: str = "#") -> None:
     """Raise SchemaError unless every constraint in ``schema`` is one the grammar enforces."""
     if len(json.dumps(schema)) > MAX_SCHEMA_BYTES:
         raise SchemaError(where, f"the schema is over {MAX_SCHEMA_BYTES} bytes")
+    try:
+        _check_nodes(schema, where)
+    except (TypeError, AttributeError):  # a keyword of the wrong shape the checks missed
+        raise SchemaError(where, "the schema is malformed") from None
+
+
+def _check_nodes(schema: Any, where: str) -> None:
     for path, node, depth in _walk(schema, where, 0):
         if depth > MAX_SCHEMA_DEPTH:
             raise SchemaError(path, f"the schema nests deeper than {MAX_SCHEMA_DEPTH}")
@@ -171,16 +187,31 @@ def check_schema(schema: Any, where: str = "#") -> None:
             if key not in _UNDERSTOOD and key not in _ANNOTATIONS:
                 raise SchemaError(path, f"the keyword '{key}' is not supported")
         kinds = node.get("type")
+        if isinstance(kinds, list) and not kinds:
+            raise SchemaError(path, "'type' lists no type")
         for kind in kinds if isinstance(kinds, list) else [kinds] if kinds is not None else []:
-            if kind not in _TYPES:
+            if not isinstance(kind, str) or kind not in _TYPES:
                 raise SchemaError(path, f"unknown type {kind!r}")
-        if "format" in node and node["format"] not in _FORMATS:
+        for key in ("enum", "anyOf", "oneOf"):
+            if key in node and not (isinstance(node[key], list) and node[key]):
+                raise SchemaError(path, f"'{key}' must be a non-empty array")
+        _check_bounds(node, path)
+        if "required" in node and not (isinstance(node["required"], list)
+                                       and all(isinstance(k, str) for k in node["required"])):
+            raise SchemaError(path, "'required' must be an array of property names")
+        extra = node.get("additionalProperties")
+        if extra is not None and not isinstance(extra, bool | dict):
+            raise SchemaError(path, "'additionalProperties' must be a boolean or a schema")
+        if "format" in node and (not isinstance(node["format"], str)
+                                 or node["format"] not in _FORMATS):
             raise SchemaError(path, f"the format {node['format']!r} is not supported (only "
                                     f"{', '.join(sorted(_FORMATS))})")
         if "pattern" in node and not (isinstance(node["pattern"], str)
                                       and node["pattern"].startswith("^")
                                       and node["pattern"].endswith("$")):
             raise SchemaError(path, "a 'pattern' must be anchored with ^ and $")
+        if "pattern" in node:
+            _check_pattern(node["pattern"], path)
         ref = node.get("$ref")
         if ref is not None and not (isinstance(ref, str) and ref.startswith("#/")):
             raise SchemaError(path, f"only local references ('#/...') are supported, got {ref!r}")
@@ -193,6 +224,35 @@ def check_schema(schema: Any, where: str = "#") -> None:
             if isinstance(member, dict) and set(member) - {"type", "properties", "required",
                                                            "$ref"} - _ANNOTATIONS:
                 raise SchemaError(path, "allOf members may only hold properties and required")
+
+
+def _check_bounds(node: Mapping[str, Any], path: str) -> None:
+    """Length and item bounds: whole numbers, at most MAX_REPEAT, no minimum over its maximum."""
+    for key in _BOUNDS:
+        value = node.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise SchemaError(path, f"'{key}' must be a non-negative integer")
+        if value > MAX_REPEAT:
+            raise SchemaError(path, f"'{key}' of {value} is over {MAX_REPEAT}, the most a "
+                                    "grammar can enforce here")
+    for low, high in (("minLength", "maxLength"), ("minItems", "maxItems")):
+        if low in node and high in node and node[low] > node[high]:
+            raise SchemaError(path, f"'{low}' is greater than '{high}'")
+
+
+def _check_pattern(pattern: str, path: str) -> None:
+    """A pattern Python can read, and no repetition count over MAX_REPEAT."""
+    for match in _COUNT_RE.finditer(pattern):
+        for count in match.groups():
+            if count and (len(count) > 6 or int(count) > MAX_REPEAT):
+                raise SchemaError(path, f"the 'pattern' repeats something {count[:12]} times; "
+                                        f"at most {MAX_REPEAT} can be enforced here")
+    try:
+        re.compile(pattern)
+    except (re.error, RecursionError, OverflowError, ValueError):
+        raise SchemaError(path, "the 'pattern' is not a valid regular expression") from None
 
 
 def _walk(node: Any, path: str, depth: int) -> Iterator[tuple[str, Any, int]]:

@@ -45,6 +45,10 @@ PENALTY_LAST_N = 64
 """Tokens the repeat/frequency/presence penalties look back over (llama.cpp's default)."""
 
 
+class NoTokenLeft(BadRequest):
+    """Sampling found no token the request's constraints allow (raised mid-generation)."""
+
+
 class Sampler:
     """Owns a llama.cpp sampler chain (and a grammar sampler); ``close`` frees them."""
 
@@ -82,7 +86,14 @@ class Sampler:
             candidates.copy_logits(row)
             llama_cpp.llama_sampler_apply(self.grammar, array)
             llama_cpp.llama_sampler_apply(self.chain, array)
-            token = int(candidates.candidates.data[candidates.candidates.selected].id)
+            chosen = candidates.candidates.data[candidates.candidates.selected]
+            if not math.isfinite(chosen.logit):
+                # Nothing the grammar allows is left (a logit_bias banned it all):
+                # accepting a refused token aborts the whole process in llama.cpp.
+                raise NoTokenLeft("the request's logit_bias bans every token its output "
+                                  "format allows at this point of the answer",
+                                  param="logit_bias")
+            token = int(chosen.id)
         llama_cpp.llama_sampler_accept(self.grammar, token)
         llama_cpp.llama_sampler_accept(self.chain, token)
         return token

@@ -188,7 +188,13 @@ async def _complete(request: web.Request, kind: Literal["chat", "text"]) -> web.
         parsed = structure_request(body, kind)
         spec = state.models.resolve(parsed.model)
         log.requested(spec.name, parsed.stream)
-        job = _job(parsed, state.config.default_max_tokens)
+        if _has_schema(parsed):
+            # Converting a schema (or many tools' schemas) to a grammar can take
+            # seconds: off the loop, so /health and the other streams go on.
+            job = await asyncio.get_running_loop().run_in_executor(
+                None, _job, parsed, state.config.default_max_tokens)
+        else:
+            job = _job(parsed, state.config.default_max_tokens)
         state.guard.check()
         envelope = CompletionEnvelope(kind, spec.name, usage_null=parsed.include_usage is True)
         n = parsed.params.n
@@ -207,6 +213,13 @@ async def _complete(request: web.Request, kind: Literal["chat", "text"]) -> web.
         raise
     finally:
         log.write(request.app[METRICS], route_label(request))
+
+
+def _has_schema(parsed: AnyCompletionRequest) -> bool:
+    """Whether the request's grammar comes from JSON Schemas (tools or json_schema)."""
+    return isinstance(parsed, ChatCompletionRequest) and (
+        (parsed.tools is not None and parsed.tools.active)
+        or parsed.response_format.type == "json_schema")
 
 
 def _job(parsed: AnyCompletionRequest, default_max_tokens: int) -> GenerationJob:
