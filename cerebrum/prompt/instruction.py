@@ -22,7 +22,10 @@ _MAX_PROSE_LINES = 60
 
 # CommonMark: a fence is indented at most 3 spaces, so a ``` line inside an
 # indented docstring example is code, not the end of the paste.
-_FENCE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*([\w+#.-]*)[^\n`]*$", re.MULTILINE)
+# The look-ahead keeps the tag whole: without it a long tag on a line that then
+# fails (a backtick after it) was retried at every length, quadratic in the line.
+_FENCE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*([\w+#.-]*)(?![\w+#.-])[^\n`]*$",
+                       re.MULTILINE)
 
 _CODE_START_RE = re.compile(
     r"""^\s*(

@@ -66,7 +66,7 @@ _ALIASES = {
 }
 
 _FILE_RE = re.compile(
-    r"\b[\w./-]*\w\.(py|pyi|js|mjs|cjs|jsx|ts|tsx|rs|c|h|cc|cpp|cxx|hpp|hh|go|java|sh|bash)\b"
+    r"(?<![\w./-])[\w./-]*\w\.(py|pyi|js|mjs|cjs|jsx|ts|tsx|rs|c|h|cc|cpp|cxx|hpp|hh|go|java|sh|bash)\b"
 )
 
 # Syntax evidence is counted as weighted tokens: one C-speed ``findall`` and a

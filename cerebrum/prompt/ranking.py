@@ -214,19 +214,23 @@ with and or not is are be so as at by from all any each my your its their
 )
 _BACKTICK_RE = re.compile(r"`([^`\n]{1,80})`")
 _PATH_RE = re.compile(
-    r"(?<![\w/.])((?:[\w.-]+/)*[\w-]+\.(?:py|pyi|js|mjs|cjs|jsx|ts|tsx|rs|c|h|cc|cpp|cxx|hpp|hh|go|java|kt|sh|rb|toml|json|yaml|yml|html|htm|css|xml|txt|md|rst|cfg|ini))\b"
+    r"(?<![\w/.-])((?:[\w.-]+/)*[\w-]+\.(?:py|pyi|js|mjs|cjs|jsx|ts|tsx|rs|c|h|cc|cpp|cxx|hpp|hh|go|java|kt|sh|rb|toml|json|yaml|yml|html|htm|css|xml|txt|md|rst|cfg|ini))\b"
 )
 
 
 # An address or a host name ("https://host/x.y", "example.com:8080"): no dotted pair of names.
 _URL_RE = re.compile(
-    r"\b[a-z][a-z0-9+.-]*://\S+"
-    r"|(?<![\w.])(?:[\w-]+\.)+(?:com|org|net|io|dev|edu|gov|info|example|localhost)\b(?::\w+)?(?:/\S*)?",
+    r"(?<![\w+.-])[a-z][a-z0-9+.-]*://\S+"
+    r"|(?<![\w.-])(?:[\w-]+\.)+(?:com|org|net|io|dev|edu|gov|info|example|localhost)\b(?::\w+)?(?:/\S*)?",
     re.IGNORECASE,
 )
 _NAME_RE = re.compile(r"(?<![\w.])[A-Za-z_][A-Za-z0-9_]*")
-_CODE_SHAPED_RE = re.compile(r"_|\d|[a-z][A-Z]|[A-Z]{2,}[a-z]|^[a-z]+[A-Z]")
-_CALLED_RE = re.compile(r"([A-Za-z_]\w*)\((?!\s*[a-z]+\s+[a-z])")
+_CODE_SHAPED_RE = re.compile(r"_|\d|[a-z][A-Z]|(?<![A-Z])[A-Z]{2,}[a-z]|^[a-z]+[A-Z]")
+# Every pattern here starts only where a run of its characters starts (a word
+# boundary or a look-behind): one starting inside a run is tried from each of the
+# run's characters, quadratic in its length, and a regular expression holds the
+# GIL, so a 10 KB question of one word froze the orchestrator for seconds.
+_CALLED_RE = re.compile(r"\b([A-Za-z_]\w*)\((?!\s*[a-z]+\s+[a-z])")
 _DOTTED_RE = re.compile(r"\b([A-Za-z_]\w*)\.([A-Za-z_]\w*)\b")
 _QUOTED_RE = re.compile(
     r"\"([^\"\n]{8,200})\"|(?<![\w])'([^'\n]{8,200})'(?![\w])|\u201c([^\u201d\n]{8,200})\u201d"

@@ -70,7 +70,9 @@ _PY_FRAME_RE = re.compile(
 )
 _GO_FUNC_RE = re.compile(r"^(?P<func>[\w./-]+(\.\(\*?\w+\))?)\.(?P<name>\w+)\(.*\)$")
 _GO_PLACE_RE = re.compile(r"^\t(?P<file>\S+\.go):(?P<line>\d+)")
-_RUST_FUNC_RE = re.compile(r"^\s*\d+: (?P<func>[\w:<>{} ]+?)(::h[0-9a-f]{16})?\s*$")
+# Matched on the stripped line: "\s*$" after a lazy name retried the whole run of
+# spaces at each of the name's characters (quadratic in a line of spaces).
+_RUST_FUNC_RE = re.compile(r"^\d+: (?P<func>[\w:<>{} ]+?)(::h[0-9a-f]{16})?$")
 _RUST_PLACE_RE = re.compile(r"(at |--> |panicked at )(?P<file>[\w./\\-]+\.rs):(?P<line>\d+)(:\d+)?")
 _JAVA_FRAME_RE = re.compile(
     r"^\s*at (?P<func>[\w.$<>]+)\((?P<file>[\w$.-]+\.(java|kt|scala)):(?P<line>\d+)\)"
@@ -258,7 +260,7 @@ def parse_report(text: str, kind: str | None = None) -> ErrorReport:
                 go_function = None
                 continue
         if kind == RUST:
-            match = _RUST_FUNC_RE.match(line)
+            match = _RUST_FUNC_RE.match(line.strip())
             if match:
                 name = match.group("func").strip()
                 rust_function = None if _RUST_STD_RE.match(name) else _last_name(name)

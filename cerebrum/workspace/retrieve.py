@@ -113,7 +113,7 @@ _TRUNCATE_MIN_TOKENS = 80
 _SIGNATURE_CHARS = 120
 
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
-_CAMEL_RE = re.compile(r"[a-z0-9][A-Z]|[A-Z]{2,}[a-z]")
+_CAMEL_RE = re.compile(r"[a-z0-9][A-Z]|(?<![A-Z])[A-Z]{2,}[a-z]")  # (from a run's start: linear)
 MAX_FRAMES_EACH_END = 20
 """Traceback frames read from each end of a question with more."""
 _BACKTICK_RE = re.compile(r"`([^`\n]{1,200})`")

@@ -1,0 +1,48 @@
+"""Prompts shaped to make the optimiser's scans quadratic (found by an audit that timed
+each regular expression on growing inputs). A regular expression holds the GIL, and
+prompts under 16 KB are prepared on the event loop, so each of these froze the whole
+orchestrator: for seconds at 10 KB, for minutes at 80 KB."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+_SETUP = """
+from cerebrum.prompt import optimize_messages, optimize_text
+CODE = "".join(f"def func_{i}(x):\\n    y = x + {i}\\n    return helper_{i}(y)\\n\\n"
+               for i in range(120))
+def chat(question):
+    return [{"role": "user", "content": "Here is my module:\\n```python\\n" + CODE + "```"},
+            {"role": "assistant", "content": "OK."}, {"role": "user", "content": question}]
+"""
+
+CASES = {
+    # A fence line whose tag is long and then fails (a backtick after it).
+    "fence tag": 'optimize_text("fix\\n```" + "a" * 80_000 + "`\\n" + CODE)',
+    # Called-name, address and path patterns that started inside a run.
+    "one long word": 'optimize_messages(chat("why " + "a" * 80_000))',
+    "capitals": 'optimize_messages(chat("A" * 80_000))',
+    "dashes": 'optimize_messages(chat("a-" * 40_000))',
+    "path-like": 'optimize_messages(chat("a-b/" * 20_000 + ".p"))',
+    # A Rust backtrace line with a run of spaces in it.
+    "rust frame": ('optimize_messages(chat("thread \'main\' panicked at src/main.rs:3:5:\\n'
+                   'boom\\nstack backtrace:\\n   0: a" + " " * 80_000 + "!\\n"))'),
+}
+
+
+@pytest.mark.parametrize("call", list(CASES.values()), ids=list(CASES))
+def test_an_adversarial_prompt_does_not_hang_the_optimiser(call: str) -> None:
+    # Not a speed measurement: these took from one to several minutes each, and
+    # take well under a second now. The bound tells a hang from an answer; in a
+    # process of its own because a thread cannot time out while a regular
+    # expression holds the GIL.
+    try:
+        subprocess.run([sys.executable, "-c", _SETUP + call], cwd=ROOT, check=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the optimiser did not finish: a scan is quadratic again")
