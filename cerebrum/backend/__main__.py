@@ -21,6 +21,11 @@ from cerebrum.config import ConfigError, environment, load_config, program_name
 from cerebrum.log import setup_logging
 from cerebrum.server import run_app
 
+SHUTDOWN_GRACE_S = 20.0
+"""How long a stop lets the answers in flight finish before cutting them: under the
+unit's ``TimeoutStopSec=30``, so systemd never kills the process mid-drain (the
+model's unload and the loop's close need the rest)."""
+
 MODULE = "cerebrum.backend"
 
 
@@ -57,7 +62,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return 2
     # Bounded connections and header time (issue 16): cerebrum.server, not aiohttp's.
     run_app(app, host=args.host, port=args.port, max_connections=config.max_connections,
-            header_timeout_s=config.header_timeout_s,
+            header_timeout_s=config.header_timeout_s, shutdown_timeout=SHUTDOWN_GRACE_S,
             print=lambda _: print(f"cerebrum backend on http://{args.host}:{args.port}",
                                   file=sys.stderr))
     return 0

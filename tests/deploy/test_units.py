@@ -98,6 +98,19 @@ def test_restart_policies() -> None:
     assert values(parse_unit(UNITS["cerebrum-tunnel.service"]), "Service", "Restart") == ["always"]
 
 
+def test_a_stop_drains_within_what_systemd_waits() -> None:
+    # Each service lets answers in flight finish for a while on a stop; systemd
+    # kills it if that is not over (with a margin for unloading) before
+    # TimeoutStopSec, and clients then see streams cut with no error event.
+    from cerebrum.backend.__main__ import SHUTDOWN_GRACE_S
+
+    for unit, grace in (("cerebrum-backend.service", SHUTDOWN_GRACE_S),
+                        ("cerebrum-orchestrator.service",
+                         attrs.fields(OrchestratorConfig).shutdown_grace_s.default)):
+        (stop,) = values(parse_unit(UNITS[unit]), "Service", "TimeoutStopSec")
+        assert grace + 5 <= float(stop), unit
+
+
 def test_orchestrator_fits_a_4gb_pi() -> None:
     (memory_max,) = values(parse_unit(UNITS["cerebrum-orchestrator.service"]), "Service", "MemoryMax")
     assert memory_max == "512M"
