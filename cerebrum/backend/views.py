@@ -143,8 +143,9 @@ is always exact)."""
 async def tokenize(request: web.Request) -> web.Response:
     """``POST /tokenize``: count a prompt with the model's own tokenizer; nothing is generated.
 
-    Body: ``{"model"?, "messages": [...]}`` or ``{"model"?, "prompt": "..."}``
-    (counted exactly as a completion would be: chat template, BOS), or
+    Body: ``{"model"?, "messages": [...], "tools"?: [...]}`` or ``{"model"?, "prompt": "..."}``
+    (a completion's body, counted exactly as that completion would be: chat
+    template with its tools, BOS), or
     ``{"model"?, "content": "..."}`` (raw text, as llama.cpp's server does;
     the ids come back too). Answer: ``{"model", "count"}`` (+ ``"tokens"``).
     The orchestrator uses it to fit prompts to the context exactly.
@@ -161,11 +162,15 @@ async def tokenize(request: web.Request) -> web.Response:
     if "content" in body:
         if not isinstance(body["content"], str):
             raise BadRequest("'content' must be a string", param="content")
+        for key in body:
+            if key not in ("content", "model"):
+                raise BadRequest(f"unknown field '{key}' beside 'content'", param=key)
     else:
+        # Read as the completion it stands for, every field checked alike (nothing is
+        # ignored silently), and its tools counted: the template writes them into the prompt.
         kind: Literal["chat", "text"] = "chat" if "messages" in body else "text"
-        parsed = structure_request(
-            {key: body[key] for key in ("messages", "prompt", "model") if key in body}, kind)
-        job = (GenerationJob(parsed.params, messages=parsed.messages)
+        parsed = structure_request(body, kind)
+        job = (GenerationJob(parsed.params, messages=parsed.messages, tools=parsed.tools)
                if isinstance(parsed, ChatCompletionRequest)
                else GenerationJob(parsed.params, prompt=parsed.prompt))
     spec = state.models.resolve(model)

@@ -63,6 +63,9 @@ class TokenCounter:
                                   if key in prepared.body}
         if len(fields) != 1:
             return None
+        # The chat template writes the tools into the prompt: they count too.
+        fields.update({key: prepared.body[key] for key in ("tools", "tool_choice")
+                       if key in prepared.body and "messages" in fields})
         if prepared.model:
             fields["model"] = prepared.model
         headers = upstream.headers(request_id)

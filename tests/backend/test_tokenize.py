@@ -30,11 +30,24 @@ async def test_counts_are_the_completions_prompt_tokens(backend) -> None:
     raw = await (await backend.post("/tokenize", headers=AUTH, json={"content": DIGITS})).json()
     assert raw["count"] == len(raw["tokens"]) > len(DIGITS) // 3  # digits are single tokens here
     assert raw["count"] <= counted["count"]  # no BOS on raw content
+    # Tools are written into the chat prompt: counted as the completion counts them.
+    tool = {"type": "function", "function": {
+        "name": "get_weather", "description": "The weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
+    with_tools = await (await backend.post("/tokenize", headers=AUTH, json={
+        "messages": messages, "tools": [tool]})).json()
+    done = await backend.post("/v1/chat/completions", headers=AUTH,
+                              json={"messages": messages, "tools": [tool], "max_tokens": 1})
+    assert with_tools["count"] == (await done.json())["usage"]["prompt_tokens"]
+    assert with_tools["count"] > answer["count"]
 
 
 @pytest.mark.parametrize(("body", "param"), [
     ({}, None), ({"content": 5}, "content"), ({"content": "a", "prompt": "b"}, None),
     ({"messages": "nope"}, "messages"), ({"content": "a", "model": "nope"}, "model"),
+    # Nothing is ignored silently: a field is checked as a completion's, or refused.
+    ({"messages": [{"role": "user", "content": "hi"}], "bogus": 1}, "bogus"),
+    ({"prompt": "hi", "temperature": "abc"}, "temperature"), ({"content": "a", "x": 1}, "x"),
 ])
 async def test_bad_bodies_get_clear_errors(backend, body: dict, param: str | None) -> None:
     response = await backend.post("/tokenize", headers=AUTH, json=body)
