@@ -705,14 +705,18 @@ def _missing_names(question: str, original: str, result: OptimizedPrompt) -> lis
 
 
 def _defines(code: str, name: str) -> bool:
-    """Whether ``code`` looks like it defines ``name`` (a cheap check, no parse)."""
+    """Whether ``code`` looks like it defines ``name`` (a cheap check, no parse).
+
+    The words before a name in a declaration are matched within its line: across
+    lines, every line start walked over every later word (quadratic in the code),
+    and a declaration split over lines still matches on the line its name is on."""
     if name not in code:
         return False
     escaped = re.escape(name)
     return (
         re.search(
             rf"\b(?:def|fn|func|function|class|struct|enum|trait|interface|type|impl)\s+(?:\([^)]*\)\s*)?{escaped}\b"
-            rf"|^[ \t]*(?:[\w<>\[\],*&:]+\s+)*{escaped}\s*\([^;]*$",
+            rf"|^[ \t]*(?:[\w<>\[\],*&:]+[ \t]+)*{escaped}\s*\([^;]*$",
             code,
             re.MULTILINE,
         )

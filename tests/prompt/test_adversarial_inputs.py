@@ -30,6 +30,11 @@ CASES = {
     "capitals": 'optimize_messages(chat("A" * 80_000))',
     "dashes": 'optimize_messages(chat("a-" * 40_000))',
     "path-like": 'optimize_messages(chat("a-b/" * 20_000 + ".p"))',
+    # Earlier code with many short lines before the definition a question names.
+    "declaration words": ('optimize_messages([{"role": "user", "content": "```python\\n" '
+                          '+ "a b c d\\n" * 20_000 + "zz_target = 1\\n" + CODE + "```"}, '
+                          '{"role": "assistant", "content": "ok"}, '
+                          '{"role": "user", "content": "what about zz_target( and func_3?"}])'),
     # A Rust backtrace line with a run of spaces in it.
     "rust frame": ('optimize_messages(chat("thread \'main\' panicked at src/main.rs:3:5:\\n'
                    'boom\\nstack backtrace:\\n   0: a" + " " * 80_000 + "!\\n"))'),
