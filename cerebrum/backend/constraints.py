@@ -16,6 +16,14 @@ from cerebrum.errors import BadRequest
 from cerebrum.openai_wire import AnyCompletionRequest, ChatCompletionRequest
 
 
+def grammar_from_schemas(parsed: AnyCompletionRequest) -> bool:
+    """Whether :func:`request_grammar` converts JSON Schemas (tools or ``json_schema``):
+    work that can take seconds, unlike JSON mode's fixed grammar."""
+    return isinstance(parsed, ChatCompletionRequest) and (
+        (parsed.tools is not None and parsed.tools.active)
+        or parsed.response_format.type == "json_schema")
+
+
 def request_grammar(parsed: AnyCompletionRequest) -> Grammar | None:
     """The grammar the answer must follow, or None for free text."""
     if not isinstance(parsed, ChatCompletionRequest):

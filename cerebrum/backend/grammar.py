@@ -206,10 +206,6 @@ def _check_nodes(schema: Any, where: str) -> None:
                                  or node["format"] not in _FORMATS):
             raise SchemaError(path, f"the format {node['format']!r} is not supported (only "
                                     f"{', '.join(sorted(_FORMATS))})")
-        if "pattern" in node and not (isinstance(node["pattern"], str)
-                                      and node["pattern"].startswith("^")
-                                      and node["pattern"].endswith("$")):
-            raise SchemaError(path, "a 'pattern' must be anchored with ^ and $")
         if "pattern" in node:
             _check_pattern(node["pattern"], path)
         ref = node.get("$ref")
@@ -242,8 +238,10 @@ def _check_bounds(node: Mapping[str, Any], path: str) -> None:
             raise SchemaError(path, f"'{low}' is greater than '{high}'")
 
 
-def _check_pattern(pattern: str, path: str) -> None:
-    """A pattern Python can read, and no repetition count over MAX_REPEAT."""
+def _check_pattern(pattern: Any, path: str) -> None:
+    """An anchored pattern Python can read, with no repetition count over MAX_REPEAT."""
+    if not (isinstance(pattern, str) and pattern.startswith("^") and pattern.endswith("$")):
+        raise SchemaError(path, "a 'pattern' must be anchored with ^ and $")
     for match in _COUNT_RE.finditer(pattern):
         for count in match.groups():
             if count and (len(count) > 6 or int(count) > MAX_REPEAT):

@@ -14,7 +14,7 @@ import attrs
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
-from cerebrum.backend.constraints import request_grammar
+from cerebrum.backend.constraints import grammar_from_schemas, request_grammar
 from cerebrum.backend.embeddings import EMBEDDINGS, encode_vector
 from cerebrum.backend.envelope import CompletionEnvelope, usage
 from cerebrum.backend.generation import (
@@ -193,7 +193,7 @@ async def _complete(request: web.Request, kind: Literal["chat", "text"]) -> web.
         parsed = structure_request(body, kind)
         spec = state.models.resolve(parsed.model)
         log.requested(spec.name, parsed.stream)
-        if _has_schema(parsed):
+        if grammar_from_schemas(parsed):
             # Converting a schema (or many tools' schemas) to a grammar can take
             # seconds: off the loop, so /health and the other streams go on.
             job = await asyncio.get_running_loop().run_in_executor(
@@ -218,13 +218,6 @@ async def _complete(request: web.Request, kind: Literal["chat", "text"]) -> web.
         raise
     finally:
         log.write(request.app[METRICS], route_label(request))
-
-
-def _has_schema(parsed: AnyCompletionRequest) -> bool:
-    """Whether the request's grammar comes from JSON Schemas (tools or json_schema)."""
-    return isinstance(parsed, ChatCompletionRequest) and (
-        (parsed.tools is not None and parsed.tools.active)
-        or parsed.response_format.type == "json_schema")
 
 
 def _job(parsed: AnyCompletionRequest, default_max_tokens: int) -> GenerationJob:

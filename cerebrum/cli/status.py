@@ -39,11 +39,7 @@ def run(args: argparse.Namespace) -> int:
         targets.append(("orchestrator", settings.url))
     if args.only != "orchestrator" and settings.backend_url != settings.url:
         targets.append(("backend", settings.backend_url))
-    results = asyncio.run(_check_all(targets, settings.api_key))
-    # The key is tried on the first service only: the CLI's key is a client key for
-    # the orchestrator, and need not open the backend (which has a key of its own).
-    rejected = asyncio.run(_key_rejected(*targets[0], settings.api_key)) if (
-        targets and settings.api_key and results[0][3]) else None
+    results, rejected = asyncio.run(_check_all(targets, settings.api_key))
     out = Output(sys.stdout)
     healthy = all(ok for _, _, _, ok in results)
     if args.json:
@@ -74,9 +70,15 @@ async def _key_rejected(service: Service, url: str, key: str) -> str | None:
     return None
 
 
-async def _check_all(targets: list[tuple[Service, str]],
-                     key: str | None) -> list[tuple[Service, str, dict[str, Any] | str, bool]]:
-    return list(await asyncio.gather(*(_check(service, url, key) for service, url in targets)))
+async def _check_all(targets: list[tuple[Service, str]], key: str | None,
+                     ) -> tuple[list[tuple[Service, str, dict[str, Any] | str, bool]], str | None]:
+    """Every target's health, and why the first refuses ``key`` (None: it takes it)."""
+    results = list(await asyncio.gather(*(_check(service, url, key) for service, url in targets)))
+    # The key is tried on the first service only: the CLI's key is a client key for
+    # the orchestrator, and need not open the backend (which has a key of its own).
+    rejected = (await _key_rejected(*targets[0], key)
+                if targets and key and results[0][3] else None)
+    return results, rejected
 
 
 async def _check(service: Service, url: str,
