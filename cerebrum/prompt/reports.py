@@ -199,6 +199,13 @@ def _merge_adjacent(
     return merged
 
 
+def line_number(digits: str) -> int:
+    """A line number as printed; an absurd one (more digits than any file has
+    lines, past what ``int()`` will read or SQLite's integers hold) is read as
+    "past the end"."""
+    return int(digits) if len(digits) <= 9 else 10**9
+
+
 def is_report(text: str) -> bool:
     """Whether ``text`` (a fenced block, say) is mostly an error report."""
     lines = [line for line in text.split("\n")[:400] if line.strip()]
@@ -231,7 +238,7 @@ def parse_report(text: str, kind: str | None = None) -> ErrorReport:
                 Frame(
                     _last_name(match.group("func")),
                     match.group("file"),
-                    int(match.group("line")),
+                    line_number(match.group("line")),
                     line.strip(),
                 )
             )
@@ -242,7 +249,7 @@ def parse_report(text: str, kind: str | None = None) -> ErrorReport:
                 Frame(
                     _last_name(match.group("func")),
                     match.group("file"),
-                    int(match.group("line")),
+                    line_number(match.group("line")),
                     line.strip(),
                 )
             )
@@ -254,9 +261,8 @@ def parse_report(text: str, kind: str | None = None) -> ErrorReport:
                 continue
             match = _GO_PLACE_RE.match(line)
             if match and go_function:
-                frames.append(
-                    Frame(go_function, match.group("file"), int(match.group("line")), line.strip())
-                )
+                number = line_number(match.group("line"))
+                frames.append(Frame(go_function, match.group("file"), number, line.strip()))
                 go_function = None
                 continue
         if kind == RUST:
@@ -269,9 +275,8 @@ def parse_report(text: str, kind: str | None = None) -> ErrorReport:
                 continue
             match = _RUST_PLACE_RE.search(line)
             if match:
-                located = Frame(
-                    rust_function, match.group("file"), int(match.group("line")), line.strip()
-                )
+                number = line_number(match.group("line"))
+                located = Frame(rust_function, match.group("file"), number, line.strip())
                 if (
                     frames
                     and frames[-1].function == rust_function
@@ -289,7 +294,7 @@ def parse_report(text: str, kind: str | None = None) -> ErrorReport:
         place = _TS_PLACE_RE.match(line) or (_PLACE_RE.match(line) if kind == COMPILER else None)
         if place:
             frames.append(
-                Frame(function, place.group("file"), int(place.group("line")), line.strip())
+                Frame(function, place.group("file"), line_number(place.group("line")), line.strip())
             )
         elif function:
             frames.append(Frame(function, None, None, line.strip()))

@@ -57,6 +57,7 @@ import attrs
 
 from cerebrum.prompt.assembly import comment_prefix
 from cerebrum.prompt.chunking import BLOCK, CLASS_HEADER, PART, PREAMBLE
+from cerebrum.prompt.reports import line_number
 from cerebrum.prompt.tokens import estimate_tokens
 from cerebrum.workspace.extract import identifier_words, language_for, words
 from cerebrum.workspace.store import UnitRow, WorkspaceStore
@@ -259,9 +260,9 @@ def analyse(question: str) -> Query:
                 names.add(part)
             else:
                 plain.add(part)
-    frames = [Frame(m.group(1), _line_number(m.group(2)), m.group(3))
+    frames = [Frame(m.group(1), line_number(m.group(2)), m.group(3))
               for m in _PY_FRAME_RE.finditer(question)]
-    frames += [Frame(m.group(2), _line_number(m.group(3)), m.group(1))
+    frames += [Frame(m.group(2), line_number(m.group(3)), m.group(1))
                for m in _JS_FRAME_RE.finditer(question)]
     for frame in frames:
         if frame.function and not frame.function.startswith("<"):
@@ -272,7 +273,7 @@ def analyse(question: str) -> Query:
         if path not in paths:
             paths.append(path)
         if match.group(2) and not any(f.path.endswith(path) for f in frames):
-            frames.append(Frame(path, _line_number(match.group(2))))
+            frames.append(Frame(path, line_number(match.group(2))))
     terms: list[str] = []
     seen: set[str] = set()  # beside the list: a membership test in the list is quadratic
     for word in words(question):
@@ -300,12 +301,6 @@ def analyse(question: str) -> Query:
     return Query(tuple(terms[:MAX_TERMS]), frozenset(names), frozenset(qualified),
                  frozenset(plain - names), tuple(frames), tuple(paths),
                  bool(all_words & _TEST_WORDS), frozenset(spoken))
-
-
-def _line_number(digits: str) -> int:
-    """A line number as printed; an absurd one (more digits than any file has lines,
-    more than SQLite's integers hold) is read as "past the end"."""
-    return int(digits) if len(digits) <= 9 else 10**9
 
 
 def _joinable(word: str) -> bool:

@@ -67,6 +67,26 @@ def test_each_kind_is_found_with_its_innermost_frame(report: str, innermost: str
     assert found[0].innermost is not None and found[0].innermost.function == innermost
 
 
+ABSURD = "9" * 5000  # past the 4,300 digits int() reads
+
+
+@pytest.mark.parametrize(
+    "report",
+    [
+        TRACEBACK.replace("line 24", f"line {ABSURD}"),
+        GO_PANIC.replace("tree.go:31", f"tree.go:{ABSURD}"),
+        RUST_PANIC.replace("counter.rs:17:22", f"counter.rs:{ABSURD}:22"),
+        JAVA_TRACE.replace("Cart.java:27", f"Cart.java:{ABSURD}"),
+        GCC.replace("counter.c:14:9", f"counter.c:{ABSURD}:9"),
+    ],
+)
+def test_an_absurd_line_number_is_read_as_past_the_end(report: str) -> None:
+    found = find_reports(f"It fails:\n{report}\nWhy?")
+    assert len(found) == 1
+    assert any(frame.line == 10**9 for frame in found[0].frames)
+    result = optimize_text(f"```python\n{PYTHON}\n```\n\nIt fails:\n{report}")
+    assert result.stats.skipped_reason is None
+
 def test_rust_panic_without_backtrace_points_at_file_and_line() -> None:
     short = RUST_PANIC.split("\nstack backtrace:")[0]
     frame = find_reports(short)[0].innermost
