@@ -80,6 +80,7 @@ def create_backend_app(
     state = BackendState(config=config, models=models, guard=guard)
     app[BACKEND_STATE] = state
     app.cleanup_ctx.append(_background_tasks(sample_interval_s))
+    app.on_shutdown.append(_stop_admitting)
     app.router.add_post("/v1/chat/completions", views.chat_completions)
     app.router.add_post("/v1/completions", views.completions)
     app.router.add_get("/v1/models", views.list_models)
@@ -91,6 +92,12 @@ def create_backend_app(
     app.router.add_get("/health", views.health)
     app.router.add_post("/tokenize", views.tokenize)
     return app
+
+
+async def _stop_admitting(app: web.Application) -> None:
+    # aiohttp calls this once the listener is closed, before it waits out the
+    # handlers in flight: whatever has not started generating is refused now.
+    app[BACKEND_STATE].models.stop_admitting()
 
 
 def _background_tasks(

@@ -5,6 +5,9 @@
 - Up to ``slots`` requests per model run at once (batched by its engine);
   more wait in arrival order (a FIFO ``asyncio.Semaphore`` per model), a
   bounded number of them (``max_queue``); beyond that, 503 with Retry-After.
+- When the service stops, requests still waiting for a slot (or for a load)
+  get 503 at once, so a client can retry elsewhere instead of being started
+  and then cut at the end of the drain; those generating finish.
 - A model idle for ``idle_unload_s`` is unloaded; when loading one would take
   available RAM below the floor, least recently used idle models are unloaded
   first, and if that is not enough the load is refused with 503.
@@ -16,8 +19,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Literal, TypeVar
 
 import attrs
 
@@ -28,6 +31,8 @@ from cerebrum.backend.worker import ModelWorker
 from cerebrum.errors import ModelNotFound, Unavailable
 
 _LOGGER = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 ModelState = Literal["unloaded", "loading", "loaded"]
 
@@ -91,6 +96,7 @@ class ModelManager:
         self._slot_count = slots
         self._worker_kwargs = worker_kwargs or {}
         self._slots = {spec.name: _Slot(spec, asyncio.Semaphore(slots)) for spec in registry}
+        self._stopping = asyncio.Event()
         if metrics:
             for spec in registry:
                 metrics.loaded.labels(spec.name).set(0)  # present from the first scrape
@@ -149,6 +155,7 @@ class ModelManager:
         ``choices`` slots are held (OpenAI's ``n``); the caller keeps it within
         ``slot_count``."""
         slot = self._slots[name]
+        self._refuse_if_stopping()
         waiting = slot.pending - self._slot_count + 1  # counting this request
         if waiting > self._max_queue:
             raise Unavailable(
@@ -161,8 +168,9 @@ class ModelManager:
         slot.pending += 1
         started = None
         try:
-            await self.ensure_loaded(name)
+            await self._unless_stopping(self.ensure_loaded(name))
             async with self._permits(slot, choices):
+                self._refuse_if_stopping()  # the stop began while it waited
                 # Idle unload and eviction skip models with pending requests,
                 # so the worker loaded above is still here.
                 assert slot.worker is not None
@@ -181,12 +189,45 @@ class ModelManager:
         try:
             async with slot.admission:
                 for _ in range(count):
-                    await slot.permits.acquire()
+                    await self._unless_stopping(slot.permits.acquire())
                     held += 1
             yield
         finally:
             for _ in range(held):
                 slot.permits.release()
+
+    def stop_admitting(self) -> None:
+        """The service is stopping: refuse requests that are not generating yet.
+
+        Requests waiting for a slot or a load get 503 now, and so does every
+        later one; those already generating keep their slots and finish
+        within the drain."""
+        self._stopping.set()
+
+    def _refuse_if_stopping(self) -> None:
+        if self._stopping.is_set():
+            raise Unavailable("the backend is stopping; try again shortly (or another backend)",
+                              retry_after=10, code="shutting_down")
+
+    async def _unless_stopping(self, waiting: Awaitable[_T]) -> _T:
+        """``await waiting``, or 503 as soon as the service starts stopping.
+
+        If both happen in one turn of the loop, what ``waiting`` got is kept
+        (a permit is released by the caller's ``finally``, a load stays loaded)."""
+        task = asyncio.ensure_future(waiting)
+        if not task.done():
+            stop = asyncio.ensure_future(self._stopping.wait())
+            try:
+                await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop.cancel()
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+        if task.cancelled():
+            self._refuse_if_stopping()
+        return task.result()
 
     async def ensure_loaded(self, name: str) -> ModelWorker:
         """Load ``name`` if needed; concurrent callers share one load."""

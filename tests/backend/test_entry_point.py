@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.backend_fixtures import chat_body
 from tests.services import clean_env, free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,3 +74,42 @@ def _listening(port: int) -> list[str]:
 
     return [conn.laddr.ip for conn in psutil.net_connections(kind="tcp")
             if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port]
+
+
+async def _in_flight(session, url: str) -> float:
+    async with session.get(f"{url}/metrics") as response:
+        text = await response.text()
+    line = next(x for x in text.splitlines() if x.startswith("cerebrum_http_requests_in_flight "))
+    return float(line.split()[1]) - 1  # not counting this scrape
+
+
+@pytest.mark.model
+async def test_a_stop_refuses_what_waits_and_finishes_what_generates(tmp_path) -> None:
+    import aiohttp
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen([*ENTRIES["module"], "--dev", "--port", str(port)], cwd=tmp_path,
+                               env=clean_env(CEREBRUM_SLOTS="1"), stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        wait_healthy(url, process)
+        async with aiohttp.ClientSession() as session:
+            running = await session.post(f"{url}/v1/chat/completions", json=chat_body(
+                "Tell a long story.", stream=True, max_tokens=120))
+            assert (await running.content.readline()).startswith(b"data: ")  # generating
+            waiting = asyncio.create_task(session.post(
+                f"{url}/v1/chat/completions", json=chat_body(max_tokens=4)))
+            while await _in_flight(session, url) < 2:  # the second waits for the one slot
+                await asyncio.sleep(0.02)
+            process.send_signal(signal.SIGTERM)
+            refused = await asyncio.wait_for(waiting, 10)
+            assert refused.status == 503
+            assert int(refused.headers["Retry-After"]) >= 1
+            assert (await refused.json())["error"]["code"] == "shutting_down"
+            answer = await asyncio.wait_for(running.read(), 30)
+            assert answer.rstrip().endswith(b"data: [DONE]")
+    finally:
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert "Traceback" not in stderr

@@ -171,3 +171,23 @@ async def test_busy_models_are_never_idle_unloaded(tmp_path) -> None:
     assert await manager.unload_idle() == []  # just used at t=1000
     now[0] = 1061
     assert await manager.unload_idle() == ["m0"]
+
+
+async def test_a_stop_refuses_the_waiting_and_leaves_the_running_alone(tmp_path) -> None:
+    manager = _manager(tmp_path, FakeReader(), slots=1)
+
+    async def enter() -> None:
+        async with manager.use("m0"):
+            pass
+
+    async with manager.use("m0"):
+        waiting = asyncio.create_task(enter())
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        manager.stop_admitting()
+        with pytest.raises(Unavailable) as refused:
+            await asyncio.wait_for(waiting, 1)
+        assert refused.value.code == "shutting_down"
+    with pytest.raises(Unavailable):
+        await enter()
+    assert manager.busy("m0") is False
