@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError
 
 from cerebrum.errors import BadRequest, PayloadTooLarge, RequestTimeout
 from cerebrum.middlewares import send_continue
@@ -65,6 +66,12 @@ async def read_json(request: web.Request, max_bytes: int) -> Any:
     except TimeoutError:
         raise RequestTimeout(f"the request body did not arrive within {BODY_TIMEOUT_S:g} s") \
             from None
+    except web.RequestPayloadError as exc:
+        if not isinstance(exc.__cause__, ContentEncodingError):
+            raise  # the client went away mid-body: error_middleware notes it
+        encoding = request.headers.get("Content-Encoding", "")[:40]
+        raise BadRequest(f"the request body does not decompress as its Content-Encoding "
+                         f"({encoding!r}) says") from None
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"request body exceeds the limit of {max_bytes} bytes")
     if not data:

@@ -167,8 +167,13 @@ class RedactBadRequests(logging.Filter):
 
 def _is_http_parse_error(exc: BaseException) -> bool:
     from aiohttp.http_exceptions import HttpProcessingError
+    from aiohttp.web_protocol import RequestPayloadError
 
-    return isinstance(exc, HttpProcessingError)
+    # A body that does not decompress fails again when aiohttp reads the rest of
+    # it after the answer, logged as "Unhandled exception": still the client's.
+    return isinstance(exc, HttpProcessingError) or (
+        isinstance(exc, RequestPayloadError)
+        and isinstance(exc.__cause__, HttpProcessingError))
 
 
 def _bad_request(record: logging.LogRecord) -> bool:

@@ -92,6 +92,29 @@ async def test_malformed_headers_are_logged_briefly_and_without_the_key(
     assert len(lines) <= 5, lines
 
 
+
+async def test_broken_compressed_bodies_are_logged_briefly(orchestrator: Running) -> None:
+    before = len(orchestrator.text().splitlines())
+    body = b"\x1f\x8bnot compressed at all"
+    for index in range(60):
+        encoding = ("gzip", "deflate", "br", "zstd")[index % 4]
+        reader, writer = await asyncio.open_connection("127.0.0.1", orchestrator.port)
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-API-Key: "
+                     + KEY.encode() + b"\r\nContent-Type: application/json\r\n"
+                     b"Content-Encoding: " + encoding.encode() + b"\r\nContent-Length: "
+                     + str(len(body)).encode() + b"\r\n\r\n" + body)
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), 10)
+        assert b" 400 " in status, (encoding, status)
+        writer.close()
+    await asyncio.sleep(0.2)
+    lines = orchestrator.text().splitlines()[before:]
+    assert not any("Traceback" in line for line in lines), lines
+    # What the client was told is what the completion line says.
+    completions = [line for line in lines if " completion " in line]
+    assert completions and all("status=400" in line for line in completions), completions
+    assert len(lines) <= 60 + 6, lines  # one completion line each, at most, and a few more
+
 def test_the_rate_limit_counts_what_it_held_back() -> None:
     from cerebrum.log import RateLimit
 
