@@ -22,6 +22,7 @@ import importlib
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,6 +48,12 @@ TEXT_CHUNK_CHARS = 800
 WINDOW_CHARS = 1000
 # Share of lines inside tree-sitter ERROR nodes above which its tree is not trusted.
 _MAX_ERROR_SHARE = 0.1
+# tree-sitter's error recovery is quadratic on some malformed input (8 KB of
+# "/* " took 8 s, holding the GIL); a parse gets this long, then the
+# indentation splitter takes over. Normal code parses at ~2 MB/s here, a Pi
+# at a fifth of that: the budget is 10x a Pi's time and more.
+PARSE_BASE_S = 0.25
+PARSE_BYTES_PER_S = 100_000
 
 PREAMBLE = "preamble"
 DEFINITION = "definition"
@@ -414,12 +421,37 @@ def _rows(node: Any) -> tuple[int, int]:
     )
 
 
+def _parse_within(parser: Any, data: bytes, seconds: float) -> Any:
+    """``parser``'s tree of ``data``, or None where parsing takes over ``seconds``.
+
+    tree-sitter checks a progress callback only when it reads its input from a
+    callback, not from bytes, so the input is handed over through one."""
+    deadline = time.perf_counter() + seconds
+
+    def read(offset: int, _point: Any) -> bytes:
+        return data[offset:offset + 65536]
+
+    def halt(*_state: Any) -> bool:
+        return time.perf_counter() > deadline
+
+    try:
+        return parser.parse(read, progress_callback=halt)
+    except ValueError:  # "Parsing failed": halted
+        parser.reset()  # else the next parse would resume this one
+        return None
+
+
 def _tree_sitter_segments(code: str, lines: list[str], language: str) -> list[_Segment] | None:
+    data = code.encode("utf-8", "surrogatepass")
     try:
         parser = get_parser(language)
-        tree = parser.parse(code.encode("utf-8", "surrogatepass"))
     except Exception:  # a missing wheel or a grammar failure must not break a request
         _LOGGER.warning("tree-sitter unavailable for %s", language, exc_info=True)
+        return None
+    tree = _parse_within(parser, data, PARSE_BASE_S + len(data) / PARSE_BYTES_PER_S)
+    if tree is None:
+        _LOGGER.info("tree-sitter gave up on %d bytes of %s within its time; split by "
+                     "indentation instead", len(data), language)
         return None
     root = tree.root_node
     error_lines = 0

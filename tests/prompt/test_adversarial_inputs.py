@@ -38,6 +38,8 @@ CASES = {
     # A Rust backtrace line with a run of spaces in it.
     "rust frame": ('optimize_messages(chat("thread \'main\' panicked at src/main.rs:3:5:\\n'
                    'boom\\nstack backtrace:\\n   0: a" + " " * 80_000 + "!\\n"))'),
+    # tree-sitter's own error recovery: 8 KB of "/* " took it 8 s.
+    "unclosed C comments": 'optimize_text("fix this\\n```c\\n" + "/* " * 27_000 + "\\n```")',
 }
 
 

@@ -168,6 +168,22 @@ def test_grammar_parsers_are_cached() -> None:
     assert get_parser("go") is get_parser("go")
 
 
+def test_a_parse_past_its_time_gives_up_and_leaves_the_parser_usable(
+        monkeypatch, caplog) -> None:
+    from cerebrum.prompt import chunking
+
+    # "/* " repeated sends tree-sitter's error recovery quadratic (8 KB: 8 s).
+    hostile = "/* " * 2700
+    monkeypatch.setattr(chunking, "PARSE_BASE_S", 0.01)
+    with caplog.at_level("INFO", logger="cerebrum.prompt.chunking"):
+        chunks = chunk_text(hostile, "c")
+    assert "tree-sitter gave up on 8100 bytes of c" in caplog.text
+    assert "".join(chunk.text for chunk in chunks) == hostile  # cut into windows
+    # The halted parse is not resumed by the next text's parse.
+    code = "int one(void) {\n    return 1;\n}\n\nint two(void) {\n    return 2;\n}\n"
+    assert _defined(chunk_text(code, "c")) == ["one", "two"]
+
+
 def test_unicode_code_keeps_lines_aligned() -> None:
     code = 'def grüß(name):\n    return f"Grüß dich, {name} ✓"\n\n\ndef zwei():\n    return 2\n'
     chunks = chunk_text(code, "python")
