@@ -24,12 +24,13 @@ def test_values_are_structured_from_strings() -> None:
     config = load_config(BackendConfig, {
         "CEREBRUM_API_KEY": "k", "CEREBRUM_IDLE_UNLOAD_S": "12.5",
         "CEREBRUM_MIN_FREE_RAM_MB": "256", "CEREBRUM_ALLOW_NO_KEY": "yes",
-        "CEREBRUM_MODELS": "~/models.toml", "UNRELATED": "x"})
+        "CEREBRUM_MODELS": "~/models.toml", "CEREBRUM_MODEL_NICE": "-5", "UNRELATED": "x"})
     assert config.api_key == "k"
     assert config.idle_unload_s == 12.5
     assert config.min_free_ram_mb == 256
     assert config.allow_no_key is True
     assert config.models == Path("~/models.toml").expanduser()
+    assert config.model_nice == -5
 
 
 @pytest.mark.parametrize(("name", "value"), [
@@ -37,6 +38,8 @@ def test_values_are_structured_from_strings() -> None:
     ("CEREBRUM_MAX_CPU_PERCENT", "-5"),
     ("CEREBRUM_ALLOW_NO_KEY", "maybe"),
     ("CEREBRUM_THREADS", "0"),
+    ("CEREBRUM_MODEL_NICE", "-21"),
+    ("CEREBRUM_MODEL_NICE", "20"),
 ])
 def test_bad_values_name_the_variable(name, value) -> None:
     with pytest.raises(ConfigError, match=name):

@@ -72,6 +72,7 @@ def create_backend_app(
             "prompt_cache_disk_mb": config.prompt_cache_disk_mb,
             "prompt_cache_dir": config.prompt_cache_dir,
             "prefill_chunk": config.prefill_chunk,
+            "model_nice": config.model_nice,
             "room_mb": room_mb,
         },
         **manager_kwargs,

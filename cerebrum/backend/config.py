@@ -8,7 +8,7 @@ from pathlib import Path
 import attrs
 
 from cerebrum.backend.scheduler import default_slots
-from cerebrum.config import ConfigError, check_keys, non_negative, positive
+from cerebrum.config import ConfigError, check_keys, env_name, non_negative, positive
 
 
 def _default_threads() -> int:
@@ -28,6 +28,12 @@ def _default_prompt_cache_dir() -> Path:
     root = Path(base) if base else Path.home() / ".cache"
     return root / ("prompt-cache" if os.environ.get("CACHE_DIRECTORY") else
                    "cerebrum/prompt-cache")
+
+
+def _nice_value(_: object, attribute: attrs.Attribute, value: int) -> None:
+    if not -20 <= value <= 19:
+        raise ValueError(f"{env_name(attribute.name)} must be a nice value from -20 to 19, "
+                         f"got {value}")
 
 
 @attrs.frozen
@@ -71,6 +77,12 @@ class BackendConfig:
     """Ask for real-time priority (SCHED_RR 1) for the event loop's thread only, so
     ``/health`` and streaming stay prompt while the model holds every core; where it
     is refused the loop runs as started (cerebrum/backend/priority.py)."""
+    model_nice: int = attrs.field(default=0, validator=_nice_value)
+    """Nice value of the model's threads. 0: they compete as equals with other
+    processes. A VPS that serves nothing else may give generation the upper hand
+    over a backup or an upgrade with -5 (a neighbour then gets about a seventh of
+    the cores while the model computes); below the service's own start value it
+    needs ``LimitNICE=`` (the unit allows down to -5) or root."""
     max_connections: int = attrs.field(default=256, validator=positive)
     """Client connections open at once; past it the oldest idle one is closed."""
     header_timeout_s: float = attrs.field(default=10.0, validator=positive)

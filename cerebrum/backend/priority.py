@@ -16,7 +16,7 @@ threads, executors) begins as an ordinary thread at nice 0 or above.
 Where real-time scheduling is not permitted (no ``CAP_SYS_NICE``, and an
 ``RLIMIT_RTPRIO`` of 0: the systemd unit grants ``LimitRTPRIO=1``), the loop
 stays at the priority the service was started with (the unit's ``Nice=-5``),
-and the model's thread steps back to nice 0 itself.
+and the model's thread steps back to nice 0 itself (``CEREBRUM_MODEL_NICE``).
 """
 
 from __future__ import annotations
@@ -54,21 +54,30 @@ def make_this_thread_realtime(priority: int = LOOP_PRIORITY) -> bool:
     return True
 
 
-def run_at_normal_priority() -> None:
-    """Put this thread (and the llama.cpp threads it will start) back at nice 0.
+def run_model_thread_at(nice: int = 0) -> None:
+    """Put this thread (and the llama.cpp threads it will start) at ``nice``, or
+    where it is if that is nicer and ``nice`` is not negative.
 
-    Without real-time scheduling for the loop, the service may run above
-    normal priority (``Nice=-5`` in the systemd unit) so that its event loop
-    stays as prompt as nice can make it; the model itself must then compete
-    as an equal with other processes, neither above them (it would starve the
-    host) nor below (a busy neighbour would starve it). Threads inherit their
-    creator's nice value, so setting it on the worker thread covers
-    llama.cpp's compute threads too. Raising one's own nice value needs no
-    privilege.
+    The model competes as an equal with other processes by default (0): neither
+    above them (it would starve the host) nor below (a busy neighbour would
+    starve it). Without real-time scheduling for the loop the service may run
+    above normal priority (``Nice=-5`` in the systemd unit) so that its event
+    loop stays as prompt as nice can make it, and this thread steps back.
+    Threads inherit their creator's nice value, so setting it on the worker
+    thread covers llama.cpp's compute threads too. Raising one's own nice value
+    needs no privilege; lowering it below where it is needs ``RLIMIT_NICE``
+    (systemd's ``LimitNICE=``) or ``CAP_SYS_NICE``.
     """
+    tid = threading.get_native_id()
     try:
-        tid = threading.get_native_id()
-        if os.getpriority(os.PRIO_PROCESS, tid) < 0:
-            os.setpriority(os.PRIO_PROCESS, tid, 0)
-    except OSError:
-        _LOGGER.warning("could not set the model thread's priority", exc_info=True)
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        # A service started nicer than that (``nice -n 10``) was meant to be: it
+        # stays so unless a negative value asks for the upper hand outright.
+        target = nice if nice < 0 else max(nice, current)
+        if current != target:
+            os.setpriority(os.PRIO_PROCESS, tid, target)
+    except OSError as exc:
+        where = os.getpriority(os.PRIO_PROCESS, tid)
+        _LOGGER.warning("the model's threads stay at nice %d: nice %d was refused (%s); "
+                        "grant LimitNICE=%d or set CEREBRUM_MODEL_NICE=%d",
+                        where, nice, exc.strerror, nice, where)

@@ -32,7 +32,7 @@ from cerebrum.backend.generation import (
     Generation,
     GenerationJob,
 )
-from cerebrum.backend.priority import run_at_normal_priority
+from cerebrum.backend.priority import run_model_thread_at
 from cerebrum.backend.prompt_cache import DiskTier, PromptCache
 from cerebrum.backend.registry import ModelSpec, RegistryError
 from cerebrum.errors import BadRequest
@@ -102,10 +102,12 @@ class ModelWorker:
         prefill_chunk: int = 256,
         room_mb: Callable[[], float] = lambda: float("inf"),
         on_step: Callable[[Engine], None] | None = None,
+        model_nice: int = 0,
     ) -> None:
         """``room_mb`` is RAM available above the floor now (it bounds the slots' KV
         at load and the prompt cache). Each step's thread count is the engine's
-        to choose (``scheduler.ThreadTuner``), at most ``threads``."""
+        to choose (``scheduler.ThreadTuner``), at most ``threads``; the model's
+        threads run at ``model_nice``."""
         self.spec = spec
         self.threads = spec.threads or threads
         self.slots = slots
@@ -117,7 +119,8 @@ class ModelWorker:
         self._on_step = on_step
         self._outbox = Outbox()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{spec.name}",
-                                            initializer=run_at_normal_priority)
+                                            initializer=run_model_thread_at,
+                                            initargs=(model_nice,))
         self._model: Any = None
         self._model_lock = threading.Lock()
         """Held while tokenizing off the worker thread, and while the model is freed."""

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from cerebrum.backend.priority import make_this_thread_realtime, run_at_normal_priority
+from cerebrum.backend.priority import make_this_thread_realtime, run_model_thread_at
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "SCHED_RESET_ON_FORK"), reason="Linux only")
 
@@ -61,26 +61,63 @@ def test_refused_realtime_leaves_the_thread_as_it_was() -> None:
     assert out == ["False", str(os.SCHED_OTHER)]
 
 
-def test_the_model_thread_steps_down_to_normal_priority() -> None:
-    # The unit starts the service at Nice=-5 (its loop stays prompt); the
-    # model's thread must come back to 0, and leave a normal or lower
-    # priority as it is.
-    seen: dict[str, int] = {}
+def _model_thread_nice(start: int, nice: int) -> int | None:
+    """The nice value a thread started at ``start`` ends at; None where ``start``
+    itself is not allowed here."""
+    seen: list[int | None] = []
 
-    def body(start: int, name: str) -> None:
+    def body() -> None:
         tid = threading.get_native_id()
         try:
             os.setpriority(os.PRIO_PROCESS, tid, start)
         except PermissionError:
-            seen[name] = -100
+            seen.append(None)
             return
-        run_at_normal_priority()
-        seen[name] = os.getpriority(os.PRIO_PROCESS, tid)
+        run_model_thread_at(nice)
+        seen.append(os.getpriority(os.PRIO_PROCESS, tid))
 
-    for start, name in ((-5, "raised"), (3, "lowered")):
-        thread = threading.Thread(target=body, args=(start, name))
-        thread.start()
-        thread.join()
-    if seen["raised"] == -100:
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    return seen[0]
+
+
+def test_the_model_thread_steps_down_to_normal_priority() -> None:
+    # The unit starts the service at Nice=-5 (its loop stays prompt); the
+    # model's thread must come back to 0, and leave a normal or lower
+    # priority as it is.
+    raised = _model_thread_nice(-5, 0)
+    if raised is None:
         pytest.skip("raising a thread's priority needs CAP_SYS_NICE")
-    assert seen == {"raised": 0, "lowered": 3}
+    assert raised == 0
+    assert _model_thread_nice(3, 0) == 3
+
+
+def test_a_negative_model_nice_gives_the_model_the_upper_hand() -> None:
+    # CEREBRUM_MODEL_NICE=-5: from 0 (where a real-time loop's threads start)
+    # and from a nicer start alike.
+    if _model_thread_nice(0, -5) is None or os.geteuid() != 0:
+        pytest.skip("lowering a nice value needs CAP_SYS_NICE or RLIMIT_NICE")
+    assert _model_thread_nice(0, -5) == -5
+    assert _model_thread_nice(3, -5) == -5
+    assert _model_thread_nice(0, 4) == 4
+
+
+def test_a_refused_model_nice_is_one_warning(caplog) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to become an unprivileged user for the test")
+    code = (
+        "import logging, os, resource, threading\n"
+        "from cerebrum.backend.priority import run_model_thread_at\n"
+        "logging.basicConfig(level='WARNING')\n"
+        "resource.setrlimit(resource.RLIMIT_NICE, (0, 0))\n"
+        "os.setuid(65534)  # drops CAP_SYS_NICE\n"
+        "run_model_thread_at(-5)\n"
+        "print(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=os.getcwd(),
+                          env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert done.stdout.split() == ["0"]
+    assert "nice -5 was refused" in done.stderr and "LimitNICE=-5" in done.stderr
+    assert "Traceback" not in done.stderr
