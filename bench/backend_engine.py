@@ -218,8 +218,10 @@ def spin_process() -> subprocess.Popen[bytes]:
 
 # -- processes -----------------------------------------------------------------
 
-def start_api(port: int) -> subprocess.Popen[bytes]:
+def start_api(port: int, model_nice: int | None = None) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
+    if model_nice is not None:
+        env["CEREBRUM_MODEL_NICE"] = str(model_nice)
     env.update({
         "CEREBRUM_THREADS": str(THREADS),
         "CEREBRUM_SLOTS": str(SLOTS),
@@ -234,7 +236,8 @@ def start_api(port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [*nice, sys.executable, str(ROOT / "vps_app.py"), "--dev", "--host", "127.0.0.1",
          "--port", str(port), "--env-file", str(CACHE / "no.env")],
-        cwd=ROOT, env=env, stdout=(CACHE / "engine-api.log").open("wb"),
+        cwd=ROOT, env=env,
+        stdout=(CACHE / f"engine-api{'' if model_nice is None else model_nice}.log").open("wb"),
         stderr=subprocess.STDOUT)
 
 
@@ -261,6 +264,8 @@ async def main_async(args: argparse.Namespace) -> int:
         return 2
     CACHE.mkdir(parents=True, exist_ok=True)
     subjects = [s for s in SUBJECTS if s not in args.skip]
+    if args.model_nice is not None:
+        subjects.append(f"api{args.model_nice:+d}")  # a second API server beside the first
     workloads = [w for w in WORKLOADS if w not in args.skip]
     procs: list[subprocess.Popen[Any]] = []  # the servers (bytes) and the relay (text)
     bases: dict[str, str] = {}
@@ -277,6 +282,8 @@ async def main_async(args: argparse.Namespace) -> int:
                 port = free_port()
                 if subject == "api":
                     procs.append(start_api(port))
+                elif subject.startswith("api"):
+                    procs.append(start_api(port, args.model_nice))
                 else:
                     assert binary is not None
                     procs.append(start_llama_server(binary, model, port,
@@ -446,6 +453,10 @@ def targets(results: dict[str, Any], subjects: list[str]) -> None:
         check("interleaved chats, turns 2-4: api TTFT ÷ llama-server (worst)", worst, 1.2, False)
     if "busy/api" in results:
         check("busy neighbour: api tok/s ÷ quiet", results["busy/api"]["ratio"], 0.7, True)
+    for name in [k for k in results if k.startswith("busy/api") and k != "busy/api"]:
+        subject = name.split("/", 1)[1]
+        check(f"busy neighbour: {subject} (CEREBRUM_MODEL_NICE) tok/s ÷ quiet",
+              results[name]["ratio"], 0.7, True)
     if "health" in results:
         check("/health p99 ms while 4 streams run", results["health"]["p99"], 5.0, False)
     if lines:
@@ -462,6 +473,9 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("--repeat-prompts", action="store_true",
                         help="conc: the same prompts every round (cache hits after the first)")
+    parser.add_argument("--model-nice", type=int,
+                        help="also run a second API server with this CEREBRUM_MODEL_NICE "
+                             "(subject api-5 for -5), alternated with the others")
     parser.add_argument("--relay", action="store_true",
                         help="every server behind the segmenting relay (a real network hop)")
     args = parser.parse_args()

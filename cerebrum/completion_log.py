@@ -24,8 +24,25 @@ from cerebrum.metrics import HttpMetrics
 _LOGGER = logging.getLogger("cerebrum.completion")
 
 
+MAX_TOKEN_COUNT = 10**9
+"""A count above this is no real count: a peer's 10**400 would overflow the metrics'
+floats (or make them +Inf for good) and the log's arithmetic."""
+
+
 def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return (isinstance(value, int) and not isinstance(value, bool)
+            and 0 <= value <= MAX_TOKEN_COUNT)
+
+
+def token_counts(usage: Any) -> dict[str, int] | None:
+    """The two counts of an OpenAI ``usage`` object that anything here reads, each
+    kept only where it is a plausible count; None when neither is. Kept instead of
+    the peer's whole object, which may hold anything (50,000 keys, say)."""
+    if not isinstance(usage, Mapping):
+        return None
+    counts = {name: usage[name] for name in ("prompt_tokens", "completion_tokens")
+              if _is_count(usage.get(name))}
+    return counts or None
 
 
 @attrs.define

@@ -257,7 +257,7 @@ class BackendPool:
                            headers: Mapping[str, str], timeout: aiohttp.ClientTimeout) -> None:
         try:
             async with session.get(backend.url + "/v1/models", headers=headers,
-                                   timeout=timeout) as response:
+                                   timeout=timeout, allow_redirects=False) as response:
                 if response.status != 200:
                     backend.models_failed(f"HTTP {response.status}")
                     return

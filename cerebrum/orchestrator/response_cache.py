@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import re
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -41,6 +42,8 @@ import attrs
 from cerebrum.openai_wire import HARMLESS_FIELDS
 from cerebrum.orchestrator.sse_relay import validate_events
 from cerebrum.protocol import OPTIONS_FIELD
+
+_MAX_AGE_0 = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?0+\"?(?:$|[,\s])")
 
 # Body fields that change neither the answer nor its shape.
 _NOT_IN_KEY = frozenset({"user", OPTIONS_FIELD})
@@ -230,7 +233,8 @@ class Lookup:
     """None: the cache is off, or the request is not deterministic."""
     key: str = ""
     verdict: str | None = None
-    """``hit``, ``miss`` or ``bypass`` (``Cache-Control: no-cache`` / ``no-store``);
+    """``hit``, ``miss`` or ``bypass`` (``Cache-Control: no-cache``, ``max-age=0`` or
+    ``no-store``);
     None when the request is not cacheable (no ``X-Cerebrum-Cache`` header)."""
     storing: bool = False
     """False under ``no-store``: the answer is not kept either."""
@@ -270,9 +274,10 @@ async def lookup(cache: ResponseCache | None, kind: str, model: str, body: Mappi
         return
     directives = cache_control.lower()
     no_store = "no-store" in directives
+    # max-age=0 is what browsers send on a reload: as no-cache, a fresh answer.
+    fresh = no_store or "no-cache" in directives or _MAX_AGE_0.search(directives) is not None
     found = Lookup(cache, cache_key(kind, model, body, client=client),
-                   "bypass" if no_store or "no-cache" in directives else "miss",
-                   storing=not no_store)
+                   "bypass" if fresh else "miss", storing=not no_store)
     if found.verdict == "miss":
         await cache.wait_for_leader(found.key, wait_s)
         found.hit = cache.get(found.key)

@@ -25,6 +25,8 @@ from typing import Any
 
 import attrs
 
+from cerebrum.completion_log import token_counts
+
 _FIELDS = frozenset({"data", "event", "id", "retry"})
 
 
@@ -181,8 +183,9 @@ class SseRelayParser:
         chunk = _json_object(payload)
         if chunk is None:
             raise MalformedStream(f"an event's data is not valid JSON: {payload[:80]!r}")
-        if isinstance(chunk.get("usage"), dict):
-            self.usage = chunk["usage"]
+        counts = token_counts(chunk.get("usage"))
+        if counts is not None:
+            self.usage = counts
         return True
 
 

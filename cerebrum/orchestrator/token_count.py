@@ -16,6 +16,7 @@ for a while and the estimate stands.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import time
@@ -26,6 +27,7 @@ from typing import Any
 import aiohttp
 import attrs
 
+from cerebrum.bodies import read_at_most
 from cerebrum.orchestrator.backends import Backend, BackendPool
 from cerebrum.orchestrator.preparation import PreparedRequest
 from cerebrum.orchestrator.upstream import Upstream
@@ -35,6 +37,8 @@ _LOGGER = logging.getLogger(__name__)
 TOKENIZE_PATH = "/tokenize"
 MAX_REFITS = 3
 COUNT_TIMEOUT_S = 5.0
+MAX_COUNT_BYTES = 1024 * 1024
+"""A count's answer is read up to this (a token list of a long context fits)."""
 # Counting costs a round trip: only prompts this close to their budget (by
 # the estimate, which errs high on most text) are counted.
 COUNT_ABOVE_SHARE = 0.3
@@ -75,14 +79,17 @@ class TokenCounter:
             try:
                 async with upstream.session.post(
                         backend.url.rstrip("/") + TOKENIZE_PATH, json=fields, headers=headers,
-                        timeout=aiohttp.ClientTimeout(total=COUNT_TIMEOUT_S)) as reply:
+                        timeout=aiohttp.ClientTimeout(total=COUNT_TIMEOUT_S),
+                        allow_redirects=False) as reply:
                     if reply.status in (404, 405, 501):
                         self.unsupported[backend.url] = self.clock()
                         continue
                     if reply.status != 200:
                         continue
-                    answer = await reply.json(content_type=None)
-            except (aiohttp.ClientError, TimeoutError, ValueError):
+                    # {"count": N} and maybe the tokens: a hostile backend's megabytes
+                    # are not read.
+                    answer = json.loads(await read_at_most(reply.content, MAX_COUNT_BYTES))
+            except (aiohttp.ClientError, TimeoutError, ValueError, RecursionError):
                 _LOGGER.debug("token count from %s failed", backend.name, exc_info=True)
                 continue
             count = answer.get("count") if isinstance(answer, dict) else None

@@ -29,6 +29,7 @@ import attrs
 from aiohttp import web
 
 from cerebrum.bodies import read_at_most
+from cerebrum.completion_log import token_counts
 from cerebrum.errors import (
     ApiError,
     BadGateway,
@@ -96,7 +97,9 @@ class Upstream:
         """Headers for one backend request: JSON, correlation (``request_id``: the client's),
         and the key in both common spellings (``X-API-Key`` for this project's backend,
         ``Authorization: Bearer`` for llama-server, vLLM and Ollama)."""
-        headers = {"Content-Type": "application/json"}
+        # identity: the session reads bodies as sent (auto_decompress off, so a
+        # bounded read bounds what is held), so it must not ask for gzip.
+        headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
         if request_id:
             headers[REQUEST_ID_HEADER] = request_id
         if self.api_key:
@@ -117,12 +120,14 @@ class Upstream:
     async def open(self, path: str, payload: bytes, model: str | None, *, stream: bool,
                    request_id: str | None = None,
                    candidates: Sequence[Backend] | None = None,
+                   expect: str = "choices",
                    ) -> AsyncIterator[tuple[Backend, Reply]]:
         """The answer (or the start of one) from the first backend that gives one, with
         that backend leased from the pool until the block ends.
 
         ``candidates`` is the order to try them in (default: ``pool.candidates(model)``;
-        the proxy passes that list reordered by prefix affinity).
+        the proxy passes that list reordered by prefix affinity). ``expect`` is the
+        list a whole success must hold (``choices``; ``data`` for embeddings).
         """
         headers = self.headers(request_id)
         last: tuple[Backend, ApiError] | None = None
@@ -141,7 +146,7 @@ class Upstream:
             async with self.pool.lease(backend):
                 try:
                     reply = await _attempt(self.session, backend, path, payload, headers,
-                                           stream=stream, limits=self.limits)
+                                           stream=stream, limits=self.limits, expect=expect)
                 except UpstreamFailure as failure:
                     _judge(backend, failure)
                     last = (backend, failure.error)
@@ -161,11 +166,11 @@ class Upstream:
                 return
         raise _no_backend(model, last, waits)
 
-    async def fetch(self, path: str, payload: bytes, model: str | None, *,
+    async def fetch(self, path: str, payload: bytes, model: str | None, *, expect: str,
                     request_id: str | None = None) -> Answered:
         """A whole answer (any status below 500) from the first backend that gives one."""
-        async with self.open(path, payload, model, stream=False,
-                             request_id=request_id) as (_, reply):
+        async with self.open(path, payload, model, stream=False, request_id=request_id,
+                             expect=expect) as (_, reply):
             if isinstance(reply, Answered):
                 return reply
         # A non-streamed request is always answered whole (see _read_reply).
@@ -246,10 +251,13 @@ class UpstreamFailure(Exception):
 
 async def _attempt(session: aiohttp.ClientSession, backend: Backend, path: str, payload: bytes,
                    headers: Mapping[str, str], *, stream: bool,
-                   limits: UpstreamLimits) -> Reply:
+                   limits: UpstreamLimits, expect: str) -> Reply:
     name = backend.name
     try:
-        response = await session.post(backend.url + path, data=payload, headers=headers)
+        # Never followed: a redirect would send the prompt wherever the backend says,
+        # and credit that server's answer to this backend.
+        response = await session.post(backend.url + path, data=payload, headers=headers,
+                                      allow_redirects=False)
     except aiohttp.ConnectionTimeoutError:
         # Never connected: the backend is unreachable (down, or a black-holed
         # address), not slow; a client can try again later.
@@ -261,7 +269,7 @@ async def _attempt(session: aiohttp.ClientSession, backend: Backend, path: str, 
         raise UpstreamFailure(Unavailable(f"backend {name} is unreachable ({type(exc).__name__})",
                                           code="backend_unreachable")) from None
     try:
-        return await _read_reply(response, name, stream=stream, limits=limits)
+        return await _read_reply(response, name, stream=stream, limits=limits, expect=expect)
     except UpstreamFailure:
         response.close()
         raise
@@ -307,7 +315,7 @@ def _is_json(content_type: str) -> bool:
 
 
 async def _read_reply(response: aiohttp.ClientResponse, name: str, *, stream: bool,
-                      limits: UpstreamLimits) -> Reply:
+                      limits: UpstreamLimits, expect: str) -> Reply:
     status = response.status
     if status >= 500:
         message = _error_message(await _error_body(response))
@@ -320,9 +328,14 @@ async def _read_reply(response: aiohttp.ClientResponse, name: str, *, stream: bo
                                               retry_after=retry_after, code="backend_busy"),
                                   verdict=Verdict.ALIVE)
         raise UpstreamFailure(BadGateway(f"backend {name} failed with HTTP {status}: {message}"))
+    if 300 <= status < 400:
+        response.close()
+        raise UpstreamFailure(BadGateway(f"backend {name} answered with a redirect (HTTP "
+                                         f"{status}), which is not followed"))
     content_type = response.headers.get("Content-Type", "application/json")
     if status >= 400 or not stream or not content_type.startswith("text/event-stream"):
-        return await _read_whole(response, name, status, content_type, limits.max_body_bytes)
+        return await _read_whole(response, name, status, content_type, limits.max_body_bytes,
+                                 expect, stream)
     parser = SseRelayParser(max_event_bytes=limits.max_event_bytes,
                             event_timeout_s=limits.event_timeout_s)
     while True:
@@ -338,7 +351,8 @@ async def _read_reply(response: aiohttp.ClientResponse, name: str, *, stream: bo
 
 
 async def _read_whole(response: aiohttp.ClientResponse, name: str, status: int,
-                      content_type: str, limit: int) -> Answered:
+                      content_type: str, limit: int, expect: str,
+                      stream: bool = False) -> Answered:
     try:
         body = await read_body(response, limit)
     except BodyTooLarge:
@@ -350,7 +364,6 @@ async def _read_whole(response: aiohttp.ClientResponse, name: str, status: int,
         raise UpstreamFailure(BadGateway(
             f"backend {name}'s answer was cut short ({type(exc).__name__})"),
             verdict=Verdict.UNKNOWN) from None
-    usage = None
     if status >= 400:
         if not _is_json(content_type) or not isinstance(_json_or_none(body), dict):
             # Relay the backend's refusal in the shape clients parse.
@@ -364,10 +377,19 @@ async def _read_whole(response: aiohttp.ClientResponse, name: str, status: int,
     if not isinstance(decoded, dict):
         what = "not JSON" if _is_json(content_type) else f"of type {content_type[:60]!r}"
         raise MalformedStream(f"a completion that is {what}")
-    if isinstance(decoded.get("usage"), dict):
-        usage = decoded["usage"]
+    if not isinstance(decoded.get(expect), list):
+        error = decoded.get("error")
+        if isinstance(error, dict):
+            # An error dressed as a success: relayed as the failure it is, and
+            # never cached as the answer to this prompt.
+            raise UpstreamFailure(BadGateway(
+                f"backend {name} answered HTTP {status} with an error: {_error_message(body)}"))
+        raise MalformedStream(f"an answer without a {expect!r} list")
+    if stream:
+        # A client that asked for a stream cannot read a whole answer.
+        raise MalformedStream("a whole answer to a streamed request")
     response.release()
-    return Answered(status, body, content_type, usage)
+    return Answered(status, body, content_type, token_counts(decoded.get("usage")))
 
 
 def _json_or_none(body: bytes) -> Any:

@@ -110,6 +110,6 @@ async def embeddings(request: web.Request) -> web.Response:
     parsed = structure_embedding_request(body)
     reply = await request.app[UPSTREAM].fetch(
         "/v1/embeddings", json.dumps(body, ensure_ascii=False).encode(), named_model(parsed.model),
-        request_id=request.get(REQUEST_ID_KEY))
+        expect="data", request_id=request.get(REQUEST_ID_KEY))
     return web.Response(body=reply.body, status=reply.status,
                         headers={"Content-Type": reply.content_type})

@@ -71,7 +71,8 @@ class WorkspaceVectors:
         payload = json.dumps({"model": self.settings.model, "input": list(texts), "truncate": True},
                              ensure_ascii=False).encode()
         try:
-            reply = await self.upstream().fetch("/v1/embeddings", payload, self.settings.model)
+            reply = await self.upstream().fetch("/v1/embeddings", payload, self.settings.model,
+                                                expect="data")
         except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
             raise EmbeddingFailed(f"{type(exc).__name__}: {exc}") from None
         if reply.status != 200:

@@ -68,6 +68,10 @@ async def test_no_cache_bypasses_and_no_store_keeps_nothing(make_stub: MakeStub,
     assert (await _stream(client, body, {"Cache-Control": "no-cache"}))[0] == "bypass"
     assert (await _stream(client, body))[0] == "hit"
     assert len(stub.received) == 3
+    # A browser's reload; max-age=60 is a plain lookup.
+    assert (await _stream(client, body, {"Cache-Control": "private, max-age=0"}))[0] == "bypass"
+    assert (await _stream(client, body, {"Cache-Control": "max-age=60"}))[0] == "hit"
+    assert len(stub.received) == 4
 
 
 async def test_cut_streams_are_not_stored(make_stub: MakeStub,

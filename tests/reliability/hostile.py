@@ -16,6 +16,12 @@ Completion modes:
     ``after_done``      a good event, ``[DONE]``, then more events in the same write
     ``busy``            503 with ``Retry-After: retry_after``
     ``truncated``       a whole answer whose body stops halfway (the connection drops)
+    ``redirect``        307 to ``redirect_to``
+    ``error_200``       200 with an OpenAI error body and no ``choices``
+    ``gzip_if_asked``   ``whole``, gzip-encoded when the request accepts gzip
+
+``usage`` replaces the ``usage`` object of ``whole`` and ``stream`` answers.
+``accept_encoding`` records the last request's ``Accept-Encoding``.
 
 Model-list modes: ``normal``, ``huge`` (``models_bytes`` of JSON, written
 lazily), ``many`` (``models_count`` models).
@@ -35,7 +41,7 @@ MODEL = "hostile"
 
 
 def chunk(text: str | None, *, finish: str | None = None,
-          usage: dict[str, int] | None = None) -> dict[str, Any]:
+          usage: Any = None) -> dict[str, Any]:
     delta = {} if text is None else {"content": text}
     body: dict[str, Any] = {"id": "chatcmpl-hostile", "object": "chat.completion.chunk",
                             "created": 1, "model": MODEL,
@@ -70,6 +76,9 @@ class HostileBackend:
     models: str = "normal"
     models_bytes: int = 300 * 1024 * 1024
     models_count: int = 100_000
+    redirect_to: str = ""
+    usage: Any = None
+    accept_encoding: str | None = None
     requests: int = 0
     model_reads: int = 0
     sent_bytes: int = 0
@@ -119,8 +128,19 @@ class HostileBackend:
 
     async def _complete(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
+        self.accept_encoding = request.headers.get("Accept-Encoding")
         await request.read()
         mode = self.completion
+        if mode == "redirect":
+            raise web.HTTPTemporaryRedirect(self.redirect_to)
+        if mode == "error_200":
+            return web.json_response({"error": {"message": "overloaded, try later",
+                                                "type": "server_error"}})
+        if mode == "gzip_if_asked":
+            response = web.json_response(self._answer())
+            if "gzip" in (self.accept_encoding or ""):
+                response.enable_compression(web.ContentCoding.gzip)
+            return response
         if mode == "busy":
             return web.json_response({"error": {"message": "busy"}}, status=503,
                                      headers={"Retry-After": self.retry_after})
@@ -145,7 +165,7 @@ class HostileBackend:
                                          "type": "invalid_request_error",
                                          "param": None, "code": None}}).encode()
         else:
-            body = json.dumps(whole_answer(self.tokens)).encode()
+            body = json.dumps(self._answer()).encode()
         if self.content_type == "text/html":
             body = b"<html><body>" + body + b"</body></html>"
         if not self.chunked:
@@ -160,6 +180,12 @@ class HostileBackend:
         await response.write_eof()
         return response
 
+    def _answer(self) -> dict[str, Any]:
+        answer = whole_answer(self.tokens)
+        if self.usage is not None:
+            answer["usage"] = self.usage
+        return answer
+
     async def _truncated(self, request: web.Request) -> web.StreamResponse:
         body = json.dumps(whole_answer(self.tokens)).encode()
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
@@ -173,9 +199,11 @@ class HostileBackend:
     async def _stream(self, response: web.StreamResponse) -> None:
         for i in range(self.tokens):
             await response.write(event(chunk(f"w{i} ")))
-        await response.write(event(chunk(None, finish="stop", usage={
+        usage = self.usage if self.usage is not None else {
             "prompt_tokens": 5, "completion_tokens": self.tokens,
-            "total_tokens": 5 + self.tokens})) + b"data: [DONE]\n\n")
+            "total_tokens": 5 + self.tokens}
+        await response.write(event(chunk(None, finish="stop", usage=usage))
+                             + b"data: [DONE]\n\n")
 
     async def _endless_line(self, response: web.StreamResponse) -> None:
         await response.write(b'data: {"x": "')

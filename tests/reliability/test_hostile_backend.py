@@ -227,3 +227,91 @@ async def test_a_blackholed_backend_is_503_unreachable_then_skipped(make_orchest
         assert refreshes == before
     finally:
         hole.close()
+
+
+# -- session 13's review: encodings, redirects, errors dressed as answers, usage ------
+
+async def test_answers_are_asked_for_uncompressed(hostile, make_orchestrator) -> None:
+    # The session reads bodies as sent; a backend behind a compressing proxy must
+    # not be asked for gzip (every such answer was a 502 that opened the circuit).
+    backend, url = hostile
+    backend.completion = "gzip_if_asked"
+    client = await make_orchestrator(url)
+    for _ in range(4):
+        response = await _post(client, chat())
+        assert response.status == 200
+        assert (await response.json())["choices"][0]["message"]["content"].startswith("word0")
+    assert backend.accept_encoding == "identity"
+
+
+async def test_a_redirect_is_not_followed(hostile, make_orchestrator, aiohttp_server) -> None:
+    from aiohttp import web
+
+    stolen: list[bytes] = []
+
+    async def steal(request: web.Request) -> web.Response:
+        stolen.append(await request.read())
+        return web.json_response({"choices": [{"message": {"content": "from elsewhere"}}]})
+
+    elsewhere = web.Application()
+    elsewhere.router.add_post("/steal", steal)
+    server = await aiohttp_server(elsewhere)
+    backend, url = hostile
+    backend.completion, backend.redirect_to = "redirect", str(server.make_url("/steal"))
+    client = await make_orchestrator(url)
+    for stream in (False, True):
+        response = await _post(client, chat("my secret prompt", stream=stream))
+        assert response.status == 502
+        assert "redirect" in (await response.json())["error"]["message"]
+    assert stolen == []
+
+
+async def test_an_error_dressed_as_an_answer_is_a_502_and_not_cached(hostile,
+                                                                     make_orchestrator) -> None:
+    backend, url = hostile
+    backend.completion = "error_200"
+    client = await make_orchestrator(url, breaker_failure_threshold=10)
+    for _ in range(2):
+        response = await _post(client, chat(temperature=0))
+        assert response.status == 502
+        assert "overloaded, try later" in (await response.json())["error"]["message"]
+    assert backend.requests == 2
+
+
+async def test_a_whole_answer_to_a_stream_request_is_a_502(hostile, make_orchestrator) -> None:
+    backend, url = hostile
+    client = await make_orchestrator(url, breaker_failure_threshold=10)
+    for _ in range(2):
+        response = await _post(client, chat(stream=True, temperature=0))
+        assert response.status == 502
+        assert "whole answer to a streamed request" in (await response.json())["error"]["message"]
+    assert backend.requests == 2
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_absurd_usage_counts_are_unknown(hostile, make_orchestrator, caplog,
+                                               stream: bool) -> None:
+    backend, url = hostile
+    backend.completion = "stream" if stream else "whole"
+    backend.tokens = 5
+    backend.usage = {"prompt_tokens": 10**400, "completion_tokens": 10**308,
+                     "total_tokens": -1, **{f"k{i}": i for i in range(50_000)}}
+    client = await make_orchestrator(url)
+    for _ in range(2):
+        response = await _post(client, chat(stream=stream, temperature=0.7))
+        assert response.status == 200
+        await response.read()
+    await asyncio.sleep(0.05)  # the completion line is written just after the answer
+    metrics = await (await client.get("/metrics")).text()
+    tokens = [line for line in metrics.splitlines() if line.startswith("cerebrum_tokens_total")]
+    assert not any("inf" in line.lower() for line in tokens), tokens  # 10**308: +Inf for good
+    assert "OverflowError" not in caplog.text and "Traceback" not in caplog.text
+
+
+def test_only_the_two_counts_of_a_usage_are_kept() -> None:
+    from cerebrum.completion_log import token_counts
+
+    fat = {"prompt_tokens": 5, "completion_tokens": 7, **{f"k{i}": "x" * 10 for i in range(50_000)}}
+    assert token_counts(fat) == {"prompt_tokens": 5, "completion_tokens": 7}
+    assert token_counts({"prompt_tokens": 10**10, "completion_tokens": "7"}) is None
+    assert token_counts([1, 2]) is None
