@@ -137,10 +137,10 @@ class HostileBackend:
             return web.json_response({"error": {"message": "overloaded, try later",
                                                 "type": "server_error"}})
         if mode == "gzip_if_asked":
-            response = web.json_response(self._answer())
+            answer = web.json_response(self._answer())
             if "gzip" in (self.accept_encoding or ""):
-                response.enable_compression(web.ContentCoding.gzip)
-            return response
+                answer.enable_compression(web.ContentCoding.gzip)
+            return answer
         if mode == "busy":
             return web.json_response({"error": {"message": "busy"}}, status=503,
                                      headers={"Retry-After": self.retry_after})
