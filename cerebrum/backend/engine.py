@@ -350,7 +350,7 @@ class Engine:
     def _admit(self, req: _Request) -> None:
         llama_cpp = self._llama
         job = req.job
-        tokens, stops = self._tokenize(job)
+        tokens, stops = job.tokenized if job.tokenized is not None else self._tokenize(job)
         n_ctx = self.context_size
         prompt_tokens = len(tokens)
         wanted = job.params.max_tokens

@@ -36,6 +36,9 @@ class GenerationJob:
     """The chat's tools: rendered into the prompt (``cerebrum.backend.tools``)."""
     suffix: str | None = None
     """Text after the insertion point: the prompt becomes fill-in-the-middle."""
+    tokenized: tuple[list[int], list[str]] | None = None
+    """The prompt's tokens and stop strings, when tokenized before submission
+    (``ModelWorker.prepare``); else the engine tokenizes at admission."""
 
 
 @attrs.frozen

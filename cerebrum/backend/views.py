@@ -207,6 +207,12 @@ async def _complete(request: web.Request, kind: Literal["chat", "text"]) -> web.
             raise BadRequest(f"'n' may be at most {state.models.slot_count} on this backend "
                              "(one engine slot per answer, CEREBRUM_SLOTS)", param="n")
         async with state.models.use(spec.name, n) as worker:
+            try:
+                job = await worker.prepare(job)
+            except Exception as exc:  # a bad template or tokenizer error fails this request
+                if not isinstance(exc, ApiError):
+                    _LOGGER.exception("tokenizing a request failed")
+                raise _as_api_error(exc) from None
             return await _generate(request, worker.start_choices(job, n), parsed, envelope, log)
     except ApiError as exc:
         log.status = exc.status

@@ -24,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from cerebrum.backend import llama_private, scheduler, tools
 from cerebrum.backend.engine import Engine, EngineStats
 from cerebrum.backend.generation import (
@@ -35,7 +37,7 @@ from cerebrum.backend.generation import (
 from cerebrum.backend.priority import run_model_thread_at
 from cerebrum.backend.prompt_cache import DiskTier, PromptCache
 from cerebrum.backend.registry import ModelSpec, RegistryError
-from cerebrum.errors import BadRequest
+from cerebrum.errors import BadRequest, ContextLengthExceeded
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -121,6 +123,12 @@ class ModelWorker:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{spec.name}",
                                             initializer=run_model_thread_at,
                                             initargs=(model_nice,))
+        # Prompts are tokenized here, not on the engine's thread; one thread, so
+        # requests reach the engine in the order they were admitted.
+        self._tokenizer = ThreadPoolExecutor(max_workers=1,
+                                             thread_name_prefix=f"tokenize-{spec.name}",
+                                             initializer=run_model_thread_at,
+                                             initargs=(model_nice,))
         self._model: Any = None
         self._model_lock = threading.Lock()
         """Held while tokenizing off the worker thread, and while the model is freed."""
@@ -149,6 +157,7 @@ class ModelWorker:
             await loop.run_in_executor(self._executor, self._close_sync)
         finally:
             self._executor.shutdown(wait=False)
+            self._tokenizer.shutdown(wait=False)
 
     def start(self, job: GenerationJob) -> Generation:
         """Hand ``job`` to the engine; events arrive on the returned handle."""
@@ -173,6 +182,22 @@ class ModelWorker:
             self._executor.submit(engine.run)
         return generations
 
+    async def prepare(self, job: GenerationJob) -> GenerationJob:
+        """``job`` with its prompt tokenized, off the engine's thread.
+
+        A chat template over thousands of messages can take llama.cpp seconds to
+        tokenize (its special-token pass grows faster than the text); done at
+        admission on the engine's thread, that would stall every stream."""
+        context = self.spec.context_size
+        if job.messages is not None and len(job.messages) >= context:
+            # Every template spends at least a token per message: refused unread.
+            raise ContextLengthExceeded(
+                f"{len(job.messages)} messages cannot fit this model's context of {context} "
+                "tokens (each takes at least one)", param="messages")
+        loop = asyncio.get_running_loop()
+        tokenized = await loop.run_in_executor(self._tokenizer, self._tokenize_locked, job)
+        return attrs.evolve(job, tokenized=tokenized)
+
     async def tokenize(self, job: GenerationJob | None = None, *,
                        text: str | None = None) -> list[int]:
         """The model's tokens for ``job`` (chat formatted as generation formats it, BOS
@@ -187,12 +212,18 @@ class ModelWorker:
 
     # -- on the worker thread ------------------------------------------------
 
-    def _count_sync(self, job: GenerationJob | None, text: str | None) -> list[int]:
+    def _tokenize_locked(self, job: GenerationJob) -> tuple[list[int], list[str]]:
         with self._model_lock:
             if self._model is None:
                 raise RuntimeError("model is not loaded")
-            if job is not None:
-                return self._tokenize(job)[0]
+            return self._tokenize(job)
+
+    def _count_sync(self, job: GenerationJob | None, text: str | None) -> list[int]:
+        if job is not None:
+            return self._tokenize_locked(job)[0]
+        with self._model_lock:
+            if self._model is None:
+                raise RuntimeError("model is not loaded")
             return list(self._model.tokenize((text or "").encode("utf-8"), add_bos=False,
                                              special=False))
 

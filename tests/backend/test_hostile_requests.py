@@ -110,3 +110,44 @@ async def test_a_logit_bias_that_bans_all_the_grammar_allows_ends_that_request_o
     assert (await response.json())["error"]["param"] == "logit_bias"
     again = await backend.post(CHAT, headers=AUTH, json=chat_body(max_tokens=4))
     assert again.status == 200
+
+
+@pytest.mark.model
+async def test_prompts_are_tokenized_off_the_engine_thread(backend) -> None:
+    # A chat template over thousands of messages took llama.cpp 16 s to tokenize,
+    # on the engine's thread: every other stream stalled behind it.
+    import threading
+
+    from tests.backend_fixtures import state_of
+
+    state = state_of(backend)
+    await state.models.ensure_loaded("smollm2-135m")
+    worker = state.models.worker("smollm2-135m")
+    assert worker is not None
+    threads: list[str] = []
+    tokenize = worker._tokenize
+
+    def recording(job):
+        threads.append(threading.current_thread().name)
+        return tokenize(job)
+
+    worker._tokenize = recording  # type: ignore[method-assign]
+    many = {"model": "smollm2-135m", "max_tokens": 1,
+            "messages": [{"role": "user", "content": "a"}] * 1500}
+    response = await backend.post(CHAT, headers=AUTH, json=many)
+    assert response.status == 400
+    assert (await response.json())["error"]["code"] == "context_length_exceeded"
+    response = await backend.post(CHAT, headers=AUTH, json=chat_body(max_tokens=2))
+    assert response.status == 200
+    assert len(threads) == 2 and all(name.startswith("tokenize-") for name in threads), threads
+
+
+@pytest.mark.model
+async def test_more_messages_than_context_tokens_are_refused_unread(backend) -> None:
+    many = {"model": "smollm2-135m", "max_tokens": 1,
+            "messages": [{"role": "user", "content": "a"}] * 5000}
+    response = await backend.post(CHAT, headers=AUTH, json=many)
+    assert response.status == 400
+    error = (await response.json())["error"]
+    assert error["code"] == "context_length_exceeded" and error["param"] == "messages"
+    assert "5000 messages" in error["message"]
