@@ -627,17 +627,21 @@ def _build_chunks(lines: list[str], segments: list[_Segment], language: str) -> 
         starts.append(start)
         floor = max(floor, segment.end, start + 1)
     merged: list[tuple[int, _Segment]] = []
+    # The names of a run of statements merged into one block, unioned once at the
+    # end: unioned at each merge, every statement copied the set so far (quadratic).
+    run_names: list[list[frozenset[str]]] = []
     for start, segment in zip(starts, segments, strict=True):
         if merged and merged[-1][0] >= start:
             continue  # nested or overlapping item: the earlier one already covers it
         if merged and segment.kind == BLOCK and merged[-1][1].kind == BLOCK:
-            previous_start, previous = merged[-1]
-            merged[-1] = (
-                previous_start,
-                attrs.evolve(previous, names=previous.names | segment.names),
-            )
+            run_names[-1].append(segment.names)
             continue
         merged.append((start, segment))
+        run_names.append([segment.names])
+    merged = [
+        (start, segment if len(names) == 1 else attrs.evolve(segment, names=names[0].union(*names)))
+        for (start, segment), names in zip(merged, run_names, strict=True)
+    ]
     chunks: list[Chunk] = []
     if merged and merged[0][1].kind == BLOCK:
         # Leading comments (a licence header) belong to the preamble.

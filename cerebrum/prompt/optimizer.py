@@ -336,9 +336,11 @@ def _optimize(
         )
     result = assembly.text
     reduction = 1.0 - len(result) / len(text)
-    described = _describe_focus(
-        focus, {n for c in chunks for n in (c.names | ({c.name} if c.name else set()))}
-    )
+    # Read once per set of names: the chunks of one long block all carry its names.
+    defined: set[str] = set()
+    for chunk_name, chunk_names in {(c.name, c.names) for c in chunks}:
+        defined.update(chunk_names, [chunk_name] if chunk_name else [])
+    described = _describe_focus(focus, defined)
     # Under 10% saved is not worth changing what the user wrote, unless the
     # original does not fit: then sending it unchanged only earns a 400.
     if reduction < MIN_REDUCTION and estimate_tokens(text) <= budget:

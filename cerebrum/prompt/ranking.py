@@ -364,7 +364,12 @@ def _frame_scores(
     of the pasted code.
     """
     by_name: dict[str, list[int]] = {}
+    # Chunks cut from one block share its names: the first of them is the one found.
+    read: set[tuple[str | None, frozenset[str]]] = set()
     for position, chunk in enumerate(chunks):
+        if (chunk.name, chunk.names) in read:
+            continue
+        read.add((chunk.name, chunk.names))
         for name in ({chunk.name} if chunk.name else set()) | set(chunk.names):
             by_name.setdefault(name, []).append(position)
     scores: dict[int, tuple[float, str, int | None]] = {}
@@ -494,46 +499,51 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     # unless something is named outright.
     # (Only looked for when nothing is named: a named target outranks it anyway.)
     spell = bool(focus.phrases) and not any(defines) and not frames
-    # The phrases of each definition's names the question spells, read once.
+    # The names of each definition the question spells, and their phrases, read once
+    # per set of names: the chunks a long block of statements is cut into share its
+    # names, and reading them chunk by chunk was quadratic in the block.
+    spelt_of: dict[tuple[str | None, frozenset[str]], tuple[tuple[str, ...], frozenset[str]]] = {}
+
+    def spelt_names(chunk: Chunk) -> tuple[tuple[str, ...], frozenset[str]]:
+        key = (chunk.name, chunk.names)
+        found = spelt_of.get(key)
+        if found is None:
+            spelt: dict[str, str] = {}
+            for name in ({chunk.name} if chunk.name else set()) | chunk.names:
+                phrase = name_phrase(name)
+                if phrase is not None and phrase in focus.phrases:
+                    spelt[name] = phrase
+            found = spelt_of[key] = (tuple(spelt), frozenset(spelt.values()))
+        return found
+
     spelt_by_chunk = [
-        {
-            phrase
-            for name in ({chunk.name} if chunk.name else set()) | chunk.names
-            if (phrase := name_phrase(name)) is not None and phrase in focus.phrases
-        }
-        if spell and not _is_constructor(chunk)
-        else set()
+        spelt_names(chunk)[1] if spell and not _is_constructor(chunk) else frozenset()
         for chunk in chunks
     ]
     # A name the question spells inside a longer one it spells ("quietly
     # join" in "the quietly join pool invoke all task part") is not meant.
-    every_spelt = set().union(*spelt_by_chunk)
-    spelled = [
-        any(
-            not any(phrase != other and phrase in other for other in every_spelt)
-            for phrase in phrases
-        )
-        for phrases in spelt_by_chunk
-    ]
+    every_spelt = frozenset().union(*spelt_by_chunk)
+
+    @functools.cache
+    def meant_alone(phrase: str) -> bool:
+        return not any(phrase != other and phrase in other for other in every_spelt)
+
+    spelled = [any(meant_alone(phrase) for phrase in phrases) for phrases in spelt_by_chunk]
     # A function's name spelled as a few words of a longer sentence ("...
     # and be sorted alphabetically" -> ``sortAlphabetically``) is mentioned, not
     # described: the sentence's subject is what its other words find, and the
     # mentioned name earns what a name meaning words of the question does. (A
     # class spelled in words is context either way: its members compete.)
     # (Lazy: it reads the sentences only when a name is spelled.)
-    mention = _mention_test(focus.words[:2000], query, documents)
+    mention = functools.cache(_mention_test(focus.words[:2000], query, documents))
     if any(spelled):
         spelled = [
             hit
             and (
                 chunk.kind == CLASS_HEADER
-                or not all(
-                    mention(name)
-                    for name in ({chunk.name} if chunk.name else set()) | chunk.names
-                    if name_phrase(name) in phrases
-                )
+                or not all(mention(name) for name in spelt_names(chunk)[0])
             )
-            for chunk, hit, phrases in zip(chunks, spelled, spelt_by_chunk, strict=True)
+            for chunk, hit in zip(chunks, spelled, strict=True)
         ]
     quoted = _quote_hits(chunks, focus.quotes) if focus.quotes else {}
     soft = [bool(chunk.name and chunk.name in focus.soft_names) for chunk in chunks]
@@ -609,11 +619,7 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
         # Named and in the report: one strong reason, not two (the crash site stays first).
         score += max(frame_weight, define_weight) + 0.1 * min(frame_weight, define_weight)
         if spelled[position]:
-            spelt = sorted(
-                n
-                for n in ({chunk.name} if chunk.name else set()) | chunk.names
-                if name_phrase(n) in focus.phrases
-            )
+            spelt = sorted(spelt_names(chunk)[0])
             why = f"defines `{spelt[0]}`, whose name the question spells in words"
         elif defines[position]:
             hit = sorted(({chunk.name} if chunk.name else set()) & names or chunk.names & names)
