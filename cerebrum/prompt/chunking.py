@@ -330,10 +330,10 @@ def get_parser(language: str) -> Any:
     return parser
 
 
-def _node_text(node: Any) -> str:
-    return (
-        node.text.decode("utf-8", "replace") if node is not None and node.text is not None else ""
-    )
+def _node_text(node: Any, data: bytes) -> str:
+    # Sliced from the parsed bytes: ``node.text`` of a tree parsed through a read
+    # callback cost time in the size of the whole input, per name (quadratic).
+    return "" if node is None else data[node.start_byte : node.end_byte].decode("utf-8", "replace")
 
 
 def _inner(node: Any) -> Any:
@@ -353,37 +353,37 @@ def _inner(node: Any) -> Any:
     return node
 
 
-def _ts_name(node: Any) -> str | None:
+def _ts_name(node: Any, data: bytes) -> str | None:
     node = _inner(node)
     if node.type == "impl_item":
         target = node.child_by_field_name("type")
         trait = node.child_by_field_name("trait")
-        name = _node_text(target)
-        return re.sub(r"<.*", "", name) if name else (_node_text(trait) or None)
+        name = _node_text(target, data)
+        return re.sub(r"<.*", "", name) if name else (_node_text(trait, data) or None)
     if node.type in ("lexical_declaration", "variable_declaration"):
         for child in node.named_children:
             if child.type == "variable_declarator":
-                return _node_text(child.child_by_field_name("name")) or None
+                return _node_text(child.child_by_field_name("name"), data) or None
         return None
     if node.type == "type_declaration":
         for child in node.named_children:
             name = child.child_by_field_name("name")
             if name is not None:
-                return _node_text(name)
+                return _node_text(name, data)
         return None
     name = node.child_by_field_name("name")
     if name is not None and name.type in _TS_NAME_TYPES:
         # JavaScript's private "#render" is called "render" in prose.
-        return _node_text(name).lstrip("#")
+        return _node_text(name, data).lstrip("#")
     # C/C++: the name sits at the bottom of a chain of declarators.
     declarator = node.child_by_field_name("declarator")
     depth = 0
     while declarator is not None and depth < 8:
         if declarator.type in _TS_NAME_TYPES:
-            return _node_text(declarator)
+            return _node_text(declarator, data)
         if declarator.type == "qualified_identifier":
             inner = declarator.child_by_field_name("name")
-            return _node_text(inner) if inner is not None else _node_text(declarator)
+            return _node_text(inner, data) if inner is not None else _node_text(declarator, data)
         declarator = declarator.child_by_field_name("declarator")
         depth += 1
     return None
@@ -465,19 +465,19 @@ def _tree_sitter_segments(code: str, lines: list[str], language: str) -> list[_S
         return None
     segments: list[_Segment] = []
     for node in top:
-        segments.extend(_ts_node_segments(node, lines, None, 0))
+        segments.extend(_ts_node_segments(node, lines, data, None, 0))
     return segments
 
 
 def _ts_node_segments(
-    node: Any, lines: list[str], parent: str | None, depth: int
+    node: Any, lines: list[str], data: bytes, parent: str | None, depth: int
 ) -> Iterator[_Segment]:
     start, end = _rows(node)
     kind = _classify(node)
     if node.type in ("comment", "line_comment", "block_comment"):
         # No segment: a comment joins the definition below it or the chunk above.
         return
-    name = _ts_name(node) if kind == DEFINITION else None
+    name = _ts_name(node, data) if kind == DEFINITION else None
     if node.type in _TS_TRANSPARENT and depth < 3:
         # #ifdef DEBUG ... #endif or extern "C" { ... } around definitions: a
         # wrapper, not a unit; its definitions are chunks of their own.
@@ -487,10 +487,10 @@ def _ts_node_segments(
             _classify(member) == DEFINITION or member.type in _TS_TRANSPARENT for member in wrapped
         ):
             for member in wrapped:
-                yield from _ts_node_segments(member, lines, parent, depth + 1)
+                yield from _ts_node_segments(member, lines, data, parent, depth + 1)
             return
     if kind == BLOCK:
-        yield _Segment(start, end, BLOCK, names=frozenset({n for n in [_ts_name(node)] if n}))
+        yield _Segment(start, end, BLOCK, names=frozenset({n for n in [_ts_name(node, data)] if n}))
         return
     inner = _inner(node)
     body = inner.child_by_field_name("body")
@@ -513,7 +513,7 @@ def _ts_node_segments(
                     frozenset({name} if name else ()),
                 )
             for member in split_at:
-                for segment in _ts_node_segments(member, lines, name, depth + 1):
+                for segment in _ts_node_segments(member, lines, data, name, depth + 1):
                     yield attrs.evolve(
                         segment,
                         kind=METHOD if segment.kind == DEFINITION else segment.kind,
@@ -525,7 +525,7 @@ def _ts_node_segments(
         # A container kept whole defines its members too: "fix add_line" must find the impl.
         for member in body.named_children:
             if _classify(member) == DEFINITION:
-                member_name = _ts_name(member)
+                member_name = _ts_name(member, data)
                 if member_name:
                     members.add(member_name)
     yield _Segment(start, end, DEFINITION, name, parent, frozenset(members))
@@ -627,17 +627,21 @@ def _build_chunks(lines: list[str], segments: list[_Segment], language: str) -> 
         starts.append(start)
         floor = max(floor, segment.end, start + 1)
     merged: list[tuple[int, _Segment]] = []
+    # The names of a run of statements merged into one block, unioned once at the
+    # end: unioned at each merge, every statement copied the set so far (quadratic).
+    run_names: list[list[frozenset[str]]] = []
     for start, segment in zip(starts, segments, strict=True):
         if merged and merged[-1][0] >= start:
             continue  # nested or overlapping item: the earlier one already covers it
         if merged and segment.kind == BLOCK and merged[-1][1].kind == BLOCK:
-            previous_start, previous = merged[-1]
-            merged[-1] = (
-                previous_start,
-                attrs.evolve(previous, names=previous.names | segment.names),
-            )
+            run_names[-1].append(segment.names)
             continue
         merged.append((start, segment))
+        run_names.append([segment.names])
+    merged = [
+        (start, segment if len(names) == 1 else attrs.evolve(segment, names=names[0].union(*names)))
+        for (start, segment), names in zip(merged, run_names, strict=True)
+    ]
     chunks: list[Chunk] = []
     if merged and merged[0][1].kind == BLOCK:
         # Leading comments (a licence header) belong to the preamble.

@@ -3,8 +3,9 @@
 Exact duplicates are found by a hash of the whitespace-normalised text; near
 duplicates by the Jaccard similarity of their sets of lines (or by one chunk's
 shingles being almost all contained in an earlier one: a repeated function
-cut short by the end of a paste). Candidate pairs come from a small bottom-k
-sketch index, so the cost stays near linear in the number of chunks.
+cut short by the end of a paste). A pair is compared only when their small
+bottom-k sketches share values; candidates are found through the rarest lines
+of a chunk, so the cost stays near linear in the number of chunks.
 """
 
 from __future__ import annotations
@@ -54,37 +55,59 @@ def dedupe(chunks: Sequence[Chunk]) -> list[Chunk]:
     seen_hashes: set[bytes] = set()
     kept: list[Chunk] = []
     kept_shingles: list[frozenset[int]] = []
-    index: dict[int, list[int]] = {}
+    kept_sketches: list[frozenset[int]] = []
+    # Every line of every kept chunk -> the kept chunks holding it. Candidates are
+    # looked up by a chunk's rarest lines: a line every chunk shares (thousands of
+    # functions ending in the same `return y;`) made each chunk walk all the
+    # earlier ones, quadratic in the code.
+    holders: dict[int, list[int]] = {}
     for chunk in chunks:
         digest = normalized_hash(chunk.text)
         if digest in seen_hashes:
             continue
         seen_hashes.add(digest)
         current = shingles(chunk.text)
-        sketch = sorted(current)[:_SKETCH]
-        counts: dict[int, int] = {}
-        for value in sketch:
-            for position in index.get(value, ()):
-                counts[position] = counts.get(position, 0) + 1
-        duplicate = False
-        needed = min(_MIN_SHARED, len(sketch))
-        for position, shared in counts.items():
-            if shared < needed or not _names_compatible(kept[position], chunk):
-                continue
-            other = kept_shingles[position]
-            common = len(current & other)
-            if not current:
-                continue
-            if common / len(current | other) >= JACCARD_THRESHOLD or (
-                len(current) <= len(other) and common / len(current) >= CONTAINMENT_THRESHOLD
-            ):
-                duplicate = True
-                break
-        if duplicate:
+        sketch = frozenset(sorted(current)[:_SKETCH])
+        if current and _has_near_duplicate(
+            chunk, current, sketch, kept, kept_shingles, kept_sketches, holders
+        ):
             continue
         position = len(kept)
         kept.append(chunk)
         kept_shingles.append(current)
-        for value in sketch:
-            index.setdefault(value, []).append(position)
+        kept_sketches.append(sketch)
+        for value in current:
+            holders.setdefault(value, []).append(position)
     return kept
+
+
+def _has_near_duplicate(
+    chunk: Chunk,
+    current: frozenset[int],
+    sketch: frozenset[int],
+    kept: list[Chunk],
+    kept_shingles: list[frozenset[int]],
+    kept_sketches: list[frozenset[int]],
+    holders: dict[int, list[int]],
+) -> bool:
+    """Whether a kept chunk sharing ``_MIN_SHARED`` sketch values with ``chunk`` is like it.
+
+    Alike (either test) means holding at least 4/5 of ``chunk``'s lines, so
+    missing at most ``len(current) // 5`` of them: any ``len(current) // 5 + 1``
+    of its lines include one the other holds, and the rarest are looked up.
+    """
+    needed = min(_MIN_SHARED, len(sketch))
+    rarest = sorted(current, key=lambda value: len(holders.get(value, ())))
+    candidates = {p for value in rarest[: len(current) // 5 + 1] for p in holders.get(value, ())}
+    for position in candidates:
+        if len(sketch & kept_sketches[position]) < needed or not _names_compatible(
+            kept[position], chunk
+        ):
+            continue
+        other = kept_shingles[position]
+        common = len(current & other)
+        if common / len(current | other) >= JACCARD_THRESHOLD or (
+            len(current) <= len(other) and common / len(current) >= CONTAINMENT_THRESHOLD
+        ):
+            return True
+    return False

@@ -336,9 +336,11 @@ def _optimize(
         )
     result = assembly.text
     reduction = 1.0 - len(result) / len(text)
-    described = _describe_focus(
-        focus, {n for c in chunks for n in (c.names | ({c.name} if c.name else set()))}
-    )
+    # Read once per set of names: the chunks of one long block all carry its names.
+    defined: set[str] = set()
+    for chunk_name, chunk_names in {(c.name, c.names) for c in chunks}:
+        defined.update(chunk_names, [chunk_name] if chunk_name else [])
+    described = _describe_focus(focus, defined)
     # Under 10% saved is not worth changing what the user wrote, unless the
     # original does not fit: then sending it unchanged only earns a 400.
     if reduction < MIN_REDUCTION and estimate_tokens(text) <= budget:
@@ -440,6 +442,12 @@ _OMITTED_ANSWER = "[earlier answer omitted to fit the model's context]"
 _MIN_CODE_TOKENS = 48
 
 
+def _respend(message: _Message, _attribute: object, text: str) -> str:
+    """Keep the conversation's total cost current as a message's text changes."""
+    message.spent[0] += estimate_tokens(text) - estimate_tokens(message.text)
+    return text
+
+
 @attrs.define
 class _Message:
     """One message while a conversation is fitted (mutable working state)."""
@@ -447,7 +455,10 @@ class _Message:
     index: int
     role: str
     original: str
-    text: str
+    text: str = attrs.field(on_setattr=_respend)
+    spent: list[int] = attrs.field(factory=lambda: [0], repr=False, eq=False)
+    """The cost of all the conversation's messages, shared by them and kept current:
+    summed over the messages at each step of the fitting, it was quadratic in them."""
     action: str = "kept"
     reason: str = "fits"
     kept: tuple[KeptChunk, ...] = ()
@@ -492,11 +503,13 @@ def _fit_conversation(
     copies: list[dict], context_tokens: int, max_tokens: int, started: float
 ) -> OptimizedMessages:
     budget = budget_tokens(context_tokens, max_tokens)
+    spent = [0]
     work = [
-        _Message(i, str(message.get("role", "")), text, text)
+        _Message(i, str(message.get("role", "")), text, text, spent)
         for i, message in enumerate(copies)
         for text in [message_text(message.get("content"))]
     ]
+    spent[0] = sum(m.cost for m in work)
     users = [m for m in work if m.role == "user" and m.text.strip()]
     if not users:
         result = _skipped("", TEXT, SKIP_NO_CODE, started)
@@ -509,7 +522,7 @@ def _fit_conversation(
         )
     coders = [m for m in users if m.carries_code]
     language = TEXT
-    total = sum(m.cost for m in work)
+    total = spent[0]
     if total <= budget and all(len(m.text) < SMALL_PROMPT_CHARS for m in coders):
         return _conversation_result(copies, work, language, SKIP_FITS, budget, started, [])
     if not coders and total <= budget:
@@ -520,15 +533,23 @@ def _fit_conversation(
     # 1. The stable pass: each pasted file trimmed for its own question, with
     # room left for a follow-up turn; nothing here depends on later turns
     # except when the current question names code the trim left out.
+    # Summed as the pass goes (per message, summing all the others was quadratic):
+    # only the message at hand changes, so the ones before it are final.
+    prefix = summed = 0
+    own_queries = _own_queries(work)
+    next_users = {m.index: n.index for m, n in zip(users, users[1:], strict=False)}
     for message in coders:
-        prefix = sum(m.cost for m in work if m.index < message.index)
-        own = _own_query(message, work, current)
+        prefix += sum(m.cost for m in work[summed : message.index])
+        summed = message.index
+        own = own_queries[message.index]
         # The first exchange after the paste (an answer, the next question) is
         # part of this turn's shape: room is kept for it and, beyond it, for
         # at least half a follow-up, so the next turn still fits unchanged.
-        next_user = next((m.index for m in users if m.index > message.index), None)
-        follow = sum(
-            m.cost for m in work if next_user is not None and message.index < m.index <= next_user
+        next_user = next_users.get(message.index)
+        follow = (
+            sum(m.cost for m in work[message.index + 1 : next_user + 1])
+            if next_user is not None
+            else 0
         )
         room = budget - prefix - max(reserve, follow + reserve // 2)
         _trim(message, room, context_tokens, max_tokens, budget, own, current)
@@ -553,7 +574,7 @@ def _fit_conversation(
     # 2. Forced: over budget. Old answers give way first, then code, then old
     # questions; the current question last of all.
     def over() -> int:
-        return sum(m.cost for m in work) - budget
+        return spent[0] - budget
 
     # Tool results and the assistant turns that called tools are a tool loop's
     # state: the optimiser never edits them (issue 15).
@@ -579,7 +600,7 @@ def _fit_conversation(
             break
         room = message.cost - _PER_MESSAGE_TOKENS - over()
         query = (
-            f"{_own_query(message, work, current)}\n{current.text}"
+            f"{own_queries[message.index]}\n{current.text}"
             if message is not current
             else ""
         )
@@ -637,14 +658,20 @@ def _fit_conversation(
     return _conversation_result(copies, work, language, reason, budget, started, warnings)
 
 
-def _own_query(message: _Message, work: list[_Message], current: _Message) -> str:
-    """What a pasted file is trimmed for, besides the prose with it: the next user message.
+def _own_queries(work: list[_Message]) -> dict[int, str]:
+    """What each pasted file is trimmed for, besides the prose with it: the next user message.
 
     Only the question asked right after the code (never a later one), so the
-    trim of a file stays the same as the conversation grows.
+    trim of a file stays the same as the conversation grows. Read in one pass
+    from the end (looked for from each message, it was quadratic in them).
     """
-    following = next((m for m in work if m.index > message.index and m.role == "user"), None)
-    return following.original if following is not None else ""
+    queries: dict[int, str] = {}
+    following = ""
+    for message in reversed(work):
+        queries[message.index] = following
+        if message.role == "user":
+            following = message.original
+    return queries
 
 
 def _trim(
@@ -701,7 +728,21 @@ def _missing_names(question: str, original: str, result: OptimizedPrompt) -> lis
     wanted += [name for name in focus.soft_names if len(name) >= 4]
     wanted += [frame.function for frame in focus.frames if frame.function]
     kept = {k.name for k in result.stats.kept}
-    return [name for name in wanted if name not in kept and _defines(original, name)]
+    # A name _defines finds stands between non-word characters, so one of word
+    # characters is a word of the code: with many names, the code's words are read
+    # once (searching the whole code for each of thousands was quadratic).
+    words = set(_WORD_RE.findall(original)) if len(wanted) > _FEW_NAMES else None
+    return [
+        name
+        for name in wanted
+        if name not in kept
+        and (words is None or name in words or not _WORD_RE.fullmatch(name))
+        and _defines(original, name)
+    ]
+
+
+_WORD_RE = re.compile(r"\w+")
+_FEW_NAMES = 16
 
 
 def _defines(code: str, name: str) -> bool:

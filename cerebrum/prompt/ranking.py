@@ -188,6 +188,49 @@ def _terms(text: str, cache: dict[str, tuple[str, ...]]) -> list[str]:
     return terms
 
 
+def _documents(texts: Sequence[str], query: Sequence[str]) -> list[tuple[dict[str, int], int]]:
+    """:func:`_document` of each text; with many terms, each term is counted only in the
+    texts holding its rarest three letters (a question of thousands of words against
+    thousands of chunks counted every word in every chunk: quadratic)."""
+    if len(query) * len(texts) <= _DIRECT_COUNTS:
+        return [_document(text, query) for text in texts]
+    lowered = [text.lower() for text in texts]
+    holders: dict[str, list[int]] = {}
+    for position, text in enumerate(lowered):
+        for trigram in {text[i : i + 3] for i in range(len(text) - 2)}:
+            holders.setdefault(trigram, []).append(position)
+    found: list[list[tuple[int, str, int]]] = [[] for _ in texts]
+    everywhere = range(len(texts))
+    for order, term in enumerate(query):
+        # A text holding ``term`` holds each of its trigrams.
+        candidates: Sequence[int] = (
+            min((holders.get(term[i : i + 3], ()) for i in range(len(term) - 2)), key=len)
+            if len(term) >= 3
+            else everywhere
+        )
+        for position in candidates:
+            if hits := lowered[position].count(term):
+                found[position].append((order, term, hits))
+    # In the query's order, as counted one by one (BM25 sums in that order).
+    return [
+        ({term: hits for _, term, hits in sorted(terms)}, max(1, len(text) // 8))
+        for terms, text in zip(found, texts, strict=True)
+    ]
+
+
+# Below this many (term, chunk) pairs, counting each term in each chunk is cheaper.
+_DIRECT_COUNTS = 20_000
+
+
+def _document_frequencies(documents: Sequence[tuple[dict[str, int], int]]) -> dict[str, int]:
+    """How many documents have each term (read once: per term, it was terms x chunks)."""
+    counts: dict[str, int] = {}
+    for frequencies, _ in documents:
+        for term in frequencies:
+            counts[term] = counts.get(term, 0) + 1
+    return counts
+
+
 def _document(text: str, query: Sequence[str]) -> tuple[dict[str, int], int]:
     """Term frequencies of the query terms in ``text``, and its length.
 
@@ -364,7 +407,12 @@ def _frame_scores(
     of the pasted code.
     """
     by_name: dict[str, list[int]] = {}
+    # Chunks cut from one block share its names: the first of them is the one found.
+    read: set[tuple[str | None, frozenset[str]]] = set()
     for position, chunk in enumerate(chunks):
+        if (chunk.name, chunk.names) in read:
+            continue
+        read.add((chunk.name, chunk.names))
         for name in ({chunk.name} if chunk.name else set()) | set(chunk.names):
             by_name.setdefault(name, []).append(position)
     scores: dict[int, tuple[float, str, int | None]] = {}
@@ -425,6 +473,7 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
         else bool((chunk.names - {chunk.name}) & names)
         for chunk in chunks
     ]
+    inner_definition = _inner_definitions(names)
     inner_defined = (
         {
             position: found
@@ -432,7 +481,7 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
             if not defines[position]
             and chunk.kind != PREAMBLE
             and not _is_constructor(chunk)
-            and (found := _inner_definition(chunk, names)) is not None
+            and (found := inner_definition(chunk)) is not None
         }
         if names
         else {}
@@ -443,7 +492,7 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     described = not focus.frames and not any(defines) and not inner_defined
     concepts = _concepts(plain_words, query if described else (), focus.words[:2000])
     counted = [*query, *(t for t in concepts.related if t not in query)]
-    documents = [_document(chunk.text, counted) for chunk in chunks] if query else []
+    documents = _documents([chunk.text for chunk in chunks], counted) if query else []
     # A base inside its own word ("integ" of "integer") counts only where the
     # word is not: its other forms ("integral"), not the word twice.
     nested = [
@@ -464,6 +513,7 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
         for other in extra:
             shown.setdefault(other, f"{other}… (≈ {shown.get(term, term)})")
     weights = {term: _meaning_share(term, concepts.close) for term in counted[len(query) :]}
+    order_of = {term: order for order, term in reversed(list(enumerate(counted)))}
     lexical = _bm25(documents, counted, weights) if query else [0.0] * len(chunks)
     # What each definition's name says or means of the question: read by the
     # word score and by the name-meaning bonus below, so computed once.
@@ -494,46 +544,51 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
     # unless something is named outright.
     # (Only looked for when nothing is named: a named target outranks it anyway.)
     spell = bool(focus.phrases) and not any(defines) and not frames
-    # The phrases of each definition's names the question spells, read once.
+    # The names of each definition the question spells, and their phrases, read once
+    # per set of names: the chunks a long block of statements is cut into share its
+    # names, and reading them chunk by chunk was quadratic in the block.
+    spelt_of: dict[tuple[str | None, frozenset[str]], tuple[tuple[str, ...], frozenset[str]]] = {}
+
+    def spelt_names(chunk: Chunk) -> tuple[tuple[str, ...], frozenset[str]]:
+        key = (chunk.name, chunk.names)
+        found = spelt_of.get(key)
+        if found is None:
+            spelt: dict[str, str] = {}
+            for name in ({chunk.name} if chunk.name else set()) | chunk.names:
+                phrase = name_phrase(name)
+                if phrase is not None and phrase in focus.phrases:
+                    spelt[name] = phrase
+            found = spelt_of[key] = (tuple(spelt), frozenset(spelt.values()))
+        return found
+
     spelt_by_chunk = [
-        {
-            phrase
-            for name in ({chunk.name} if chunk.name else set()) | chunk.names
-            if (phrase := name_phrase(name)) is not None and phrase in focus.phrases
-        }
-        if spell and not _is_constructor(chunk)
-        else set()
+        spelt_names(chunk)[1] if spell and not _is_constructor(chunk) else frozenset()
         for chunk in chunks
     ]
     # A name the question spells inside a longer one it spells ("quietly
     # join" in "the quietly join pool invoke all task part") is not meant.
-    every_spelt = set().union(*spelt_by_chunk)
-    spelled = [
-        any(
-            not any(phrase != other and phrase in other for other in every_spelt)
-            for phrase in phrases
-        )
-        for phrases in spelt_by_chunk
-    ]
+    every_spelt = frozenset().union(*spelt_by_chunk)
+
+    @functools.cache
+    def meant_alone(phrase: str) -> bool:
+        return not any(phrase != other and phrase in other for other in every_spelt)
+
+    spelled = [any(meant_alone(phrase) for phrase in phrases) for phrases in spelt_by_chunk]
     # A function's name spelled as a few words of a longer sentence ("...
     # and be sorted alphabetically" -> ``sortAlphabetically``) is mentioned, not
     # described: the sentence's subject is what its other words find, and the
     # mentioned name earns what a name meaning words of the question does. (A
     # class spelled in words is context either way: its members compete.)
     # (Lazy: it reads the sentences only when a name is spelled.)
-    mention = _mention_test(focus.words[:2000], query, documents)
+    mention = functools.cache(_mention_test(focus.words[:2000], query, documents))
     if any(spelled):
         spelled = [
             hit
             and (
                 chunk.kind == CLASS_HEADER
-                or not all(
-                    mention(name)
-                    for name in ({chunk.name} if chunk.name else set()) | chunk.names
-                    if name_phrase(name) in phrases
-                )
+                or not all(mention(name) for name in spelt_names(chunk)[0])
             )
-            for chunk, hit, phrases in zip(chunks, spelled, spelt_by_chunk, strict=True)
+            for chunk, hit in zip(chunks, spelled, strict=True)
         ]
     quoted = _quote_hits(chunks, focus.quotes) if focus.quotes else {}
     soft = [bool(chunk.name and chunk.name in focus.soft_names) for chunk in chunks]
@@ -592,7 +647,7 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
                 callee_name = min(chunk.names & called)
         score = lexical[position]
         why = (
-            _words_why(documents[position], counted, shown)
+            _words_why(documents[position], order_of, shown)
             if query and lexical[position] > 0
             else "order"
         )
@@ -609,11 +664,7 @@ def rank_chunks(chunks: Sequence[Chunk], instruction: str | Focus) -> list[Ranke
         # Named and in the report: one strong reason, not two (the crash site stays first).
         score += max(frame_weight, define_weight) + 0.1 * min(frame_weight, define_weight)
         if spelled[position]:
-            spelt = sorted(
-                n
-                for n in ({chunk.name} if chunk.name else set()) | chunk.names
-                if name_phrase(n) in focus.phrases
-            )
+            spelt = sorted(spelt_names(chunk)[0])
             why = f"defines `{spelt[0]}`, whose name the question spells in words"
         elif defines[position]:
             hit = sorted(({chunk.name} if chunk.name else set()) & names or chunk.names & names)
@@ -752,7 +803,8 @@ def _mention_test(
     @functools.cache
     def sentences() -> tuple[dict[str, float], list[tuple[set[str], set[str]]]]:
         count = len(documents)
-        found = {term: sum(1 for f, _ in documents if term in f) for term in query}
+        frequency_of = _document_frequencies(documents)
+        found = {term: frequency_of.get(term, 0) for term in query}
         weight = {term: math.log(1.0 + count / (1 + df)) for term, df in found.items() if df}
         return weight, [
             (_clause_phrases(sentence), {t for t in _terms(sentence, {}) if t in weight})
@@ -796,21 +848,50 @@ def _inner_spelled(
     return None
 
 
-def _inner_definition(chunk: Chunk, names: frozenset[str]) -> tuple[int, str] | None:
-    """The line (0-based, in the code) where ``chunk`` defines a named identifier inside itself."""
-    for name in sorted(names):
-        if len(name) < 4 or name not in chunk.text:
-            continue
-        match = re.search(
-            rf"^[ \t]*(?:(?:async|static|public|private|export|function|def|fn|func)\s+)*"
-            rf"#?{re.escape(name)}\s*(?:\(|=\s*(?:async\s*)?(?:function|\()|:\s*(?:async\s*)?function)",
-            chunk.text,
-            re.MULTILINE,
-        )
-        if match is not None:
-            line = chunk.start_line + chunk.text.count("\n", 0, match.start())
-            return line, f"holds the definition of `{name}`, named in the question"
-    return None
+def _inner_definitions(names: frozenset[str]) -> Callable[[Chunk], tuple[int, str] | None]:
+    """For a chunk, the line (0-based, in the code) where it defines one of ``names`` inside
+    itself (the first name in sorted order that it defines).
+
+    The names are sorted and their patterns compiled once, not per chunk: past
+    ``re``'s cache of 512, thousands of names were compiled again in every chunk.
+    With many names, a chunk's words pick the names to try: a definition's name
+    stands between non-word characters (a keyword's space before, a bracket, ``=``
+    or ``:`` after), so a name made of word characters is then one of them.
+    """
+    wanted = sorted(name for name in names if len(name) >= 4)
+    words = frozenset(name for name in wanted if _WORD_RUN_RE.fullmatch(name))
+    others = [name for name in wanted if name not in words]
+    patterns: dict[str, re.Pattern[str]] = {}
+
+    def pattern(name: str) -> re.Pattern[str]:
+        found = patterns.get(name)
+        if found is None:
+            found = patterns[name] = re.compile(
+                rf"^[ \t]*(?:(?:async|static|public|private|export|function|def|fn|func)\s+)*"
+                rf"#?{re.escape(name)}\s*(?:\(|=\s*(?:async\s*)?(?:function|\()|:\s*(?:async\s*)?function)",
+                re.MULTILINE,
+            )
+        return found
+
+    def inner_definition(chunk: Chunk) -> tuple[int, str] | None:
+        if len(wanted) <= _FEW_NAMES:
+            present = [name for name in wanted if name in chunk.text]
+        else:
+            tokens = set(_WORD_RUN_RE.findall(chunk.text))
+            present = sorted([*(words & tokens), *(n for n in others if n in chunk.text)])
+        for name in present:
+            match = pattern(name).search(chunk.text)
+            if match is not None:
+                line = chunk.start_line + chunk.text.count("\n", 0, match.start())
+                return line, f"holds the definition of `{name}`, named in the question"
+        return None
+
+    return inner_definition
+
+
+# Up to this many names, each is looked for in the chunk's text directly.
+_FEW_NAMES = 16
+_WORD_RUN_RE = re.compile(r"\w+")
 
 
 @attrs.frozen
@@ -829,6 +910,8 @@ class _Concepts:
     of_term: dict[str, tuple[str, ...]]
     close: frozenset[str] = frozenset()
     """Related terms that are a question word's own base (its root, a derivation's)."""
+    known: frozenset[str] = frozenset()
+    """``roots`` and ``meanings`` together."""
 
 
 def _concepts(words: Sequence[str], query: Sequence[str], text: str = "") -> _Concepts:
@@ -862,7 +945,12 @@ def _concepts(words: Sequence[str], query: Sequence[str], text: str = "") -> _Co
             of_term[term] = tuple(dict.fromkeys((*of_term.get(term, ()), *extra)))
     counted = tuple(dict.fromkeys(r for extra in of_term.values() for r in extra))
     return _Concepts(
-        frozenset(roots), frozenset(meanings - roots), counted, of_term, frozenset(close)
+        frozenset(roots),
+        frozenset(meanings - roots),
+        counted,
+        of_term,
+        frozenset(close),
+        frozenset(roots | meanings),
     )
 
 
@@ -881,11 +969,20 @@ def _own_words(name: str, concepts: _Concepts) -> _OwnWords:
     words = split_identifier(name)
     if len(words) == 1 and len(words[0]) >= 6:
         word = words[0]
-        inside = [
-            r
-            for r in concepts.roots | concepts.meanings
-            if (len(r) >= 3 and r in word) or (len(r) == 2 and word.startswith(r))
-        ]
+        size = len(word)
+        if size * size < 2 * len(concepts.known):
+            # Fewer pieces of the name than words of the question (thousands of them):
+            # look its pieces up instead.
+            pieces = {word[:2]} | {
+                word[start:end] for start in range(size) for end in range(start + 3, size + 1)
+            }
+            inside = list(pieces & concepts.known)
+        else:
+            inside = [
+                r
+                for r in concepts.known
+                if (len(r) >= 3 and r in word) or (len(r) == 2 and word.startswith(r))
+            ]
         covered = [False] * len(word)
         for found in inside:
             at = word.find(found)
@@ -938,14 +1035,20 @@ def _adjust_lexical(
     parents = {chunk.parent for chunk in chunks if chunk.parent and chunk.kind == METHOD}
     adjusted = list(lexical)
     count = len(documents)
-    weight = {
-        term: math.log(1.0 + count / (1 + sum(1 for f, _ in documents if term in f)))
-        for term in query
-    }
+    frequency_of = _document_frequencies(documents)
+    weight = {term: math.log(1.0 + count / (1 + frequency_of.get(term, 0))) for term in query}
     total = sum(weight.values()) or 1.0
     pair_total = sum(min(weight[a], weight[b]) for a, b in pairs) or 1.0
     of_term = concepts.of_term if concepts is not None else {}
     close = concepts.close if concepts is not None else frozenset()
+    # Each chunk reads only the query terms it has (or has a word for), in the
+    # query's order: reading every term in every chunk was quadratic.
+    order_of = {term: order for order, term in enumerate(query)}
+    standing_for: dict[str, list[str]] = {}
+    for term, others in of_term.items():
+        if term in order_of:
+            for other in others:
+                standing_for.setdefault(other, []).append(term)
     for position, chunk in enumerate(chunks):
         if lexical[position] <= 0:
             continue
@@ -956,7 +1059,9 @@ def _adjust_lexical(
         frequencies = documents[position][0]
         head = chunk.text[:400].lower()
         coverage = in_head = 0.0
-        for term in query:
+        found = {term for term in frequencies if term in order_of}
+        found.update(term for other in frequencies for term in standing_for.get(other, ()))
+        for term in sorted(found, key=order_of.__getitem__):
             if term in frequencies:
                 coverage += weight[term]
                 in_head += weight[term] if term in head else 0.0
@@ -1067,10 +1172,10 @@ _FUNCTION_HEAD_RE = re.compile(
 
 
 def _words_why(
-    document: tuple[dict[str, int], int], query: Sequence[str], shown: dict[str, str]
+    document: tuple[dict[str, int], int], order_of: dict[str, int], shown: dict[str, str]
 ) -> str:
     frequencies = document[0]
-    hits = sorted(frequencies, key=lambda term: (-frequencies[term], query.index(term)))[:4]
+    hits = sorted(frequencies, key=lambda term: (-frequencies[term], order_of[term]))[:4]
     words = ", ".join(shown.get(term, term) for term in hits)
     return "matches the words " + words if hits else "order"
 
@@ -1088,8 +1193,9 @@ def _bm25(
     average = (sum(lengths) / len(lengths)) or 1.0
     count = len(documents)
     idf = {}
+    frequency_of = _document_frequencies(documents)
     for term in query:
-        df = sum(1 for frequencies, _ in documents if term in frequencies)
+        df = frequency_of.get(term, 0)
         idf[term] = math.log(1.0 + (count - df + 0.5) / (df + 0.5)) * (
             weights.get(term, 1.0) if weights else 1.0
         )

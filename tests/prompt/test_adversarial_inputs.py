@@ -20,6 +20,12 @@ CODE = "".join(f"def func_{i}(x):\\n    y = x + {i}\\n    return helper_{i}(y)\\
 def chat(question):
     return [{"role": "user", "content": "Here is my module:\\n```python\\n" + CODE + "```"},
             {"role": "assistant", "content": "OK."}, {"role": "user", "content": question}]
+FUNCTIONS = "".join(f"def func_{i}(x):\\n    return helper_{i}(x) + value{i}\\n\\n"
+                    for i in range(3_000))
+WORDS, NAMES = 10_000, 12_000
+def ask(code, question):
+    return [{"role": "user", "content": "```python\\n" + code + "```"},
+            {"role": "assistant", "content": "ok"}, {"role": "user", "content": question}]
 """
 
 CASES = {
@@ -40,6 +46,24 @@ CASES = {
                    'boom\\nstack backtrace:\\n   0: a" + " " * 80_000 + "!\\n"))'),
     # tree-sitter's own error recovery: 8 KB of "/* " took it 8 s.
     "unclosed C comments": 'optimize_text("fix this\\n```c\\n" + "/* " * 27_000 + "\\n```")',
+    # Loops rather than regular expressions, each quadratic in the prompt (pure
+    # Python holds the GIL too). Lines every chunk shares, for de-duplication:
+    "shared lines": ('optimize_text("fix\\n```python\\n" '
+                     '+ "".join(f"def f{i}():\\n a\\n b\\n c\\n" for i in range(11_000)) + "```")'),
+    # One block of many statements: its names, unioned and read per chunk.
+    "merged statements": ('optimize_text("the read line part is slow\\n```python\\n'
+                          'read_line = 0\\n" + "".join(f"a{i}=0\\n" for i in range(27_000)) '
+                          '+ "```")'),
+    # Thousands of distinct words against thousands of chunks.
+    "question words": ('optimize_messages(ask(FUNCTIONS, " ".join(f"word{i}x" '
+                       'for i in range(WORDS))))'),
+    # Thousands of names, each looked for in each chunk.
+    "named names": ('optimize_messages(ask(FUNCTIONS, " ".join(f"`name_{i}`" '
+                    'for i in range(NAMES))))'),
+    # Thousands of messages, the conversation's cost summed again at each step.
+    "long conversation": ('optimize_messages(chat("why?")[:1] + [{"role": "user" if i % 2 else '
+                          '"assistant", "content": f"short message {i}"} for i in range(8_000)] '
+                          '+ [{"role": "user", "content": "why?"}])'),
 }
 
 
