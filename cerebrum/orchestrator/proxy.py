@@ -32,7 +32,7 @@ from cerebrum.completion_log import CompletionRecord
 from cerebrum.errors import ApiError, BadGateway, BadRequest, GatewayTimeout, ModelNotFound
 from cerebrum.metrics import METRICS, route_label
 from cerebrum.middlewares import REQUEST_ID_KEY, presented_key
-from cerebrum.openai_wire import AnyCompletionRequest, structure_request
+from cerebrum.openai_wire import AnyCompletionRequest, ChatCompletionRequest, structure_request
 from cerebrum.orchestrator import affinity, response_cache
 from cerebrum.orchestrator.backends import Backend
 from cerebrum.orchestrator.metrics import ORCHESTRATOR_METRICS
@@ -56,6 +56,9 @@ _LOGGER = logging.getLogger(__name__)
 
 _PATHS = {"chat": "/v1/chat/completions", "text": "/v1/completions"}
 _INLINE_PREPARE_CHARS = 16_000
+# Preparing costs per message too, not just per character: 1,500 one-letter
+# messages took 24 ms, so each counts as this many characters.
+_MESSAGE_COST_CHARS = 64
 
 
 def _new_record(kind: str) -> CompletionRecord:
@@ -150,7 +153,9 @@ async def prepare_and_fit(request: web.Request, body: Any, parsed: AnyCompletion
         prepare_request, body, parsed, catalogue=catalogue, retriever=retriever,
         optimize=(optimize if optimize is not None
                   else wants_optimization(state.config.optimize, request.headers, body)))
-    if prompt_chars(parsed) < _INLINE_PREPARE_CHARS and retriever is None:
+    messages = len(parsed.messages) if isinstance(parsed, ChatCompletionRequest) else 1
+    if prompt_chars(parsed) + messages * _MESSAGE_COST_CHARS < _INLINE_PREPARE_CHARS \
+            and retriever is None:
         # Small prompts take microseconds; a thread hop would cost more.
         prepared = call()
     else:
