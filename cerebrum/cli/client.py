@@ -27,6 +27,7 @@ from cerebrum.cli.errors import (
     RequestFailed,
     Unreachable,
 )
+from cerebrum.cli.render import terminal_safe
 from cerebrum.protocol import REQUEST_ID_HEADER, error_message
 
 Service = Literal["orchestrator", "backend"]
@@ -92,8 +93,9 @@ def service_from_health(health: object) -> Service | None:
 
 
 def _server_message(body: bytes) -> str:
-    # The CLI ends its sentences itself.
-    return error_message(body, limit=200).rstrip(".")
+    # The CLI ends its sentences itself; whatever prints them, the server's
+    # words in them must not drive the terminal (nor start a line of their own).
+    return terminal_safe(error_message(body, limit=200), one_line=True).strip().rstrip(".")
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -14,7 +14,7 @@ from typing import Any
 from cerebrum.cli.ask import add_prompt_arguments, compose, read_file
 from cerebrum.cli.client import Client
 from cerebrum.cli.errors import EXIT_OK, RequestFailed, UsageError, orchestrator_only
-from cerebrum.cli.render import Output, is_terminal
+from cerebrum.cli.render import Output, is_terminal, terminal_safe
 from cerebrum.cli.settings import resolve
 
 
@@ -51,10 +51,11 @@ def run(args: argparse.Namespace) -> int:
         body["model"] = args.model
     result = asyncio.run(_optimize(settings.url, settings.api_key, body))
     out, err = Output(sys.stdout), Output(sys.stderr)
+    # The prompt (and --json) is data, exact when piped; the figures are for people.
     if args.json:
-        out.line(json.dumps(result, indent=2, ensure_ascii=False))
+        out.line(out.shown(json.dumps(result, indent=2, ensure_ascii=False)))
         return EXIT_OK
-    out.line(str(result.get("prompt", "")))
+    out.line(out.shown(str(result.get("prompt", ""))))
     err.line(err.dim(stats_line(result)))
     for line in reasoning_lines(result.get("stats") or {}):
         err.line(err.dim(line))
@@ -73,7 +74,14 @@ async def _optimize(url: str, key: str | None, body: dict[str, Any]) -> dict[str
 
 
 def stats_line(result: dict[str, Any]) -> str:
-    """``model · language · 8344 → 3167 chars (-62%) · chunks 10 → 2 unique → 2 kept · 12 ms``."""
+    """``model · language · 8344 → 3167 chars (-62%) · chunks 10 → 2 unique → 2 kept · 12 ms``.
+
+    Made safe for a terminal: every word of it but the layout is the server's.
+    """
+    return terminal_safe(_stats_line(result), one_line=True)
+
+
+def _stats_line(result: dict[str, Any]) -> str:
     stats = result.get("stats") or {}
     parts = [str(result.get("model") or "default model"), str(result.get("language") or "text")]
     before, after = stats.get("original_chars"), stats.get("optimized_chars")
@@ -105,8 +113,13 @@ def reasoning_lines(stats: dict[str, Any]) -> list[str]:
 
     The code it kept per message (which function, which frame of an error
     report, which words matched), what happened to the other messages of a
-    conversation, the warnings, and the token count against the budget.
+    conversation, the warnings, and the token count against the budget. Each
+    line is made safe for a terminal.
     """
+    return [terminal_safe(line, one_line=True) for line in _reasoning_lines(stats)]
+
+
+def _reasoning_lines(stats: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     messages = [m for m in stats.get("messages") or [] if isinstance(m, dict)]
     if messages:
