@@ -60,7 +60,7 @@ def prompt_reduction(headers: Mapping[str, str], optimize: bool = True) -> str:
         return "n/a"
     try:
         stats = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a header of 8 KB of "["
         return "n/a"
     if not isinstance(stats, dict):
         return "n/a"

@@ -34,6 +34,10 @@ Service = Literal["orchestrator", "backend"]
 
 _HEALTH_PROBE_BYTES = 64 * 1024
 
+# Token counts past this are not counts (the orchestrator keeps at most as much).
+_MAX_TOKEN_COUNT = 10**9
+_MAX_MODEL_NAME = 200
+
 _HOW_TO_START: dict[Service | None, str] = {
     "orchestrator": "Start it with `cerebrum up` (both services on this machine) or "
                     "`cerebrum serve orchestrator`, or point elsewhere with --url or CEREBRUM_URL.",
@@ -98,6 +102,29 @@ def _server_message(body: bytes) -> str:
     return terminal_safe(error_message(body, limit=200), one_line=True).strip().rstrip(".")
 
 
+def not_openai(what: str) -> RequestFailed:
+    """The sentence for an answer no OpenAI-compatible server would send (``what`` is odd)."""
+    return RequestFailed(f"The answer is not what an OpenAI-compatible server sends ({what}); "
+                         "is --url pointing at one?")
+
+
+def json_kind(value: object) -> str:
+    """What a decoded JSON value is, in words: ``a string``, ``an object``..."""
+    if isinstance(value, bool):
+        return "true or false"
+    kinds = {str: "a string", int: "a number", float: "a number", list: "a list",
+             dict: "an object", type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _token_count(value: object) -> int | None:
+    # Any other value means only that there is no count to show (and no tokens/s).
+    if isinstance(value, int) and not isinstance(value, bool) and \
+            0 <= value <= _MAX_TOKEN_COUNT:
+        return value
+    return None
+
+
 def _retry_after(value: str | None) -> float | None:
     try:
         return max(0.0, float(value)) if value else None
@@ -149,26 +176,57 @@ class ChatStream:
                 break
             try:
                 chunk = json.loads(data)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue  # a malformed event: skip it rather than lose the answer
             if not isinstance(chunk, dict):
                 continue
             if isinstance(chunk.get("error"), dict):
                 raise RequestFailed(f"The answer stopped early: {_server_message(data.encode())}.")
-            self.model = chunk.get("model") or self.model
-            usage = chunk.get("usage")
-            if isinstance(usage, dict):
-                self.prompt_tokens = usage.get("prompt_tokens")
-                self.completion_tokens = usage.get("completion_tokens")
-            for choice in chunk.get("choices") or ():
-                if choice.get("finish_reason"):
-                    self.finish_reason = choice["finish_reason"]
-                text = (choice.get("delta") or {}).get("content") or choice.get("text")
-                if text:
-                    if self.first_token_at is None:
-                        self.first_token_at = time.perf_counter()
-                    self.pieces += 1
-                    yield text
+            self._note_figures(chunk)
+            for text in self._texts(chunk):
+                if self.first_token_at is None:
+                    self.first_token_at = time.perf_counter()
+                self.pieces += 1
+                yield text
+
+    def _note_figures(self, chunk: dict[str, Any]) -> None:
+        """The model and token counts, where a chunk has them in a usable form."""
+        model = chunk.get("model")
+        if isinstance(model, str) and model:
+            self.model = model[:_MAX_MODEL_NAME]
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            self.prompt_tokens = _token_count(usage.get("prompt_tokens"))
+            self.completion_tokens = _token_count(usage.get("completion_tokens"))
+
+    def _texts(self, chunk: dict[str, Any]) -> list[str]:
+        """The text pieces of one chunk (noting a finish reason on the way).
+
+        Raises a sentence, not a TypeError, for a shape no OpenAI server sends.
+        """
+        choices = chunk.get("choices")
+        if choices is None:
+            return []
+        if not isinstance(choices, list):
+            raise not_openai(f"its choices are {json_kind(choices)}, not a list")
+        texts: list[str] = []
+        for choice in choices:
+            if not isinstance(choice, dict):
+                raise not_openai(f"a choice is {json_kind(choice)}, not an object")
+            if isinstance(choice.get("finish_reason"), str) and choice["finish_reason"]:
+                self.finish_reason = choice["finish_reason"]
+            delta = choice.get("delta")
+            if delta is not None and not isinstance(delta, dict):
+                raise not_openai(f"a delta is {json_kind(delta)}, not an object")
+            text = (delta or {}).get("content")
+            if text is None or text == "":
+                text = choice.get("text")  # a legacy completions chunk
+            if text is None or text == "":
+                continue
+            if not isinstance(text, str):
+                raise not_openai(f"a piece of the answer is {json_kind(text)}, not text")
+            texts.append(text)
+        return texts
 
     @property
     def tokens(self) -> int:
@@ -278,7 +336,7 @@ class Client:
                         # A health body is small; another server's need not be.
                         raw = await response.content.read(_HEALTH_PROBE_BYTES)
                         self.service = service_from_health(json.loads(raw))
-            except (aiohttp.ClientError, TimeoutError, ValueError):
+            except (aiohttp.ClientError, TimeoutError, ValueError, RecursionError):
                 pass  # no answer is no evidence: the sentence says "the service"
         return self.service
 
@@ -305,9 +363,9 @@ class Client:
                                       self.url, await self.identify())
         try:
             return json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested past Python's stack
             raise RequestFailed(
-                f"The {self.service} at {self.url} did not answer with JSON; "
+                f"{_the(self.service).capitalize()} at {self.url} did not answer with JSON; "
                 "is that the right URL?") from None
 
 

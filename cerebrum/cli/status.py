@@ -128,6 +128,13 @@ def _shown(value: object) -> str:
     return terminal_safe(str(value), one_line=True)
 
 
+def _names(value: object) -> str:
+    """A list of names (or a mapping keyed by them) as ``a, b``; a lone value as itself."""
+    if isinstance(value, list | dict):
+        return ", ".join(map(_shown, value))
+    return _shown(value)
+
+
 def _render(out: Output, service: str, url: str, health: dict[str, Any] | str, ok: bool) -> None:
     mark = out.green("●") if ok else out.red("●")
     if isinstance(health, str):
@@ -147,7 +154,7 @@ def _render(out: Output, service: str, url: str, health: dict[str, Any] | str, o
         if entry.get("retry_after_s"):
             detail = f", retry in {_shown(entry['retry_after_s'])} s"
         models = entry.get("models")
-        models_text = f"  models: {', '.join(map(_shown, models))}" if models else ""
+        models_text = f"  models: {_names(models)}" if models else ""
         out.line(f"    backend {name}: breaker {colour(breaker)}{detail}{models_text}")
     if isinstance(health.get("models"), dict):
         states = ", ".join(f"{_shown(name)} ({_shown(state)})"
@@ -165,7 +172,7 @@ def _render(out: Output, service: str, url: str, health: dict[str, Any] | str, o
 def _duration(seconds: Any) -> str:
     try:
         total = int(float(seconds))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON's Infinity
         return "?"
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)

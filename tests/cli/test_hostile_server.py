@@ -34,6 +34,7 @@ ATTACK_SHOWN = ("␛]0;PWNED␇␛]52;c;ZWNobyBwd25lZA==␇␛[2J␛[H␛[31mFAK
                 "␛]8;;http://evil.example/␇click␛]8;;␇ saferm -rf ~ \ufffd2J\ufffd")
 # Nothing a terminal obeys: ESC, BEL, a bare CR, CSI (U+009B), a bidi override.
 OBEYED = ("\x1b", "\x07", "\r", "\x9b", "\u202e")
+NOT_OPENAI = "cerebrum: The answer is not what an OpenAI-compatible server sends ("
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -264,3 +265,101 @@ def test_optimize_figures_are_safe_and_its_prompt_exact_only_when_piped(
     if tty:
         assert_obeys_nothing(json_run.stdout)
     assert json.loads(json_run.stdout)["prompt"].startswith("p")
+
+
+# --- Answers of a shape no OpenAI-compatible server sends ------------------------------
+
+@pytest.mark.parametrize(("event", "what"), [
+    (chunk(choices="abc"), "its choices are a string, not a list"),
+    (chunk(choices=5), "its choices are a number, not a list"),
+    (chunk(choices=["abc"]), "a choice is a string, not an object"),
+    (chunk(choices=[{"index": 0, "delta": "hello"}]), "a delta is a string, not an object"),
+    (chunk(5), "a piece of the answer is a number, not text"),
+    (chunk(["a", "b"]), "a piece of the answer is a list, not text"),
+    (chunk(choices=[{"index": 0, "text": {"a": 1}}]), "a piece of the answer is an object"),
+])
+def test_an_answer_of_the_wrong_shape_is_a_sentence(server: FakeServer, cli,
+                                                    event: dict[str, Any], what: str) -> None:
+    server.routes["/v1/chat/completions"] = sse(event)
+    run = cli("ask", "hi")
+    assert_one_sentence(run)
+    assert run.stderr.startswith(NOT_OPENAI + what), run.stderr
+
+
+@pytest.mark.parametrize("usage", [
+    {"prompt_tokens": 1, "completion_tokens": "7"}, {"completion_tokens": 10**400},
+    {"completion_tokens": True}, {"completion_tokens": -3}, {"completion_tokens": 1.5}])
+def test_odd_token_counts_only_mean_no_count(server: FakeServer, cli,
+                                             usage: dict[str, Any]) -> None:
+    server.routes["/v1/chat/completions"] = sse(chunk("a"), chunk("b"),
+                                                chunk(usage=usage, choices=[]))
+    run = cli("ask", "hi")
+    assert run.status == 0, run
+    assert run.stdout == "ab\n" and " · 2 tokens · " in run.stderr  # the pieces, counted
+
+
+def test_harmless_oddities_are_ignored(server: FakeServer, cli) -> None:
+    server.routes["/v1/chat/completions"] = sse(
+        chunk("a", model={"name": "x"}), b"data: " + b"[" * 100_000 + b"\n\n",
+        chunk(choices=[{"index": 0, "delta": None, "finish_reason": 7}]), chunk(choices=None),
+        chunk("b"), headers={"X-Cerebrum-Prompt-Stats": "[" * 4000})
+    run = cli("ask", "hi")
+    assert run.status == 0, run
+    assert run.stdout == "ab\n"
+    assert " · m · 2 tokens" in run.stderr and "prompt reduction n/a" in run.stderr
+
+
+def test_a_deeply_nested_body_is_a_sentence(server: FakeServer, cli) -> None:
+    deep = b"[" * 100_000
+    server.routes["/v1/optimize"] = answer(deep)
+    run = cli("optimize", "hi")
+    assert_one_sentence(run)
+    assert "did not answer with JSON" in run.stderr
+    # An error whose /health (read to name the service) is as deep.
+    server.routes["/v1/chat/completions"] = answer(deep, status=400)
+    server.routes["/health"] = answer(deep)
+    run = cli("ask", "hi")
+    assert_one_sentence(run)
+    assert run.stderr.startswith("cerebrum: The service rejected the request: [[[")
+    run = cli("status", "--only", "orchestrator")
+    assert run.status == 3, run
+    assert "down" in run.stdout and "did not answer with JSON" in run.stdout
+
+
+@pytest.mark.parametrize(("body", "what"), [
+    ({"prompt": "p", "stats": "abc"}, "its stats field is a string"),
+    ({"prompt": 5, "stats": {}}, "its prompt field is a number"),
+])
+def test_an_optimize_answer_of_the_wrong_shape_is_a_sentence(server: FakeServer, cli,
+                                                             body: Any, what: str) -> None:
+    server.routes["/v1/optimize"] = answer(body)
+    run = cli("optimize", "hi")
+    assert_one_sentence(run)
+    assert what in run.stderr and "/v1/optimize" in run.stderr
+
+
+@pytest.mark.parametrize("stats", [
+    {"elapsed_ms": "fast"}, {"kept": [{"name": "f", "lines": 5}]}, {"kept": 5},
+    {"warnings": 5}, {"focus": 5}, {"messages": {"a": 1}}, {"messages": 5},
+    {"messages": [{"index": 0, "action": "cut", "kept": 5}]},
+    {"original_chars": 10, "optimized_chars": 5, "reduction": "abc"}])
+def test_odd_optimize_figures_are_left_out(server: FakeServer, cli,
+                                           stats: dict[str, Any]) -> None:
+    server.routes["/v1/optimize"] = answer({"prompt": "p", "stats": stats})
+    run = cli("optimize", "hi")
+    assert run.status == 0, run
+    assert run.stdout == "p\n" and run.stderr.startswith("default model · text")
+
+
+@pytest.mark.parametrize("health", [
+    {"status": "ok", "backends": [{"name": "a", "breaker": "closed", "models": 5}]},
+    {"status": "ok", "backends": {"a": {"models": {"x": 1}}}, "models": {"a": {"b": 1}},
+     "cpu_percent": 1},
+    {"status": "ok", "backends": [], "uptime_s": float("inf")},
+])
+def test_odd_status_fields_are_shown_as_they_are(server: FakeServer, cli,
+                                                 health: dict[str, Any]) -> None:
+    server.routes["/health"] = answer(health)
+    run = cli("status", "--only", "orchestrator")
+    assert run.status in (0, 3), run
+    assert "orchestrator" in run.stdout and run.stderr == ""
