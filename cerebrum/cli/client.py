@@ -10,6 +10,7 @@ failed: the one the caller says it is talking to, else the one its public
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -33,6 +34,11 @@ from cerebrum.protocol import REQUEST_ID_HEADER, error_message
 Service = Literal["orchestrator", "backend"]
 
 _HEALTH_PROBE_BYTES = 64 * 1024
+
+SSE_EVENT_TIMEOUT_S = 300.0
+"""Longest wait for the next event of an answer (the first included); keep-alive
+comments do not count, or a server pinging forever would hold ``ask`` for ever.
+The orchestrator gives its backend as long (``sse_event_timeout_s``)."""
 
 # Token counts past this are not counts (the orchestrator keeps at most as much).
 _MAX_TOKEN_COUNT = 10**9
@@ -151,6 +157,7 @@ class ChatStream:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     pieces: int = 0
+    event_timeout_s: float = SSE_EVENT_TIMEOUT_S
 
     @property
     def headers(self) -> Mapping[str, str]:
@@ -169,7 +176,7 @@ class ChatStream:
         self.finished_at = time.perf_counter()
 
     async def _read(self) -> AsyncIterator[str]:
-        async for event, data in sse_events(self.response):
+        async for event, data in sse_events(self.response, self.event_timeout_s):
             if event == "error":
                 raise RequestFailed(f"The answer stopped early: {_server_message(data.encode())}.")
             if data == "[DONE]":
@@ -246,14 +253,32 @@ class ChatStream:
         return (self.tokens - 1) / (end - self.first_token_at)
 
 
-async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, str]]:
-    """The (event name, data) pairs of an SSE response, as they arrive."""
+async def sse_events(response: aiohttp.ClientResponse,
+                     event_timeout_s: float = SSE_EVENT_TIMEOUT_S,
+                     ) -> AsyncIterator[tuple[str, str]]:
+    """The (event name, data) pairs of an SSE response, as they arrive.
+
+    A ``RequestFailed`` when no event comes for ``event_timeout_s``, whatever
+    comments (keep-alive pings) come meanwhile.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + event_timeout_s
     event = "message"
     data: list[str] = []
-    async for raw in response.content:
+    while True:
+        try:
+            async with asyncio.timeout_at(deadline):
+                raw = await response.content.readline()
+        except TimeoutError:
+            raise RequestFailed(
+                f"No answer came for {event_timeout_s:g} s (the service sent "
+                "nothing, or only keep-alive comments); stopped waiting.") from None
+        if not raw:
+            break
         line = raw.decode("utf-8", "replace").rstrip("\r\n")
         if not line:
             if data:
+                deadline = loop.time() + event_timeout_s
                 yield event, "\n".join(data)
             event, data = "message", []
         elif line.startswith(":"):
@@ -322,7 +347,8 @@ class Client:
                 raw = await response.read()
             raise error_from_response(response.status, raw, response.headers, self.url,
                                       await self.identify())
-        return ChatStream(response, response.headers.get(REQUEST_ID_HEADER, request_id), started)
+        return ChatStream(response, response.headers.get(REQUEST_ID_HEADER, request_id), started,
+                          event_timeout_s=SSE_EVENT_TIMEOUT_S)
 
     async def identify(self) -> Service | None:
         """Which service ``url`` is: as given, else from its public ``/health`` (read once,

@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import attrs
 import pytest
 from aiohttp import web
 
+from cerebrum.cli import client as client_module
 from cerebrum.cli.main import main
 
 # What a hostile server would write: the window title, the clipboard (OSC 52), a
@@ -363,3 +365,44 @@ def test_odd_status_fields_are_shown_as_they_are(server: FakeServer, cli,
     run = cli("status", "--only", "orchestrator")
     assert run.status in (0, 3), run
     assert "orchestrator" in run.stdout and run.stderr == ""
+
+
+# --- A stream that never ends ----------------------------------------------------------
+
+def test_keep_alive_comments_alone_do_not_hold_ask_for_ever(
+        server: FakeServer, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    # raising=False: without the bound (an older CLI) this test is to fail on the wait.
+    monkeypatch.setattr(client_module, "SSE_EVENT_TIMEOUT_S", 0.5, raising=False)
+    server.routes["/v1/chat/completions"] = sse(chunk("partial "), pings_every=0.05)
+    outcome: list[Run] = []
+    started = time.monotonic()
+    # On a thread, so that a CLI waiting for ever fails this test instead of hanging it.
+    worker = threading.Thread(target=lambda: outcome.append(cli("ask", "hi")), daemon=True)
+    worker.start()
+    worker.join(20)
+    assert outcome, "ask still waiting on a stream of keep-alive comments"
+    run = outcome[0]
+    assert_one_sentence(run)
+    assert "No answer came for 0.5 s" in run.stderr and "keep-alive" in run.stderr
+    assert run.stdout == "partial "
+    assert time.monotonic() - started < 10
+
+
+def test_a_slow_answer_that_keeps_coming_is_not_cut(server: FakeServer, cli,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client_module, "SSE_EVENT_TIMEOUT_S", 0.6)
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for word in ("one ", "two ", "three"):  # 0.9 s in all, 0.3 s between events
+            await response.write(b": ping\n\n")
+            await asyncio.sleep(0.3)
+            await response.write(b"data: " + json.dumps(chunk(word)).encode() + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+    server.routes["/v1/chat/completions"] = slow
+    run = cli("ask", "hi")
+    assert run.status == 0, run
+    assert run.stdout == "one two three\n"
