@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cerebrum.cli.client import ChatStream, Client
-from cerebrum.cli.render import Output
+from cerebrum.cli.render import Output, terminal_safe
 from cerebrum.protocol import OPTIMIZE_HEADER, PROMPT_STATS_HEADER
 
 
@@ -41,8 +41,8 @@ async def stream_answer(client: Client, body: dict[str, Any], *, optimize: bool,
 
 
 def _emit(piece: str, out: Output, sink: list[str] | None) -> None:
-    out.write(piece)
-    if sink is not None:
+    out.write(out.shown(piece))
+    if sink is not None:  # as the server sent it: the conversation goes back to the model
         sink.append(piece)
 
 
@@ -60,7 +60,7 @@ def prompt_reduction(headers: Mapping[str, str], optimize: bool = True) -> str:
         return "n/a"
     try:
         stats = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a header of 8 KB of "["
         return "n/a"
     if not isinstance(stats, dict):
         return "n/a"
@@ -79,6 +79,8 @@ def summary(stream: ChatStream, optimize: bool = True) -> str:
     rate = f"{stream.tokens_per_s:.1f} tok/s" if stream.tokens_per_s is not None else "n/a tok/s"
     # An answer cut by max_tokens reads like a whole one unless the line says so.
     cut = ", stopped at the limit" if stream.finish_reason == "length" else ""
-    return (f"request {stream.request_id} · {stream.model or 'unknown model'} · "
-            f"{stream.tokens} tokens{cut} · first token {ttft} · {rate} · "
-            f"prompt reduction {prompt_reduction(stream.headers, optimize)}")
+    # The request id, model and skipped reason are the server's words.
+    return terminal_safe(
+        f"request {stream.request_id} · {stream.model or 'unknown model'} · "
+        f"{stream.tokens} tokens{cut} · first token {ttft} · {rate} · "
+        f"prompt reduction {prompt_reduction(stream.headers, optimize)}", one_line=True)

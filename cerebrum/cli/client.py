@@ -10,6 +10,7 @@ failed: the one the caller says it is talking to, else the one its public
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -27,11 +28,21 @@ from cerebrum.cli.errors import (
     RequestFailed,
     Unreachable,
 )
+from cerebrum.cli.render import terminal_safe
 from cerebrum.protocol import REQUEST_ID_HEADER, error_message
 
 Service = Literal["orchestrator", "backend"]
 
 _HEALTH_PROBE_BYTES = 64 * 1024
+
+SSE_EVENT_TIMEOUT_S = 300.0
+"""Longest wait for the next event of an answer (the first included); keep-alive
+comments do not count, or a server pinging forever would hold ``ask`` for ever.
+The orchestrator gives its backend as long (``sse_event_timeout_s``)."""
+
+# Token counts past this are not counts (the orchestrator keeps at most as much).
+_MAX_TOKEN_COUNT = 10**9
+_MAX_MODEL_NAME = 200
 
 _HOW_TO_START: dict[Service | None, str] = {
     "orchestrator": "Start it with `cerebrum up` (both services on this machine) or "
@@ -92,8 +103,32 @@ def service_from_health(health: object) -> Service | None:
 
 
 def _server_message(body: bytes) -> str:
-    # The CLI ends its sentences itself.
-    return error_message(body, limit=200).rstrip(".")
+    # The CLI ends its sentences itself; whatever prints them, the server's
+    # words in them must not drive the terminal (nor start a line of their own).
+    return terminal_safe(error_message(body, limit=200), one_line=True).strip().rstrip(".")
+
+
+def not_openai(what: str) -> RequestFailed:
+    """The sentence for an answer no OpenAI-compatible server would send (``what`` is odd)."""
+    return RequestFailed(f"The answer is not what an OpenAI-compatible server sends ({what}); "
+                         "is --url pointing at one?")
+
+
+def json_kind(value: object) -> str:
+    """What a decoded JSON value is, in words: ``a string``, ``an object``..."""
+    if isinstance(value, bool):
+        return "true or false"
+    kinds = {str: "a string", int: "a number", float: "a number", list: "a list",
+             dict: "an object", type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _token_count(value: object) -> int | None:
+    # Any other value means only that there is no count to show (and no tokens/s).
+    if isinstance(value, int) and not isinstance(value, bool) and \
+            0 <= value <= _MAX_TOKEN_COUNT:
+        return value
+    return None
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -122,6 +157,7 @@ class ChatStream:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     pieces: int = 0
+    event_timeout_s: float = SSE_EVENT_TIMEOUT_S
 
     @property
     def headers(self) -> Mapping[str, str]:
@@ -140,33 +176,64 @@ class ChatStream:
         self.finished_at = time.perf_counter()
 
     async def _read(self) -> AsyncIterator[str]:
-        async for event, data in sse_events(self.response):
+        async for event, data in sse_events(self.response, self.event_timeout_s):
             if event == "error":
                 raise RequestFailed(f"The answer stopped early: {_server_message(data.encode())}.")
             if data == "[DONE]":
                 break
             try:
                 chunk = json.loads(data)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue  # a malformed event: skip it rather than lose the answer
             if not isinstance(chunk, dict):
                 continue
             if isinstance(chunk.get("error"), dict):
                 raise RequestFailed(f"The answer stopped early: {_server_message(data.encode())}.")
-            self.model = chunk.get("model") or self.model
-            usage = chunk.get("usage")
-            if isinstance(usage, dict):
-                self.prompt_tokens = usage.get("prompt_tokens")
-                self.completion_tokens = usage.get("completion_tokens")
-            for choice in chunk.get("choices") or ():
-                if choice.get("finish_reason"):
-                    self.finish_reason = choice["finish_reason"]
-                text = (choice.get("delta") or {}).get("content") or choice.get("text")
-                if text:
-                    if self.first_token_at is None:
-                        self.first_token_at = time.perf_counter()
-                    self.pieces += 1
-                    yield text
+            self._note_figures(chunk)
+            for text in self._texts(chunk):
+                if self.first_token_at is None:
+                    self.first_token_at = time.perf_counter()
+                self.pieces += 1
+                yield text
+
+    def _note_figures(self, chunk: dict[str, Any]) -> None:
+        """The model and token counts, where a chunk has them in a usable form."""
+        model = chunk.get("model")
+        if isinstance(model, str) and model:
+            self.model = model[:_MAX_MODEL_NAME]
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            self.prompt_tokens = _token_count(usage.get("prompt_tokens"))
+            self.completion_tokens = _token_count(usage.get("completion_tokens"))
+
+    def _texts(self, chunk: dict[str, Any]) -> list[str]:
+        """The text pieces of one chunk (noting a finish reason on the way).
+
+        Raises a sentence, not a TypeError, for a shape no OpenAI server sends.
+        """
+        choices = chunk.get("choices")
+        if choices is None:
+            return []
+        if not isinstance(choices, list):
+            raise not_openai(f"its choices are {json_kind(choices)}, not a list")
+        texts: list[str] = []
+        for choice in choices:
+            if not isinstance(choice, dict):
+                raise not_openai(f"a choice is {json_kind(choice)}, not an object")
+            if isinstance(choice.get("finish_reason"), str) and choice["finish_reason"]:
+                self.finish_reason = choice["finish_reason"]
+            delta = choice.get("delta")
+            if delta is not None and not isinstance(delta, dict):
+                raise not_openai(f"a delta is {json_kind(delta)}, not an object")
+            text = (delta or {}).get("content")
+            if text is None or text == "":
+                text = choice.get("text")  # a legacy completions chunk
+            if text is None or text == "":
+                continue
+            if not isinstance(text, str):
+                raise not_openai(f"a piece of the answer is {json_kind(text)}, not text")
+            texts.append(text)
+        return texts
 
     @property
     def tokens(self) -> int:
@@ -186,14 +253,32 @@ class ChatStream:
         return (self.tokens - 1) / (end - self.first_token_at)
 
 
-async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, str]]:
-    """The (event name, data) pairs of an SSE response, as they arrive."""
+async def sse_events(response: aiohttp.ClientResponse,
+                     event_timeout_s: float = SSE_EVENT_TIMEOUT_S,
+                     ) -> AsyncIterator[tuple[str, str]]:
+    """The (event name, data) pairs of an SSE response, as they arrive.
+
+    A ``RequestFailed`` when no event comes for ``event_timeout_s``, whatever
+    comments (keep-alive pings) come meanwhile.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + event_timeout_s
     event = "message"
     data: list[str] = []
-    async for raw in response.content:
+    while True:
+        try:
+            async with asyncio.timeout_at(deadline):
+                raw = await response.content.readline()
+        except TimeoutError:
+            raise RequestFailed(
+                f"No answer came for {event_timeout_s:g} s (the service sent "
+                "nothing, or only keep-alive comments); stopped waiting.") from None
+        if not raw:
+            break
         line = raw.decode("utf-8", "replace").rstrip("\r\n")
         if not line:
             if data:
+                deadline = loop.time() + event_timeout_s
                 yield event, "\n".join(data)
             event, data = "message", []
         elif line.startswith(":"):
@@ -262,7 +347,8 @@ class Client:
                 raw = await response.read()
             raise error_from_response(response.status, raw, response.headers, self.url,
                                       await self.identify())
-        return ChatStream(response, response.headers.get(REQUEST_ID_HEADER, request_id), started)
+        return ChatStream(response, response.headers.get(REQUEST_ID_HEADER, request_id), started,
+                          event_timeout_s=SSE_EVENT_TIMEOUT_S)
 
     async def identify(self) -> Service | None:
         """Which service ``url`` is: as given, else from its public ``/health`` (read once,
@@ -276,7 +362,7 @@ class Client:
                         # A health body is small; another server's need not be.
                         raw = await response.content.read(_HEALTH_PROBE_BYTES)
                         self.service = service_from_health(json.loads(raw))
-            except (aiohttp.ClientError, TimeoutError, ValueError):
+            except (aiohttp.ClientError, TimeoutError, ValueError, RecursionError):
                 pass  # no answer is no evidence: the sentence says "the service"
         return self.service
 
@@ -303,9 +389,9 @@ class Client:
                                       self.url, await self.identify())
         try:
             return json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested past Python's stack
             raise RequestFailed(
-                f"The {self.service} at {self.url} did not answer with JSON; "
+                f"{_the(self.service).capitalize()} at {self.url} did not answer with JSON; "
                 "is that the right URL?") from None
 
 

@@ -35,7 +35,7 @@ from cerebrum.cli.errors import (
     UsageError,
     orchestrator_only,
 )
-from cerebrum.cli.render import Output
+from cerebrum.cli.render import Output, terminal_safe
 from cerebrum.cli.settings import resolve
 from cerebrum.workspace.extract import language_for
 from cerebrum.workspace.paths import InvalidPath, check_path, name_for_directory
@@ -312,7 +312,8 @@ def run(args: argparse.Namespace) -> int:
     settings = resolve(url=args.url, env_file=args.env_file)
     out, err = Output(sys.stdout), Output(sys.stderr)
     if args.status:
-        out.line(asyncio.run(_status(settings.url, settings.api_key, root, name)))
+        # Its figures and generation are the orchestrator's words.
+        out.line(terminal_safe(asyncio.run(_status(settings.url, settings.api_key, root, name))))
         return EXIT_OK
 
     async def index() -> Summary:

@@ -30,7 +30,7 @@ from cerebrum.cli.ask import (
 )
 from cerebrum.cli.client import Client
 from cerebrum.cli.errors import EXIT_OK, AuthFailed, CliError, Unreachable, UsageError
-from cerebrum.cli.render import Output, is_terminal
+from cerebrum.cli.render import Output, is_terminal, terminal_safe
 from cerebrum.cli.settings import resolve
 
 HELP = """commands:
@@ -217,7 +217,9 @@ async def _model_names(client: Client, err: Output) -> list[str] | None:
     if not isinstance(data, list):
         err.line(err.dim("the service's /v1/models has no list, so /model is not checked"))
         return None
-    return [str(entry["id"]) for entry in data if isinstance(entry, dict) and "id" in entry]
+    # Shown in /model's lines and sentences: names, not terminal commands.
+    return [terminal_safe(str(entry["id"]), one_line=True)
+            for entry in data if isinstance(entry, dict) and "id" in entry]
 
 
 async def _answer(client: Client, conversation: Conversation, line: str,
@@ -242,7 +244,7 @@ async def _answer(client: Client, conversation: Conversation, line: str,
         except CliError as exc:
             # Overloaded, a bad model name, a stream cut short: say so, stay in the REPL.
             conversation.messages.pop()
-            err.line(err.red(exc.message))
+            err.line(err.red(terminal_safe(exc.message)))
             return
     conversation.answered("".join(pieces))
     err.line(err.dim(summary(stream, conversation.optimize)))

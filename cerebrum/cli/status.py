@@ -10,7 +10,7 @@ from typing import Any
 
 from cerebrum.cli.client import Client, Service
 from cerebrum.cli.errors import EXIT_OK, EXIT_UNREACHABLE, AuthFailed, CliError
-from cerebrum.cli.render import Output
+from cerebrum.cli.render import Output, terminal_safe
 from cerebrum.cli.settings import resolve
 
 _HEALTHY = {"ready", "ok", "healthy", "closed"}
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
             _render(out, service, url, health, ok)
         if rejected:
             out.line(f"{out.red('●')} {out.bold('key')}  {out.red('rejected')}")
-            out.line(f"    {rejected}")
+            out.line(f"    {_shown(rejected)}")
     if not healthy:
         return EXIT_UNREACHABLE
     return AuthFailed.exit_code if rejected else EXIT_OK
@@ -122,43 +122,57 @@ def _backend_ok(entry: dict[str, Any]) -> bool:
         entry.get("healthy", True) is not False
 
 
+def _shown(value: object) -> str:
+    """A value from a health body, as one line of text that cannot drive the terminal
+    (piped too: these lines are for people, and end up on terminals)."""
+    return terminal_safe(str(value), one_line=True)
+
+
+def _names(value: object) -> str:
+    """A list of names (or a mapping keyed by them) as ``a, b``; a lone value as itself."""
+    if isinstance(value, list | dict):
+        return ", ".join(map(_shown, value))
+    return _shown(value)
+
+
 def _render(out: Output, service: str, url: str, health: dict[str, Any] | str, ok: bool) -> None:
     mark = out.green("●") if ok else out.red("●")
     if isinstance(health, str):
         out.line(f"{mark} {out.bold(service)}  {url}  {out.red('down')}")
-        out.line(f"    {health}")
+        out.line(f"    {_shown(health)}")
         return
     if service == "orchestrator" and "backends" not in health and "loaded" in health:
         service = "backend"  # --url points straight at a backend
-    status = str(health.get("status", "?"))
+    status = _shown(health.get("status", "?"))
     extra = f"  up {_duration(health['uptime_s'])}" if "uptime_s" in health else ""
     out.line(f"{mark} {out.bold(service)}  {url}  {status}{extra}")
     for entry in _backends(health):
-        name = entry.get("url") or entry.get("name") or "?"
-        breaker = _breaker(entry)
+        name = _shown(entry.get("url") or entry.get("name") or "?")
+        breaker = _shown(_breaker(entry))
         colour = out.green if breaker.lower() == "closed" else out.yellow
         detail = ""
         if entry.get("retry_after_s"):
-            detail = f", retry in {entry['retry_after_s']} s"
+            detail = f", retry in {_shown(entry['retry_after_s'])} s"
         models = entry.get("models")
-        models_text = f"  models: {', '.join(map(str, models))}" if models else ""
+        models_text = f"  models: {_names(models)}" if models else ""
         out.line(f"    backend {name}: breaker {colour(breaker)}{detail}{models_text}")
     if isinstance(health.get("models"), dict):
-        states = ", ".join(f"{name} ({state})" for name, state in health["models"].items())
+        states = ", ".join(f"{_shown(name)} ({_shown(state)})"
+                           for name, state in health["models"].items())
         out.line(f"    models: {states or 'none'}")
     if "cpu_percent" in health:
         ram = health.get("free_ram_mb")
-        ram_text = f"{ram} MB free RAM" if ram is not None else "free RAM unknown"
-        out.line(f"    load: CPU {health['cpu_percent']}%, {ram_text}")
+        ram_text = f"{_shown(ram)} MB free RAM" if ram is not None else "free RAM unknown"
+        out.line(f"    load: CPU {_shown(health['cpu_percent'])}%, {ram_text}")
     for key in ("in_flight", "max_concurrent"):
         if key in health:
-            out.line(f"    {key.replace('_', ' ')}: {health[key]}")
+            out.line(f"    {key.replace('_', ' ')}: {_shown(health[key])}")
 
 
 def _duration(seconds: Any) -> str:
     try:
         total = int(float(seconds))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON's Infinity
         return "?"
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
