@@ -27,7 +27,11 @@ async def stream_answer(client: Client, body: dict[str, Any], *, optimize: bool,
     async with err.spinner("waiting for the model…"):
         stream = await client.chat_stream(body, request_headers(optimize))
         pieces = aiter(stream)
-        first = await anext(pieces, None)
+        try:
+            first = await anext(pieces, None)
+        except BaseException:  # a broken or odd first event: the connection goes too
+            stream.response.close()
+            raise
     try:
         if first is not None:
             _emit(first, out, on_piece)
