@@ -195,11 +195,14 @@ def batches(root: Path, paths: Sequence[str], *, max_bytes: int = BATCH_BYTES,
         yield batch
 
 
-async def _post(client: Client, path: str, body: Any) -> Any:
+async def _post(client: Client, path: str, body: Any) -> dict[str, Any]:
     """POST, waiting out a busy orchestrator (503 + Retry-After) a few times."""
     for attempt in range(RETRIES):
         try:
             answer, _ = await client.post_json(path, body)
+            if not isinstance(answer, dict):
+                raise RequestFailed(f"{client.url} answered {path} with JSON that is not an "
+                                    "object; is it a Cerebrum orchestrator?")
             return answer
         except Overloaded as exc:
             if attempt == RETRIES - 1:
@@ -237,7 +240,8 @@ async def sync(client: Client, root: Path, name: str, err: Output) -> Summary:
         plan = await _post(client, f"/v1/workspaces/{name}/begin", {"files": manifest})
     except RequestFailed as exc:
         raise orchestrator_only(exc, client.url, "workspace API") from None
-    need = [path for path in plan.get("need", []) if isinstance(path, str)]
+    listed = plan.get("need")
+    need = [path for path in listed if isinstance(path, str)] if isinstance(listed, list) else []
     # Named in every later step: another client's begin meanwhile makes them refuse (409).
     update = {"update": plan["update"]} if isinstance(plan.get("update"), str) else {}
     progress = Progress(err, len(need), f"indexing {name}")
@@ -248,16 +252,22 @@ async def sync(client: Client, root: Path, name: str, err: Output) -> Summary:
     finally:
         progress.finish()
     status = await _post(client, f"/v1/workspaces/{name}/commit", update)
-    return Summary(name, int(status.get("files", 0)), len(need), int(plan.get("unchanged", 0)),
-                   int(plan.get("removed", 0)), int(status.get("units", 0)),
-                   int(status.get("definitions", 0)), found.skipped,
+    return Summary(name, _count(status, "files"), len(need), _count(plan, "unchanged"),
+                   _count(plan, "removed"), _count(status, "units"),
+                   _count(status, "definitions"), found.skipped,
                    time.perf_counter() - started, _vectors(status))
+
+
+def _count(answer: dict[str, Any], field: str) -> int:
+    """A count the orchestrator reports; a server's non-number shows as 0, not a traceback."""
+    value = answer.get(field)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def _vectors(status: dict[str, Any]) -> tuple[int, int] | None:
     if not status.get("vectors_enabled"):
         return None
-    return int(status.get("vectors", 0)), int(status.get("embeddable", 0))
+    return _count(status, "vectors"), _count(status, "embeddable")
 
 
 def vectors_line(vectors: tuple[int, int] | None) -> str:

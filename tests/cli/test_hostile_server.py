@@ -406,3 +406,26 @@ def test_a_slow_answer_that_keeps_coming_is_not_cut(server: FakeServer, cli,
     run = cli("ask", "hi")
     assert run.status == 0, run
     assert run.stdout == "one two three\n"
+
+
+# --- cerebrum index against a server that is not the orchestrator ------------------------
+
+@pytest.mark.parametrize(("begin", "commit"), [
+    ({"need": 5, "unchanged": "many", "update": "u"}, {"files": "x", "units": None}),
+    ({"need": ["a.py"], "update": "u"}, {"files": 1.5, "vectors_enabled": True,
+                                         "vectors": "all"}),
+    ([1, 2], {}),
+])
+def test_index_reads_odd_counts_without_a_traceback(server: FakeServer, cli, tmp_path: Path,
+                                                    begin: Any, commit: Any) -> None:
+    (tmp_path / "a.py").write_text("def f():\n    return 1\n")
+    server.routes["/v1/workspaces/ws/begin"] = answer(begin)
+    server.routes["/v1/workspaces/ws/files"] = answer({"stored": 1})
+    server.routes["/v1/workspaces/ws/commit"] = answer(commit)
+    run = cli("index", ".", "--name", "ws")
+    assert "Traceback" not in run.stderr
+    if isinstance(begin, list):
+        assert_one_sentence(run)
+        assert "not an object" in run.stderr
+    else:
+        assert run.status == 0, run
