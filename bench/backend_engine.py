@@ -9,8 +9,10 @@ temperature 0 and the same sampling for three subjects, started once each
 and alternated round by round so machine noise falls on all alike:
 
 * ``api``: ``vps_app.py --dev`` (CEREBRUM_SLOTS=4, CEREBRUM_THREADS=2), at the
-  systemd unit's ``Nice=-5`` when run as root (the model's threads step back
-  to nice 0 themselves, as in production);
+  systemd unit's ``Nice=-5`` when run as root, the model's threads at the
+  deployed ``CEREBRUM_MODEL_NICE=-5`` (deploy/vps/backend.env.example), as in
+  production; ``--model-nice N`` adds a second one (``apiN``) with the model's
+  threads at N, ``--model-nice 0`` to see them compete as equals;
 * ``ls-np1``: llama.cpp's ``llama-server -np 1`` (built by bench/build_llama_server.sh);
 * ``ls-np4``: ``llama-server -np 4 --cont-batching`` (context 4 × 2048).
 
@@ -83,6 +85,8 @@ from cerebrum.backend.repacking import llama_server_flags
 SLOTS = 4
 UNIT_NICE = -5
 """The backend unit's ``Nice=`` (deploy/vps/cerebrum-backend.service)."""
+DEPLOYED_MODEL_NICE = -5
+"""``CEREBRUM_MODEL_NICE`` as deploy/vps/backend.env.example sets it (tests/deploy checks)."""
 PROMPTS = [
     "def quicksort(items):\n    \"\"\"Sort a list of numbers.\"\"\"\n",
     "The history of the Roman Empire begins",
@@ -220,8 +224,7 @@ def spin_process() -> subprocess.Popen[bytes]:
 
 def start_api(port: int, model_nice: int | None = None) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
-    if model_nice is not None:
-        env["CEREBRUM_MODEL_NICE"] = str(model_nice)
+    env["CEREBRUM_MODEL_NICE"] = str(DEPLOYED_MODEL_NICE if model_nice is None else model_nice)
     env.update({
         "CEREBRUM_THREADS": str(THREADS),
         "CEREBRUM_SLOTS": str(SLOTS),
@@ -230,8 +233,8 @@ def start_api(port: int, model_nice: int | None = None) -> subprocess.Popen[byte
         "PYTHONPATH": str(ROOT),
     })
     # As deploy/vps/cerebrum-backend.service runs it: the service at Nice=-5,
-    # its event loop at real-time priority and the model's threads back at 0
-    # (where we may raise priority at all).
+    # its event loop at real-time priority and the model's threads at the
+    # deployed CEREBRUM_MODEL_NICE (where we may raise priority at all; else 0).
     nice = ["nice", "-n", str(UNIT_NICE)] if os.geteuid() == 0 else []
     return subprocess.Popen(
         [*nice, sys.executable, str(ROOT / "vps_app.py"), "--dev", "--host", "127.0.0.1",
@@ -475,7 +478,8 @@ def main() -> int:
                         help="conc: the same prompts every round (cache hits after the first)")
     parser.add_argument("--model-nice", type=int,
                         help="also run a second API server with this CEREBRUM_MODEL_NICE "
-                             "(subject api-5 for -5), alternated with the others")
+                             "(subject api+0 for 0; the first runs at the deployed "
+                             f"{DEPLOYED_MODEL_NICE}), alternated with the others")
     parser.add_argument("--relay", action="store_true",
                         help="every server behind the segmenting relay (a real network hop)")
     args = parser.parse_args()

@@ -79,10 +79,10 @@ class BackendConfig:
     is refused the loop runs as started (cerebrum/backend/priority.py)."""
     model_nice: int = attrs.field(default=0, validator=_nice_value)
     """Nice value of the model's threads. 0: they compete as equals with other
-    processes. A VPS that serves nothing else may give generation the upper hand
-    over a backup or an upgrade with -5 (a neighbour then gets about a seventh of
-    the cores while the model computes); below the service's own start value it
-    needs ``LimitNICE=`` (the unit allows down to -5) or root."""
+    processes. The VPS's backend.env sets -5, which keeps generation ahead of a
+    backup or an upgrade (such a neighbour gets about a quarter of the core it
+    shares while the model computes); below 0 it needs ``LimitNICE=`` (the unit
+    allows down to -5) or root."""
     max_connections: int = attrs.field(default=256, validator=positive)
     """Client connections open at once; past it the oldest idle one is closed."""
     header_timeout_s: float = attrs.field(default=10.0, validator=positive)

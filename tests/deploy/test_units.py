@@ -111,6 +111,26 @@ def test_a_stop_drains_within_what_systemd_waits() -> None:
         assert grace + 5 <= float(stop), unit
 
 
+def test_the_deployed_model_nice_is_allowed_and_benchmarked() -> None:
+    # backend.env gives the model's threads nice -5; the unit must allow that
+    # low (LimitNICE), and the engine benchmark measures what is deployed.
+    import importlib.util
+
+    from tests.services import ROOT
+
+    template = (ROOT / "deploy/vps/backend.env.example").read_text()
+    (line,) = [x for x in template.splitlines() if x.startswith("CEREBRUM_MODEL_NICE=")]
+    deployed = int(line.split("=", 1)[1])
+    (limit,) = values(parse_unit(UNITS["cerebrum-backend.service"]), "Service", "LimitNICE")
+    assert int(limit) <= deployed
+    spec = importlib.util.spec_from_file_location("backend_engine",
+                                                  ROOT / "bench/backend_engine.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.DEPLOYED_MODEL_NICE == deployed
+
+
 def test_orchestrator_fits_a_4gb_pi() -> None:
     (memory_max,) = values(parse_unit(UNITS["cerebrum-orchestrator.service"]), "Service", "MemoryMax")
     assert memory_max == "512M"
