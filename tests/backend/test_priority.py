@@ -46,19 +46,22 @@ def test_refused_realtime_leaves_the_thread_as_it_was() -> None:
     # An unprivileged user with RLIMIT_RTPRIO 0 is refused: the call says so
     # and the thread keeps running at its ordinary policy. (Imports first: the
     # unprivileged user may not be able to read the interpreter's files.)
+    out = _as_nobody("from cerebrum.backend.priority import make_this_thread_realtime\n"
+                     "resource.setrlimit(resource.RLIMIT_RTPRIO, (0, 0))\n",
+                     "print(make_this_thread_realtime(), os.sched_getscheduler(0))\n")
+    assert out.stdout.split() == ["False", str(os.SCHED_OTHER)]
+
+
+def _as_nobody(setup: str, code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``setup`` as root, then ``code`` as the unprivileged user ``nobody`` (no
+    CAP_SYS_NICE), in a fresh interpreter; skips the test when not root."""
     if os.geteuid() != 0:
         pytest.skip("needs root to become an unprivileged user for the test")
-    code = (
-        "import os, resource\n"
-        "from cerebrum.backend.priority import make_this_thread_realtime\n"
-        "resource.setrlimit(resource.RLIMIT_RTPRIO, (0, 0))\n"
-        "os.setuid(65534)  # drops CAP_SYS_NICE\n"
-        "print(make_this_thread_realtime(), os.sched_getscheduler(0))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=os.getcwd(),
-                         env={**os.environ, "PYTHONPATH": os.getcwd()}).stdout.split()
-    assert out == ["False", str(os.SCHED_OTHER)]
+    script = ("import logging, os, resource, threading\n" + setup
+              + "os.setuid(65534)  # drops CAP_SYS_NICE\n" + code)
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True, cwd=os.getcwd(),
+                          env={**os.environ, "PYTHONPATH": os.getcwd()})
 
 
 def _model_thread_nice(start: int, nice: int) -> int | None:
@@ -103,21 +106,12 @@ def test_a_negative_model_nice_gives_the_model_the_upper_hand() -> None:
     assert _model_thread_nice(0, 4) == 4
 
 
-def test_a_refused_model_nice_is_one_warning(caplog) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to become an unprivileged user for the test")
-    code = (
-        "import logging, os, resource, threading\n"
-        "from cerebrum.backend.priority import run_model_thread_at\n"
-        "logging.basicConfig(level='WARNING')\n"
-        "resource.setrlimit(resource.RLIMIT_NICE, (0, 0))\n"
-        "os.setuid(65534)  # drops CAP_SYS_NICE\n"
-        "run_model_thread_at(-5)\n"
-        "print(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, cwd=os.getcwd(),
-                          env={**os.environ, "PYTHONPATH": os.getcwd()})
+def test_a_refused_model_nice_is_one_warning() -> None:
+    done = _as_nobody("from cerebrum.backend.priority import run_model_thread_at\n"
+                      "logging.basicConfig(level='WARNING')\n"
+                      "resource.setrlimit(resource.RLIMIT_NICE, (0, 0))\n",
+                      "run_model_thread_at(-5)\n"
+                      "print(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))\n")
     assert done.stdout.split() == ["0"]
     assert "nice -5 was refused" in done.stderr and "LimitNICE=-5" in done.stderr
     assert "Traceback" not in done.stderr
