@@ -16,6 +16,7 @@ own context and batches through the low-level API.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import re
 import threading
@@ -133,6 +134,7 @@ class ModelWorker:
         self._model_lock = threading.Lock()
         """Held while tokenizing off the worker thread, and while the model is freed."""
         self._formatter: Any = None
+        self._special_texts: tuple[str, ...] = ()
         self._native_tools = False
         self.engine: Engine | None = None
 
@@ -212,6 +214,42 @@ class ModelWorker:
 
     # -- on the worker thread ------------------------------------------------
 
+    def _spells_special(self, text: str) -> bool:
+        return any(special in text for special in self._special_texts)
+
+    def _content_as_text(self, messages: list[dict[str, Any]], extras: dict[str, Any],
+                         add_bos: bool) -> list[int] | None:
+        """The chat's tokens with each message's content read as text, never as
+        special tokens: a pasted file that holds ``<|im_start|>system`` must not
+        open a turn of its own (the template's own markers still do).
+
+        The template renders marks in place of the contents; the text between
+        them is the template's, tokenized with special tokens on, each content
+        with them off. None (tokenize the whole prompt) where the template does
+        not keep every mark exactly once, in order.
+        """
+        contents: list[str] = []
+        marked = []
+        for message in messages:
+            content = message.get("content")
+            if isinstance(content, str) and content:
+                marked.append({**message, "content": _CONTENT_MARK.format(len(contents))})
+                contents.append(content)
+            else:
+                marked.append(message)
+        template = self._formatter(messages=marked, **extras).prompt
+        pieces = _CONTENT_MARK_RE.split(template)
+        if [int(index) for index in pieces[1::2]] != list(range(len(contents))):
+            return None
+        model = self._model
+        tokens: list[int] = list(model.tokenize(pieces[0].encode("utf-8"), add_bos=add_bos,
+                                                special=True))
+        for at in range(1, len(pieces), 2):
+            tokens += model.tokenize(contents[int(pieces[at])].encode("utf-8"), add_bos=False,
+                                     special=False)
+            tokens += model.tokenize(pieces[at + 1].encode("utf-8"), add_bos=False, special=True)
+        return tokens
+
     def _tokenize_locked(self, job: GenerationJob) -> tuple[list[int], list[str]]:
         with self._model_lock:
             if self._model is None:
@@ -231,6 +269,7 @@ class ModelWorker:
         model = llama_private.load_model(self.spec.path)
         try:
             self._formatter = _chat_formatter(model, self.spec.chat_format)
+            self._special_texts = special_token_texts(model)
             self._native_tools = self.spec.chat_format is None and \
                 tools.template_has_native_tools(model.metadata().get("tokenizer.chat_template"))
             from cerebrum.backend.models import (
@@ -293,6 +332,11 @@ class ModelWorker:
             extra = formatted.stop or []
             stops += [extra] if isinstance(extra, str) else list(extra)
             add_bos = not formatted.added_special and model.add_bos_token()
+            if any(isinstance(m.get("content"), str) and self._spells_special(m["content"])
+                   for m in rendered.messages):
+                plain = self._content_as_text(rendered.messages, extras, add_bos)
+                if plain is not None:
+                    return plain, stops
             text = formatted.prompt
         else:
             add_bos = model.add_bos_token()
@@ -300,6 +344,34 @@ class ModelWorker:
             if job.suffix is not None:
                 return fim_tokens(model, text, job.suffix, add_bos), stops
         return model.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True), stops
+
+
+# Stands for a message's content while the template renders: control characters no
+# template adds, trims or escapes, so each one is found again exactly once.
+_CONTENT_MARK = "\x1ecerebrum-content-{}\x1e"
+_CONTENT_MARK_RE = re.compile("\x1ecerebrum-content-(\\d+)\x1e")
+_SPECIAL_ATTRS = ("LLAMA_TOKEN_ATTR_CONTROL", "LLAMA_TOKEN_ATTR_USER_DEFINED",
+                  "LLAMA_TOKEN_ATTR_UNKNOWN")
+
+
+def special_token_texts(model: Any) -> tuple[str, ...]:
+    """The text of every token llama.cpp reads as special when asked to
+    (``<|im_start|>``, ``<|endoftext|>``...): control, user-defined, unknown."""
+    import llama_cpp
+
+    mask = 0
+    for name in _SPECIAL_ATTRS:
+        mask |= getattr(llama_cpp, name)
+    vocab = model.vocab
+    buffer = ctypes.create_string_buffer(256)
+    texts = []
+    for token in range(llama_cpp.llama_vocab_n_tokens(vocab)):
+        if llama_cpp.llama_vocab_get_attr(vocab, token) & mask:
+            # (LlamaModel.token_to_piece returns its whole 32-byte buffer, NULs included.)
+            size = llama_cpp.llama_token_to_piece(vocab, token, buffer, len(buffer), 0, True)
+            if size > 0:
+                texts.append(buffer.raw[:size].decode("utf-8", "replace"))
+    return tuple(texts)
 
 
 def _chat_formatter(model: Any, chat_format: str | None) -> Any:
