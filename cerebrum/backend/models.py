@@ -168,7 +168,8 @@ class ModelManager:
         slot.pending += 1
         started = None
         try:
-            await self._unless_stopping(self.ensure_loaded(name))
+            if slot.worker is None:  # (loaded, there is nothing to wait for)
+                await self._unless_stopping(self.ensure_loaded(name))
             async with self._permits(slot, choices):
                 self._refuse_if_stopping()  # the stop began while it waited
                 # Idle unload and eviction skip models with pending requests,
@@ -189,7 +190,10 @@ class ModelManager:
         try:
             async with slot.admission:
                 for _ in range(count):
-                    await self._unless_stopping(slot.permits.acquire())
+                    if slot.permits.locked():
+                        await self._unless_stopping(slot.permits.acquire())
+                    else:  # a free slot is taken at once: no wait to race a stop against
+                        await slot.permits.acquire()
                     held += 1
             yield
         finally:
@@ -215,16 +219,15 @@ class ModelManager:
         If both happen in one turn of the loop, what ``waiting`` got is kept
         (a permit is released by the caller's ``finally``, a load stays loaded)."""
         task = asyncio.ensure_future(waiting)
-        if not task.done():
-            stop = asyncio.ensure_future(self._stopping.wait())
-            try:
-                await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stop.cancel()
-                if not task.done():
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if task.cancelled():
             self._refuse_if_stopping()
         return task.result()
