@@ -328,8 +328,7 @@ async def _read_reply(response: aiohttp.ClientResponse, name: str, *, stream: bo
                                               retry_after=retry_after, code="backend_busy"),
                                   verdict=Verdict.ALIVE)
         raise UpstreamFailure(BadGateway(f"backend {name} failed with HTTP {status}: {message}"))
-    if 300 <= status < 400:
-        response.close()
+    if 300 <= status < 400:  # (_attempt closes the response)
         raise UpstreamFailure(BadGateway(f"backend {name} answered with a redirect (HTTP "
                                          f"{status}), which is not followed"))
     content_type = response.headers.get("Content-Type", "application/json")
@@ -351,8 +350,7 @@ async def _read_reply(response: aiohttp.ClientResponse, name: str, *, stream: bo
 
 
 async def _read_whole(response: aiohttp.ClientResponse, name: str, status: int,
-                      content_type: str, limit: int, expect: str,
-                      stream: bool = False) -> Answered:
+                      content_type: str, limit: int, expect: str, stream: bool) -> Answered:
     try:
         body = await read_body(response, limit)
     except BodyTooLarge:
