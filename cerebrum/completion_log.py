@@ -20,18 +20,9 @@ from typing import Any
 import attrs
 
 from cerebrum.metrics import HttpMetrics
+from cerebrum.protocol import is_token_count
 
 _LOGGER = logging.getLogger("cerebrum.completion")
-
-
-MAX_TOKEN_COUNT = 10**9
-"""A count above this is no real count: a peer's 10**400 would overflow the metrics'
-floats (or make them +Inf for good) and the log's arithmetic."""
-
-
-def _is_count(value: Any) -> bool:
-    return (isinstance(value, int) and not isinstance(value, bool)
-            and 0 <= value <= MAX_TOKEN_COUNT)
 
 
 def token_counts(usage: Any) -> dict[str, int] | None:
@@ -41,7 +32,7 @@ def token_counts(usage: Any) -> dict[str, int] | None:
     if not isinstance(usage, Mapping):
         return None
     counts = {name: usage[name] for name in ("prompt_tokens", "completion_tokens")
-              if _is_count(usage.get(name))}
+              if is_token_count(usage.get(name))}
     return counts or None
 
 
@@ -84,8 +75,8 @@ class CompletionRecord:
         """The token counts of an OpenAI ``usage`` object (unset where it has none)."""
         usage = usage or {}
         prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        self.prompt_tokens = prompt if _is_count(prompt) else None
-        self.completion_tokens = completion if _is_count(completion) else None
+        self.prompt_tokens = prompt if is_token_count(prompt) else None
+        self.completion_tokens = completion if is_token_count(completion) else None
 
     def mark_first_byte(self) -> None:
         """The answer's body starts now (a stream's first event, or the whole answer)."""

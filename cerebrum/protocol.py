@@ -1,7 +1,7 @@
 """Cerebrum's own wire names, shared by both services and the CLI.
 
 Headers, body fields and model aliases that Cerebrum adds to the OpenAI API,
-defined once, and the reading of an OpenAI-style error body. This module
+defined once, and the reading of an OpenAI-style error body and its token counts. This module
 imports only the standard library, so the CLI (which never loads the
 services) and the services agree on every spelling.
 """
@@ -9,6 +9,7 @@ services) and the services agree on every spelling.
 from __future__ import annotations
 
 import json
+from typing import TypeGuard
 
 REQUEST_ID_HEADER = "X-Request-ID"
 """Correlation id: kept when a client sends a safe one, else made; echoed on every
@@ -35,6 +36,17 @@ OPTIONS_FIELD = "cerebrum"
 
 ROUTING_ALIASES = ("auto",)
 """Model names that mean "let the orchestrator choose"."""
+
+
+MAX_TOKEN_COUNT = 10**9
+"""A usage count above this is no real count: a peer's 10**400 would overflow the
+metrics' floats (or make them +Inf for good) and the log's and the CLI's arithmetic."""
+
+
+def is_token_count(value: object) -> TypeGuard[int]:
+    """Whether a ``usage`` field from a peer is a plausible token count."""
+    return (isinstance(value, int) and not isinstance(value, bool)
+            and 0 <= value <= MAX_TOKEN_COUNT)
 
 
 def named_model(model: str | None) -> str | None:

@@ -29,7 +29,7 @@ from cerebrum.cli.errors import (
     Unreachable,
 )
 from cerebrum.cli.render import terminal_safe
-from cerebrum.protocol import REQUEST_ID_HEADER, error_message
+from cerebrum.protocol import REQUEST_ID_HEADER, error_message, is_token_count
 
 Service = Literal["orchestrator", "backend"]
 
@@ -40,8 +40,6 @@ SSE_EVENT_TIMEOUT_S = 300.0
 comments do not count, or a server pinging forever would hold ``ask`` for ever.
 The orchestrator gives its backend as long (``sse_event_timeout_s``)."""
 
-# Token counts past this are not counts (the orchestrator keeps at most as much).
-_MAX_TOKEN_COUNT = 10**9
 _MAX_MODEL_NAME = 200
 
 _HOW_TO_START: dict[Service | None, str] = {
@@ -125,10 +123,7 @@ def json_kind(value: object) -> str:
 
 def _token_count(value: object) -> int | None:
     # Any other value means only that there is no count to show (and no tokens/s).
-    if isinstance(value, int) and not isinstance(value, bool) and \
-            0 <= value <= _MAX_TOKEN_COUNT:
-        return value
-    return None
+    return value if is_token_count(value) else None
 
 
 def _retry_after(value: str | None) -> float | None:
