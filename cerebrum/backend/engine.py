@@ -99,6 +99,10 @@ class _Request:
     pending: list[int] = attrs.field(factory=list)
     """Tokens to feed: the prompt's uncomputed tail, then the last sampled token."""
     generating: bool = False
+    began: int | None = None
+    """The arrival clock's value when the first token came (see ``scheduler.plan_batch``)."""
+    passed: int = 0
+    """Steps this prompt waited while others prefilled."""
     produced: int = 0
     decoder: Any = None
     matcher: StopMatcher | None = None
@@ -150,6 +154,7 @@ class Engine:
         self.context_size = context_size
         self.max_threads = max_threads
         self.threads = scheduler.ThreadTuner(max_threads)
+        self.step_costs = scheduler.StepCostModel()
         self.batch_size = max(prefill_chunk, slots)
         self._llama = llama_cpp
         self._model = model
@@ -468,7 +473,8 @@ class Engine:
                 self._finish(slot, "cancelled")
         demands = [
             scheduler.SeqDemand(slot.seq, 0 if slot.request.generating
-                                else len(slot.request.pending), slot.request.arrived)
+                                else len(slot.request.pending), slot.request.arrived,
+                                slot.request.began, slot.request.passed)
             for slot in self._slots
             if slot.request is not None and slot.request.follows is None
         ]
@@ -478,7 +484,13 @@ class Engine:
         # cuts a batch wherever the sequence id goes down, and each piece is
         # a pass over all the weights (two streams in slots 1 and 0, in that
         # order, decoded at two thirds of the tokens/s of the same pair in order).
-        plan = sorted(scheduler.plan_batch(demands, self.batch_size))
+        plan = sorted(scheduler.plan_batch(demands, self.batch_size, self.step_costs.estimate()))
+        planned = {seq for seq, _ in plan}
+        for d in demands:
+            if d.prompt_left and d.seq not in planned:
+                request = self._slots[d.seq].request
+                assert request is not None
+                request.passed += 1
         batch = self._batch
         n = 0
         outputs: list[tuple[_Slot, int]] = []
@@ -515,7 +527,9 @@ class Engine:
         rc = llama_cpp.llama_decode(self._ctx, batch)
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
-        self.threads.observe(key, threads, time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        self.threads.observe(key, threads, elapsed)
+        self.step_costs.observe(n, elapsed)
         self.stats.steps += 1
         if len(plan) > 1:
             self.stats.batched_steps += 1
@@ -543,7 +557,8 @@ class Engine:
         except NoTokenLeft as exc:  # this request's constraints, not the engine: it alone ends
             self._finish(slot, "stop", failed=exc)
             return
-        req.generating = True
+        if not req.generating:
+            req.generating, req.began = True, next(self._arrivals)
         if llama_cpp.llama_vocab_is_eog(self._vocab, token):
             self._finish(slot, "stop")
             return

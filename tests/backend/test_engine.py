@@ -368,8 +368,9 @@ async def test_a_step_lays_its_batch_out_in_sequence_order() -> None:
 
 async def test_a_request_arriving_while_another_is_admitted_shares_its_first_step() -> None:
     # Requests of a burst reach the engine a fraction of a millisecond apart,
-    # while the first of them is being admitted. They must join the first
-    # decode step rather than wait a whole step (15-50 ms) behind it.
+    # while the first of them is being admitted. They must be planned with
+    # it; a new engine, which has not yet measured its step cost, puts them
+    # in the first decode step rather than a whole step (15-50 ms) behind it.
     import threading
 
     from cerebrum.backend.generation import Finished, GenerationJob
@@ -404,3 +405,61 @@ async def test_a_request_arriving_while_another_is_admitted_shares_its_first_ste
         assert len(set(layouts[0])) == 2, layouts[:2]
     finally:
         await worker.close()
+
+
+class _LinearStepCost:
+    """A step cost where each token costs more than the step's fixed part (a 2-core VPS)."""
+
+    def observe(self, tokens: int, seconds: float) -> None:
+        pass
+
+    def estimate(self) -> Any:
+        from cerebrum.backend.scheduler import StepCost
+
+        return StepCost(fixed=0.004, per_token=0.005)
+
+
+async def test_where_tokens_cost_most_a_burst_is_prefilled_shortest_first() -> None:
+    # Two prompts planned together on a host where each prompt token costs
+    # nearly a step: the shorter one is prefilled alone and streams first;
+    # its second token waits for the other's first (asked for before it).
+    import threading
+
+    from cerebrum.backend.generation import Finished, GenerationJob
+    from cerebrum.openai_wire import SamplingParams
+
+    worker, layouts = await _worker_recording_layouts()
+    engine = worker.engine
+    assert engine is not None
+    engine.step_costs = _LinearStepCost()
+    admitting, second_sent = threading.Event(), threading.Event()
+    tokenize = engine._tokenize
+
+    def slow_first_tokenize(job: GenerationJob) -> Any:
+        if not admitting.is_set():
+            admitting.set()
+            second_sent.wait(5)
+        return tokenize(job)
+
+    engine._tokenize = slow_first_tokenize
+    long_prompt = ('def fibonacci(n):\n'
+                   '    """Return the n-th Fibonacci number, counting from 0."""\n')
+
+    def job(prompt: str) -> GenerationJob:
+        return GenerationJob(SamplingParams(max_tokens=3, temperature=0), prompt=prompt)
+
+    try:
+        first = worker.start(job(long_prompt))
+        assert await asyncio.get_running_loop().run_in_executor(None, admitting.wait, 5)
+        second = worker.start(job("Once upon a time"))
+        second_sent.set()
+        for generation in (first, second):
+            while not isinstance(event := await generation.next_event(), Finished):
+                pass
+            assert event.reason == "length"
+    finally:
+        await worker.close()
+    short_seq, long_seq = layouts[0][0], layouts[1][0]
+    assert set(layouts[0]) == {short_seq} and set(layouts[1]) == {long_seq} != {short_seq}
+    assert len(layouts[0]) < len(layouts[1])  # the short prompt went first
+    assert set(layouts[2]) == {short_seq, long_seq}  # then both decode

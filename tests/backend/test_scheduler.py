@@ -7,10 +7,13 @@ from pathlib import Path
 
 from cerebrum.backend.prompt_cache import DiskTier, PromptCache
 from cerebrum.backend.scheduler import (
+    MAX_PASSES,
     MIN_SAVE_TOKENS,
     CacheInfo,
     SeqDemand,
     SlotInfo,
+    StepCost,
+    StepCostModel,
     ThreadTuner,
     choose_evictions,
     choose_slot,
@@ -105,13 +108,66 @@ def test_generating_sequences_get_one_token_before_any_prompt_chunk() -> None:
     assert plan_batch(demands, 256) == [(1, 1), (2, 1), (0, 254)]
 
 
-def test_prompt_chunks_go_oldest_first_within_the_budget() -> None:
+def test_prompt_chunks_go_shortest_first_within_the_budget() -> None:
     demands = [
         SeqDemand(3, prompt_left=100, arrived=5),
         SeqDemand(1, prompt_left=300, arrived=2),
     ]
+    assert plan_batch(demands, 256) == [(3, 100), (1, 156)]
+    assert plan_batch(demands, 400) == [(3, 100), (1, 300)]
+
+
+def test_a_prompt_passed_over_too_often_goes_first() -> None:
+    demands = [
+        SeqDemand(3, prompt_left=100, arrived=5),
+        SeqDemand(1, prompt_left=300, arrived=2, passed=MAX_PASSES),
+    ]
     assert plan_batch(demands, 256) == [(1, 256)]
-    assert plan_batch(demands, 400) == [(1, 300), (3, 100)]
+    assert plan_batch(demands, 256, StepCost(0.001, 0.005)) == [(1, 256)]
+
+
+LINEAR = StepCost(fixed=0.004, per_token=0.005)
+"""Measured on the 2-core VPS: a token costs more than a step's fixed part."""
+FIXED = StepCost(fixed=0.020, per_token=0.00005)
+"""A CPU (or GPU) where a step's cost is mostly fixed."""
+
+
+def test_where_tokens_cost_most_a_burst_is_prefilled_one_prompt_a_step() -> None:
+    burst = [SeqDemand(i, prompt_left=n, arrived=i) for i, n in enumerate([22, 16, 20, 24])]
+    assert plan_batch(burst, 256, LINEAR) == [(1, 16)]  # the shortest first
+    # Cost unknown (a new engine): the whole burst in one step.
+    assert sorted(plan_batch(burst, 256)) == [(0, 22), (1, 16), (2, 20), (3, 24)]
+
+
+def test_where_steps_cost_most_a_burst_shares_one_step() -> None:
+    burst = [SeqDemand(i, prompt_left=n, arrived=i) for i, n in enumerate([22, 16, 20, 24])]
+    assert sorted(plan_batch(burst, 256, FIXED)) == [(0, 22), (1, 16), (2, 20), (3, 24)]
+
+
+def test_a_stream_begun_during_a_burst_yields_to_the_bursts_first_tokens() -> None:
+    # Sequence 1 got its first token after 0, 2 and 3 had arrived: their
+    # first tokens go before its second; a stream running before any of them
+    # arrived (4) keeps its token every step.
+    demands = [SeqDemand(1, 0, arrived=1, began=5), SeqDemand(4, 0, arrived=-3, began=-1),
+               SeqDemand(0, 22, arrived=0), SeqDemand(2, 20, arrived=2),
+               SeqDemand(3, 24, arrived=3)]
+    assert plan_batch(demands, 256, LINEAR) == [(4, 1), (2, 20)]
+    # A step that completes no prompt (a long one in chunks) carries it.
+    long = [SeqDemand(1, 0, arrived=1, began=5), SeqDemand(0, 1000, arrived=0)]
+    assert plan_batch(long, 256, LINEAR) == [(1, 1), (0, 255)]
+
+
+def test_the_step_cost_is_fitted_from_the_steps_seen() -> None:
+    model = StepCostModel()
+    assert model.estimate() is None
+    for _ in range(20):
+        model.observe(1, 0.004 + 0.005)
+    assert model.estimate() is None  # one size only: the parts cannot be told apart
+    for tokens in (20, 1, 1, 16, 1, 24):
+        model.observe(tokens, 0.004 + 0.005 * tokens)
+    estimate = model.estimate()
+    assert estimate is not None
+    assert abs(estimate.fixed - 0.004) < 1e-6 and abs(estimate.per_token - 0.005) < 1e-6
 
 
 def test_no_sequence_starves_when_the_budget_is_tiny() -> None:
