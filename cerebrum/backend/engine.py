@@ -50,7 +50,7 @@ from cerebrum.backend.generation import (
     TextPiece,
 )
 from cerebrum.backend.neighbours import IdleWatch
-from cerebrum.backend.prompt_cache import PromptCache
+from cerebrum.backend.prompt_cache import CacheEntry, PromptCache
 from cerebrum.backend.sampling import (
     NoTokenLeft,
     Sampler,
@@ -103,6 +103,11 @@ class _Request:
     """The arrival clock's value when the first token came (see ``scheduler.plan_batch``)."""
     passed: int = 0
     """Steps this prompt waited while others prefilled."""
+    setup: scheduler.SlotChoice | None = None
+    """The slot choice still to carry out, at the first step that decodes this
+    request (``Engine._ready``)."""
+    restoring: CacheEntry | None = None
+    """The cache entry that setup restores, taken out of the cache at admission."""
     produced: int = 0
     decoder: Any = None
     matcher: StopMatcher | None = None
@@ -353,7 +358,6 @@ class Engine:
                 self._fail_group(req, exc)
 
     def _admit(self, req: _Request) -> None:
-        llama_cpp = self._llama
         job = req.job
         tokens, stops = job.tokenized if job.tokenized is not None else self._tokenize(job)
         n_ctx = self.context_size
@@ -389,10 +393,45 @@ class Engine:
         )
         assert choice is not None  # _admit_waiting checked for a free slot
         slot = self._slots[choice.slot]
+        seed = job.params.seed if job.params.seed is not None else random.getrandbits(32)
+        # Samplers first: a grammar llama.cpp refuses fails the group before
+        # any slot is taken.
+        for member in req.group():
+            member.sampler = build_sampler(job.params, seed + member.index, self._vocab,
+                                           self._n_vocab)
+        # The slot's old state is saved, and a cached one restored, only at the
+        # first step that decodes this request (``_ready``). Admitting a burst
+        # is then bookkeeping, and the saves for its later prompts run after
+        # the loop has handed them all over: each save's ctypes calls wait for
+        # the GIL behind the loop, 5-20 ms apiece during a burst (traced).
+        req.setup = choice
+        if choice.restore is not None:
+            # Out of the cache now, so that no save before setup evicts it.
+            req.restoring = self.cache.take(choice.restore)
+        expected = (choice.reuse if req.restoring is not None
+                    else 0 if choice.restore is not None
+                    else min(choice.reuse, len(slot.cached)))
+        req.pending = tokens[expected:]
+        self._start(slot, req)
+        for sibling in req.siblings:
+            self._admit_sibling(req, sibling)
+
+    def _start(self, slot: _Slot, req: _Request) -> None:
+        req.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        req.matcher = StopMatcher(req.stops)
+        slot.request = req
+        req.emit(PromptReady(len(req.tokens)))
+
+    def _ready(self, slot: _Slot, req: _Request) -> None:
+        """Carry out the slot choice made at admission: save what the slot held,
+        restore a cached state, keep the shared prefix."""
+        llama_cpp = self._llama
+        choice, entry = req.setup, req.restoring
+        assert choice is not None
+        req.setup = req.restoring = None
         if choice.save_first:
             self._save(slot)
         if choice.restore is not None:
-            entry = self.cache.take(choice.restore)
             llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
             data = (ctypes.c_uint8 * len(entry.data)).from_buffer_copy(entry.data) \
                 if entry is not None else None
@@ -412,22 +451,7 @@ class Engine:
             reuse = 0
         del slot.cached[reuse:]
         self.stats.reused_tokens += reuse
-        seed = job.params.seed if job.params.seed is not None else random.getrandbits(32)
-        # Samplers first: a grammar llama.cpp refuses fails the group before
-        # any slot is taken.
-        for member in req.group():
-            member.sampler = build_sampler(job.params, seed + member.index, self._vocab,
-                                           self._n_vocab)
-        req.pending = tokens[reuse:]
-        self._start(slot, req)
-        for sibling in req.siblings:
-            self._admit_sibling(req, sibling)
-
-    def _start(self, slot: _Slot, req: _Request) -> None:
-        req.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        req.matcher = StopMatcher(req.stops)
-        slot.request = req
-        req.emit(PromptReady(len(req.tokens)))
+        req.pending = req.tokens[reuse:]
 
     def _admit_sibling(self, leader: _Request, sibling: _Request) -> None:
         """Give a further choice a slot of its own; it waits there for the leader's prompt."""
@@ -485,6 +509,12 @@ class Engine:
         # a pass over all the weights (two streams in slots 1 and 0, in that
         # order, decoded at two thirds of the tokens/s of the same pair in order).
         plan = sorted(scheduler.plan_batch(demands, self.batch_size, self.step_costs.estimate()))
+        for seq, _ in plan:
+            slot = self._slots[seq]
+            if slot.request is not None and slot.request.setup is not None:
+                # (A failed restore leaves more to prefill than planned: the
+                # planned count is then a chunk, and the rest follows.)
+                self._ready(slot, slot.request)
         planned = {seq for seq, _ in plan}
         for d in demands:
             if d.prompt_left and d.seq not in planned:
@@ -632,6 +662,10 @@ class Engine:
                 other.request.pending = list(other.request.tokens)
         # Free the slot before the handler hears of the end: it may start the
         # next request (or read the slot states) at once.
+        if req.restoring is not None:
+            # Ended before its first step: the slot still holds what it held,
+            # and the state it would have restored goes back to the cache.
+            self.cache.put(req.restoring.tokens, req.restoring.data)
         slot.request = None
         slot.last_used = self._clock()
         # A sequence left mid-prompt (cancelled) keeps only what it computed:

@@ -128,6 +128,36 @@ async def test_evicted_and_restored_state_gives_the_same_output(make_backend) ->
     assert again == first
 
 
+async def test_a_request_cancelled_before_its_first_step_leaves_the_cache_as_it_was(
+        make_backend) -> None:
+    # A slot's old state is saved, and a cached one restored, only at the
+    # request's first step: a request that ends before it must put back the
+    # state it took out of the cache, and leave its slot's state alone.
+    client = await make_backend(slots=1, prompt_cache_mb=64)
+    fruits = "Here is a list of fruits: apple, banana,"
+    first = await _whole(client, fruits, 10)
+    await _whole(client, "Unrelated: the sky is blue because", 10)  # fruits to the cache
+    engine = _engine(client)
+    assert len(engine.cache) == 1
+    admit = engine._admit
+
+    def admit_then_cancel(req: Any) -> None:
+        admit(req)
+        req.generation.cancel_event.set()  # the client leaves before the first step
+
+    engine._admit = admit_then_cancel  # type: ignore[method-assign]
+    response = await client.post("/v1/completions", headers=AUTH, json={
+        "prompt": fruits, "max_tokens": 10, "temperature": 0})
+    await response.read()
+    assert response.status != 401
+    engine._admit = admit  # type: ignore[method-assign]
+    assert engine.stats.restores == 0 and len(engine.cache) == 1
+    unrelated_left = engine.stats.prefill_tokens
+    again = await _whole(client, fruits, 10)
+    assert engine.stats.restores == 1 and again == first
+    assert engine.stats.prefill_tokens - unrelated_left < 5  # only the last prompt token
+
+
 async def test_a_state_spilled_to_disk_restores_the_same_output(make_backend, tmp_path) -> None:
     # No RAM for saved states at all: the displaced conversation goes to a
     # file, and comes back from it.
